@@ -1,0 +1,220 @@
+"""Shared fixtures: a clean environment for every test and one signature-checking moto server."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+sys.path.insert(0, str(ROOT))
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+
+# Fixed test data: every value is a made-up marker so a leak is easy to grep for.
+SECRET_STRING = '{"username":"svc","password":"s3cr3t-VALUE-1"}'
+SECRET_STRING_V2 = '{"username":"svc","password":"s3cr3t-VALUE-2"}'
+SECRET_BINARY = bytes(range(256))
+PARAM_STRING = "plain-PARAM-value"
+PARAM_SECURE = "secure-PARAM-value-42"
+PARAM_LIST = "alpha,beta,gamma"
+
+_ISOLATED_PREFIXES = ("AWS_", "PARAMETERS_SECRETS_EXTENSION_", "SECRETS_MANAGER_", "SSM_PARAMETER_")
+
+
+@pytest.fixture(autouse=True)
+def clean_environ() -> Iterator[None]:
+    """Each test starts without AWS or extension variables and leaves os.environ as it found it."""
+    saved = dict(os.environ)
+    for name in list(os.environ):
+        if name.startswith(_ISOLATED_PREFIXES):
+            del os.environ[name]
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@dataclass(frozen=True)
+class Moto:
+    """A running moto server and the identities and data created in it."""
+
+    endpoint: str
+    host: str
+    port: int
+    access_key: str
+    secret_key: str
+    limited_access_key: str
+    limited_secret_key: str
+    role_arn: str
+    secret_name: str
+    secret_arn: str
+    secret_v1: str
+    secret_v2: str
+    binary_secret_name: str
+    param_string: str
+    param_secure: str
+    param_list: str
+
+    def boto3_client(self, service: str, *, admin: bool = True, **kwargs: object) -> object:
+        """A boto3 client signed with the admin (or limited) user's key."""
+        import boto3
+
+        key, secret = (
+            (self.access_key, self.secret_key)
+            if admin
+            else (self.limited_access_key, self.limited_secret_key)
+        )
+        return boto3.client(  # type: ignore[call-overload]
+            service,
+            region_name=REGION,
+            endpoint_url=self.endpoint,
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+            **kwargs,
+        )
+
+
+def _set_auth(endpoint: str, body: bytes) -> None:
+    request = urllib.request.Request(
+        endpoint + "/moto-api/reset-auth",
+        data=body,
+        headers={"Content-Type": "text/plain"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        response.read()
+
+
+def _bootstrap(endpoint: str) -> Moto:
+    import boto3
+
+    anon = {
+        "region_name": REGION,
+        "endpoint_url": endpoint,
+        "aws_access_key_id": "bootstrap",
+        "aws_secret_access_key": "bootstrap",
+    }
+    iam = boto3.client("iam", **anon)  # type: ignore[call-overload]
+    iam.create_user(UserName="extension")
+    key = iam.create_access_key(UserName="extension")["AccessKey"]
+    iam.put_user_policy(
+        UserName="extension",
+        PolicyName="all",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": ["secretsmanager:*", "ssm:*", "kms:*", "sts:*", "iam:*"],
+                        "Resource": "*",
+                    }
+                ],
+            }
+        ),
+    )
+    iam.create_user(UserName="limited")
+    limited = iam.create_access_key(UserName="limited")["AccessKey"]
+    iam.put_user_policy(
+        UserName="limited",
+        PolicyName="ssm-only",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": ["ssm:GetParameter"], "Resource": "*"}],
+            }
+        ),
+    )
+    role = iam.create_role(
+        RoleName="extension-role",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+    )["Role"]
+    iam.put_role_policy(
+        RoleName="extension-role",
+        PolicyName="read",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": ["secretsmanager:GetSecretValue", "ssm:GetParameter"],
+                        "Resource": "*",
+                    }
+                ],
+            }
+        ),
+    )
+
+    sm = boto3.client("secretsmanager", **anon)  # type: ignore[call-overload]
+    created = sm.create_secret(Name="app/db-credentials", SecretString=SECRET_STRING)
+    v2 = sm.put_secret_value(SecretId="app/db-credentials", SecretString=SECRET_STRING_V2)
+    sm.create_secret(Name="app/binary-blob", SecretBinary=SECRET_BINARY)
+
+    ssm = boto3.client("ssm", **anon)  # type: ignore[call-overload]
+    ssm.put_parameter(Name="/app/plain", Value=PARAM_STRING, Type="String")
+    ssm.put_parameter(Name="/app/secure", Value=PARAM_SECURE, Type="SecureString")
+    ssm.put_parameter(Name="/app/list", Value=PARAM_LIST, Type="StringList")
+
+    return Moto(
+        endpoint=endpoint,
+        host=endpoint.split("//")[1].split(":")[0],
+        port=int(endpoint.rsplit(":", 1)[1]),
+        access_key=key["AccessKeyId"],
+        secret_key=key["SecretAccessKey"],
+        limited_access_key=limited["AccessKeyId"],
+        limited_secret_key=limited["SecretAccessKey"],
+        role_arn=role["Arn"],
+        secret_name="app/db-credentials",
+        secret_arn=created["ARN"],
+        secret_v1=created["VersionId"],
+        secret_v2=v2["VersionId"],
+        binary_secret_name="app/binary-blob",
+        param_string="/app/plain",
+        param_secure="/app/secure",
+        param_list="/app/list",
+    )
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[Moto]:
+    """One moto server for the session, with signature checking on after the bootstrap.
+
+    Tests that change data (put_secret_value, labels) create their own names, so the
+    fixed data above stays as described.
+    """
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer("127.0.0.1", 0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    try:
+        _set_auth(endpoint, b"inf")
+        data = _bootstrap(endpoint)
+        _set_auth(endpoint, b"0")
+        yield data
+    finally:
+        _set_auth(endpoint, b"inf")
+        server.stop()
