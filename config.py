@@ -91,7 +91,9 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int | 
     raw = _text(env, name)
     if raw is None:
         return default
-    valid = f"a whole number from {low} to {high}" if high is not None else f"a whole number >= {low}"
+    valid = (
+        f"a whole number from {low} to {high}" if high is not None else f"a whole number >= {low}"
+    )
     if not _WHOLE.fullmatch(raw.strip()):
         raise ConfigError(name, raw, valid)
     value = int(raw.strip())
@@ -131,6 +133,24 @@ def _prefetch(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(entries)
 
 
+def runtime_api(env: Mapping[str, str]) -> str | None:
+    """Lambda's Extensions API address; None means standalone mode (SPEC 5.4)."""
+    return _text(env, "AWS_LAMBDA_RUNTIME_API")
+
+
+def _auth_token(aws: AwsConfig) -> str:
+    token = aws.session_token or aws.container_authorization_token
+    if token is None:
+        raise ConfigError(
+            "AWS_SESSION_TOKEN",
+            "",
+            "a non-empty token",
+            "AWS_SESSION_TOKEN is not set (nor AWS_CONTAINER_AUTHORIZATION_TOKEN): set it to the"
+            " value clients will send in X-Aws-Parameters-Secrets-Token",
+        )
+    return token
+
+
 def load(env: Mapping[str, str]) -> Config:
     """Build the Config from an environment mapping; raise ConfigError on the first bad value."""
     aws = AwsConfig(
@@ -163,8 +183,8 @@ def load(env: Mapping[str, str]) -> Config:
         prefetch=_prefetch(env),
         max_client_connections=_int(env, PREFIX + "MAX_CLIENT_CONNECTIONS", 256, 1, 4096),
         idle_timeout_seconds=_int(env, PREFIX + "IDLE_TIMEOUT_SECONDS", 60, 1, 3600),
-        auth_token=aws.session_token or aws.container_authorization_token,
-        runtime_api=_text(env, "AWS_LAMBDA_RUNTIME_API"),
+        auth_token=_auth_token(aws),
+        runtime_api=runtime_api(env),
         snapstart=_text(env, "AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start",
         aws=aws,
     )

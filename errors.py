@@ -66,8 +66,8 @@ class MissingCredentials(ExtensionError):
 class ConfigError(Exception):
     """An environment variable holds a value outside its valid range."""
 
-    def __init__(self, variable: str, value: str, valid: str):
-        super().__init__(f"invalid {variable}={value!r}: valid values are {valid}")
+    def __init__(self, variable: str, value: str, valid: str, message: str | None = None):
+        super().__init__(message or f"invalid {variable}={value!r}: valid values are {valid}")
         self.variable = variable
         self.value = value
         self.valid = valid
