@@ -121,10 +121,9 @@ def _prefetch(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
         return ()
     entries = []
     for item in raw.split(","):
-        item = item.strip()
-        if not item:
+        if not item.strip():
             continue
-        service, _, ident = item.partition(":")
+        service, _, ident = item.strip().partition(":")
         if service not in PREFETCH_SERVICES or not ident:
             raise ConfigError(
                 name, raw, "a comma-separated list of secretsmanager:<secret id> and ssm:<name>"

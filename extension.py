@@ -6,14 +6,15 @@ import os
 import signal
 import sys
 
-import config
 from aws_client import AwsClient
+from local_server import start
+from lookups import Lookups
+
+import config
 from cache import Cache
 from errors import ConfigError
 from lifecycle import ExtensionsApi
-from local_server import start
 from logs import log, setup
-from lookups import Lookups
 
 VERSION = "0.1.0"
 

@@ -180,7 +180,7 @@ def _bootstrap(endpoint: str) -> Moto:
 
     return Moto(
         endpoint=endpoint,
-        host=endpoint.split("//")[1].split(":")[0],
+        host=endpoint.split("//")[1].split(":", maxsplit=1)[0],
         port=int(endpoint.rsplit(":", 1)[1]),
         access_key=key["AccessKeyId"],
         secret_key=key["SecretAccessKey"],
@@ -219,3 +219,55 @@ def moto() -> Iterator[Moto]:
     finally:
         _set_auth(endpoint, b"inf")
         server.stop()
+
+
+@dataclass(frozen=True)
+class LambdaCredentials:
+    """Temporary credentials from sts.assume_role, as Lambda hands them to a function."""
+
+    access_key: str
+    secret_key: str
+    session_token: str
+
+
+@pytest.fixture(scope="session")
+def lambda_credentials(moto: Moto) -> LambdaCredentials:
+    sts = moto.boto3_client("sts")
+    creds = sts.assume_role(RoleArn=moto.role_arn, RoleSessionName="lambda")["Credentials"]  # type: ignore[attr-defined]
+    return LambdaCredentials(creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"])
+
+
+@pytest.fixture(scope="session")
+def layer_opt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The layer built by build_layer.py and unpacked into a directory laid out like /opt."""
+    import subprocess
+    import zipfile
+
+    out = tmp_path_factory.mktemp("dist") / "layer.zip"
+    subprocess.run(
+        [sys.executable, str(ROOT / "build_layer.py"), "--arch", "x86_64", "--output", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    opt = tmp_path_factory.mktemp("opt")
+    with zipfile.ZipFile(out) as layer:
+        for info in layer.infolist():
+            target = opt / info.filename
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(layer.read(info))
+            target.chmod((info.external_attr >> 16) & 0o777)
+    return opt
+
+
+@pytest.fixture(scope="session")
+def extension_executable(layer_opt: Path) -> Path:
+    return layer_opt / "extensions" / "parameters-secrets-extension"
+
+
+def free_port() -> int:
+    """A loopback port that was free a moment ago (good enough for one test's subprocess)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

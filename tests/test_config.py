@@ -37,7 +37,9 @@ def test_every_variable_is_read() -> None:
         "SECRETS_MANAGER_TIMEOUT_MILLIS": "250",
         "SSM_PARAMETER_STORE_TIMEOUT_MILLIS": "100",
         "PARAMETERS_SECRETS_EXTENSION_STALE_IF_ERROR_SECONDS": "0",
-        "PARAMETERS_SECRETS_EXTENSION_PREFETCH": "secretsmanager:arn:aws:secretsmanager:us-east-1:1:secret:a, ssm:/p",
+        "PARAMETERS_SECRETS_EXTENSION_PREFETCH": (
+            "secretsmanager:arn:aws:secretsmanager:us-east-1:1:secret:a, ssm:/p"
+        ),
         "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",
         "AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start",
         "AWS_LAMBDA_LOG_FORMAT": "JSON",
