@@ -1,0 +1,167 @@
+"""Endpoint resolution: regions, partitions, FIPS, overrides and ARN regions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import endpoints
+from config import AwsConfig
+from endpoints import SECRETS_MANAGER, SSM, MissingRegion, resolve
+from errors import ExtensionError
+
+SM_ARN_WEST = "arn:aws:secretsmanager:us-west-2:123456789012:secret:app/db-AbCdEf"
+SM_ARN_CN = "arn:aws-cn:secretsmanager:cn-northwest-1:123456789012:secret:x-AbCdEf"
+SSM_ARN_EU = "arn:aws:ssm:eu-west-1:123456789012:parameter/app/plain"
+
+
+@pytest.mark.parametrize(
+    ("region", "service", "fips", "expected"),
+    [
+        ("us-east-1", SECRETS_MANAGER, False, "https://secretsmanager.us-east-1.amazonaws.com"),
+        ("us-east-1", SSM, False, "https://ssm.us-east-1.amazonaws.com"),
+        ("eu-central-2", SSM, False, "https://ssm.eu-central-2.amazonaws.com"),
+        (
+            "ap-southeast-4",
+            SECRETS_MANAGER,
+            False,
+            "https://secretsmanager.ap-southeast-4.amazonaws.com",
+        ),
+        (
+            "cn-north-1",
+            SECRETS_MANAGER,
+            False,
+            "https://secretsmanager.cn-north-1.amazonaws.com.cn",
+        ),
+        ("cn-northwest-1", SSM, False, "https://ssm.cn-northwest-1.amazonaws.com.cn"),
+        ("us-gov-west-1", SSM, False, "https://ssm.us-gov-west-1.amazonaws.com"),
+        ("us-iso-east-1", SSM, False, "https://ssm.us-iso-east-1.c2s.ic.gov"),
+        ("us-east-1", SECRETS_MANAGER, True, "https://secretsmanager-fips.us-east-1.amazonaws.com"),
+        ("us-west-2", SSM, True, "https://ssm-fips.us-west-2.amazonaws.com"),
+        (
+            "us-gov-east-1",
+            SECRETS_MANAGER,
+            True,
+            "https://secretsmanager-fips.us-gov-east-1.amazonaws.com",
+        ),
+    ],
+)
+def test_regional_endpoints(region: str, service: str, fips: bool, expected: str) -> None:
+    endpoint = resolve(AwsConfig(region=region, use_fips=fips), service, "plain-name")
+    assert endpoint.origin == expected
+    assert endpoint.path == "/"
+    assert endpoint.url == expected + "/"
+    assert endpoint.region == region
+    assert endpoint.signing_name == service
+
+
+@pytest.mark.parametrize(
+    ("fields", "service", "expected_origin", "expected_path"),
+    [
+        ({"endpoint_url": "http://127.0.0.1:4566"}, SSM, "http://127.0.0.1:4566", "/"),
+        ({"endpoint_url": "http://127.0.0.1:4566"}, SECRETS_MANAGER, "http://127.0.0.1:4566", "/"),
+        (
+            {"endpoint_url": "http://a:1", "endpoint_url_ssm": "http://b:2"},
+            SSM,
+            "http://b:2",
+            "/",
+        ),
+        (
+            {"endpoint_url": "http://a:1", "endpoint_url_ssm": "http://b:2"},
+            SECRETS_MANAGER,
+            "http://a:1",
+            "/",
+        ),
+        (
+            {
+                "endpoint_url": "http://a:1",
+                "endpoint_url_secrets_manager": "https://sm.example:8443/base",
+            },
+            SECRETS_MANAGER,
+            "https://sm.example:8443",
+            "/base",
+        ),
+        (
+            {"endpoint_url_secrets_manager": "https://sm.example"},
+            SSM,
+            "https://ssm.us-east-1.amazonaws.com",
+            "/",
+        ),
+        (
+            {"endpoint_url": "http://localhost:5000", "use_fips": True},
+            SSM,
+            "http://localhost:5000",
+            "/",
+        ),
+    ],
+)
+def test_overrides_win(
+    fields: dict[str, Any], service: str, expected_origin: str, expected_path: str
+) -> None:
+    aws = AwsConfig(region="us-east-1", **fields)
+    endpoint = resolve(aws, service, "name")
+    assert (endpoint.origin, endpoint.path) == (expected_origin, expected_path)
+    assert endpoint.region == "us-east-1"
+
+
+def test_arn_region_and_partition_win_over_config() -> None:
+    aws = AwsConfig(region="us-east-1")
+    west = resolve(aws, SECRETS_MANAGER, SM_ARN_WEST)
+    assert west.origin == "https://secretsmanager.us-west-2.amazonaws.com"
+    assert west.region == "us-west-2"
+    china = resolve(aws, SECRETS_MANAGER, SM_ARN_CN)
+    assert china.origin == "https://secretsmanager.cn-northwest-1.amazonaws.com.cn"
+    assert china.region == "cn-northwest-1"
+    europe = resolve(aws, SSM, SSM_ARN_EU)
+    assert europe.origin == "https://ssm.eu-west-1.amazonaws.com"
+    fips = resolve(AwsConfig(region="us-east-1", use_fips=True), SECRETS_MANAGER, SM_ARN_WEST)
+    assert fips.origin == "https://secretsmanager-fips.us-west-2.amazonaws.com"
+
+
+def test_arn_region_signs_requests_to_an_override() -> None:
+    aws = AwsConfig(region="us-east-1", endpoint_url="http://127.0.0.1:5000")
+    endpoint = resolve(aws, SECRETS_MANAGER, SM_ARN_WEST)
+    assert endpoint.origin == "http://127.0.0.1:5000"
+    assert endpoint.region == "us-west-2"
+
+
+def test_arn_gives_the_region_when_config_has_none() -> None:
+    assert resolve(AwsConfig(), SSM, SSM_ARN_EU).region == "eu-west-1"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["app/db", "arn:aws", "arn:aws:ssm::123:parameter/x", "arn::ssm:us-west-2:1:parameter/x", ""],
+)
+def test_not_regional_arns_are_plain_names(name: str) -> None:
+    assert endpoints.parse_arn(name) is None
+    assert resolve(AwsConfig(region="us-east-1"), SSM, name).region == "us-east-1"
+
+
+def test_missing_region_is_a_clear_error() -> None:
+    with pytest.raises(MissingRegion) as caught:
+        resolve(AwsConfig(), SECRETS_MANAGER, "app/db")
+    assert caught.value.status == 500
+    assert caught.value.error_type == "MissingRegionException"
+    assert "AWS_REGION" in caught.value.message
+
+
+def test_invalid_override_is_a_clear_error() -> None:
+    with pytest.raises(ExtensionError) as caught:
+        resolve(AwsConfig(region="us-east-1", endpoint_url="localhost:4566"), SSM, "x")
+    assert "localhost:4566" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("region", "partition"),
+    [
+        ("us-east-1", "aws"),
+        ("cn-north-1", "aws-cn"),
+        ("us-gov-west-1", "aws-us-gov"),
+        ("us-isob-east-1", "aws-iso-b"),
+        ("us-iso-west-1", "aws-iso"),
+    ],
+)
+def test_partition_of(region: str, partition: str) -> None:
+    assert endpoints.partition_of(region) == partition
