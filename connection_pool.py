@@ -1,0 +1,277 @@
+"""Keep-alive HTTP(S) connections to one AWS endpoint, bounded, reused, deadline-aware."""
+
+from __future__ import annotations
+
+import http.client
+import select
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from errors import UpstreamConnectionError, UpstreamTimeout
+from logs import log
+
+# Bounds every socket operation even when the request itself has no deadline.
+DEFAULT_SOCKET_TIMEOUT = 10.0
+
+# What a reused connection raises when the server had closed it while it sat idle.
+_STALE_ERRORS = (
+    http.client.RemoteDisconnected,
+    BrokenPipeError,
+    ConnectionResetError,
+    ConnectionAbortedError,
+    ssl.SSLEOFError,
+    ssl.SSLZeroReturnError,
+)
+
+
+class TlsVerificationError(UpstreamConnectionError):
+    """The server's certificate was not trusted; retrying cannot help."""
+
+
+@dataclass(frozen=True)
+class _Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Response:
+    """A complete upstream response; header names are lower-case."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class TlsSettings:
+    """One lazily built SSL context (system trust store + AWS_CA_BUNDLE), shared by pools."""
+
+    def __init__(self, ca_bundle: str | None) -> None:
+        self._ca_bundle = ca_bundle
+        self._context: ssl.SSLContext | None = None
+        self._lock = threading.Lock()
+
+    def context(self) -> ssl.SSLContext:
+        """The SSL context, built on first use because loading the trust store is slow."""
+        with self._lock:
+            if self._context is None:
+                context = ssl.create_default_context()
+                if self._ca_bundle:
+                    try:
+                        context.load_verify_locations(cafile=self._ca_bundle)
+                    except (OSError, ssl.SSLError) as exc:
+                        raise UpstreamConnectionError(
+                            f"cannot load AWS_CA_BUNDLE {self._ca_bundle!r}: {exc}"
+                        ) from exc
+                self._context = context
+            return self._context
+
+
+class _Deadline:
+    """Remaining time of one request; `None` means only the per-operation bound applies."""
+
+    def __init__(self, at: float | None) -> None:
+        self.at = at
+
+    def remaining(self) -> float | None:
+        """Seconds left, or None without a deadline; raise UpstreamTimeout once it passed."""
+        if self.at is None:
+            return None
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise UpstreamTimeout("the request deadline passed")
+        return left
+
+    def timeout(self) -> float:
+        """The timeout for the next socket operation."""
+        left = self.remaining()
+        return DEFAULT_SOCKET_TIMEOUT if left is None else min(left, DEFAULT_SOCKET_TIMEOUT)
+
+
+class ConnectionPool:
+    """At most `max_connections` keep-alive connections to one origin (scheme://host[:port])."""
+
+    def __init__(self, origin: str, *, max_connections: int, tls: TlsSettings) -> None:
+        parts = urlsplit(origin)
+        self.origin = origin
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname or ""
+        self._port = parts.port
+        self._tls = tls
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._idle: list[http.client.HTTPConnection] = []  # LIFO: the warmest one first
+        self._lock = threading.Lock()
+        self.connections_opened = 0
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes,
+        *,
+        deadline: float | None = None,
+    ) -> Response:
+        """Send one request and read the whole response; `deadline` is a time.monotonic value."""
+        req = _Request(method, path, headers, body)
+        limit = _Deadline(deadline)
+        if not self._slots.acquire(timeout=limit.remaining()):
+            raise UpstreamTimeout("no upstream connection became free before the deadline")
+        try:
+            conn = self._take_idle()
+            if conn is not None:
+                try:
+                    return self._exchange(conn, req, limit, reused=True)
+                except _StaleConnection as stale:
+                    # The server closed it while idle: once, on a fresh one, unseen by the caller.
+                    log.debug("pooled connection to %s was closed (%s)", self.origin, stale)
+            conn = self._connect(limit)
+            return self._exchange(conn, req, limit, reused=False)
+        finally:
+            self._slots.release()
+
+    def close(self) -> None:
+        """Close the idle connections; later requests still work and open new ones."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def _take_idle(self) -> http.client.HTTPConnection | None:
+        while True:
+            with self._lock:
+                if not self._idle:
+                    return None
+                conn = self._idle.pop()
+            if _still_open(conn):
+                return conn
+            conn.close()
+
+    def _connect(self, limit: _Deadline) -> http.client.HTTPConnection:
+        timeout = limit.timeout()
+        conn: http.client.HTTPConnection
+        if self._https:
+            conn = http.client.HTTPSConnection(
+                self._host, self._port, timeout=timeout, context=self._tls.context()
+            )
+        else:
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+        try:
+            conn.connect()
+        except ssl.SSLCertVerificationError as exc:
+            conn.close()
+            raise TlsVerificationError(
+                f"TLS certificate of {self.origin} not trusted: {exc.verify_message}"
+            ) from exc
+        except TimeoutError as exc:
+            conn.close()
+            raise UpstreamTimeout(f"connecting to {self.origin} timed out") from exc
+        except OSError as exc:
+            conn.close()
+            raise UpstreamConnectionError(
+                f"cannot connect to {self.origin}: {_describe(exc)}"
+            ) from exc
+        if conn.sock is not None:
+            # Requests are small; Nagle plus delayed ACK would add ~40 ms to each one.
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._lock:
+            self.connections_opened += 1
+        return conn
+
+    def _exchange(
+        self,
+        conn: http.client.HTTPConnection,
+        req: _Request,
+        limit: _Deadline,
+        *,
+        reused: bool,
+    ) -> Response:
+        try:
+            response = self._send(conn, req, limit)
+        except _STALE_ERRORS as exc:
+            conn.close()
+            if reused:
+                raise _StaleConnection(type(exc).__name__) from exc
+            raise UpstreamConnectionError(
+                f"connection to {self.origin} failed: {_describe(exc)}"
+            ) from exc
+        except BaseException:
+            conn.close()
+            raise
+        try:
+            data = response.read()
+        except TimeoutError as exc:
+            conn.close()
+            raise UpstreamTimeout(f"reading the response from {self.origin} timed out") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise UpstreamConnectionError(
+                f"connection to {self.origin} failed mid-response: {_describe(exc)}"
+            ) from exc
+        except BaseException:
+            conn.close()
+            raise
+        result = Response(
+            status=response.status,
+            headers={name.lower(): value for name, value in response.getheaders()},
+            body=data,
+        )
+        self._release(conn, keep=not response.will_close)
+        return result
+
+    def _send(
+        self,
+        conn: http.client.HTTPConnection,
+        req: _Request,
+        limit: _Deadline,
+    ) -> http.client.HTTPResponse:
+        try:
+            if conn.sock is not None:
+                conn.sock.settimeout(limit.timeout())
+            conn.request(req.method, req.path, body=req.body, headers=req.headers)
+            if conn.sock is not None:
+                conn.sock.settimeout(limit.timeout())
+            return conn.getresponse()
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"request to {self.origin} timed out") from exc
+        except _STALE_ERRORS:
+            raise
+        except (OSError, http.client.HTTPException) as exc:
+            raise UpstreamConnectionError(
+                f"connection to {self.origin} failed: {_describe(exc)}"
+            ) from exc
+
+    def _release(self, conn: http.client.HTTPConnection, *, keep: bool) -> None:
+        with self._lock:
+            if keep and conn.sock is not None:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+
+class _StaleConnection(Exception):
+    """Internal: a reused connection failed before any response byte."""
+
+
+def _still_open(conn: http.client.HTTPConnection) -> bool:
+    """False when an idle connection is readable: the server closed it or sent junk."""
+    sock = conn.sock
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
+
+
+def _describe(exc: BaseException) -> str:
+    """A short, value-free description of a network error."""
+    text = getattr(exc, "strerror", None) or str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,202 @@
+"""The keep-alive pool against a real local upstream behind the fault proxy."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from connection_pool import ConnectionPool, TlsSettings, TlsVerificationError
+from errors import UpstreamConnectionError, UpstreamTimeout
+from fault_proxy import FaultProxy
+from tls_certs import make_pki
+
+HEADERS = {"Content-Type": "text/plain"}
+
+
+class _Echo(BaseHTTPRequestHandler):
+    """HTTP/1.0 (one request per connection, like moto): answers `echo:<path>:<body>`."""
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        body = b"echo:" + self.path.encode() + b":" + self.rfile.read(length)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def echo() -> Iterator[tuple[str, int]]:
+    """A stdlib upstream on 127.0.0.1:0 that closes after each response."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield "127.0.0.1", server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def proxy(echo: tuple[str, int]) -> Iterator[FaultProxy]:
+    with FaultProxy(*echo) as running:
+        yield running
+
+
+def _pool(origin: str, max_connections: int = 3, ca_bundle: str | None = None) -> ConnectionPool:
+    return ConnectionPool(origin, max_connections=max_connections, tls=TlsSettings(ca_bundle))
+
+
+def _post(pool: ConnectionPool, body: bytes, deadline: float | None = None) -> bytes:
+    response = pool.request("POST", "/p", HEADERS, body, deadline=deadline)
+    assert response.status == 200
+    return response.body
+
+
+def test_sequential_requests_reuse_one_connection(proxy: FaultProxy) -> None:
+    pool = _pool(f"http://127.0.0.1:{proxy.port}", max_connections=2)
+    for i in range(200):
+        assert _post(pool, b"%d" % i) == b"echo:/p:%d" % i
+    assert proxy.connections_accepted == 1
+    assert pool.connections_opened == 1
+    assert proxy.requests_received == 200
+    pool.close()
+
+
+def test_concurrency_never_exceeds_max_connections(proxy: FaultProxy) -> None:
+    proxy.set_fault("delay", delay_ms=20)
+    pool = _pool(f"http://127.0.0.1:{proxy.port}", max_connections=3)
+    failures: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(5):
+                assert _post(pool, b"%d-%d" % (n, i)) == b"echo:/p:%d-%d" % (n, i)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert failures == []
+    assert proxy.requests_received == 40
+    assert proxy.connections_accepted <= 3
+    pool.close()
+
+
+def test_connection_closed_while_idle_is_replaced(proxy: FaultProxy) -> None:
+    pool = _pool(f"http://127.0.0.1:{proxy.port}")
+    assert _post(pool, b"a") == b"echo:/p:a"
+    assert proxy.close_idle() == 1
+    assert _post(pool, b"b") == b"echo:/p:b"
+    assert proxy.connections_accepted == 2
+    pool.close()
+
+
+def test_reused_connection_dropped_at_request_is_retried_once(proxy: FaultProxy) -> None:
+    pool = _pool(f"http://127.0.0.1:{proxy.port}")
+    assert _post(pool, b"a") == b"echo:/p:a"
+    # The server closes the reused connection after reading the request: the race between
+    # an idle close and our send. The pool retries on a fresh connection, unseen.
+    proxy.set_fault("drop", times=1)
+    assert _post(pool, b"b") == b"echo:/p:b"
+    assert proxy.connections_accepted == 2
+    assert proxy.requests_received == 3
+    pool.close()
+
+
+def test_fresh_connection_failure_is_not_hidden(proxy: FaultProxy) -> None:
+    pool = _pool(f"http://127.0.0.1:{proxy.port}")
+    proxy.set_fault("drop", times=1)
+    with pytest.raises(UpstreamConnectionError):
+        _post(pool, b"a")
+    assert proxy.connections_accepted == 1
+    assert _post(pool, b"b") == b"echo:/p:b"
+
+
+def test_reset_mid_response_is_a_connection_error(proxy: FaultProxy) -> None:
+    pool = _pool(f"http://127.0.0.1:{proxy.port}")
+    assert _post(pool, b"a") == b"echo:/p:a"
+    proxy.set_fault("reset", times=1)
+    with pytest.raises(UpstreamConnectionError) as caught:
+        _post(pool, b"b" * 64)
+    assert "mid-response" in caught.value.message
+    assert _post(pool, b"c") == b"echo:/p:c"
+
+
+def test_connection_close_responses_are_not_pooled(echo: tuple[str, int]) -> None:
+    pool = _pool(f"http://{echo[0]}:{echo[1]}")
+    for i in range(3):
+        assert _post(pool, b"%d" % i) == b"echo:/p:%d" % i
+    assert pool.connections_opened == 3
+
+
+def test_deadline_bounds_a_slow_response(proxy: FaultProxy) -> None:
+    pool = _pool(f"http://127.0.0.1:{proxy.port}")
+    proxy.set_fault("delay", delay_ms=5000)
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeout):
+        _post(pool, b"slow", deadline=time.monotonic() + 0.3)
+    assert time.monotonic() - started < 3.0
+
+
+def test_deadline_bounds_the_wait_for_a_free_connection(proxy: FaultProxy) -> None:
+    pool = _pool(f"http://127.0.0.1:{proxy.port}", max_connections=1)
+    proxy.set_fault("delay", times=1, delay_ms=1000)
+    holder = threading.Thread(target=_post, args=(pool, b"hold"))
+    holder.start()
+    while proxy.requests_received == 0:
+        time.sleep(0.01)
+    with pytest.raises(UpstreamTimeout) as caught:
+        _post(pool, b"waits", deadline=time.monotonic() + 0.2)
+    assert "free" in caught.value.message
+    holder.join(timeout=10)
+    assert proxy.connections_accepted == 1
+
+
+def test_refused_connection_is_a_connection_error() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    with pytest.raises(UpstreamConnectionError) as caught:
+        _post(_pool(f"http://127.0.0.1:{port}"), b"x")
+    assert "ConnectionRefusedError" in caught.value.message
+
+
+def test_tls_with_ca_bundle_and_untrusted_certificate(
+    echo: tuple[str, int], tmp_path: Path
+) -> None:
+    trusted = make_pki(tmp_path, "trusted")
+    stranger = make_pki(tmp_path, "stranger")
+    with FaultProxy(*echo, ssl_context=trusted.server_context()) as tls_proxy:
+        pool = _pool(f"https://127.0.0.1:{tls_proxy.port}", ca_bundle=str(trusted.ca_file))
+        assert _post(pool, b"tls") == b"echo:/p:tls"
+        assert _post(pool, b"again") == b"echo:/p:again"
+        assert tls_proxy.connections_accepted == 1
+        pool.close()
+    with FaultProxy(*echo, ssl_context=stranger.server_context()) as other:
+        pool = _pool(f"https://127.0.0.1:{other.port}", ca_bundle=str(trusted.ca_file))
+        with pytest.raises(TlsVerificationError) as caught:
+            _post(pool, b"x")
+        assert caught.value.status == 502
+        assert other.requests_received == 0
+
+
+def test_unreadable_ca_bundle_is_a_connection_error(tmp_path: Path) -> None:
+    missing = tmp_path / "absent.pem"
+    with pytest.raises(UpstreamConnectionError) as caught:
+        TlsSettings(str(missing)).context()
+    assert "AWS_CA_BUNDLE" in caught.value.message
