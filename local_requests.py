@@ -1,0 +1,236 @@
+"""Reading one request off a local connection and validating its route and query (SPEC 2).
+
+Limits, far above what any client sends and far below memory trouble:
+- the request line: at most MAX_REQUEST_LINE bytes, else 414;
+- the header section: at most MAX_HEADER_BYTES in all and MAX_HEADERS fields, else 431.
+A malformed request line or header is a 400 BadRequestException. Any framing error ends
+the connection, because the rest of the stream can no longer be trusted.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from dataclasses import dataclass
+from typing import Protocol
+
+from errors import RequestError
+
+MAX_REQUEST_LINE = 16 * 1024
+MAX_HEADER_BYTES = 64 * 1024
+MAX_HEADERS = 100
+
+TOKEN_HEADER = "x-aws-parameters-secrets-token"  # noqa: S105 (a header name)
+FORWARDED_HEADER = "x-forwarded-for"
+ROUTES = {
+    "/secretsmanager/get": "secretsmanager",
+    "/systemsmanager/parameters/get": "ssm",
+    "/systemsmanager/parameters/get/": "ssm",
+    "/ping": "ping",
+}
+
+_VERSION = re.compile(rb"HTTP/1\.[0-9]")
+_TOKEN_CHARS = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_DIGITS = re.compile(r"[0-9]{1,19}")
+# Bytes never allowed raw in a request target; bytes above 0x7e are percent-encoded instead.
+_CONTROL = re.compile(rb"[\x00-\x20\x7f]")
+_PRINTABLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))
+_MAX_VERSION = 2**63 - 1
+
+
+class LineReader(Protocol):
+    """The part of a buffered socket file that reading a request needs."""
+
+    def readline(self, size: int, /) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request's head; header names are lower case, repeated fields joined by ", "."""
+
+    method: str
+    target: str
+    headers: dict[str, bytes]
+    keep_alive: bool
+    http10: bool
+
+
+@dataclass(frozen=True)
+class SecretQuery:
+    """The validated query of GET /secretsmanager/get."""
+
+    secret_id: str
+    version_id: str | None
+    version_stage: str | None
+    refresh: bool
+
+
+@dataclass(frozen=True)
+class ParameterQuery:
+    """The validated query of GET /systemsmanager/parameters/get."""
+
+    name: str
+    version: int | None
+    label: str | None
+    with_decryption: bool
+    refresh: bool
+
+
+def bad_request(message: str) -> RequestError:
+    return RequestError(message, status=400, error_type="BadRequestException")
+
+
+def invalid(message: str) -> RequestError:
+    return RequestError(message, status=400, error_type="InvalidParameterException")
+
+
+def read_request(rfile: LineReader) -> Request | None:
+    """The next request's head, or None when the client closed the connection first."""
+    line = rfile.readline(MAX_REQUEST_LINE + 1)
+    if line in (b"\r\n", b"\n"):  # RFC 9112 2.2: tolerate an empty line before a request
+        line = rfile.readline(MAX_REQUEST_LINE + 1)
+    if len(line) > MAX_REQUEST_LINE:
+        raise RequestError(
+            f"request line longer than {MAX_REQUEST_LINE} bytes",
+            status=414,
+            error_type="UriTooLongException",
+        )
+    if not line.endswith(b"\n"):
+        return None
+    method, target, version = _request_line(line)
+    headers = _headers(rfile)
+    if headers is None:
+        return None
+    http10 = version == b"HTTP/1.0"
+    return Request(method, target, headers, _keep_alive(headers, http10), http10)
+
+
+def _request_line(line: bytes) -> tuple[str, str, bytes]:
+    parts = line.rstrip(b"\r\n").split(b" ")
+    if len(parts) != 3 or not _TOKEN_CHARS.fullmatch(parts[0]) or not _VERSION.fullmatch(parts[2]):
+        raise bad_request("malformed request line")
+    target = parts[1]
+    if not target or _CONTROL.search(target):
+        raise bad_request("malformed request target")
+    if target.isascii():
+        text = target.decode("ascii")
+    else:  # curl sends UTF-8 unescaped; escaping it lets the query decode as UTF-8
+        text = urllib.parse.quote(target, safe=_PRINTABLE_ASCII)
+    return parts[0].decode("ascii"), text, parts[2]
+
+
+def _headers(rfile: LineReader) -> dict[str, bytes] | None:
+    headers: dict[str, bytes] = {}
+    budget = MAX_HEADER_BYTES
+    for _ in range(MAX_HEADERS + 1):
+        line = rfile.readline(budget + 1)
+        if len(line) > budget:
+            break
+        if not line.endswith(b"\n"):
+            return None
+        if line in (b"\r\n", b"\n"):
+            return headers
+        budget -= len(line)
+        name, colon, value = line.partition(b":")
+        if not colon or not _TOKEN_CHARS.fullmatch(name):
+            raise bad_request("malformed header field")
+        key = name.decode("ascii").lower()
+        value = value.strip(b" \t\r\n")
+        headers[key] = headers[key] + b", " + value if key in headers else value
+    raise RequestError(
+        f"header section over {MAX_HEADER_BYTES} bytes or {MAX_HEADERS} fields",
+        status=431,
+        error_type="RequestHeaderFieldsTooLargeException",
+    )
+
+
+def _keep_alive(headers: dict[str, bytes], http10: bool) -> bool:
+    # A request body is never read, so a request that has one ends the connection.
+    if "transfer-encoding" in headers or headers.get("content-length", b"0") != b"0":
+        return False
+    options = {part.strip().lower() for part in headers.get("connection", b"").split(b",")}
+    return b"keep-alive" in options if http10 else b"close" not in options
+
+
+def route(path: str) -> str:
+    """The route name ("secretsmanager", "ssm" or "ping") of a path; 404 for any other."""
+    name = ROUTES.get(path)
+    if name is None:
+        raise RequestError(
+            "unknown path: use /secretsmanager/get, /systemsmanager/parameters/get or /ping",
+            status=404,
+            error_type="NotFoundException",
+        )
+    return name
+
+
+def _pairs(query: str) -> list[tuple[str, str]]:
+    try:
+        return urllib.parse.parse_qsl(
+            query, keep_blank_values=True, encoding="utf-8", errors="strict"
+        )
+    except ValueError as exc:
+        raise invalid("the query string is not valid UTF-8 once percent-decoded") from exc
+
+
+def _first(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """The first non-empty value of each name: an empty value counts as absent."""
+    values: dict[str, str] = {}
+    for name, value in pairs:
+        if value:
+            values.setdefault(name, value)
+    return values
+
+
+def _bool(values: dict[str, str], name: str) -> bool:
+    raw = values.get(name)
+    if raw is None:
+        return False
+    lowered = raw.lower()
+    if lowered not in ("true", "false"):
+        raise invalid(f"{name} must be true or false")
+    return lowered == "true"
+
+
+def _required(values: dict[str, str], name: str) -> str:
+    value = values.get(name)
+    if value is None:
+        raise RequestError(
+            f"the query parameter {name} is required",
+            status=400,
+            error_type="MissingParameterException",
+        )
+    return value
+
+
+def secret_query(query: str) -> SecretQuery:
+    """Validate the query of the Secrets Manager endpoint."""
+    values = _first(_pairs(query))
+    return SecretQuery(
+        secret_id=_required(values, "secretId"),
+        version_id=values.get("versionId"),
+        version_stage=values.get("versionStage"),
+        refresh=_bool(values, "refreshNow"),
+    )
+
+
+def parameter_query(query: str) -> ParameterQuery:
+    """Validate the query of the Parameter Store endpoint; of version and label, first wins."""
+    pairs = _pairs(query)
+    values = _first(pairs)
+    name = _required(values, "name")
+    selector = next(((k, v) for k, v in pairs if v and k in ("version", "label")), None)
+    version = label = None
+    if selector is not None and selector[0] == "version":
+        if not _DIGITS.fullmatch(selector[1]) or not 0 < int(selector[1]) <= _MAX_VERSION:
+            raise invalid("version must be a positive whole number")
+        version = int(selector[1])
+    elif selector is not None:
+        label = selector[1]
+    return ParameterQuery(
+        name=name,
+        version=version,
+        label=label,
+        with_decryption=_bool(values, "withDecryption"),
+        refresh=_bool(values, "refreshNow"),
+    )

@@ -1,0 +1,409 @@
+"""The local HTTP API of SPEC 2 on ThreadingHTTPServer: loopback only, keep-alive, one write each.
+
+Beyond SPEC 2's rows: 503 TooManyConnectionsException past the connection cap, 414 and 431 for
+oversized requests and 400 BadRequestException for malformed ones (limits in local_requests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import http
+import json
+import selectors
+import socket
+import socketserver
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import local_requests
+from errors import ExtensionError, RequestError
+from local_requests import Request
+from logs import log
+from lookups import Lookups
+
+JSON = "application/json"
+TEXT = "text/plain; charset=utf-8"
+# A client that goes away mid-request is routine, not an error worth a line.
+CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
+_UNEXPECTED = "an unexpected error occurred while executing request"
+# Closing with unread input makes the kernel send a reset, which can destroy the response
+# before the client reads it; so after our last response we drain, within these bounds.
+LINGER_SECONDS = 1.0
+LINGER_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One response and what the debug log says about it."""
+
+    status: int
+    body: bytes
+    content_type: str = JSON
+    route: str = "-"
+    outcome: str = "-"
+
+
+def error_reply(exc: ExtensionError, route: str = "-") -> Reply:
+    body = json.dumps({"__type": exc.error_type, "message": exc.message}).encode()
+    return Reply(exc.status, body, JSON, route, "error")
+
+
+class _Date:
+    """The Date header value, formatted at most once a second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = ""
+
+    def __call__(self) -> str:
+        now = int(time.time())
+        if now != self._second:
+            self._value = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now))
+            self._second = now
+        return self._value
+
+
+_date = _Date()
+
+
+def render(reply: Reply, *, close: bool, http10: bool = False, head: bool = False) -> bytes:
+    """Status line, headers and body as one buffer, so each response is one socket write."""
+    try:
+        phrase = http.HTTPStatus(reply.status).phrase
+    except ValueError:
+        phrase = "Error"
+    connection = "close" if close else ("keep-alive" if http10 else "")
+    lines = [
+        f"HTTP/1.1 {reply.status} {phrase}",
+        f"Content-Type: {reply.content_type}",
+        f"Content-Length: {len(reply.body)}",
+        f"Date: {_date()}",
+    ]
+    if connection:
+        lines.append(f"Connection: {connection}")
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("latin-1") + (b"" if head else reply.body)
+
+
+class Api:
+    """Request to reply: method, route, forwarding guard, token, query, then the lookup."""
+
+    def __init__(self, lookups: Lookups, token: str | None) -> None:
+        self._lookups = lookups
+        # Bytes on both sides: compare_digest refuses non-ASCII str, and header bytes are raw.
+        self._token = token.encode("utf-8") if token else None
+
+    def respond(self, request: Request) -> Reply:
+        """The reply to one request; never raises."""
+        route = "-"
+        try:
+            if request.method != "GET":
+                raise RequestError(
+                    "only GET is allowed", status=405, error_type="MethodNotAllowedException"
+                )
+            path, _, query = request.target.partition("?")
+            route = local_requests.route(path)
+            if route == "ping":
+                return Reply(200, b"healthy", TEXT, route)
+            if local_requests.FORWARDED_HEADER in request.headers:
+                raise RequestError(
+                    "forwarded requests are refused", error_type="ForwardedRequestException"
+                )
+            self._authorize(request.headers.get(local_requests.TOKEN_HEADER))
+            return self._lookup(route, query)
+        except ExtensionError as exc:
+            return error_reply(exc, route)
+        except Exception as exc:  # a bug must cost one request, never the server
+            log.error("request failed unexpectedly: %s", type(exc).__name__)
+            return error_reply(ExtensionError(_UNEXPECTED), route)
+
+    def _authorize(self, supplied: bytes | None) -> None:
+        # Checked before any cache access, so a wrong token never reads a warm entry.
+        token = self._token
+        if token is None or supplied is None or not hmac.compare_digest(supplied, token):
+            raise RequestError(
+                "missing or invalid X-Aws-Parameters-Secrets-Token header",
+                status=401,
+                error_type="UnauthorizedException",
+            )
+
+    def _lookup(self, route: str, query: str) -> Reply:
+        if route == "secretsmanager":
+            sq = local_requests.secret_query(query)
+            body, outcome = self._lookups.secret(
+                sq.secret_id, sq.version_id, sq.version_stage, refresh=sq.refresh
+            )
+        else:
+            pq = local_requests.parameter_query(query)
+            body, outcome = self._lookups.parameter(
+                pq.name, pq.version, pq.label, pq.with_decryption, refresh=pq.refresh
+            )
+        return Reply(200, body, JSON, route, outcome)
+
+
+class Connections:
+    """The open client connections, shared by the IPv4 and IPv6 listeners, up to a cap."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+
+    def admit(self, sock: socket.socket) -> bool:
+        with self._lock:
+            if len(self._open) >= self._limit:
+                return False
+            self._open.add(sock)
+            return True
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+    def release(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open.discard(sock)
+
+    def close_all(self) -> None:
+        """Shut every connection down, which ends its handler thread's wait for a request."""
+        with self._lock:
+            socks = list(self._open)
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+_BUSY = render(
+    error_reply(
+        RequestError("too many connections", status=503, error_type="TooManyConnectionsException")
+    ),
+    close=True,
+)
+
+
+class Handler(BaseHTTPRequestHandler):
+    """One keep-alive connection: reads requests and writes each reply in a single write."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # without it a keep-alive client waits ~40 ms a request
+    server: LocalServer
+
+    def setup(self) -> None:
+        # The socket timeout is the idle timeout: a read that waits longer ends the connection.
+        self.request.settimeout(self.server.idle_timeout)
+        self.answered_and_closing = False
+        super().setup()
+
+    def finish(self) -> None:
+        super().finish()
+        if self.answered_and_closing:
+            _drain(self.request)
+
+    def handle_one_request(self) -> None:
+        self.close_connection = True
+        try:
+            request = local_requests.read_request(self.rfile)
+        except RequestError as exc:
+            self._write(render(error_reply(exc), close=True))
+            return
+        except OSError:  # idle timeout or reset: nothing to answer
+            return
+        if request is None:
+            return
+        started = time.perf_counter()
+        reply = self.server.api.respond(request)
+        self.close_connection = not request.keep_alive
+        head = request.method == "HEAD"
+        self._write(render(reply, close=self.close_connection, http10=request.http10, head=head))
+        log.debug(
+            "%s %s %d %.2f ms",
+            reply.route,
+            reply.outcome,
+            reply.status,
+            (time.perf_counter() - started) * 1000,
+        )
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self.wfile.write(data)
+        except OSError:  # the client left; nothing more to say on this connection
+            self.close_connection = True
+        else:
+            self.answered_and_closing = self.close_connection
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silenced: the request log is the debug line above, which never holds a value."""
+
+
+class LocalServer(ThreadingHTTPServer):
+    """A loopback listener for one address family; the accept loop lives in Servers."""
+
+    daemon_threads = True
+    request_queue_size = 512  # the default backlog of 5 drops connections under bursts
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        family: socket.AddressFamily,
+        api: Api,
+        connections: Connections,
+        idle_timeout: float,
+    ) -> None:
+        self.address_family = family
+        self.api = api
+        self.connections = connections
+        self.idle_timeout = idle_timeout
+        super().__init__(address, Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind would call socket.getfqdn, a reverse-DNS lookup at start-up.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name = str(self.server_address[0])
+        self.server_port = int(self.server_address[1])
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.connections.admit(request):
+            _refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.connections.release(request)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.connections.release(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Never a traceback: client disconnects are silent, the rest a debug line."""
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, CLIENT_GONE):
+            log.debug("connection ended by %s", type(exc).__name__)
+
+
+def _refuse(sock: socket.socket) -> None:
+    """Answer 503 on the accept thread without ever blocking it, then close."""
+    try:
+        sock.setblocking(False)
+        sock.send(_BUSY)
+        sock.shutdown(socket.SHUT_WR)
+        # Unread request bytes would turn the close into a reset that can destroy the 503.
+        sock.recv(65536)
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+def _drain(sock: socket.socket) -> None:
+    """Half-close, then discard what the client still sends until it closes or limits hit."""
+    deadline = time.monotonic() + LINGER_SECONDS
+    received = 0
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+        while received < LINGER_BYTES:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            sock.settimeout(remaining)
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += len(chunk)
+
+
+def _accept(server: LocalServer) -> None:
+    try:
+        request, client_address = server.get_request()
+    except OSError:  # the client gave up between readiness and accept
+        return
+    try:
+        server.process_request(request, client_address)
+    except Exception:
+        server.handle_error(request, client_address)
+        server.shutdown_request(request)
+
+
+class Servers:
+    """The listeners on one port and the one thread that accepts for all of them."""
+
+    def __init__(self, servers: list[LocalServer], connections: Connections) -> None:
+        self.port = servers[0].server_port
+        self.hosts = tuple(server.server_name for server in servers)
+        self._servers = servers
+        self._connections = connections
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._serve, name="local-server", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            for server in self._servers:
+                server.socket.setblocking(False)
+                selector.register(server, selectors.EVENT_READ, server)
+            selector.register(self._wake_reader, selectors.EVENT_READ, None)
+            while True:
+                for key, _ in selector.select():
+                    if key.data is None:
+                        return
+                    _accept(key.data)
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections being served now, for logs and tests."""
+        return self._connections.count()
+
+    def shutdown(self) -> None:
+        """Stop accepting, close the listeners and every open connection; returns at once."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self._wake_writer.send(b"\0")
+        self._thread.join(timeout=5)
+        for server in self._servers:
+            server.server_close()
+        self._connections.close_all()
+        self._wake_reader.close()
+        self._wake_writer.close()
+
+    def __enter__(self) -> Servers:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
+
+def start(
+    lookups: Lookups,
+    *,
+    port: int,
+    token: str | None,
+    max_connections: int = 256,
+    idle_timeout: float = 60.0,
+) -> Servers:
+    """Listen on 127.0.0.1:port and, where IPv6 loopback exists, on [::1] at the same port.
+
+    An OSError from 127.0.0.1 (such as the port being taken) propagates; ::1 is best effort.
+    With no token, every secret and parameter request is refused with 401.
+    """
+    api = Api(lookups, token)
+    connections = Connections(max_connections)
+    servers = [LocalServer(("127.0.0.1", port), socket.AF_INET, api, connections, idle_timeout)]
+    try:
+        servers.append(
+            LocalServer(
+                ("::1", servers[0].server_port), socket.AF_INET6, api, connections, idle_timeout
+            )
+        )
+    except OSError as exc:
+        log.debug("not listening on [::1]: %s", exc.strerror or type(exc).__name__)
+    return Servers(servers, connections)
