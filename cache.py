@@ -1,0 +1,220 @@
+"""Thread-safe LRU cache with per-call TTL, single-flight fetches and bounded stale-if-error.
+
+Outcomes of `get_or_fetch`, and how the counters of `info()` move:
+- "hit": a fresh entry (fresh while now < expiry; expired from now >= expiry). Counts a hit.
+- "miss": no fresh entry; the value comes from a fetch this call ran or joined. Counts a miss;
+  concurrent misses for one key share one fetch, so fetches can be fewer than misses.
+- "stale": a miss whose fetch failed transiently while the expired entry was within
+  `stale_if_error` seconds past its expiry (now <= expiry + stale_if_error; 0: never).
+  Counts a miss and a stale serve. The entry stays, expired, so later failures in the window
+  serve it too; it is never a hit. One warning is logged per stale serve, naming the key only.
+- "refresh": refresh=True fetched regardless of any entry. Counts a fetch only.
+- "bypass": caching is off for this call (max_size 0 or ttl <= 0). Counts a fetch only: no
+  lookup happened, so it is neither hit nor miss.
+Errors are never stored. A failed miss that serves no stale value drops its expired entry,
+so a value that AWS has since denied or deleted is never served stale later.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Generic, NamedTuple, TypeVar
+
+import errors
+from logs import log
+
+V = TypeVar("V")
+
+
+class CacheInfo(NamedTuple):
+    """Counters since creation (clear() keeps them) and the current size."""
+
+    hits: int
+    misses: int
+    stale: int
+    evictions: int
+    fetches: int
+    size: int
+    max_size: int
+
+
+class _Entry(Generic[V]):
+    __slots__ = ("expiry", "seq", "value")
+
+    def __init__(self, value: V, expiry: float, seq: int) -> None:
+        self.value = value
+        self.expiry = expiry
+        self.seq = seq
+
+
+class _Flight(Generic[V]):
+    """One fetch in progress; followers wait on `done`, then read `value` or `error`."""
+
+    __slots__ = ("done", "error", "owner", "seq", "value")
+    value: V
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+        self.owner = threading.get_ident()
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+
+def _describe(key: Hashable) -> str:
+    """The key's service and id, the only parts of a key that are logged."""
+    if isinstance(key, tuple) and len(key) >= 2:
+        return f"{key[0]} {key[1]}"
+    return str(key)
+
+
+class Cache(Generic[V]):
+    """LRU of at most max_size entries; the lock guards bookkeeping only, never a fetch."""
+
+    def __init__(
+        self,
+        max_size: int,
+        *,
+        stale_if_error: float = 300.0,
+        is_transient: Callable[[BaseException], bool] = errors.is_transient,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_size < 0 or stale_if_error < 0:
+            raise ValueError("max_size and stale_if_error must be >= 0")
+        self._max_size = max_size
+        self._stale_window = stale_if_error
+        self._is_transient = is_transient
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._data: OrderedDict[Hashable, _Entry[V]] = OrderedDict()
+        self._flights: dict[Hashable, _Flight[V]] = {}
+        # Every fetch takes a sequence number; a result older than the entry it would replace,
+        # or than the last clear(), is returned to its callers but not stored.
+        self._seq = 0
+        self._cleared_seq = 0
+        self._hits = self._misses = self._stale = self._evictions = self._fetches = 0
+
+    def get_or_fetch(
+        self, key: Hashable, ttl: float, fetch: Callable[[], V], *, refresh: bool = False
+    ) -> tuple[V, str]:
+        """Return (value, outcome); see the module docstring. A failed fetch's error propagates.
+
+        A fetch may use the cache for other keys; asking for its own key raises RuntimeError.
+        """
+        if ttl <= 0 or self._max_size == 0:
+            with self._lock:
+                self._fetches += 1
+            return fetch(), "bypass"
+        if refresh:
+            return self._refresh(key, ttl, fetch)
+        with self._lock:
+            entry = self._data.get(key)
+            if entry is not None and self._clock() < entry.expiry:
+                self._data.move_to_end(key)
+                self._hits += 1
+                return entry.value, "hit"
+            flight = self._flights.get(key)
+            if flight is not None and flight.owner == threading.get_ident():
+                raise RuntimeError(f"fetch for {_describe(key)} asked the cache for its own key")
+            self._misses += 1
+            leader = flight is None
+            if flight is None:
+                self._fetches += 1
+                self._seq += 1
+                flight = self._flights[key] = _Flight(self._seq)
+        if leader:
+            return self._lead(key, ttl, fetch, flight)
+        flight.done.wait()
+        if flight.error is not None:
+            return self._stale_or_raise(key, flight.error)
+        return flight.value, "miss"
+
+    def _lead(
+        self, key: Hashable, ttl: float, fetch: Callable[[], V], flight: _Flight[V]
+    ) -> tuple[V, str]:
+        try:
+            value = fetch()
+        except BaseException as exc:
+            # Followers must always be woken, whatever the fetch raised.
+            flight.error = exc
+            self._land(key, flight, ttl)
+            return self._stale_or_raise(key, exc)
+        flight.value = value
+        self._land(key, flight, ttl)
+        return value, "miss"
+
+    def _land(self, key: Hashable, flight: _Flight[V], ttl: float) -> None:
+        """End a flight: store its value if it succeeded, then wake the followers."""
+        try:
+            with self._lock:
+                if self._flights.get(key) is flight:
+                    del self._flights[key]
+                if flight.error is None:
+                    self._store(key, flight.value, ttl, flight.seq)
+        finally:
+            flight.done.set()  # even if the clock raised: followers must never hang
+
+    def _refresh(self, key: Hashable, ttl: float, fetch: Callable[[], V]) -> tuple[V, str]:
+        # An explicit refreshNow wants AWS's current answer: on failure, no stale value is
+        # served and the old entry stays exactly as it was.
+        with self._lock:
+            self._fetches += 1
+            self._seq += 1
+            seq = self._seq
+        value = fetch()
+        with self._lock:
+            self._store(key, value, ttl, seq)
+        return value, "refresh"
+
+    def _store(self, key: Hashable, value: V, ttl: float, seq: int) -> None:
+        """Insert as most recent and evict beyond the cap; the caller holds the lock."""
+        old = self._data.get(key)
+        if seq <= self._cleared_seq or (old is not None and old.seq > seq):
+            return
+        self._data[key] = _Entry(value, self._clock() + ttl, seq)
+        self._data.move_to_end(key)
+        while len(self._data) > self._max_size:
+            self._data.popitem(last=False)
+            self._evictions += 1
+
+    def _stale_or_raise(self, key: Hashable, exc: BaseException) -> tuple[V, str]:
+        with self._lock:
+            now = self._clock()
+            entry = self._data.get(key)
+            if entry is None:
+                raise exc
+            window = self._stale_window if self._is_transient(exc) else 0
+            if window == 0 or now > entry.expiry + window:
+                if now >= entry.expiry:
+                    del self._data[key]
+                raise exc
+            self._data.move_to_end(key)
+            self._stale += 1
+            value, age = entry.value, now - entry.expiry
+        kind = exc.error_type if isinstance(exc, errors.ExtensionError) else type(exc).__name__
+        log.warning(
+            "serving %s stale, expired %.0f s ago: fetch failed: %s", _describe(key), age, kind
+        )
+        return value, "stale"
+
+    def info(self) -> CacheInfo:
+        """Counters and size, read under the lock so they are consistent with each other."""
+        with self._lock:
+            return CacheInfo(
+                self._hits,
+                self._misses,
+                self._stale,
+                self._evictions,
+                self._fetches,
+                len(self._data),
+                self._max_size,
+            )
+
+    def clear(self) -> None:
+        """Drop every entry and forget fetches in progress; their results will not be stored."""
+        with self._lock:
+            self._data.clear()
+            self._flights.clear()
+            self._cleared_seq = self._seq
