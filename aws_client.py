@@ -1,0 +1,251 @@
+"""Signed AWS JSON 1.1 calls to Secrets Manager GetSecretValue and SSM GetParameter."""
+
+from __future__ import annotations
+
+import html
+import json
+import random
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from urllib.parse import urlsplit
+
+import endpoints
+import sdk_shapes
+import sigv4
+from config import AwsConfig
+from connection_pool import ConnectionPool, Response, TlsSettings, TlsVerificationError
+from credentials import CredentialProvider, utc_now
+from errors import ExtensionError, UpstreamError, UpstreamTimeout, is_transient
+from logs import log
+
+VERSION = "0.1.0"
+USER_AGENT = (
+    f"parameters-secrets-extension/{VERSION} python/{sys.version_info[0]}.{sys.version_info[1]}"
+)
+MAX_ATTEMPTS = 3
+BACKOFF_BASE_SECONDS = 0.1
+BACKOFF_CAP_SECONDS = 2.0
+MAX_MESSAGE_CHARS = 1000
+_CONTENT_TYPE = "application/x-amz-json-1.1"
+_XML_CODE = re.compile(r"<Code>(.*?)</Code>", re.DOTALL)
+_XML_MESSAGE = re.compile(r"<Message>(.*?)</Message>", re.DOTALL)
+_SIGNATURE = re.compile(r"Signature=([0-9a-f]+)")
+
+
+class AwsClient:
+    """GetSecretValue and GetParameter with pooled connections, retries and a deadline."""
+
+    def __init__(
+        self,
+        aws: AwsConfig,
+        *,
+        max_connections: int,
+        secrets_manager_timeout_ms: int,
+        ssm_timeout_ms: int,
+        sleep: Callable[[float], None] = time.sleep,
+        now: Callable[[], datetime] = utc_now,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._aws = aws
+        self._max_connections = max_connections
+        self._timeouts_ms = {
+            endpoints.SECRETS_MANAGER: secrets_manager_timeout_ms,
+            endpoints.SSM: ssm_timeout_ms,
+        }
+        self._sleep = sleep
+        self._now = now
+        # Jitter only spreads retries out in time; it needs no cryptographic strength.
+        self._rng = rng if rng is not None else random.Random()  # noqa: S311
+        self._credentials = CredentialProvider(aws, now=now)
+        self._tls = TlsSettings(aws.ca_bundle)
+        self._pools: dict[str, ConnectionPool] = {}
+        self._pools_lock = threading.Lock()
+
+    def get_secret_value(
+        self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
+    ) -> dict[str, object]:
+        """The secret in the Go SDK's GetSecretValueOutput shape."""
+        payload: dict[str, object] = {"SecretId": secret_id}
+        if version_id:
+            payload["VersionId"] = version_id
+        if version_stage:
+            payload["VersionStage"] = version_stage
+        data = self._call(
+            endpoints.SECRETS_MANAGER, "secretsmanager.GetSecretValue", payload, secret_id
+        )
+        return sdk_shapes.secret_value(data)
+
+    def get_parameter(
+        self,
+        name: str,
+        *,
+        version: int | None = None,
+        label: str | None = None,
+        with_decryption: bool = False,
+    ) -> dict[str, object]:
+        """The parameter in the Go SDK's GetParameterOutput shape; a version wins over a label."""
+        selector = f":{version}" if version is not None else (f":{label}" if label else None)
+        payload: dict[str, object] = {
+            "Name": name + (selector or ""),
+            "WithDecryption": with_decryption,
+        }
+        data = self._call(endpoints.SSM, "AmazonSSM.GetParameter", payload, name)
+        return sdk_shapes.parameter(data, selector)
+
+    def close(self) -> None:
+        """Close every idle upstream connection."""
+        with self._pools_lock:
+            pools = list(self._pools.values())
+        for pool in pools:
+            pool.close()
+
+    def connections_opened(self) -> int:
+        """How many upstream connections have been opened so far, for logs and tests."""
+        with self._pools_lock:
+            return sum(pool.connections_opened for pool in self._pools.values())
+
+    def _pool(self, origin: str) -> ConnectionPool:
+        with self._pools_lock:
+            pool = self._pools.get(origin)
+            if pool is None:
+                pool = ConnectionPool(origin, max_connections=self._max_connections, tls=self._tls)
+                self._pools[origin] = pool
+            return pool
+
+    def _call(
+        self, service: str, target: str, payload: dict[str, object], resource_id: str
+    ) -> dict[str, object]:
+        endpoint = endpoints.resolve(self._aws, service, resource_id)
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        timeout_ms = self._timeouts_ms[service]
+        deadline = time.monotonic() + timeout_ms / 1000 if timeout_ms else None
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._attempt(endpoint, target, body, deadline)
+            except ExtensionError as exc:
+                if attempt >= MAX_ATTEMPTS or not _retryable(exc):
+                    raise
+                delay = self._rng.uniform(
+                    0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
+                )
+                if deadline is not None and time.monotonic() + delay >= deadline:
+                    if isinstance(exc, UpstreamTimeout):
+                        raise
+                    raise UpstreamTimeout(
+                        f"{target}: the deadline leaves no time to retry after {exc.error_type}"
+                    ) from exc
+                log.debug(
+                    "%s attempt %d failed (%s %s), retrying in %.3f s",
+                    target,
+                    attempt,
+                    exc.status,
+                    exc.error_type,
+                    delay,
+                )
+                self._sleep(delay)
+
+    def _attempt(
+        self, endpoint: endpoints.Endpoint, target: str, body: bytes, deadline: float | None
+    ) -> dict[str, object]:
+        creds = self._credentials.get()
+        headers = {
+            "Host": urlsplit(endpoint.origin).netloc,
+            "Content-Type": _CONTENT_TYPE,
+            "X-Amz-Target": target,
+        }
+        signed = sigv4.sign(
+            "POST",
+            endpoint.url,
+            headers,
+            body,
+            access_key=creds.access_key,
+            secret_key=creds.secret_key,
+            session_token=creds.session_token,
+            region=endpoint.region,
+            service=endpoint.signing_name,
+            now=self._now(),
+        )
+        # Added after signing: proxies may rewrite it, and AWS does not need it signed.
+        signed["User-Agent"] = USER_AGENT
+        response = self._pool(endpoint.origin).request(
+            "POST", endpoint.path, signed, body, deadline=deadline
+        )
+        if response.status == 200:
+            return _json_object(response)
+        secrets = [creds.access_key, creds.secret_key, creds.session_token]
+        secrets += _SIGNATURE.findall(signed.get("Authorization", ""))
+        raise upstream_error(response, secrets)
+
+
+def _retryable(exc: ExtensionError) -> bool:
+    return is_transient(exc) and not isinstance(exc, TlsVerificationError)
+
+
+def _json_object(response: Response) -> dict[str, object]:
+    try:
+        data = json.loads(response.body)
+    except ValueError as exc:
+        raise UpstreamError(
+            "AWS sent a response that is not JSON",
+            status=502,
+            error_type="InvalidResponseException",
+        ) from exc
+    if not isinstance(data, dict):
+        raise UpstreamError(
+            "AWS sent a JSON response that is not an object",
+            status=502,
+            error_type="InvalidResponseException",
+        )
+    return data
+
+
+def upstream_error(response: Response, redact: Iterable[str | None] = ()) -> UpstreamError:
+    """The AWS error in `response`, with AWS's status, type and a cleaned message."""
+    error_type, message = _parse_error(response)
+    if not error_type:
+        error_type = "InternalFailure" if response.status >= 500 else "UnknownError"
+    if not message:
+        message = f"AWS answered HTTP {response.status}"
+    return UpstreamError(
+        clean_message(message, redact), status=response.status, error_type=error_type
+    )
+
+
+def _parse_error(response: Response) -> tuple[str, str]:
+    """(type, message) from a JSON body, moto's XML body, or the x-amzn-ErrorType header."""
+    error_type, message = "", ""
+    text = response.body.decode("utf-8", "replace")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        error_type = str(data.get("__type") or data.get("code") or "")
+        message = str(data.get("message") or data.get("Message") or "")
+    else:
+        code = _XML_CODE.search(text)
+        found = _XML_MESSAGE.search(text)
+        error_type = html.unescape(code.group(1)) if code else ""
+        message = html.unescape(found.group(1)) if found else ""
+    if not error_type:
+        error_type = response.headers.get("x-amzn-errortype", "").split(":", 1)[0]
+    # "com.amazonaws.secretsmanager#ResourceNotFoundException" -> the part after '#'.
+    return error_type.rsplit("#", 1)[-1].strip(), message.strip()
+
+
+def clean_message(message: str, redact: Iterable[str | None] = ()) -> str:
+    """AWS's message without credentials, signatures or the echoed canonical request."""
+    # AWS's SignatureDoesNotMatch text quotes the canonical request, security token included.
+    message = message.split("\n\nThe Canonical String", 1)[0]
+    for value in redact:
+        if value:
+            message = message.replace(value, "<redacted>")
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[:MAX_MESSAGE_CHARS] + "..."
+    return message

@@ -1,0 +1,55 @@
+"""AWS JSON responses reshaped as the AWS SDK for Go marshals its output structs (SPEC 2.3)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+
+
+def iso_date(value: object) -> str | None:
+    """Epoch seconds (int or float) as ISO-8601 UTC with milliseconds and Z; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        # Some emulators send a date string already; it is passed through untouched.
+        return value
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    # Whole milliseconds first, so 40.499 never becomes 40.498999.
+    seconds, millis = divmod(round(value * 1000), 1000)
+    stamp = datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{millis:03d}Z"
+
+
+def secret_value(data: Mapping[str, object]) -> dict[str, object]:
+    """GetSecretValueOutput in the Go SDK's field order, missing fields null."""
+    return {
+        "ARN": data.get("ARN"),
+        "CreatedDate": iso_date(data.get("CreatedDate")),
+        "Name": data.get("Name"),
+        "SecretBinary": data.get("SecretBinary"),
+        "SecretString": data.get("SecretString"),
+        "VersionId": data.get("VersionId"),
+        "VersionStages": data.get("VersionStages"),
+        "ResultMetadata": {},
+    }
+
+
+def parameter(data: Mapping[str, object], selector: str | None) -> dict[str, object]:
+    """GetParameterOutput; `selector` (":3", ":label") is used when AWS did not echo one."""
+    raw = data.get("Parameter")
+    param: Mapping[str, object] = raw if isinstance(raw, Mapping) else {}
+    return {
+        "Parameter": {
+            "ARN": param.get("ARN"),
+            "DataType": param.get("DataType"),
+            "LastModifiedDate": iso_date(param.get("LastModifiedDate")),
+            "Name": param.get("Name"),
+            "Selector": param.get("Selector") or selector,
+            "SourceResult": param.get("SourceResult"),
+            "Type": param.get("Type"),
+            "Value": param.get("Value"),
+            "Version": param.get("Version"),
+        },
+        "ResultMetadata": {},
+    }
