@@ -375,12 +375,6 @@ class Servers:
         self._wake_reader.close()
         self._wake_writer.close()
 
-    def __enter__(self) -> Servers:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.shutdown()
-
 
 def start(
     lookups: Lookups,

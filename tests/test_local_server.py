@@ -721,6 +721,8 @@ def test_debug_log_has_route_outcome_latency_and_no_values(
     get(served.port, f"{SM}?secretId=app/db-credentials")
     get(served.port, f"{SSM}?name=/app/secure&withDecryption=true")
     get(served.port, f"{SSM}?name=/app/secure&withDecryption=true", token="bad-TOKEN-value")
+    # Each line is written just after its response, so the last may trail the client a little.
+    wait_for(lambda: debug_log.getvalue().count("\n") >= 4)
     text = debug_log.getvalue()
     assert re.search(r"DEBUG secretsmanager miss 200 \d+\.\d\d ms", text)
     assert re.search(r"DEBUG secretsmanager hit 200 \d+\.\d\d ms", text)
