@@ -21,6 +21,7 @@ import socket
 import ssl
 import struct
 import threading
+from collections import deque
 from dataclasses import dataclass
 from types import TracebackType
 from typing import BinaryIO
@@ -33,6 +34,7 @@ _CANNED = {
 }
 _MAX_HEADER_LINES = 200
 _SOCKET_TIMEOUT = 30.0
+_KEPT_HEADS = 1000
 
 
 @dataclass
@@ -79,7 +81,8 @@ class FaultProxy:
         self.connections_accepted = 0
         self.requests_received = 0
         self.requests_forwarded = 0
-        self.request_heads: list[list[bytes]] = []  # request line and headers, in order
+        # Request line and headers of the latest requests, oldest first; bounded for load tests.
+        self.request_heads: deque[list[bytes]] = deque(maxlen=_KEPT_HEADS)
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.05)
         self.port: int = self._listener.getsockname()[1]
@@ -158,6 +161,7 @@ class FaultProxy:
                 continue
             thread = threading.Thread(target=self._serve, args=(sock,), daemon=True)
             with self._lock:
+                self._threads = [alive for alive in self._threads if alive.is_alive()]
                 self._threads.append(thread)
             thread.start()
 
