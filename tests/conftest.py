@@ -144,7 +144,7 @@ def _bootstrap(endpoint: str) -> Moto:
                 "Statement": [
                     {
                         "Effect": "Allow",
-                        "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                        "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/extension"},
                         "Action": "sts:AssumeRole",
                     }
                 ],

@@ -62,7 +62,8 @@ class ExtensionProcess:
         self._log.close()
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def wait_listening(self, timeout: float = 15.0) -> None:

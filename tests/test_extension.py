@@ -297,7 +297,7 @@ print(r.json()["Parameter"]["Type"])
 
 NODE_CLIENT = """
 const http = require('http');
-const [port, name] = process.argv.slice(2);
+const [port, name] = process.argv.slice(1);  // node -e: argv[0] is node itself
 const options = {
   hostname: 'localhost', port: port,
   path: '/secretsmanager/get?secretId=' + encodeURIComponent(name),
