@@ -6,17 +6,14 @@ import os
 import signal
 import sys
 
-from aws_client import AwsClient
-from local_server import start
-from lookups import Lookups
-
 import config
+from aws_client import VERSION, AwsClient
 from cache import Cache
 from errors import ConfigError
 from lifecycle import ExtensionsApi
+from local_server import start
 from logs import log, setup
-
-VERSION = "0.1.0"
+from lookups import Lookups
 
 
 class Stop(Exception):
