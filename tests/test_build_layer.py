@@ -1,0 +1,373 @@
+"""build_layer.py: the layer zip, the zipapp inside it, its launcher, and reproducible builds."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import json
+import shutil
+import stat
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+
+import build_layer
+from conftest import (
+    PARAM_STRING,
+    ROOT,
+    SECRET_STRING_V2,
+    LambdaCredentials,
+    Moto,
+    free_port,
+)
+from extension_process import ExtensionProcess, lambda_env
+from fake_extensions_api import FakeExtensionsApi
+
+NAME = "parameters-secrets-extension"
+ENTRY = f"extensions/{NAME}"
+PYENV = Path.home() / ".pyenv" / "versions"
+SUPPORTED = ("3.10", "3.11", "3.12", "3.13", "3.14")
+TOO_OLD = ("3.6", "3.7", "3.8", "3.9")
+NO_PYTHON3 = f"{NAME} needs python3 >= 3.10 at /var/lang/bin/python3 or on PATH; none found\n"
+
+# A stand-in extension that reports how it was started and exits with a code of its own.
+STUB_EXTENSION = """\
+import json, sys
+import config
+
+def main():
+    print(json.dumps({
+        "argv": sys.argv, "config": config.__file__, "marker": config.MARKER,
+        "isolated": sys.flags.isolated, "no_site": sys.flags.no_site,
+        "version": list(sys.version_info[:2]),
+    }))
+    return 3
+"""
+SHADOW = "raise RuntimeError('a module outside the zipapp shadowed ours')\n"
+
+
+def pyenv_python(version: str) -> Path:
+    """~/.pyenv's python3 for `version` (e.g. "3.9"), or skip the test saying it is absent."""
+    found = sorted(PYENV.glob(f"{version}.*/bin/python3"))
+    if not found:
+        pytest.skip(f"python {version} is not installed under {PYENV}")
+    return found[-1]
+
+
+def path_with_python3(tmp_path: Path, python: Path) -> str:
+    """A PATH holding nothing but a `python3` symlink to `python`."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(python)
+    return str(bin_dir)
+
+
+def unpack(layer: bytes, opt: Path) -> Path:
+    """Unpack a layer zip into `opt` as Lambda does, modes included; return the executable."""
+    with zipfile.ZipFile(io.BytesIO(layer)) as archive:
+        for info in archive.infolist():
+            target = opt / info.filename
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(archive.read(info))
+            target.chmod(stat.S_IMODE(info.external_attr >> 16))
+    return opt / ENTRY
+
+
+def inner_zip(layer: bytes) -> zipfile.ZipFile:
+    with zipfile.ZipFile(io.BytesIO(layer)) as archive:
+        return zipfile.ZipFile(io.BytesIO(archive.read(ENTRY)))
+
+
+@pytest.fixture(scope="module")
+def stub_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A repository laid out like ours, with stub runtime modules and dev-only files."""
+    root = tmp_path_factory.mktemp("repo")
+    shutil.copy(ROOT / "build_layer.py", root)
+    (root / "config.py").write_text("MARKER = 'the zipapp config'\n")
+    (root / "extension.py").write_text(STUB_EXTENSION)
+    (root / ".#config.py").write_text("an editor's lock file\n")
+    for folder, module in (("tests", "test_config.py"), ("bench", "bench_cache.py")):
+        (root / folder).mkdir()
+        (root / folder / module).write_text("import config\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def stub_layer(stub_root: Path) -> bytes:
+    return build_layer.build_layer(stub_root)
+
+
+@pytest.fixture(scope="module")
+def stub_executable(stub_layer: bytes, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return unpack(stub_layer, tmp_path_factory.mktemp("opt"))
+
+
+@pytest.fixture(scope="module")
+def repo_layer() -> bytes:
+    return build_layer.build_layer(ROOT)
+
+
+@pytest.fixture
+def shadow_dir(tmp_path: Path) -> Path:
+    """A directory of modules that raise on import, named like ours and like stdlib ones.
+
+    The zipapp comes first on sys.path whatever the flags, so only -I keeps PYTHONPATH
+    from shadowing the standard library modules the extension imports.
+    """
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    ours = ("config", "extension", "errors", "logs", "cache")
+    for module in (*ours, "json", "logging", "socket", "hmac", "threading"):
+        (shadow / f"{module}.py").write_text(SHADOW)
+    return shadow
+
+
+def build(*args: str, script: Path = ROOT / "build_layer.py", **env: str) -> tuple[str, str]:
+    """Run build_layer.py as a command; return its stdout and stderr."""
+    done = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin:/bin", **env},
+        timeout=60,
+    )
+    return done.stdout, done.stderr
+
+
+# The zip
+
+
+def test_layer_holds_one_executable_regular_file(repo_layer: bytes) -> None:
+    with zipfile.ZipFile(io.BytesIO(repo_layer)) as archive:
+        [info] = archive.infolist()
+    mode = info.external_attr >> 16
+    assert info.filename == ENTRY
+    assert stat.S_ISREG(mode) and stat.S_IMODE(mode) == 0o755
+    assert info.create_system == 3  # Unix: unzip honours the mode
+    assert info.date_time == (1980, 1, 1, 0, 0, 0)
+
+
+def test_zipapp_holds_runtime_modules_their_pyc_and_main_only(stub_layer: bytes) -> None:
+    with inner_zip(stub_layer) as app:
+        names = app.namelist()
+        pyc = app.read("config.pyc")
+        infos = app.infolist()
+    expected = ["__main__.py", "config.py", "config.pyc", "extension.py", "extension.pyc"]
+    assert names == expected  # no tests/, bench/, build_layer.py nor editor files
+    assert pyc.startswith(importlib.util.MAGIC_NUMBER)
+    assert {stat.S_IMODE(info.external_attr >> 16) for info in infos} == {0o644}
+
+
+def test_repo_zipapp_ships_every_top_level_module_but_the_build(repo_layer: bytes) -> None:
+    with inner_zip(repo_layer) as app:
+        names = set(app.namelist())
+    modules = {path.name for path in ROOT.glob("*.py")} - {"build_layer.py"}
+    assert {"config.py", "errors.py", "logs.py", "extension.py"} <= modules
+    assert {name for name in names if name.endswith(".py")} == modules | {"__main__.py"}
+    assert {name for name in names if name.endswith(".pyc")} == {name + "c" for name in modules}
+
+
+def test_zipapp_starts_with_the_sh_launcher(stub_executable: Path) -> None:
+    data = stub_executable.read_bytes()
+    script, _, _ = data.partition(b"PK\x03\x04")
+    assert script.startswith(b"#!/bin/sh\n")
+    # The shell must be done before it could read a byte of the zip.
+    assert script.rstrip(b"\n").splitlines()[-1] == b"exit 127"
+    assert script.count(b'-I -S "$0" "$@"') == 2
+
+
+def test_two_builds_are_byte_identical(tmp_path: Path) -> None:
+    outputs = [tmp_path / "a.zip", tmp_path / "b.zip"]
+    printed = [
+        build("--arch", "x86_64", "--output", str(out), PYTHONHASHSEED=seed)[0]
+        for out, seed in zip(outputs, ("1", "2"), strict=True)
+    ]
+    first, second = (out.read_bytes() for out in outputs)
+    assert first == second
+    digest = hashlib.sha256(first).hexdigest()
+    assert printed[0] == f"{outputs[0]}  {len(first)} bytes  sha256 {digest}\n"
+    assert printed[1] == f"{outputs[1]}  {len(second)} bytes  sha256 {digest}\n"
+
+
+@pytest.mark.parametrize(
+    ("epoch", "stamp"),
+    [("1700000000", (2023, 11, 14, 22, 13, 20)), ("0", (1980, 1, 1, 0, 0, 0))],
+)
+def test_source_date_epoch_stamps_every_entry(
+    stub_root: Path, monkeypatch: pytest.MonkeyPatch, epoch: str, stamp: tuple[int, ...]
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", epoch)
+    layer = build_layer.build_layer(stub_root)
+    with zipfile.ZipFile(io.BytesIO(layer)) as archive:
+        outer = [info.date_time for info in archive.infolist()]
+    with inner_zip(layer) as app:
+        inner = [info.date_time for info in app.infolist()]
+    assert set(outer + inner) == {stamp}
+
+
+def test_default_output_is_dist_beside_the_script(stub_root: Path) -> None:
+    stdout, _ = build("--arch", "arm64", script=stub_root / "build_layer.py")
+    output = stub_root / "dist" / f"{NAME}-arm64.zip"
+    data = output.read_bytes()
+    assert stdout == f"{output}  {len(data)} bytes  sha256 {hashlib.sha256(data).hexdigest()}\n"
+
+
+def test_unknown_arch_is_refused(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "build_layer.py"), "--arch", "amd64", "--output", "x.zip"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "invalid choice: 'amd64' (choose from 'x86_64', 'arm64')" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+# The launcher
+
+
+def run(
+    executable: Path, path: str, *args: str, cwd: Path | None = None, **env: str
+) -> tuple[int, str, str]:
+    done = subprocess.run(
+        [str(executable), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=cwd,
+        env={"PATH": path, **env},
+        timeout=60,
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_without_python3_one_line_says_what_is_needed(
+    stub_executable: Path, tmp_path: Path
+) -> None:
+    if Path("/var/lang/bin/python3").exists():
+        pytest.skip("/var/lang/bin/python3 exists here, so the launcher would use it")
+    assert run(stub_executable, str(tmp_path)) == (127, "", NO_PYTHON3)
+
+
+@pytest.mark.parametrize("version", TOO_OLD)
+def test_too_old_python3_one_line_says_what_is_needed(
+    stub_executable: Path, tmp_path: Path, version: str
+) -> None:
+    path = path_with_python3(tmp_path, pyenv_python(version))
+    message = f"{NAME} needs python3 >= 3.10, found {version} at {path}/python3\n"
+    assert run(stub_executable, path) == (1, "", message)
+
+
+def test_main_stays_valid_for_python_2(stub_executable: Path) -> None:
+    # 2.7 refuses -I before reading a byte, so run it directly: __main__.py still speaks.
+    python2 = sorted(PYENV.glob("2.7.*/bin/python"))
+    if not python2:
+        pytest.skip(f"python 2.7 is not installed under {PYENV}")
+    done = subprocess.run(
+        [str(python2[-1]), "-S", str(stub_executable)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert (done.returncode, done.stderr) == (
+        1,
+        f"{NAME} needs python3 >= 3.10, found 2.7 at {python2[-1]}\n",
+    )
+
+
+@pytest.mark.parametrize("version", SUPPORTED)
+def test_supported_python3_runs_main_isolated_from_pythonpath_and_cwd(
+    stub_executable: Path, tmp_path: Path, shadow_dir: Path, version: str
+) -> None:
+    path = path_with_python3(tmp_path, pyenv_python(version))
+    code, stdout, stderr = run(
+        stub_executable, path, "--some-arg", cwd=shadow_dir, PYTHONPATH=str(shadow_dir)
+    )
+    assert (code, stderr) == (3, "")  # main()'s return value is the exit code
+    report = json.loads(stdout)
+    # The build interpreter's .pyc is used when the version matches; source otherwise.
+    built_here = version == f"{sys.version_info[0]}.{sys.version_info[1]}"
+    assert report == {
+        "argv": [str(stub_executable), "--some-arg"],
+        "config": f"{stub_executable}/config.py{'c' if built_here else ''}",
+        "marker": "the zipapp config",
+        "isolated": 1,
+        "no_site": 1,
+        "version": [int(part) for part in version.split(".")],
+    }
+
+
+# End to end, as Lambda runs it: the real extension from the real layer.
+
+
+@pytest.fixture(scope="module")
+def real_extension_importable() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            f"import sys; sys.path[:0] = [{str(ROOT)!r}]; import extension",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["?"])[-1]
+        pytest.skip(f"the real extension does not import yet: {last}")
+
+
+def wait_first_next(fake: FakeExtensionsApi, ext: ExtensionProcess) -> None:
+    """Wait until the extension asks for its first event; fail at once if it exits first."""
+    deadline = time.monotonic() + 30
+    while not fake.first_next.wait(0.05):
+        if ext.proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"no first next:\n{ext.output()}")
+
+
+@pytest.mark.usefixtures("real_extension_importable")
+@pytest.mark.parametrize("version", SUPPORTED)
+def test_layer_registers_serves_and_shuts_down_with_each_python(
+    *,
+    extension_executable: Path,
+    tmp_path: Path,
+    shadow_dir: Path,
+    moto: Moto,
+    lambda_credentials: LambdaCredentials,
+    version: str,
+) -> None:
+    path = path_with_python3(tmp_path, pyenv_python(version))
+    with FakeExtensionsApi() as fake:
+        env = lambda_env(
+            moto,
+            lambda_credentials,
+            free_port(),
+            fake.address,
+            PATH=path,
+            PYTHONPATH=str(shadow_dir),
+        )
+        with ExtensionProcess(extension_executable, env, tmp_path / "extension.log") as ext:
+            wait_first_next(fake, ext)
+            secret = ext.get_json(f"/secretsmanager/get?secretId={quote(moto.secret_name)}")
+            parameter = ext.get_json(f"/systemsmanager/parameters/get?name={moto.param_string}")
+            fake.shutdown_extension()
+            assert ext.proc.wait(timeout=10) == 0, ext.output()
+    assert fake.calls.registrations[0].headers["lambda-extension-name"] == NAME
+    assert secret[0] == 200 and secret[1]["SecretString"] == SECRET_STRING_V2
+    assert parameter[0] == 200
+    assert parameter[1]["Parameter"]["Value"] == PARAM_STRING  # type: ignore[index]
+    assert fake.calls.init_errors == [] and fake.calls.exit_errors == []
