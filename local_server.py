@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import http
+import io
 import json
 import selectors
 import socket
@@ -186,6 +187,24 @@ _BUSY = render(
 )
 
 
+class DeadlineReader(io.RawIOBase):
+    """Socket reads that fail with TimeoutError once `deadline` (monotonic) has passed."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.deadline = float("inf")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("request head not received in time")
+        self._sock.settimeout(remaining)
+        return self._sock.recv_into(buffer)
+
+
 class Handler(BaseHTTPRequestHandler):
     """One keep-alive connection: reads requests and writes each reply in a single write."""
 
@@ -194,10 +213,12 @@ class Handler(BaseHTTPRequestHandler):
     server: LocalServer
 
     def setup(self) -> None:
-        # The socket timeout is the idle timeout: a read that waits longer ends the connection.
-        self.request.settimeout(self.server.idle_timeout)
         self.answered_and_closing = False
         super().setup()
+        # A per-recv timeout alone lets a client that trickles a byte now and then hold its
+        # slot forever, so each request head must arrive whole within the idle timeout.
+        self.deadline_reader = DeadlineReader(self.request)
+        self.rfile = io.BufferedReader(self.deadline_reader)
 
     def finish(self) -> None:
         super().finish()
@@ -206,6 +227,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle_one_request(self) -> None:
         self.close_connection = True
+        self.deadline_reader.deadline = time.monotonic() + self.server.idle_timeout
         try:
             request = local_requests.read_request(self.rfile)
         except RequestError as exc:
@@ -230,6 +252,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _write(self, data: bytes) -> None:
         try:
+            self.request.settimeout(self.server.idle_timeout)  # the head's deadline is over
             self.wfile.write(data)
         except OSError:  # the client left; nothing more to say on this connection
             self.close_connection = True

@@ -654,6 +654,27 @@ def test_idle_connections_are_closed_after_the_idle_timeout(moto: Moto) -> None:
         wait_for(lambda: running.servers.open_connections == 0)
 
 
+def test_a_trickled_request_head_is_cut_off_at_the_idle_timeout(moto: Moto) -> None:
+    """A byte every 0.2 s never trips a per-read timeout of 1 s, but the head's deadline does."""
+    with serving(moto_config(moto), idle_timeout=1.0) as running, connect(running.port) as slow:
+        slow.settimeout(5)  # a server that never cuts off fails the test instead of hanging it
+        slow.sendall(b"GET /ping HTTP/1.1\r\n")
+        started = time.monotonic()
+        cut_off = False
+        for byte in b"X-Slow: " + b"a" * 200:
+            try:
+                slow.sendall(bytes([byte]))
+            except OSError:
+                cut_off = True
+                break
+            time.sleep(0.2)
+            if time.monotonic() - started > 10:
+                break
+        assert cut_off or closed_by_server(slow)
+        assert time.monotonic() - started < 10
+        wait_for(lambda: running.servers.open_connections == 0)
+
+
 def test_ipv6_loopback_serves_the_same_port(served: Served) -> None:
     if "::1" not in served.servers.hosts:
         pytest.skip("this host has no IPv6 loopback")
