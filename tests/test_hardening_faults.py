@@ -20,8 +20,8 @@ from extension_process import ExtensionProcess
 from fault_proxy import FaultProxy
 from hardening_support import param_path, secret_path, start_standalone
 
-TIMEOUT_MILLIS = 1000
-DELAY_MILLIS = 3000  # well past TIMEOUT_MILLIS, so every attempt misses the deadline
+TIMEOUT_MILLIS = 1500
+DELAY_MILLIS = 4000  # well past TIMEOUT_MILLIS, so every attempt misses the deadline
 SECRET_TTL_SECONDS = 1
 EXPIRY_WAIT_SECONDS = 1.3
 
