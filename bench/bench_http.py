@@ -1,6 +1,6 @@
 """Cache hits over HTTP against the floor server in the same run: wrk load, one keep-alive client.
 
-Usage: python bench/bench_http.py [--duration S] [--rounds R] [--requests N]
+Usage: python bench/bench_http.py [--duration S] [--rounds R] [--requests N] [--awake]
 
 Figure 1: wrk, 2 threads, 8 connections, --latency, R rounds of S seconds on each target,
 the targets taking turns (the first in each round alternates) so that drift on this shared
@@ -8,6 +8,7 @@ machine falls on both; the median round is reported. Figure 2: one keep-alive co
 raw socket, R rounds of N requests on each target, taking turns; p50 over all requests.
 The floor (bench/floor_server.py) answers the extension's own response body, byte for byte.
 Needs wrk (Debian package `wrk`: apt-get install -y wrk).
+--awake keeps the vCPUs from idling meanwhile (harness.keep_awake says why).
 """
 
 from __future__ import annotations
@@ -71,10 +72,11 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=3000, help="per keep-alive round")
+    parser.add_argument("--awake", action="store_true", help="keep the vCPUs from idling")
     args = parser.parse_args()
     wrk_path = harness.need("wrk", WRK_INSTALL)
 
-    with harness.setup() as s, harness.extension(s) as ext:
+    with harness.keep_awake(args.awake) as mode, harness.setup() as s, harness.extension(s) as ext:
         path = harness.SECRET_PATH + s.moto.secret_name
         warm = harness.KeepAlive(ext.port, path, ext.token)
         status, body = warm.get()  # the miss that fills the cache
@@ -149,7 +151,7 @@ def main() -> None:
         )
     wrk_errors = sum(run["errors"] for name in runs for run in runs[name])
     title = (
-        f"bench_http: python {harness.python_version(s.python)}, {harness.machine()}, "
+        f"bench_http: python {harness.python_version(s.python)}, {harness.machine()}, {mode}, "
         f"body {len(body)} B, wrk {args.rounds} x {args.duration} s per target (median round), "
         f"keep-alive {(args.rounds + 2) * args.requests} requests per target; "
         f"wrk errors/non-2xx {wrk_errors:.0f}, extension ERROR lines {errors}"

@@ -1,6 +1,6 @@
 """The process from the built layer: init to the first `next`, SHUTDOWN to exit, RSS, zip size.
 
-Usage: python bench/bench_process.py [--runs N] [--python PATH]
+Usage: python bench/bench_process.py [--runs N] [--python PATH] [--awake]
 
 Init: time from Popen of the layer's executable (its sh launcher execs `python3 -I -S`) to the
 fake Extensions API receiving the first `next`, without and with prefetch (one secret and one
@@ -15,6 +15,7 @@ and after 1000 distinct 4 KB secrets were fetched through it (floor: idle RSS pl
 response bodies it must hold); that all 1000 are cached is checked at a counting proxy.
 Zip: the layer's size; floor: a deflated zip of only the runtime .py sources it carries. What
 the .pyc buy is measured too: init of the same executable with its .pyc removed.
+--awake keeps the vCPUs from idling meanwhile (harness.keep_awake says why).
 """
 
 from __future__ import annotations
@@ -210,9 +211,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=31)
     parser.add_argument("--python", help="interpreter to build and run the layer with")
+    parser.add_argument("--awake", action="store_true", help="keep the vCPUs from idling")
     args = parser.parse_args()
 
-    with harness.setup(args.python) as s:
+    with harness.keep_awake(args.awake) as mode, harness.setup(args.python) as s:
         python = harness.python_version(s.python)
         t = init_and_shutdown(s, args.runs)
         names = create_secrets(s)
@@ -289,7 +291,7 @@ def main() -> None:
             ]
         )
     title = (
-        f"bench_process: python {python} ({Path(s.python).name}), {harness.machine()}, "
+        f"bench_process: python {python} ({Path(s.python).name}), {harness.machine()}, {mode}, "
         f"medians of {args.runs} interleaved runs per variant"
     )
     header = ["figure", "measured", "floor", "ratio", "goal", "met?"]

@@ -1,6 +1,6 @@
 """Hits and misses against direct boto3/botocore calls to the same moto; coalescing; connections.
 
-Usage: python bench/bench_upstream.py [--rounds R] [--calls N]
+Usage: python bench/bench_upstream.py [--rounds R] [--calls N] [--awake]
 
 Figure 3: a hit (http.client on one keep-alive connection, body parsed with json.loads, as a
 function would) against boto3 get_secret_value with the same credentials to the same moto.
@@ -10,6 +10,7 @@ Figure 8: 64 threads, each on its own connection, released together on one cold 
 fault proxy in front of moto holds the first upstream request 200 ms; upstream requests counted
 at the proxy, over 5 keys. Figure 9: 1000 sequential misses (TTL 0) through the proxy, and 1000
 from 8 concurrent clients; TCP connections counted at the proxy.
+--awake keeps the vCPUs from idling meanwhile (harness.keep_awake says why).
 """
 
 from __future__ import annotations
@@ -184,9 +185,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=100, help="per side per round")
+    parser.add_argument("--awake", action="store_true", help="keep the vCPUs from idling")
     args = parser.parse_args()
 
-    with harness.setup() as s:
+    with harness.keep_awake(args.awake) as mode, harness.setup() as s:
         t = hit_and_miss(s, args.rounds, args.calls)
         coalesced = coalescing(s)
         sequential, concurrent, sequential_s, concurrent_s = connections(s)
@@ -246,7 +248,7 @@ def main() -> None:
         ],
     ]
     title = (
-        f"bench_upstream: python {python}, {harness.machine()}, medians of "
+        f"bench_upstream: python {python}, {harness.machine()}, {mode}, medians of "
         f"{args.rounds} x {args.calls} calls per side, moto with signature checks"
     )
     header = ["figure", "measured", "floor", "ratio", "goal", "met?"]

@@ -67,6 +67,37 @@ server.stop()
 """
 
 
+_SPINNER = """\
+import os
+os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+while True:
+    pass
+"""
+
+
+@contextlib.contextmanager
+def keep_awake(enabled: bool) -> Iterator[str]:
+    """With `enabled`, one SCHED_IDLE busy loop per CPU; yields how the run was done.
+
+    An idle vCPU of this VM takes of the order of 100 us to wake, which a loopback round trip
+    pays on each side. A SCHED_IDLE task runs only when nothing else wants the CPU, so it
+    keeps the vCPUs from idling without taking time from what is measured.
+    """
+    if not enabled:
+        yield "vCPUs free to idle"
+        return
+    spinners = [
+        subprocess.Popen([sys.executable, "-I", "-S", "-c", _SPINNER])
+        for _ in range(os.cpu_count() or 1)
+    ]
+    try:
+        yield "vCPUs kept awake by SCHED_IDLE spinners"
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
 @dataclass(frozen=True)
 class Setup:
     """What every bench needs: moto with its data, Lambda-like credentials, the built layer."""
