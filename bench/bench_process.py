@@ -225,7 +225,7 @@ def main() -> None:
         return f"{t.median(name):.1f} ms"
 
     def mb(kib: float) -> str:
-        return f"{kib / 1024:.1f} MB"
+        return f"{kib / 1024:.1f} MiB"
 
     bare, minimal = t.median("bare"), t.median("init_floor")
     rows = []
@@ -254,7 +254,7 @@ def main() -> None:
             mb(rss_idle),
             f"minimal ext {mb(rss_floor)}",
             f"{rss_idle / rss_floor:.2f}",
-            "<= 20 MB",
+            "<= 20 MB (MiB)",
             "yes" if rss_idle <= 20 * 1024 else "NO",
         ],
         [
@@ -262,15 +262,15 @@ def main() -> None:
             mb(cached),
             f"idle {mb(idle)} + bodies {mb(body_bytes / 1024)}",
             f"{cached / cached_floor:.2f}",
-            "<= 32 MB",
+            "<= 32 MB (MiB)",
             "yes" if cached <= 32 * 1024 else "NO",
         ],
         [
             "layer zip size",
-            f"{layer / 1024:.1f} KB",
-            f".py only, deflated {sources / 1024:.1f} KB",
+            f"{layer} B ({layer / 1024:.1f} KiB)",
+            f".py only, deflated {sources / 1024:.1f} KiB",
             f"{layer / sources:.2f}",
-            "<= 64 KB",
+            "<= 64 KB (KiB)",
             "yes" if layer <= 64 * 1024 else "NO",
         ],
     ]

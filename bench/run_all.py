@@ -1,6 +1,6 @@
 """Run every bench script in turn, each in its own process, and print their tables.
 
-Usage: python bench/run_all.py   (from the repository root; takes about ten minutes)
+Usage: python bench/run_all.py   (from the repository root; takes about seven minutes)
 
 The latency-bound scripts run twice: as the machine is, and with --awake (vCPUs kept from
 idling), because on this VM a wake from idle costs about as much as a cache hit.
