@@ -8,11 +8,14 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from errors import UpstreamConnectionError, UpstreamTimeout
 from logs import log
+
+TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
+if TYPE_CHECKING:
+    from typing import Final
 
 # Bounds every socket operation even when the request itself has no deadline.
 DEFAULT_SOCKET_TIMEOUT = 10.0
@@ -32,21 +35,25 @@ class TlsVerificationError(UpstreamConnectionError):
     """The server's certificate was not trusted; retrying cannot help."""
 
 
-@dataclass(frozen=True)
 class _Request:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
+    __slots__ = ("body", "headers", "method", "path")
+
+    def __init__(self, method: str, path: str, headers: dict[str, str], body: bytes) -> None:
+        self.method: Final = method
+        self.path: Final = path
+        self.headers: Final = headers
+        self.body: Final = body
 
 
-@dataclass(frozen=True)
 class Response:
     """A complete upstream response; header names are lower-case."""
 
-    status: int
-    headers: dict[str, str]
-    body: bytes
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status: Final = status
+        self.headers: Final = headers
+        self.body: Final = body
 
 
 class TlsSettings:

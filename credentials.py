@@ -7,13 +7,16 @@ import ipaddress
 import json
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
 from config import AwsConfig
 from errors import MissingCredentials, UpstreamConnectionError
 from logs import log
+
+TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
+if TYPE_CHECKING:
+    from typing import Final
 
 REFRESH_MARGIN = timedelta(minutes=5)
 FETCH_TIMEOUT_SECONDS = 5.0
@@ -29,14 +32,36 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-@dataclass(frozen=True)
 class Credentials:
     """One set of AWS credentials; the secret parts are kept out of repr()."""
 
-    access_key: str
-    secret_key: str = field(repr=False)
-    session_token: str | None = field(default=None, repr=False)
-    expiration: datetime | None = None
+    __slots__ = ("access_key", "expiration", "secret_key", "session_token")
+
+    def __init__(
+        self,
+        access_key: str,
+        secret_key: str,
+        session_token: str | None = None,
+        expiration: datetime | None = None,
+    ) -> None:
+        self.access_key: Final = access_key
+        self.secret_key: Final = secret_key
+        self.session_token: Final = session_token
+        self.expiration: Final = expiration
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Credentials):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        return f"Credentials(access_key={self.access_key!r}, expiration={self.expiration!r})"
+
+    def _values(self) -> tuple[object, ...]:
+        return (self.access_key, self.secret_key, self.session_token, self.expiration)
 
 
 class CredentialProvider:

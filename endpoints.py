@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from config import AwsConfig
 from errors import ExtensionError
+
+TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
+if TYPE_CHECKING:
+    from typing import Final
 
 SECRETS_MANAGER = "secretsmanager"
 SSM = "ssm"
@@ -40,14 +43,16 @@ class MissingRegion(ExtensionError):
     error_type = "MissingRegionException"
 
 
-@dataclass(frozen=True)
 class Endpoint:
     """One resolved target: `origin` is scheme://host[:port], `path` the request path."""
 
-    origin: str
-    path: str
-    region: str
-    signing_name: str
+    __slots__ = ("origin", "path", "region", "signing_name")
+
+    def __init__(self, origin: str, path: str, region: str, signing_name: str) -> None:
+        self.origin: Final = origin
+        self.path: Final = path
+        self.region: Final = region
+        self.signing_name: Final = signing_name
 
     @property
     def url(self) -> str:
@@ -55,13 +60,15 @@ class Endpoint:
         return self.origin + self.path
 
 
-@dataclass(frozen=True)
 class Arn:
     """The parts of an ARN that choose an endpoint."""
 
-    partition: str
-    service: str
-    region: str
+    __slots__ = ("partition", "region", "service")
+
+    def __init__(self, partition: str, service: str, region: str) -> None:
+        self.partition: Final = partition
+        self.service: Final = service
+        self.region: Final = region
 
 
 def parse_arn(resource_id: str) -> Arn | None:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from dataclasses import dataclass
 from typing import Protocol
 
 from errors import RequestError
+
+TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
+if TYPE_CHECKING:
+    from typing import Final
 
 MAX_REQUEST_LINE = 16 * 1024
 MAX_HEADER_BYTES = 64 * 1024
@@ -44,36 +47,74 @@ class LineReader(Protocol):
     def readline(self, size: int, /) -> bytes: ...
 
 
-@dataclass(frozen=True)
 class Request:
     """One request's head; header names are lower case, repeated fields joined by ", "."""
 
-    method: str
-    target: str
-    headers: dict[str, bytes]
-    keep_alive: bool
-    http10: bool
+    __slots__ = ("headers", "http10", "keep_alive", "method", "target")
+
+    def __init__(
+        self, method: str, target: str, headers: dict[str, bytes], keep_alive: bool, http10: bool
+    ) -> None:
+        self.method: Final = method
+        self.target: Final = target
+        self.headers: Final = headers
+        self.keep_alive: Final = keep_alive
+        self.http10: Final = http10
 
 
-@dataclass(frozen=True)
-class SecretQuery:
+class _Query:
+    """Equality, hash and repr by field, as the frozen dataclasses these replace had."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Query) or type(other) is not type(self):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+
+class SecretQuery(_Query):
     """The validated query of GET /secretsmanager/get."""
 
-    secret_id: str
-    version_id: str | None
-    version_stage: str | None
-    refresh: bool
+    __slots__ = ("refresh", "secret_id", "version_id", "version_stage")
+
+    def __init__(
+        self, secret_id: str, version_id: str | None, version_stage: str | None, refresh: bool
+    ) -> None:
+        self.secret_id: Final = secret_id
+        self.version_id: Final = version_id
+        self.version_stage: Final = version_stage
+        self.refresh: Final = refresh
 
 
-@dataclass(frozen=True)
-class ParameterQuery:
+class ParameterQuery(_Query):
     """The validated query of GET /systemsmanager/parameters/get."""
 
-    name: str
-    version: int | None
-    label: str | None
-    with_decryption: bool
-    refresh: bool
+    __slots__ = ("label", "name", "refresh", "version", "with_decryption")
+
+    def __init__(
+        self,
+        name: str,
+        version: int | None,
+        label: str | None,
+        with_decryption: bool,
+        refresh: bool,
+    ) -> None:
+        self.name: Final = name
+        self.version: Final = version
+        self.label: Final = label
+        self.with_decryption: Final = with_decryption
+        self.refresh: Final = refresh
 
 
 def bad_request(message: str) -> RequestError:

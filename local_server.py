@@ -17,9 +17,8 @@ import socketserver
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Final
 
 import local_requests
 from errors import ExtensionError, RequestError
@@ -38,15 +37,24 @@ LINGER_SECONDS = 1.0
 LINGER_BYTES = 1 << 20
 
 
-@dataclass(frozen=True)
 class Reply:
     """One response and what the debug log says about it."""
 
-    status: int
-    body: bytes
-    content_type: str = JSON
-    route: str = "-"
-    outcome: str = "-"
+    __slots__ = ("body", "content_type", "outcome", "route", "status")
+
+    def __init__(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = JSON,
+        route: str = "-",
+        outcome: str = "-",
+    ) -> None:
+        self.status: Final = status
+        self.body: Final = body
+        self.content_type: Final = content_type
+        self.route: Final = route
+        self.outcome: Final = outcome
 
 
 def error_reply(exc: ExtensionError, route: str = "-") -> Reply:
