@@ -33,6 +33,8 @@ from pathlib import Path
 
 import harness
 
+from fake_extensions_api import FakeExtensionsApi
+
 SECRETS = 1000
 SECRET_BYTES = 4096
 MINIMAL_EXTENSION = """\
@@ -74,7 +76,7 @@ def bare_python(s: harness.Setup) -> float:
 def minimal_extension(s: harness.Setup, samples: Sample) -> None:
     """The floor extension: init to first next, RSS while blocked, SHUTDOWN to exit."""
     python3 = s.path.split(":")[0] + "/python3"
-    with harness.ExtensionsApi() as fake:
+    with FakeExtensionsApi() as fake:
         marks: list[float] = []
         fake.on_first_next = lambda: marks.append(time.perf_counter())
         env = {"PATH": s.path, "AWS_LAMBDA_RUNTIME_API": fake.address}

@@ -24,7 +24,6 @@ import time
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -236,26 +235,12 @@ def setup(python: str | None = None) -> Iterator[Setup]:
             _set_auth(endpoint, b"inf")
 
 
-class ExtensionsApi(FakeExtensionsApi):
-    """The tests' fake Extensions API, answering with TCP_NODELAY as Lambda's does.
-
-    The fake writes its head and body separately; without TCP_NODELAY the body waits for the
-    client's delayed ACK (about 40 ms) whenever a connection is reused.
-    """
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        class Handler(super()._handler()):  # type: ignore[misc]
-            disable_nagle_algorithm = True
-
-        return Handler
-
-
 @dataclass
 class Running:
     """A started extension: its process, its fake Extensions API and its local port."""
 
     ext: ExtensionProcess
-    fake: ExtensionsApi
+    fake: FakeExtensionsApi
     port: int
     token: str
     started: float  # perf_counter just before Popen
@@ -294,7 +279,7 @@ def extension(
     executable: Path | None = None,
 ) -> Iterator[Running]:
     """Start the layer's executable (or `executable`) as Lambda would; wait for the first next."""
-    fake = ExtensionsApi()
+    fake = FakeExtensionsApi()
     marks: list[float] = []
     fake.on_first_next = lambda: marks.append(time.perf_counter())
     port = free_port()
