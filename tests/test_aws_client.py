@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
-import logging
 import random
 import subprocess
 import sys
@@ -18,6 +16,7 @@ from typing import Any
 import pytest
 
 import aws_client
+import log_capture
 from aws_client import AwsClient
 from config import AwsConfig
 from conftest import (
@@ -38,7 +37,6 @@ from errors import (
     UpstreamTimeout,
 )
 from fault_proxy import FaultProxy
-from logs import log
 from tls_certs import make_pki
 
 SECRET_FIELDS = [
@@ -618,28 +616,22 @@ def test_tls_through_ca_bundle(moto: Moto, tmp_path: Path) -> None:
 
 
 def test_no_value_or_credential_in_logs_or_errors(moto: Moto, proxy: FaultProxy) -> None:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    saved_level = log.level
-    log.addHandler(handler)
-    log.setLevel(logging.DEBUG)
     messages: list[str] = []
     made = _client(_aws(moto, f"http://127.0.0.1:{proxy.port}"))
     try:
-        made.get_secret_value(moto.secret_name)
-        made.get_parameter(moto.param_secure, with_decryption=True)
-        proxy.set_fault("throttle", times=1)
-        made.get_secret_value(moto.secret_name)
-        proxy.close_idle()
-        made.get_parameter(moto.param_secure, with_decryption=True)
-        proxy.set_fault("status_500")
-        with pytest.raises(UpstreamError) as failed:
+        with log_capture.captured("debug") as stream:
             made.get_secret_value(moto.secret_name)
-        messages.append(failed.value.message)
+            made.get_parameter(moto.param_secure, with_decryption=True)
+            proxy.set_fault("throttle", times=1)
+            made.get_secret_value(moto.secret_name)
+            proxy.close_idle()
+            made.get_parameter(moto.param_secure, with_decryption=True)
+            proxy.set_fault("status_500")
+            with pytest.raises(UpstreamError) as failed:
+                made.get_secret_value(moto.secret_name)
+            messages.append(failed.value.message)
     finally:
         made.close()
-        log.removeHandler(handler)
-        log.setLevel(saved_level)
     signatures = [a.rsplit("Signature=", 1)[1] for a in proxy.header_values("authorization")]
     text = stream.getvalue() + "\n".join(messages)
     assert "retrying" in text

@@ -123,7 +123,7 @@ def shadow_dir(tmp_path: Path) -> Path:
     shadow = tmp_path / "shadow"
     shadow.mkdir()
     ours = ("config", "extension", "errors", "logs", "cache")
-    for module in (*ours, "json", "logging", "socket", "hmac", "threading"):
+    for module in (*ours, "json", "selectors", "socket", "hmac", "threading"):
         (shadow / f"{module}.py").write_text(SHADOW)
     return shadow
 

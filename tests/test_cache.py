@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import random
 import threading
 import time
@@ -11,6 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+import log_capture
 import logs
 from cache import Cache
 from errors import UpstreamConnectionError, UpstreamError, UpstreamTimeout
@@ -66,23 +66,10 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def warnings() -> Iterator[list[logging.LogRecord]]:
-    """Every record logs.log emits during the test."""
-    records: list[logging.LogRecord] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    handler = Collect(logging.DEBUG)
-    saved_level = logs.log.level
-    logs.log.addHandler(handler)
-    logs.log.setLevel(logging.DEBUG)
-    try:
-        yield records
-    finally:
-        logs.log.removeHandler(handler)
-        logs.log.setLevel(saved_level)
+def warnings() -> Iterator[Callable[[], list[str]]]:
+    """The lines logs.log has written so far in the test, at any level."""
+    with log_capture.captured("debug") as stream:
+        yield lambda: stream.getvalue().splitlines()
 
 
 TRANSIENT = [
@@ -200,7 +187,7 @@ def test_invalid_arguments_are_refused() -> None:
 
 @pytest.mark.parametrize("error", TRANSIENT, ids=repr)
 def test_stale_served_inside_the_window(
-    clock: FakeClock, error: Exception, warnings: list[logging.LogRecord]
+    clock: FakeClock, error: Exception, warnings: Callable[[], list[str]]
 ) -> None:
     cache = expired_cache(clock, stale_if_error=60)
     assert cache.get_or_fetch(KEY, 10, failing(error)) == (VALUE, "stale")  # at expiry
@@ -210,14 +197,14 @@ def test_stale_served_inside_the_window(
     with pytest.raises(type(error)) as raised:
         cache.get_or_fetch(KEY, 10, failing(error))
     assert raised.value is error
-    assert len(warnings) == 2
+    assert len(warnings()) == 2
     info = cache.info()
     assert (info.stale, info.misses, info.hits, info.fetches) == (2, 4, 0, 4)
 
 
 @pytest.mark.parametrize("error", PERMANENT, ids=repr)
 def test_stale_never_served_on_a_permanent_error(
-    clock: FakeClock, error: Exception, warnings: list[logging.LogRecord]
+    clock: FakeClock, error: Exception, warnings: Callable[[], list[str]]
 ) -> None:
     cache = expired_cache(clock)
     with pytest.raises(type(error)) as raised:
@@ -227,7 +214,7 @@ def test_stale_never_served_on_a_permanent_error(
     assert cache.info().size == 0
     with pytest.raises(UpstreamTimeout):
         cache.get_or_fetch(KEY, 10, failing(UpstreamTimeout("deadline exceeded")))
-    assert warnings == []
+    assert warnings() == []
     assert cache.info().stale == 0
 
 
@@ -257,19 +244,18 @@ def test_no_stale_without_a_cached_entry(clock: FakeClock) -> None:
 
 
 def test_one_warning_per_stale_serve_without_the_value(
-    clock: FakeClock, warnings: list[logging.LogRecord]
+    clock: FakeClock, warnings: Callable[[], list[str]]
 ) -> None:
     cache = expired_cache(clock)
     throttled = UpstreamError("slow down", status=400, error_type="ThrottlingException")
     for _ in range(3):
         assert cache.get_or_fetch(KEY, 10, failing(throttled)) == (VALUE, "stale")
-    assert len(warnings) == 3
-    for record in warnings:
-        message = record.getMessage()
-        assert record.levelno == logging.WARNING
-        assert "secretsmanager db-creds" in message
-        assert "ThrottlingException" in message
-        assert VALUE not in message
+    assert len(warnings()) == 3
+    for line in warnings():
+        assert line.startswith(f"[{logs.NAME}] WARN ")
+        assert "secretsmanager db-creds" in line
+        assert "ThrottlingException" in line
+        assert VALUE not in line
 
 
 def test_custom_is_transient(clock: FakeClock) -> None:
@@ -415,7 +401,7 @@ def test_a_failed_fetch_reaches_every_waiter_and_is_not_cached() -> None:
 
 
 def test_waiters_on_a_failed_refresh_of_an_expired_key_all_get_stale(
-    clock: FakeClock, warnings: list[logging.LogRecord]
+    clock: FakeClock, warnings: Callable[[], list[str]]
 ) -> None:
     cache = expired_cache(clock)  # 1 miss so far
     upstream, fetch = coalesced_fetch(cache, 1 + 16, UpstreamTimeout("deadline exceeded"))
@@ -429,7 +415,7 @@ def test_waiters_on_a_failed_refresh_of_an_expired_key_all_get_stale(
     run_threads(16, caller)
     assert upstream.calls == 1
     assert results == [(VALUE, "stale")] * 16
-    assert len(warnings) == 16
+    assert len(warnings()) == 16
     assert cache.info().stale == 16
 
 

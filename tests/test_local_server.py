@@ -6,7 +6,6 @@ import base64
 import contextlib
 import io
 import json
-import logging
 import re
 import socket
 import time
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 
 import local_server
-import logs
+import log_capture
 from aws_client import AwsClient
 from cache import Cache
 from config import AwsConfig
@@ -196,14 +195,8 @@ def extra_data(moto: Moto) -> None:
 
 @pytest.fixture
 def debug_log() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    logs.setup("debug", json_format=False, stream=stream)
-    try:
+    with log_capture.captured("debug") as stream:
         yield stream
-    finally:
-        logs.log.handlers.clear()
-        logs.log.setLevel(logging.NOTSET)
-        logs.log.propagate = True
 
 
 def wait_for(condition: Any, timeout: float = 10.0) -> None:

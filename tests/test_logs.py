@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
+import log_capture
 import logs
 
 
 @pytest.fixture(autouse=True)
 def restore_logger() -> Iterator[None]:
-    handlers, level, propagate = list(logs.log.handlers), logs.log.level, logs.log.propagate
-    yield
-    logs.log.handlers[:] = handlers
-    logs.log.setLevel(level)
-    logs.log.propagate = propagate
+    with log_capture.restored():
+        yield
 
 
 def emit_all(level: str, json_format: bool) -> list[str]:
@@ -56,3 +56,41 @@ def test_json_format_has_the_four_fields() -> None:
         assert record["logger"] == "parameters-secrets-extension"
         assert record["timestamp"].endswith("Z") and "T" in record["timestamp"]
     assert [r["message"] for r in records] == ["i", "w", "e"]
+
+
+def test_json_timestamp_is_utc_with_milliseconds() -> None:
+    before = datetime.now(timezone.utc)
+    (line,) = emit_all("error", True)
+    after = datetime.now(timezone.utc)
+    stamp = json.loads(line)["timestamp"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", stamp)
+    logged = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    assert before - timedelta(milliseconds=1) <= logged <= after
+
+
+class Unprintable:
+    def __str__(self) -> str:
+        raise AssertionError("formatted although the level is off")
+
+
+def test_args_are_formatted_only_when_the_level_passes() -> None:
+    stream = io.StringIO()
+    logs.setup("info", json_format=False, stream=stream)
+    logs.log.debug("never %s", Unprintable())
+    logs.log.info("%s attempt %d in %.3f s", "GetSecretValue", 2, 0.25)
+    logs.log.info("100% literal without args")
+    assert stream.getvalue().splitlines() == [
+        "[parameters-secrets-extension] INFO GetSecretValue attempt 2 in 0.250 s",
+        "[parameters-secrets-extension] INFO 100% literal without args",
+    ]
+
+
+def test_a_closed_stream_does_not_raise_and_a_new_setup_writes_again() -> None:
+    closed = io.StringIO()
+    logs.setup("debug", json_format=False, stream=closed)
+    closed.close()
+    logs.log.error("nobody reads this")  # a closed stdout must not take the caller down
+    fresh = io.StringIO()
+    logs.setup("debug", json_format=False, stream=fresh)
+    logs.log.error("read")
+    assert fresh.getvalue() == "[parameters-secrets-extension] ERROR read\n"

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import threading
 from collections.abc import Iterator
 
 import pytest
 
-import logs
+import log_capture
 from cache import Cache
 from errors import UpstreamError
 from lookups import Lookups
@@ -60,14 +59,8 @@ def make(upstream: RecordingUpstream, *, sm_ttl: int = 300, ssm_ttl: int = 300) 
 
 @pytest.fixture
 def debug_log() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    logs.setup("debug", json_format=False, stream=stream)
-    try:
+    with log_capture.captured("debug") as stream:
         yield stream
-    finally:
-        logs.log.handlers.clear()
-        logs.log.setLevel(logging.NOTSET)
-        logs.log.propagate = True
 
 
 def test_secret_is_compact_json_bytes_and_cached() -> None:
