@@ -19,19 +19,33 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 from collections.abc import Callable, Hashable
-from typing import Generic, NamedTuple, TypeVar
 
 import errors
 from logs import log
 
-V = TypeVar("V")
+TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
+if TYPE_CHECKING:
+    from typing import Generic, TypeVar
+
+    V = TypeVar("V")
+else:
+
+    class Generic:
+        """At run time `Generic[V]` is plain `object`: only mypy needs the classes below to be
+        generic, and `Cache[bytes]` is only ever written in annotations, never evaluated."""
+
+        def __class_getitem__(cls, _: object) -> type:
+            return object
+
+    V = None
 
 
-class CacheInfo(NamedTuple):
+class CacheInfo(namedtuple("CacheInfo", "hits misses stale evictions fetches size max_size")):
     """Counters since creation (clear() keeps them) and the current size."""
 
+    __slots__ = ()
     hits: int
     misses: int
     stale: int

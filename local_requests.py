@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from typing import Protocol
 
 from errors import RequestError
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
-    from typing import Final
+    from typing import Final, Protocol
+
+    class LineReader(Protocol):
+        """The part of a buffered socket file that reading a request needs."""
+
+        def readline(self, size: int, /) -> bytes: ...
+
 
 MAX_REQUEST_LINE = 16 * 1024
 MAX_HEADER_BYTES = 64 * 1024
@@ -39,12 +44,6 @@ _DIGITS = re.compile(r"[0-9]{1,19}")
 _CONTROL = re.compile(rb"[\x00-\x20\x7f]")
 _PRINTABLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))
 _MAX_VERSION = 2**63 - 1
-
-
-class LineReader(Protocol):
-    """The part of a buffered socket file that reading a request needs."""
-
-    def readline(self, size: int, /) -> bytes: ...
 
 
 class Request:

@@ -18,13 +18,16 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Final
 
 import local_requests
 from errors import ExtensionError, RequestError
 from local_requests import Request
 from logs import log
 from lookups import Lookups
+
+TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
+if TYPE_CHECKING:
+    from typing import Any, Final
 
 JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"

@@ -5,31 +5,38 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Protocol
 
 from cache import Cache
 from errors import ExtensionError
 from logs import log
 
+TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class Upstream(Protocol):
+        """What Lookups needs from aws_client.AwsClient: the two calls, in SPEC 2.3's shapes."""
+
+        def get_secret_value(
+            self,
+            secret_id: str,
+            *,
+            version_id: str | None = None,
+            version_stage: str | None = None,
+        ) -> Mapping[str, object]: ...
+
+        def get_parameter(
+            self,
+            name: str,
+            *,
+            version: int | None = None,
+            label: str | None = None,
+            with_decryption: bool = False,
+        ) -> Mapping[str, object]: ...
+
+
 SECRETS_MANAGER = "secretsmanager"
 SSM = "ssm"
-
-
-class Upstream(Protocol):
-    """What Lookups needs from aws_client.AwsClient: the two calls, in SPEC 2.3's shapes."""
-
-    def get_secret_value(
-        self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
-    ) -> Mapping[str, object]: ...
-
-    def get_parameter(
-        self,
-        name: str,
-        *,
-        version: int | None = None,
-        label: str | None = None,
-        with_decryption: bool = False,
-    ) -> Mapping[str, object]: ...
 
 
 def _encode(result: Mapping[str, object]) -> bytes:
