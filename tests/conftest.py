@@ -28,6 +28,29 @@ PARAM_STRING = "plain-PARAM-value"
 PARAM_SECURE = "secure-PARAM-value-42"
 PARAM_LIST = "alpha,beta,gamma"
 
+# SPEC 2.3: every field of the Go SDK's output structs, in the order the AWS extension sends.
+SECRET_FIELDS = [
+    "ARN",
+    "CreatedDate",
+    "Name",
+    "SecretBinary",
+    "SecretString",
+    "VersionId",
+    "VersionStages",
+    "ResultMetadata",
+]
+PARAMETER_FIELDS = [
+    "ARN",
+    "DataType",
+    "LastModifiedDate",
+    "Name",
+    "Selector",
+    "SourceResult",
+    "Type",
+    "Value",
+    "Version",
+]
+
 _ISOLATED_PREFIXES = ("AWS_", "PARAMETERS_SECRETS_EXTENSION_", "SECRETS_MANAGER_", "SSM_PARAMETER_")
 
 

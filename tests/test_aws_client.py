@@ -23,8 +23,10 @@ from conftest import (
     PARAM_LIST,
     PARAM_SECURE,
     PARAM_STRING,
+    PARAMETER_FIELDS,
     ROOT,
     SECRET_BINARY,
+    SECRET_FIELDS,
     SECRET_STRING,
     SECRET_STRING_V2,
     Moto,
@@ -39,27 +41,6 @@ from errors import (
 from fault_proxy import FaultProxy
 from tls_certs import make_pki
 
-SECRET_FIELDS = [
-    "ARN",
-    "CreatedDate",
-    "Name",
-    "SecretBinary",
-    "SecretString",
-    "VersionId",
-    "VersionStages",
-    "ResultMetadata",
-]
-PARAMETER_FIELDS = [
-    "ARN",
-    "DataType",
-    "LastModifiedDate",
-    "Name",
-    "Selector",
-    "SourceResult",
-    "Type",
-    "Value",
-    "Version",
-]
 VERSIONED = "/client-test/versioned"
 ROLE_NAME = "aws-client-test-role"
 

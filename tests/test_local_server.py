@@ -25,7 +25,9 @@ from conftest import (
     PARAM_LIST,
     PARAM_SECURE,
     PARAM_STRING,
+    PARAMETER_FIELDS,
     SECRET_BINARY,
+    SECRET_FIELDS,
     SECRET_STRING,
     SECRET_STRING_V2,
     Moto,
@@ -36,27 +38,6 @@ from lookups import Lookups
 TOKEN = "local-server-TOKEN-1234"
 SM = "/secretsmanager/get"
 SSM = "/systemsmanager/parameters/get"
-SECRET_FIELDS = {
-    "ARN",
-    "CreatedDate",
-    "Name",
-    "SecretBinary",
-    "SecretString",
-    "VersionId",
-    "VersionStages",
-    "ResultMetadata",
-}
-PARAMETER_FIELDS = {
-    "ARN",
-    "DataType",
-    "LastModifiedDate",
-    "Name",
-    "Selector",
-    "SourceResult",
-    "Type",
-    "Value",
-    "Version",
-}
 ISO_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 LABELLED = "/local-server/labelled"
 PLUS_SECRET = "local-server/plus+sign"
@@ -216,7 +197,7 @@ def same_instant(ours: str, theirs: datetime) -> None:
 
 
 def assert_secret(ours: Any, theirs: Any) -> None:
-    assert set(ours) == SECRET_FIELDS
+    assert set(ours) == set(SECRET_FIELDS)
     assert ours["ResultMetadata"] == {}
     for field in ("ARN", "Name", "VersionId", "VersionStages"):
         assert ours[field] == theirs[field], field
@@ -232,7 +213,7 @@ def assert_parameter(ours: Any, theirs: Any, selector: str | None) -> None:
     assert set(ours) == {"Parameter", "ResultMetadata"}
     assert ours["ResultMetadata"] == {}
     parameter, expected = ours["Parameter"], theirs["Parameter"]
-    assert set(parameter) == PARAMETER_FIELDS
+    assert set(parameter) == set(PARAMETER_FIELDS)
     for field in ("ARN", "DataType", "Name", "Type", "Value", "Version"):
         assert parameter[field] == expected[field], field
     same_instant(parameter["LastModifiedDate"], expected["LastModifiedDate"])

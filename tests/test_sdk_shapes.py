@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import SECRET_FIELDS
 from sdk_shapes import iso_date, parameter, secret_value
 
 
@@ -36,16 +37,7 @@ def test_secret_value_fills_every_field_in_order() -> None:
         "VersionStages": None,
         "ResultMetadata": {},
     }
-    assert list(shaped) == [
-        "ARN",
-        "CreatedDate",
-        "Name",
-        "SecretBinary",
-        "SecretString",
-        "VersionId",
-        "VersionStages",
-        "ResultMetadata",
-    ]
+    assert list(shaped) == SECRET_FIELDS
 
 
 def test_parameter_selector_and_nulls() -> None:
