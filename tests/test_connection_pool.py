@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import free_port
 from connection_pool import ConnectionPool, TlsSettings, TlsVerificationError
 from errors import UpstreamConnectionError, UpstreamTimeout
 from fault_proxy import FaultProxy
@@ -169,8 +169,7 @@ def test_deadline_bounds_the_wait_for_a_free_connection(proxy: FaultProxy) -> No
 
 
 def test_refused_connection_is_a_connection_error() -> None:
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        port = probe.getsockname()[1]
+    port = free_port()
     with pytest.raises(UpstreamConnectionError) as caught:
         _post(_pool(f"http://127.0.0.1:{port}"), b"x")
     assert "ConnectionRefusedError" in caught.value.message

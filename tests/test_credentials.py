@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from config import AwsConfig
+from conftest import free_port
 from credentials import CredentialProvider, Credentials, parse_expiration
 from errors import MissingCredentials, UpstreamConnectionError
 
@@ -215,10 +216,7 @@ def test_failed_refresh_keeps_unexpired_credentials(container: ContainerEndpoint
 
 
 def test_unreachable_endpoint_is_a_connection_error() -> None:
-    import socket
-
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        port = probe.getsockname()[1]
+    port = free_port()
     aws = AwsConfig(
         container_credentials_full_uri=f"http://127.0.0.1:{port}/creds",
         container_authorization_token=TOKEN,

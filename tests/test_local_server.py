@@ -31,6 +31,7 @@ from conftest import (
     SECRET_STRING,
     SECRET_STRING_V2,
     Moto,
+    free_port,
 )
 from local_requests import MAX_HEADERS, MAX_REQUEST_LINE
 from lookups import Lookups
@@ -475,9 +476,7 @@ def test_missing_credentials_is_500(moto: Moto) -> None:
 
 
 def test_unreachable_upstream_is_502() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
+    closed_port = free_port()
     aws = AwsConfig(
         region="us-east-1",
         endpoint_url=f"http://127.0.0.1:{closed_port}",
