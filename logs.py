@@ -1,4 +1,6 @@
-"""Logging to stdout in SPEC 7's plain or JSON format; every module logs through `log`.
+"""Logging to stdout, plain or one JSON object a line; every module logs through `log`.
+
+AWS_LAMBDA_LOG_FORMAT=JSON picks the JSON form, as Lambda's own log format setting does.
 
 A few lines of our own instead of the stdlib `logging` package, whose import alone costs
 about 4 ms (15 M instructions) of the extension's init.

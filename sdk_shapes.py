@@ -1,4 +1,8 @@
-"""AWS JSON responses reshaped as the AWS SDK for Go marshals its output structs (SPEC 2.3)."""
+"""AWS JSON responses reshaped as the AWS SDK for Go marshals its output structs.
+
+The AWS extension answers with those structs, so a drop-in must send the same field names,
+order and encodings (timestamps as RFC 3339 strings, binary as base64).
+"""
 
 from __future__ import annotations
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -28,7 +27,7 @@ PARAM_STRING = "plain-PARAM-value"
 PARAM_SECURE = "secure-PARAM-value-42"
 PARAM_LIST = "alpha,beta,gamma"
 
-# SPEC 2.3: every field of the Go SDK's output structs, in the order the AWS extension sends.
+# Every field of the Go SDK's output structs, in the order the AWS extension sends them.
 SECRET_FIELDS = [
     "ARN",
     "CreatedDate",

@@ -93,7 +93,7 @@ class Fault:
     error_type: str
 
 
-# SPEC 2.4: network failures 502, deadline 504, AWS errors with AWS's own status and type.
+# Network failures are 502, a spent deadline 504, AWS errors keep AWS's own status and type.
 FAULTS = [
     Fault("down", 502, "ConnectionException"),
     Fault("status_500", 500, "InternalFailure"),

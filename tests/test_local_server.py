@@ -188,7 +188,7 @@ def wait_for(condition: Any, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-# ---------------------------------------------------------------- SPEC 2.3 success shapes
+# ---------------------------------------------------------------- success shapes (Go SDK's)
 
 
 def same_instant(ours: str, theirs: datetime) -> None:
@@ -336,7 +336,7 @@ def test_ping_needs_no_token(served: Served) -> None:
     assert response.headers["content-type"].startswith("text/plain")
 
 
-# ---------------------------------------------------------------- SPEC 2.4 error rows
+# ---------------------------------------------------------------- error statuses and types
 
 
 def test_token_missing_wrong_right_and_header_case(served: Served) -> None:

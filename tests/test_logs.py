@@ -1,4 +1,4 @@
-"""logs: SPEC 7's plain and JSON formats and every level, on the stream given."""
+"""logs: the plain and JSON (AWS_LAMBDA_LOG_FORMAT=JSON) formats and every level."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The Go-SDK output shapes of SPEC 2.3, from fixed AWS JSON answers."""
+"""The Go-SDK output shapes the AWS extension answers with, from fixed AWS JSON answers."""
 
 from __future__ import annotations
 

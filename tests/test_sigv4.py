@@ -5,6 +5,7 @@ from __future__ import annotations
 import calendar
 import datetime
 import email.utils
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,10 +21,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sigv4
-from conftest import ROOT, SHARED
+from conftest import ROOT
 
 UTC = datetime.timezone.utc
-SUITE = SHARED / "aws4_testsuite"
+# AWS's SigV4 test suite, vendored with its LICENSE and NOTICE (Apache-2.0).
+SUITE = ROOT / "tests" / "aws4_testsuite"
 SUITE_TIME = datetime.datetime(2015, 8, 30, 12, 36, 0, tzinfo=UTC)
 SUITE_KEYS: dict[str, Any] = {
     "access_key": "AKIDEXAMPLE",
@@ -47,10 +49,15 @@ TOKEN_AFTER = frozenset({"post-sts-header-after"})
 
 
 def _vector_dirs() -> list[Any]:
-    if not SUITE.is_dir():
-        return [pytest.param(None, marks=pytest.mark.skip(reason=f"{SUITE} is absent"))]
     dirs = sorted(p.parent for p in SUITE.rglob("*.req") if p.stem == p.parent.name)
     return [pytest.param(d, id=str(d.relative_to(SUITE))) for d in dirs]
+
+
+def test_the_whole_suite_is_here() -> None:
+    # The vectors are part of the repository: none may go missing without a failure.
+    assert len(_vector_dirs()) == 34
+    assert (SUITE / "LICENSE").is_file()
+    assert (SUITE / "NOTICE").is_file()
 
 
 def _parse_request(raw: str) -> tuple[str, str, list[tuple[str, str]], bytes]:
@@ -166,8 +173,38 @@ def botocore_sign(
     return list(request.headers.items()), signer.creq, signer.sts
 
 
+# Every strategy below is built only from small choices: sampled_from over at most 100 items,
+# integers within -99..99, booleans and lists. Hypothesis mixes "constants" mined from every
+# loaded module into its text, bytes and wider integer draws, so with st.text, st.binary or
+# st.datetimes the examples (derandomize=True or not) change with whatever else pytest
+# imported. Small choices are the ones it never substitutes, so the 300 examples are the
+# same alone, in file order and in the full suite (test_examples_do_not_depend_on_imports).
+def _chars(alphabet: str) -> st.SearchStrategy[str]:
+    assert len(alphabet) <= 100, "a larger alphabet would admit mined integer constants"
+    return st.sampled_from(alphabet)
+
+
+def _text(alphabet: str, *, min_size: int = 0, max_size: int) -> st.SearchStrategy[str]:
+    return st.lists(_chars(alphabet), min_size=min_size, max_size=max_size).map("".join)
+
+
+def _number(digits: int) -> st.SearchStrategy[int]:
+    """0 to 10**(2*digits) - 1, drawn as base-100 digits."""
+    parts = st.tuples(*[st.integers(0, 99)] * digits)
+    return parts.map(lambda ds: sum(d * 100**i for i, d in enumerate(ds)))
+
+
 _SPACES = " \t\n\r\x0b\x0c\x1c\x85\xa0\u2003\u3000"
 _TCHARS = "abcxyzABCXYZ0189-_.!#$%&'*+^`|~"
+_PUNCT = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+_NON_ASCII = "\xe9\xfc\xdf\u0130\u1234\u4e2d\U0001f600\ufeff\u200b"
+# What a header value, key or token may hold: any text, controls included.
+_ANY = "abcxyzABCXYZ0189" + _PUNCT + _SPACES + "\x00\x7f" + _NON_ASCII
+# What a client puts in a path segment: no control characters, no white space, and none of
+# the delimiters ? # / (the wire form of a URL never holds them raw).
+_SEGMENT_CHARS = (
+    "abcxyzABCXYZ0189" + _PUNCT.replace("?", "").replace("#", "").replace("/", "") + (_NON_ASCII)
+)
 _SPECIAL_HEADERS = [
     "Host",
     "host",
@@ -191,13 +228,11 @@ _SPECIAL_HEADERS = [
     "my-header",
     "MY-HEADER",
 ]
-_SEGMENTS = [".", "..", "", "a", "%20", "%2F", "%41", "%e1%88%b4", "~x", "$delete", "ሴ", "a b"]
+_SEGMENTS = [".", "..", "", "a", "%20", "%2F", "%41", "%e1%88%b4", "~x", "$delete", "ሴ"]
 
-header_names = st.sampled_from(_SPECIAL_HEADERS) | st.text(_TCHARS, min_size=1, max_size=8)
-header_values = st.text(st.sampled_from(_SPACES) | st.characters(codec="utf-8"), max_size=24)
-segments = st.sampled_from(_SEGMENTS) | st.text(
-    st.characters(codec="utf-8", exclude_characters="?#/"), max_size=6
-)
+header_names = st.sampled_from(_SPECIAL_HEADERS) | _text(_TCHARS, min_size=1, max_size=8)
+header_values = _text(_SPACES + _ANY, max_size=24)
+segments = st.sampled_from(_SEGMENTS) | _text(_SEGMENT_CHARS, max_size=6)
 paths = st.lists(segments, max_size=6).map(lambda s: "/" + "/".join(s)) | st.just("")
 
 
@@ -207,7 +242,7 @@ def _encoded(text: str) -> str:
 
 
 query_pairs = st.tuples(
-    st.text(max_size=6).map(_encoded), st.text(max_size=6).map(_encoded), st.booleans()
+    _text(_ANY, max_size=6).map(_encoded), _text(_ANY, max_size=6).map(_encoded), st.booleans()
 ).map(lambda kv: f"{kv[0]}={kv[1]}" if kv[2] or kv[1] else kv[0])
 queries = st.lists(query_pairs, max_size=5).map(
     lambda pairs: "?" + "&".join(pairs) if pairs else ""
@@ -230,47 +265,72 @@ def urls(draw: st.DrawFn) -> str:
             ]
         )
     )
-    port = draw(st.none() | st.sampled_from([80, 443, 2773]) | st.integers(0, 65535))
+    port = draw(
+        st.none() | st.sampled_from([0, 80, 443, 2773, 65535]) | _number(2).map(lambda n: n % 65536)
+    )
     netloc = f"{userinfo}{host}" if port is None else f"{userinfo}{host}:{port}"
     return f"{scheme}://{netloc}{draw(paths)}{draw(queries)}"
 
 
-labels = st.text("abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=15)
+@st.composite
+def moments(draw: st.DrawFn) -> datetime.datetime:
+    """A time from 2000 to 2099, naive or in one of three zones."""
+    naive = datetime.datetime(
+        2000 + draw(st.integers(0, 99)),
+        draw(st.integers(1, 12)),
+        draw(st.integers(1, 28)),
+        draw(st.integers(0, 23)),
+        draw(st.integers(0, 59)),
+        draw(st.integers(0, 59)),
+        draw(_number(3)) % 1_000_000,
+    )
+    zone = draw(
+        st.sampled_from(
+            [
+                None,
+                UTC,
+                datetime.timezone(datetime.timedelta(hours=5, minutes=30)),
+                datetime.timezone(datetime.timedelta(hours=-8)),
+            ]
+        )
+    )
+    return naive.replace(tzinfo=zone)
+
+
+labels = _text("abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=15)
+octets = st.tuples(st.integers(0, 15), st.integers(0, 15)).map(lambda hl: hl[0] * 16 + hl[1])
 requests = st.fixed_dictionaries(
     {
         "method": st.sampled_from(["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "get", "Post"]),
         "url": urls(),
         "headers": st.lists(st.tuples(header_names, header_values), max_size=8).map(dict),
-        "body": st.binary(max_size=64),
-        "access_key": st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1, max_size=20),
-        "secret_key": st.text(st.characters(codec="utf-8"), min_size=1, max_size=40),
-        "session_token": st.none() | st.just("") | st.text(st.characters(codec="utf-8")),
+        "body": st.lists(octets, max_size=64).map(bytes),
+        "access_key": _text("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1, max_size=20),
+        "secret_key": _text(_ANY, min_size=1, max_size=40),
+        "session_token": st.none() | st.just("") | _text(_ANY, max_size=30),
         "region": labels,
         "service": labels.filter(lambda s: s != "s3"),
-        "now": st.datetimes(
-            min_value=datetime.datetime(2000, 1, 2),
-            max_value=datetime.datetime(2099, 12, 30),
-            timezones=st.none()
-            | st.sampled_from(
-                [
-                    UTC,
-                    datetime.timezone(datetime.timedelta(hours=5, minutes=30)),
-                    datetime.timezone(datetime.timedelta(hours=-8)),
-                ]
-            ),
-        ),
+        "now": moments(),
     }
 )
+
+
+# Set to a file path, every example is appended to it as one repr line (see below).
+EXAMPLES_LOG = "SIGV4_EXAMPLES_LOG"
 
 
 @settings(
     max_examples=300,
     deadline=None,
     derandomize=True,
+    database=None,  # no replay of examples saved by an earlier run: the same 300 every time
     suppress_health_check=[HealthCheck.too_slow],
 )
 @given(requests)
 def test_matches_botocore(req: dict[str, Any]) -> None:
+    if log := os.environ.get(EXAMPLES_LOG):
+        with open(log, "a", encoding="utf-8") as out:
+            out.write(repr(req) + "\n")
     given_headers = dict(req["headers"])
     ours = sigv4.sign(**req)
     theirs, boto_creq, boto_sts = botocore_sign(**req)
@@ -283,6 +343,37 @@ def test_matches_botocore(req: dict[str, Any]) -> None:
     stamp = sigv4.amz_date(req["now"])
     scope = sigv4.credential_scope(stamp[:8], req["region"], req["service"])
     assert sigv4.string_to_sign(stamp, scope, creq) == boto_sts
+
+
+def _examples(tmp_path: Path, *also_collected: str) -> list[str]:
+    """The examples test_matches_botocore draws when pytest also imports these test files."""
+    log = tmp_path / f"examples-{len(also_collected)}.txt"
+    env = {**os.environ, EXAMPLES_LOG: str(log)}
+    test = "tests/test_sigv4.py::test_matches_botocore"
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test, *also_collected]
+        + (["-k", "test_matches_botocore"] if also_collected else []),
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    return log.read_text(encoding="utf-8").splitlines()
+
+
+def test_examples_do_not_depend_on_imports(tmp_path: Path) -> None:
+    # Collecting these files loads modules full of string constants, which is what changed
+    # the examples of a strategy built on st.text (and broke this test on a fresh venv).
+    alone = _examples(tmp_path)
+    with_others = _examples(
+        tmp_path,
+        "tests/test_cache.py",
+        "tests/test_lookups.py",
+        "tests/test_credentials.py",
+        "tests/test_build_layer.py",
+    )
+    assert len(alone) >= 300
+    assert alone == with_others
 
 
 # ---------------------------------------------------------------- direct unit tests
