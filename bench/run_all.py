@@ -8,6 +8,7 @@ idling), because on this VM a wake from idle costs about as much as a cache hit.
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 import time
@@ -26,6 +27,10 @@ RUNS = (
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.parse_args()
     failed = []
     for script, *args in RUNS:
         command = " ".join(["python", f"bench/{script}", *args])
