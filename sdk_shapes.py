@@ -1,4 +1,4 @@
-"""AWS JSON responses reshaped as the AWS SDK for Go marshals its output structs (SPEC 2.3)."""
+"""AWS JSON responses reshaped as the AWS SDK for Go marshals its output structs."""
 
 from __future__ import annotations
 

@@ -81,7 +81,7 @@ def _client(
 
 
 def _iso(value: datetime) -> str:
-    """How SPEC 2.3 writes a boto3 datetime."""
+    """A boto3 datetime as the local API writes dates: ISO-8601 UTC, milliseconds, Z."""
     utc = value.astimezone(timezone.utc)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
