@@ -32,10 +32,21 @@ ACCESS_DENIED = response(
 
 
 class StubUpstream:
-    """Listen on `host`:`port` (0 picks one; `.port`), answer each request with `.answer`."""
+    """Listen on `host`:`port` (0 picks one; `.port`), answer each request with `.answer`.
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, answer: bytes = ACCESS_DENIED):
+    With `serve=False` it only counts: each connection is closed as soon as it is accepted.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        answer: bytes = ACCESS_DENIED,
+        *,
+        serve: bool = True,
+    ) -> None:
         self.answer = answer
+        self._serve_requests = serve
         # While set, requests wait (up to the socket timeout) before they are answered.
         self.hold = threading.Event()
         self._lock = threading.Lock()
@@ -46,6 +57,7 @@ class StubUpstream:
         self.heads: list[bytes] = []
         self._listener = socket.create_server((host, port))
         self._listener.settimeout(0.05)
+        self.address: str = self._listener.getsockname()[0]
         self.port: int = self._listener.getsockname()[1]
         self._acceptor = threading.Thread(target=self._accept_loop, daemon=True)
         self._acceptor.start()
@@ -109,6 +121,11 @@ class StubUpstream:
                 continue
             except OSError:
                 return
+            if not self._serve_requests:
+                with self._lock:
+                    self.accepted += 1
+                sock.close()
+                continue
             thread = threading.Thread(target=self._serve, args=(sock,), daemon=True)
             with self._lock:
                 self.accepted += 1
