@@ -7,7 +7,6 @@ import json
 import random
 import re
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -17,9 +16,9 @@ import endpoints
 import sdk_shapes
 import sigv4
 from config import AwsConfig
-from connection_pool import ConnectionPool, Response, TlsSettings, TlsVerificationError
+from connection_pool import Pools, Response, TlsSettings, TlsVerificationError
 from credentials import CredentialProvider, utc_now
-from errors import ExtensionError, UpstreamError, UpstreamTimeout, is_transient
+from errors import ExtensionError, ResponseTooLarge, UpstreamError, UpstreamTimeout, is_transient
 from logs import log
 
 VERSION = "0.1.0"
@@ -51,7 +50,6 @@ class AwsClient:
         rng: random.Random | None = None,
     ) -> None:
         self._aws = aws
-        self._max_connections = max_connections
         self._timeouts_ms = {
             endpoints.SECRETS_MANAGER: secrets_manager_timeout_ms,
             endpoints.SSM: ssm_timeout_ms,
@@ -61,9 +59,7 @@ class AwsClient:
         # Jitter only spreads retries out in time; it needs no cryptographic strength.
         self._rng = rng if rng is not None else random.Random()  # noqa: S311
         self._credentials = CredentialProvider(aws, now=now)
-        self._tls = TlsSettings(aws.ca_bundle)
-        self._pools: dict[str, ConnectionPool] = {}
-        self._pools_lock = threading.Lock()
+        self._pools = Pools(max_connections=max_connections, tls=TlsSettings(aws.ca_bundle))
 
     def get_secret_value(
         self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
@@ -98,23 +94,11 @@ class AwsClient:
 
     def close(self) -> None:
         """Close every idle upstream connection."""
-        with self._pools_lock:
-            pools = list(self._pools.values())
-        for pool in pools:
-            pool.close()
+        self._pools.close()
 
     def connections_opened(self) -> int:
-        """How many upstream connections have been opened so far, for logs and tests."""
-        with self._pools_lock:
-            return sum(pool.connections_opened for pool in self._pools.values())
-
-    def _pool(self, origin: str) -> ConnectionPool:
-        with self._pools_lock:
-            pool = self._pools.get(origin)
-            if pool is None:
-                pool = ConnectionPool(origin, max_connections=self._max_connections, tls=self._tls)
-                self._pools[origin] = pool
-            return pool
+        """How many upstream connections the pools still held have opened, for logs and tests."""
+        return self._pools.connections_opened()
 
     def _call(
         self, service: str, target: str, payload: dict[str, object], resource_id: str
@@ -173,7 +157,7 @@ class AwsClient:
         )
         # Added after signing: proxies may rewrite it, and AWS does not need it signed.
         signed["User-Agent"] = USER_AGENT
-        response = self._pool(endpoint.origin).request(
+        response = self._pools.get(endpoint.origin).request(
             "POST", endpoint.path, signed, body, deadline=deadline
         )
         if response.status == 200:
@@ -184,7 +168,8 @@ class AwsClient:
 
 
 def _retryable(exc: ExtensionError) -> bool:
-    return is_transient(exc) and not isinstance(exc, TlsVerificationError)
+    # An untrusted certificate or an oversized body would come back the same way.
+    return is_transient(exc) and not isinstance(exc, (TlsVerificationError, ResponseTooLarge))
 
 
 def _json_object(response: Response) -> dict[str, object]:

@@ -1,4 +1,4 @@
-"""Keep-alive HTTP(S) connections to one AWS endpoint, bounded, reused, deadline-aware."""
+"""Keep-alive HTTP(S) connections to AWS endpoints, bounded, reused, deadline-aware."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-from errors import UpstreamConnectionError, UpstreamTimeout
+from errors import ResponseTooLarge, UpstreamConnectionError, UpstreamTimeout
 from logs import log
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 
 # Bounds every socket operation even when the request itself has no deadline.
 DEFAULT_SOCKET_TIMEOUT = 10.0
+# A secret is at most 64 KiB and a parameter 8 KiB; anything near this is not AWS's answer.
+MAX_RESPONSE_BYTES = 1 << 20
+# Origins with pooled connections; ARN regions can name many, so the oldest are closed.
+MAX_ORIGINS = 8
 
 # What a reused connection raises when the server had closed it while it sat idle.
 _STALE_ERRORS = (
@@ -106,7 +110,8 @@ class ConnectionPool:
 
     def __init__(self, origin: str, *, max_connections: int, tls: TlsSettings) -> None:
         parts = urlsplit(origin)
-        self.origin = origin
+        # Userinfo is never sent, nor put in the messages that name the origin.
+        self.origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
         self._https = parts.scheme == "https"
         self._host = parts.hostname or ""
         self._port = parts.port
@@ -114,6 +119,7 @@ class ConnectionPool:
         self._slots = threading.BoundedSemaphore(max_connections)
         self._idle: list[http.client.HTTPConnection] = []  # LIFO: the warmest one first
         self._lock = threading.Lock()
+        self._closed = False
         self.connections_opened = 0
 
     def request(
@@ -143,10 +149,14 @@ class ConnectionPool:
         finally:
             self._slots.release()
 
-    def close(self) -> None:
-        """Close the idle connections; later requests still work and open new ones."""
+    def close(self, *, retire: bool = False) -> None:
+        """Close the idle connections; later requests still work and open new ones.
+
+        With `retire`, a connection in use is also closed once its request is done.
+        """
         with self._lock:
             idle, self._idle = self._idle, []
+            self._closed = self._closed or retire
         for conn in idle:
             conn.close()
 
@@ -212,7 +222,8 @@ class ConnectionPool:
             conn.close()
             raise
         try:
-            data = response.read()
+            # One byte past the limit tells a body at the limit from a longer one.
+            data = response.read(MAX_RESPONSE_BYTES + 1)
         except TimeoutError as exc:
             conn.close()
             raise UpstreamTimeout(f"reading the response from {self.origin} timed out") from exc
@@ -224,6 +235,11 @@ class ConnectionPool:
         except BaseException:
             conn.close()
             raise
+        if len(data) > MAX_RESPONSE_BYTES:
+            conn.close()
+            raise ResponseTooLarge(
+                f"the response from {self.origin} is over {MAX_RESPONSE_BYTES} bytes"
+            )
         result = Response(
             status=response.status,
             headers={name.lower(): value for name, value in response.getheaders()},
@@ -256,10 +272,50 @@ class ConnectionPool:
 
     def _release(self, conn: http.client.HTTPConnection, *, keep: bool) -> None:
         with self._lock:
-            if keep and conn.sock is not None:
+            if keep and not self._closed and conn.sock is not None:
                 self._idle.append(conn)
                 return
         conn.close()
+
+
+class Pools:
+    """One ConnectionPool per origin, for at most `max_origins` origins, least recent closed."""
+
+    def __init__(
+        self, *, max_connections: int, tls: TlsSettings, max_origins: int = MAX_ORIGINS
+    ) -> None:
+        self._max_connections = max_connections
+        self._max_origins = max_origins
+        self._tls = tls
+        self._pools: dict[str, ConnectionPool] = {}  # insertion order: least recent first
+        self._lock = threading.Lock()
+
+    def get(self, origin: str) -> ConnectionPool:
+        """The pool for `origin`, made the most recent; may retire the least recent one."""
+        retired = None
+        with self._lock:
+            pool = self._pools.pop(origin, None)
+            if pool is None:
+                pool = ConnectionPool(origin, max_connections=self._max_connections, tls=self._tls)
+                if len(self._pools) >= self._max_origins:
+                    retired = self._pools.pop(next(iter(self._pools)))
+            self._pools[origin] = pool
+        if retired is not None:
+            # A request still running on it finishes normally; its connection is closed after.
+            retired.close(retire=True)
+        return pool
+
+    def close(self) -> None:
+        """Close every idle connection; the pools stay usable."""
+        with self._lock:
+            pools = list(self._pools.values())
+        for pool in pools:
+            pool.close()
+
+    def connections_opened(self) -> int:
+        """How many connections the pools still held have opened."""
+        with self._lock:
+            return sum(pool.connections_opened for pool in self._pools.values())
 
 
 class _StaleConnection(Exception):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from config import AwsConfig
-from errors import ExtensionError
+from errors import ExtensionError, InvalidRegion, RequestError
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -24,6 +25,11 @@ _REGION_PARTITIONS = (
     ("eusc-", "aws-eusc"),
     ("cn-", "aws-cn"),
 )
+# Lower-case letters and digits in dash-separated groups, ending in a number: "us-east-1".
+_REGION = re.compile(r"[a-z]{2,}(?:-[a-z0-9]+)*-[0-9]+")
+_MAX_LABEL = 63  # a region is one DNS label
+# An optional scheme:// then everything up to the last "@" of the authority.
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://|//)?[^/?#]*@")
 _DNS_SUFFIXES = {
     "aws": "amazonaws.com",
     "aws-cn": "amazonaws.com.cn",
@@ -87,6 +93,30 @@ def partition_of(region: str) -> str:
     return "aws"
 
 
+def is_region(region: str, partition: str) -> bool:
+    """True when `region` is shaped like a region name of `partition` and fits in a DNS label."""
+    return (
+        len(region) <= _MAX_LABEL
+        and _REGION.fullmatch(region) is not None
+        and partition_of(region) == partition
+    )
+
+
+def redact_url(url: str) -> str:
+    """`url` without its userinfo (`user:password@`), safe to log."""
+    return _USERINFO.sub(r"\1", url, count=1)
+
+
+def _check_arn(arn: Arn, service: str) -> None:
+    """Raise a 400 unless every part of `arn` that picks the host is valid for `service`."""
+    if arn.partition not in _DNS_SUFFIXES:
+        raise RequestError("invalid ARN: unknown partition")
+    if arn.service != service:
+        raise RequestError(f"invalid ARN: expected a {service} ARN on this route")
+    if not is_region(arn.region, arn.partition):
+        raise RequestError(f"invalid ARN: its region is not a region of {arn.partition}")
+
+
 def _override(aws: AwsConfig, service: str) -> str | None:
     specific = (
         aws.endpoint_url_secrets_manager if service == SECRETS_MANAGER else aws.endpoint_url_ssm
@@ -95,30 +125,49 @@ def _override(aws: AwsConfig, service: str) -> str | None:
 
 
 def _split_override(url: str) -> tuple[str, str]:
-    """(origin, path) of an override URL; a base path is kept as AWS SDKs do."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    """(origin, path) of an override URL; a base path is kept as AWS SDKs do, userinfo is not."""
+    try:
+        parts = urlsplit(url.strip())
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a bad IPv6 literal, or a port that is not a number in range
+        valid = False
+    if not valid:
         raise ExtensionError(
-            f"invalid endpoint override {url!r}: expected http(s)://host[:port][/path]",
+            f"invalid endpoint override {redact_url(url)!r}: expected http(s)://host[:port][/path]",
             status=500,
             error_type="InvalidEndpointException",
         )
-    return f"{parts.scheme}://{parts.netloc}", parts.path or "/"
+    host_port = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host_port}", parts.path or "/"
 
 
 def resolve(aws: AwsConfig, service: str, resource_id: str | None = None) -> Endpoint:
-    """The endpoint for `service` ("secretsmanager" or "ssm") and, if given, this secret/name."""
+    """The endpoint for `service` ("secretsmanager" or "ssm") and, if given, this secret/name.
+
+    An ARN's partition, service and region are checked (400 when wrong), and so is the
+    configured region, before any of them can name a host.
+    """
     arn = parse_arn(resource_id) if resource_id else None
-    region = arn.region if arn else aws.region
-    if not region:
+    if arn:
+        _check_arn(arn, service)
+        partition, region = arn.partition, arn.region
+    elif not aws.region:
         raise MissingRegion("no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION)")
+    else:
+        region = aws.region
+        partition = partition_of(region)
+        if not is_region(region, partition):
+            raise InvalidRegion(
+                f"AWS_REGION/AWS_DEFAULT_REGION {region[:_MAX_LABEL]!r} is not a region name"
+            )
     override = _override(aws, service)
     if override:
         origin, path = _split_override(override)
         return Endpoint(origin=origin, path=path, region=region, signing_name=service)
-    partition = arn.partition if arn else partition_of(region)
-    suffix = _DNS_SUFFIXES.get(partition, "amazonaws.com")
     host = f"{service}-fips" if aws.use_fips else service
     return Endpoint(
-        origin=f"https://{host}.{region}.{suffix}", path="/", region=region, signing_name=service
+        origin=f"https://{host}.{region}.{_DNS_SUFFIXES[partition]}",
+        path="/",
+        region=region,
+        signing_name=service,
     )

@@ -80,3 +80,16 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, UpstreamError):
         return exc.status >= 500 or exc.error_type in THROTTLING_TYPES
     return False
+
+
+class InvalidRegion(ExtensionError):
+    """AWS_REGION or AWS_DEFAULT_REGION is not a region name, so no host can be built from it."""
+
+    status = 500
+    error_type = "InvalidRegionException"
+
+
+class ResponseTooLarge(UpstreamConnectionError):
+    """AWS (or what answers in its place) sent a body far larger than any secret or parameter."""
+
+    error_type = "ResponseTooLargeException"

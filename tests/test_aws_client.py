@@ -33,12 +33,16 @@ from conftest import (
 )
 from endpoints import MissingRegion
 from errors import (
+    InvalidRegion,
     MissingCredentials,
+    RequestError,
+    ResponseTooLarge,
     UpstreamConnectionError,
     UpstreamError,
     UpstreamTimeout,
 )
 from fault_proxy import FaultProxy
+from stub_upstream import StubUpstream, response
 from tls_certs import make_pki
 
 VERSIONED = "/client-test/versioned"
@@ -81,7 +85,7 @@ def _client(
 
 
 def _iso(value: datetime) -> str:
-    """How SPEC 2.3 writes a boto3 datetime."""
+    """A boto3 datetime as the local API writes dates: ISO-8601 UTC, milliseconds, Z."""
     utc = value.astimezone(timezone.utc)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
@@ -353,6 +357,61 @@ def test_missing_credentials_and_region(moto: Moto) -> None:
         _client(_aws(moto, access_key_id=None, secret_access_key=None)).get_parameter("/x")
     with pytest.raises(MissingRegion):
         _client(_aws(moto, region=None)).get_parameter("/x")
+
+
+@pytest.mark.parametrize(
+    ("resource_id", "call"),
+    [
+        ("arn:aws:secretsmanager:x@127.0.0.1#:123456789012:secret:x", "secret"),
+        ("arn:aws:ssm:us-east-1.evil.example:123456789012:parameter/x", "parameter"),
+        ("arn:evil:secretsmanager:us-east-1:123456789012:secret:x", "secret"),
+        ("arn:aws:secretsmanager:cn-north-1:123456789012:secret:x", "secret"),
+        ("arn:aws:secretsmanager:us-east-1:123456789012:secret:x", "parameter"),
+    ],
+)
+def test_crafted_arns_fail_before_any_connection(moto: Moto, resource_id: str, call: str) -> None:
+    with StubUpstream() as upstream:
+        made = _client(_aws(moto, f"http://127.0.0.1:{upstream.port}"))
+        fetch = made.get_secret_value if call == "secret" else made.get_parameter
+        with pytest.raises(RequestError) as caught:
+            fetch(resource_id)
+        made.close()
+    assert (caught.value.status, caught.value.error_type) == (400, "InvalidParameterException")
+    assert upstream.accepted == 0
+
+
+def test_invalid_configured_region_fails_before_any_connection(moto: Moto) -> None:
+    with StubUpstream() as upstream:
+        made = _client(_aws(moto, f"http://127.0.0.1:{upstream.port}", region="x@127.0.0.1#"))
+        with pytest.raises(InvalidRegion) as caught:
+            made.get_parameter("/x")
+        made.close()
+    assert caught.value.error_type == "InvalidRegionException"
+    assert "AWS_REGION" in caught.value.message
+    assert upstream.accepted == 0
+
+
+def test_endpoint_userinfo_never_reaches_the_wire(moto: Moto) -> None:
+    with StubUpstream() as upstream:
+        made = _client(_aws(moto, f"http://admin:hunter2@127.0.0.1:{upstream.port}"))
+        with pytest.raises(UpstreamError) as caught:
+            made.get_secret_value("app/db")
+        made.close()
+    assert caught.value.error_type == "AccessDeniedException"
+    assert upstream.header_values("host") == [f"127.0.0.1:{upstream.port}"]
+    assert not any(b"hunter2" in head for head in upstream.heads)
+
+
+def test_oversized_response_is_a_502_and_not_retried(moto: Moto) -> None:
+    sleeps = Sleeps()
+    with StubUpstream(answer=response(200, b"z" * (3 << 20))) as upstream:
+        made = _client(_aws(moto, f"http://127.0.0.1:{upstream.port}"), sleep=sleeps)
+        with pytest.raises(ResponseTooLarge) as caught:
+            made.get_secret_value("app/db")
+        made.close()
+    assert (caught.value.status, caught.value.error_type) == (502, "ResponseTooLargeException")
+    assert len(upstream.heads) == 1
+    assert sleeps.delays == []
 
 
 # --- AWS errors ----------------------------------------------------------------------------

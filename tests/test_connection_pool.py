@@ -11,9 +11,17 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port
-from connection_pool import ConnectionPool, TlsSettings, TlsVerificationError
-from errors import UpstreamConnectionError, UpstreamTimeout
+from connection_pool import (
+    MAX_ORIGINS,
+    MAX_RESPONSE_BYTES,
+    ConnectionPool,
+    Pools,
+    TlsSettings,
+    TlsVerificationError,
+)
+from errors import ResponseTooLarge, UpstreamConnectionError, UpstreamTimeout
 from fault_proxy import FaultProxy
+from stub_upstream import StubUpstream, response
 from tls_certs import make_pki
 
 HEADERS = {"Content-Type": "text/plain"}
@@ -199,3 +207,90 @@ def test_unreadable_ca_bundle_is_a_connection_error(tmp_path: Path) -> None:
     with pytest.raises(UpstreamConnectionError) as caught:
         TlsSettings(str(missing)).context()
     assert "AWS_CA_BUNDLE" in caught.value.message
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_at_the_limit_is_read_and_the_connection_kept(chunked: bool) -> None:
+    body = b"x" * MAX_RESPONSE_BYTES
+    with StubUpstream(answer=response(200, body, chunked=chunked)) as upstream:
+        pool = _pool(f"http://127.0.0.1:{upstream.port}")
+        assert _post(pool, b"a") == body
+        assert _post(pool, b"b") == body
+        assert upstream.accepted == 1
+
+
+@pytest.mark.parametrize(
+    ("size", "chunked"),
+    [(MAX_RESPONSE_BYTES + 1, False), (MAX_RESPONSE_BYTES + 1, True), (8 * 1024 * 1024, True)],
+)
+def test_a_body_over_the_limit_is_a_502_and_the_connection_is_dropped(
+    size: int, chunked: bool
+) -> None:
+    with StubUpstream(answer=response(200, b"y" * size, chunked=chunked)) as upstream:
+        pool = _pool(f"http://127.0.0.1:{upstream.port}")
+        with pytest.raises(ResponseTooLarge) as caught:
+            _post(pool, b"a")
+        assert caught.value.status == 502
+        assert caught.value.error_type == "ResponseTooLargeException"
+        # The rest of the body is never read, so that connection cannot carry another request.
+        upstream.wait_open(0)
+        upstream.answer = response(200, b"small")
+        assert _post(pool, b"b") == b"small"
+        assert upstream.accepted == 2
+
+
+def test_userinfo_in_the_origin_is_never_sent() -> None:
+    with StubUpstream(answer=response(200, b"ok")) as upstream:
+        pool = _pool(f"http://admin:hunter2@127.0.0.1:{upstream.port}")
+        assert _post(pool, b"a") == b"ok"
+        assert pool.origin == f"http://127.0.0.1:{upstream.port}"
+    assert upstream.heads
+    assert not any(b"hunter2" in head or b"admin" in head for head in upstream.heads)
+
+
+def _post_via(pools: Pools, upstream: StubUpstream) -> bytes:
+    return _post(pools.get(f"http://127.0.0.1:{upstream.port}"), b"p")
+
+
+def test_pools_keep_connections_to_the_most_recent_origins_only() -> None:
+    ok = response(200, b"ok")
+    upstreams = [StubUpstream(answer=ok) for _ in range(MAX_ORIGINS + 2)]
+    try:
+        pools = Pools(max_connections=2, tls=TlsSettings(None))
+        for upstream in upstreams:
+            assert _post_via(pools, upstream) == b"ok"
+        # Reusing the oldest kept origin makes it the most recent, so the next one is closed.
+        assert _post_via(pools, upstreams[2]) == b"ok"
+        assert _post_via(pools, upstreams[0]) == b"ok"
+        for index, upstream in enumerate(upstreams):
+            upstream.wait_open(0 if index in (1, 3) else 1)
+        assert [upstream.accepted for upstream in upstreams] == [2] + [1] * (MAX_ORIGINS + 1)
+    finally:
+        for upstream in upstreams:
+            upstream.stop()
+
+
+def test_a_retired_pool_finishes_its_request_then_closes_the_connection() -> None:
+    ok = response(200, b"ok")
+    upstreams = [StubUpstream(answer=ok) for _ in range(MAX_ORIGINS + 1)]
+    slow = upstreams[0]
+    try:
+        pools = Pools(max_connections=2, tls=TlsSettings(None))
+        slow.hold.set()
+        results: list[bytes] = []
+        waiting = threading.Thread(target=lambda: results.append(_post_via(pools, slow)))
+        waiting.start()
+        while not slow.heads:
+            time.sleep(0.01)
+        for upstream in upstreams[1:]:
+            assert _post_via(pools, upstream) == b"ok"
+        slow.hold.clear()
+        waiting.join(timeout=10)
+        assert results == [b"ok"]
+        slow.wait_open(0)
+        # The origin is welcome again, on a new pool.
+        assert _post_via(pools, slow) == b"ok"
+        assert slow.accepted == 2
+    finally:
+        for upstream in upstreams:
+            upstream.stop()

@@ -9,7 +9,7 @@ import pytest
 import endpoints
 from config import AwsConfig
 from endpoints import SECRETS_MANAGER, SSM, MissingRegion, resolve
-from errors import ExtensionError
+from errors import ExtensionError, InvalidRegion, RequestError
 
 SM_ARN_WEST = "arn:aws:secretsmanager:us-west-2:123456789012:secret:app/db-AbCdEf"
 SM_ARN_CN = "arn:aws-cn:secretsmanager:cn-northwest-1:123456789012:secret:x-AbCdEf"
@@ -161,7 +161,141 @@ def test_invalid_override_is_a_clear_error() -> None:
         ("us-gov-west-1", "aws-us-gov"),
         ("us-isob-east-1", "aws-iso-b"),
         ("us-iso-west-1", "aws-iso"),
+        ("us-isof-south-1", "aws-iso-f"),
+        ("eu-isoe-west-1", "aws-iso-e"),
+        ("eusc-de-east-1", "aws-eusc"),
     ],
 )
 def test_partition_of(region: str, partition: str) -> None:
     assert endpoints.partition_of(region) == partition
+
+
+# One real region of each partition, and the host its ARN must lead to.
+PARTITION_REGIONS = [
+    ("aws", "us-east-1", "amazonaws.com"),
+    ("aws", "ap-southeast-4", "amazonaws.com"),
+    ("aws", "il-central-1", "amazonaws.com"),
+    ("aws-cn", "cn-north-1", "amazonaws.com.cn"),
+    ("aws-us-gov", "us-gov-west-1", "amazonaws.com"),
+    ("aws-iso", "us-iso-east-1", "c2s.ic.gov"),
+    ("aws-iso-b", "us-isob-east-1", "sc2s.sgov.gov"),
+    ("aws-iso-e", "eu-isoe-west-1", "cloud.adc-e.uk"),
+    ("aws-iso-f", "us-isof-south-1", "csp.hci.ic.gov"),
+    ("aws-eusc", "eusc-de-east-1", "amazonaws.eu"),
+]
+
+
+@pytest.mark.parametrize(("partition", "region", "suffix"), PARTITION_REGIONS)
+@pytest.mark.parametrize("service", [SECRETS_MANAGER, SSM])
+def test_arns_of_every_partition(partition: str, region: str, suffix: str, service: str) -> None:
+    resource = "secret:x-AbCdEf" if service == SECRETS_MANAGER else "parameter/app/x"
+    arn = f"arn:{partition}:{service}:{region}:123456789012:{resource}"
+    endpoint = resolve(AwsConfig(region="us-east-1"), service, arn)
+    assert endpoint.origin == f"https://{service}.{region}.{suffix}"
+    assert endpoint.region == region
+    assert endpoint.signing_name == service
+
+
+@pytest.mark.parametrize(("partition", "region", "suffix"), PARTITION_REGIONS)
+def test_configured_region_of_every_partition(partition: str, region: str, suffix: str) -> None:
+    assert endpoints.is_region(region, partition)
+    endpoint = resolve(AwsConfig(region=region), SSM, "/app/x")
+    assert endpoint.origin == f"https://ssm.{region}.{suffix}"
+
+
+CRAFTED_REGIONS = [
+    "x@127.0.0.1#",
+    "x@127.0.0.1/",
+    "x@127.0.0.1?",
+    "us-east-1.evil.example",
+    "us-east-1/",
+    "us-east-1?a",
+    "us-east-1#",
+    "us-east-1%2F",
+    "[",
+    " us-east-1",
+    "us-east-1 ",
+    "us-east-1\n",
+    "us-east-1\x00",
+    "US-EAST-1",
+    "us-east-\uff11",
+    "us-\u00e9ast-1",
+    "us--east-1",
+    "us-east-",
+    "us-east",
+    "-1",
+    "u-east-1",
+    "a" * 298 + "-1",
+]
+
+
+@pytest.mark.parametrize("region", CRAFTED_REGIONS)
+@pytest.mark.parametrize("service", [SECRETS_MANAGER, SSM])
+def test_crafted_arn_regions_are_a_400(region: str, service: str) -> None:
+    with pytest.raises(RequestError) as caught:
+        resolve(AwsConfig(region="us-east-1"), service, f"arn:aws:{service}:{region}:1:x")
+    assert caught.value.status == 400
+    assert caught.value.error_type == "InvalidParameterException"
+    assert "region" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("arn", "says"),
+    [
+        ("arn:evil:ssm:us-east-1:1:parameter/x", "partition"),
+        ("arn:aws-mars:ssm:us-east-1:1:parameter/x", "partition"),
+        ("arn:AWS:ssm:us-east-1:1:parameter/x", "partition"),
+        ("arn:evil:ssm:x@127.0.0.1#:1:parameter/x", "partition"),
+        ("arn:aws:ssm:cn-north-1:1:parameter/x", "region"),
+        ("arn:aws:ssm:us-gov-west-1:1:parameter/x", "region"),
+        ("arn:aws-cn:ssm:us-east-1:1:parameter/x", "region"),
+        ("arn:aws-us-gov:ssm:us-east-1:1:parameter/x", "region"),
+        ("arn:aws-iso:ssm:us-isob-east-1:1:parameter/x", "region"),
+        ("arn:aws:secretsmanager:us-east-1:1:secret:x", "ssm"),
+        ("arn:aws:s3:us-east-1:1:parameter/x", "ssm"),
+    ],
+)
+def test_arns_that_do_not_fit_the_route_are_a_400(arn: str, says: str) -> None:
+    with pytest.raises(RequestError) as caught:
+        resolve(AwsConfig(region="us-east-1", endpoint_url="http://127.0.0.1:1"), SSM, arn)
+    assert caught.value.status == 400
+    assert says in caught.value.message
+
+
+@pytest.mark.parametrize("region", ["x@127.0.0.1#", "us-east-1.evil.example", "US-EAST-1", " "])
+def test_invalid_configured_region_is_a_clear_error(region: str) -> None:
+    with pytest.raises(InvalidRegion) as caught:
+        resolve(AwsConfig(region=region), SECRETS_MANAGER, "app/db")
+    assert caught.value.error_type == "InvalidRegionException"
+    assert "AWS_REGION" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://admin:hunter2@127.0.0.1:4566", "http://127.0.0.1:4566"),
+        ("https://user@sm.example/base", "https://sm.example/base"),
+        ("https://a:b@c@sm.example:8443/p@q?x=@", "https://sm.example:8443/p@q?x=@"),
+        ("admin:hunter2@localhost:4566", "localhost:4566"),
+        ("http://127.0.0.1:4566/a?b=c@d", "http://127.0.0.1:4566/a?b=c@d"),
+        ("http://[::1]:4566", "http://[::1]:4566"),
+    ],
+)
+def test_redact_url_removes_userinfo(url: str, expected: str) -> None:
+    assert endpoints.redact_url(url) == expected
+
+
+def test_override_userinfo_never_reaches_the_origin() -> None:
+    aws = AwsConfig(region="us-east-1", endpoint_url="http://admin:hunter2@127.0.0.1:4566/base")
+    endpoint = resolve(aws, SSM, "x")
+    assert (endpoint.origin, endpoint.path) == ("http://127.0.0.1:4566", "/base")
+
+
+@pytest.mark.parametrize(
+    "url", ["http://admin:hunter2@h:port", "http://admin:hunter2@[::1", "ftp://admin:hunter2@h"]
+)
+def test_invalid_override_error_hides_userinfo(url: str) -> None:
+    with pytest.raises(ExtensionError) as caught:
+        resolve(AwsConfig(region="us-east-1", endpoint_url=url), SSM, "x")
+    assert caught.value.error_type == "InvalidEndpointException"
+    assert "hunter2" not in caught.value.message
