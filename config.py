@@ -1,140 +1,377 @@
-"""Every environment variable the extension reads, validated once into frozen dataclasses."""
+"""Every environment variable the extension reads, read once into immutable settings.
+
+No setting ever stops the extension, as the AWS extension clamps an over-range TTL rather
+than fail the function: a value out of its range is clamped to the range, and a value that
+cannot be read at all is replaced by the default. Each such value adds one line to
+`Config.warnings`, naming the variable, the value given and the value used, for the
+extension to log at WARN. The one exception is a missing token: nothing could ever
+authenticate, so `load` raises ConfigError and the extension reports an init error.
+
+Plain classes with __slots__ instead of dataclasses: importing dataclasses (and with it
+inspect) costs a good share of the extension's init.
+"""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-
 from errors import ConfigError
+
+TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Final
 
 PREFIX = "PARAMETERS_SECRETS_EXTENSION_"
 LOG_LEVELS = ("debug", "info", "warn", "error", "none")
+# Other spellings people write for a level; each means the level it maps to.
+LOG_LEVEL_ALIASES = {"warning": "warn"}
 PREFETCH_SERVICES = ("secretsmanager", "ssm")
-_WHOLE = re.compile(r"[0-9]+")
+# Prefetch runs during init, each item a call to AWS; more would only slow init and throttle.
+MAX_PREFETCH = 100
+# Lambda's longest invocation: a longer upstream deadline can never matter.
+MAX_TIMEOUT_MS = 900_000
+_SHOWN_CHARS = 64  # of a bad value in a warning: enough to recognise it, never a flood
+_SHOWN_ITEMS = 5
 
 
-@dataclass(frozen=True)
 class AwsConfig:
     """What the upstream client needs: region, endpoints, TLS and credential sources."""
 
-    region: str | None = None
-    endpoint_url: str | None = None
-    endpoint_url_secrets_manager: str | None = None
-    endpoint_url_ssm: str | None = None
-    use_fips: bool = False
-    ca_bundle: str | None = None
-    access_key_id: str | None = field(default=None, repr=False)
-    secret_access_key: str | None = field(default=None, repr=False)
-    session_token: str | None = field(default=None, repr=False)
-    container_credentials_full_uri: str | None = None
-    container_authorization_token: str | None = field(default=None, repr=False)
-    container_authorization_token_file: str | None = None
+    __slots__ = (
+        "access_key_id",
+        "ca_bundle",
+        "container_authorization_token",
+        "container_authorization_token_file",
+        "container_credentials_full_uri",
+        "endpoint_url",
+        "endpoint_url_secrets_manager",
+        "endpoint_url_ssm",
+        "region",
+        "secret_access_key",
+        "session_token",
+        "use_fips",
+    )
+    # Kept out of repr() and describe(), as is the userinfo of the URL fields.
+    SECRET_FIELDS = frozenset(
+        {"access_key_id", "secret_access_key", "session_token", "container_authorization_token"}
+    )
+    URL_FIELDS = (
+        "endpoint_url",
+        "endpoint_url_secrets_manager",
+        "endpoint_url_ssm",
+        "container_credentials_full_uri",
+    )
+
+    def __init__(
+        self,
+        *,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        endpoint_url_secrets_manager: str | None = None,
+        endpoint_url_ssm: str | None = None,
+        use_fips: bool = False,
+        ca_bundle: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        session_token: str | None = None,
+        container_credentials_full_uri: str | None = None,
+        container_authorization_token: str | None = None,
+        container_authorization_token_file: str | None = None,
+    ) -> None:
+        self.region: Final = region
+        self.endpoint_url: Final = endpoint_url
+        self.endpoint_url_secrets_manager: Final = endpoint_url_secrets_manager
+        self.endpoint_url_ssm: Final = endpoint_url_ssm
+        self.use_fips: Final = use_fips
+        self.ca_bundle: Final = ca_bundle
+        self.access_key_id: Final = access_key_id
+        self.secret_access_key: Final = secret_access_key
+        self.session_token: Final = session_token
+        self.container_credentials_full_uri: Final = container_credentials_full_uri
+        self.container_authorization_token: Final = container_authorization_token
+        self.container_authorization_token_file: Final = container_authorization_token_file
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={value!r}" for name, value in self.describe().items())
+        return f"AwsConfig({shown})"
+
+    def describe(self) -> dict[str, object]:
+        """The fields safe to log: no credentials, no userinfo in URLs."""
+        safe: dict[str, object] = {}
+        for name in self.__slots__:
+            value = getattr(self, name)
+            if name in self.SECRET_FIELDS:
+                continue
+            safe[name] = _redact_url(value) if name in self.URL_FIELDS and value else value
+        return safe
 
 
-@dataclass(frozen=True)
 class Config:
-    """The extension's settings; secret-bearing fields are kept out of repr()."""
+    """The extension's settings, and the warnings reading them produced."""
 
-    cache_enabled: bool = True
-    cache_size: int = 1000
-    http_port: int = 2773
-    log_level: str = "info"
-    log_json: bool = False
-    max_connections: int = 3
-    secrets_manager_ttl: int = 300
-    ssm_ttl: int = 300
-    secrets_manager_timeout_ms: int = 0
-    ssm_timeout_ms: int = 0
-    stale_if_error_seconds: int = 300
-    prefetch: tuple[tuple[str, str], ...] = ()
-    max_client_connections: int = 256
-    idle_timeout_seconds: int = 60
-    auth_token: str | None = field(default=None, repr=False)
-    runtime_api: str | None = None
-    snapstart: bool = False
-    aws: AwsConfig = field(default_factory=AwsConfig)
+    __slots__ = (
+        "auth_token",
+        "aws",
+        "cache_enabled",
+        "cache_size",
+        "http_port",
+        "idle_timeout_seconds",
+        "log_json",
+        "log_level",
+        "max_client_connections",
+        "max_connections",
+        "prefetch",
+        "prefetch_timeout_ms",
+        "runtime_api",
+        "secrets_manager_timeout_ms",
+        "secrets_manager_ttl",
+        "snapstart",
+        "ssm_timeout_ms",
+        "ssm_ttl",
+        "stale_if_error_seconds",
+        "warnings",
+    )
+
+    def __init__(
+        self,
+        *,
+        cache_enabled: bool,
+        cache_size: int,
+        http_port: int,
+        log_level: str,
+        log_json: bool,
+        max_connections: int,
+        secrets_manager_ttl: int,
+        ssm_ttl: int,
+        secrets_manager_timeout_ms: int,
+        ssm_timeout_ms: int,
+        stale_if_error_seconds: int,
+        prefetch: tuple[tuple[str, str], ...],
+        prefetch_timeout_ms: int,
+        max_client_connections: int,
+        idle_timeout_seconds: int,
+        auth_token: str,
+        runtime_api: str | None,
+        snapstart: bool,
+        aws: AwsConfig,
+        warnings: tuple[str, ...],
+    ) -> None:
+        self.cache_enabled: Final = cache_enabled
+        self.cache_size: Final = cache_size
+        self.http_port: Final = http_port
+        self.log_level: Final = log_level
+        self.log_json: Final = log_json
+        self.max_connections: Final = max_connections
+        self.secrets_manager_ttl: Final = secrets_manager_ttl
+        self.ssm_ttl: Final = ssm_ttl
+        self.secrets_manager_timeout_ms: Final = secrets_manager_timeout_ms
+        self.ssm_timeout_ms: Final = ssm_timeout_ms
+        self.stale_if_error_seconds: Final = stale_if_error_seconds
+        self.prefetch: Final = prefetch
+        self.prefetch_timeout_ms: Final = prefetch_timeout_ms
+        self.max_client_connections: Final = max_client_connections
+        self.idle_timeout_seconds: Final = idle_timeout_seconds
+        self.auth_token: Final = auth_token
+        self.runtime_api: Final = runtime_api
+        self.snapstart: Final = snapstart
+        self.aws: Final = aws
+        self.warnings: Final = warnings
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{name}={getattr(self, name)!r}" for name in self.__slots__ if name != "auth_token"
+        )
+        return f"Config({shown})"
 
     @property
     def effective_cache_size(self) -> int:
-        """Items the cache may hold: 0 when caching is off by any of SPEC 3's switches."""
+        """Items the cache may hold: 0 when caching is off, by the switch, the size or both TTLs."""
         if not self.cache_enabled or (self.secrets_manager_ttl == 0 and self.ssm_ttl == 0):
             return 0
         return self.cache_size
 
     def describe(self) -> dict[str, object]:
-        """The settings safe to log: never the token or credentials."""
-        safe = {f.name: getattr(self, f.name) for f in fields(self) if f.repr and f.name != "aws"}
-        safe["aws"] = {f.name: getattr(self.aws, f.name) for f in fields(self.aws) if f.repr}
+        """The settings safe to log at debug: never the token or credentials."""
+        safe = {
+            name: getattr(self, name)
+            for name in self.__slots__
+            if name not in ("auth_token", "aws", "warnings")
+        }
+        safe["aws"] = self.aws.describe()
         safe["aws_credentials_from_env"] = self.aws.access_key_id is not None
-        safe["auth_token_set"] = self.auth_token is not None
+        safe["auth_token_set"] = bool(self.auth_token)
         return safe
 
-
-def _text(env: Mapping[str, str], name: str) -> str | None:
-    """The variable's value, or None when unset or empty (Lambda passes unset as empty)."""
-    value = env.get(name)
-    return value if value else None
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = _text(env, name)
-    if raw is None:
-        return default
-    lowered = raw.strip().lower()
-    if lowered not in ("true", "false"):
-        raise ConfigError(name, raw, "true or false (any case)")
-    return lowered == "true"
+    def summary(self) -> str:
+        """The effective settings for the one INFO line at start, without userinfo or secrets."""
+        aws = self.aws
+        sm_url = aws.endpoint_url_secrets_manager or aws.endpoint_url
+        ssm_url = aws.endpoint_url_ssm or aws.endpoint_url
+        return (
+            f"port {self.http_port}, cache size {self.effective_cache_size},"
+            f" TTL secretsmanager {self.secrets_manager_ttl} s ssm {self.ssm_ttl} s,"
+            f" region {aws.region or 'unset'},"
+            f" endpoints secretsmanager {_host(sm_url)} ssm {_host(ssm_url)},"
+            f" prefetch {len(self.prefetch)} items"
+        )
 
 
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int | None) -> int:
-    raw = _text(env, name)
-    if raw is None:
-        return default
-    valid = (
-        f"a whole number from {low} to {high}" if high is not None else f"a whole number >= {low}"
-    )
-    if not _WHOLE.fullmatch(raw.strip()):
-        raise ConfigError(name, raw, valid)
-    value = int(raw.strip())
-    if value < low or (high is not None and value > high):
-        raise ConfigError(name, raw, valid)
-    return value
+def _redact_url(url: str) -> str:
+    """The URL without its userinfo, which may hold a password."""
+    # Imported here, not at the top: config is read before registering with Lambda, which
+    # waits on it, and only a function with a custom endpoint ever has a URL to redact.
+    import urllib.parse  # noqa: PLC0415
+
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc="<redacted>@" + parts.netloc.rpartition("@")[2]).geturl()
 
 
-def _log_level(env: Mapping[str, str]) -> str:
-    name = PREFIX + "LOG_LEVEL"
-    raw = _text(env, name)
-    if raw is None:
-        return "info"
-    level = raw.strip().lower()
-    if level not in LOG_LEVELS:
-        raise ConfigError(name, raw, ", ".join(LOG_LEVELS) + " (any case)")
-    return level
+def _host(url: str | None) -> str:
+    """host[:port] of an endpoint URL, "default" for AWS's own endpoints."""
+    if url is None:
+        return "default"
+    import urllib.parse  # noqa: PLC0415 (as in _redact_url)
+
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "<unparseable URL>"
+    host = parts.hostname
+    if not host:
+        return "<unparseable URL>"
+    if ":" in host:
+        host = f"[{host}]"
+    return host if port is None else f"{host}:{port}"
 
 
-def _prefetch(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """Parse `secretsmanager:<id>,ssm:<name>`; ids may hold colons, so split on the first."""
-    name = PREFIX + "PREFETCH"
-    raw = _text(env, name)
-    if raw is None:
-        return ()
-    entries = []
-    for item in raw.split(","):
-        if not item.strip():
-            continue
-        service, _, ident = item.strip().partition(":")
-        if service not in PREFETCH_SERVICES or not ident:
-            raise ConfigError(
-                name, raw, "a comma-separated list of secretsmanager:<secret id> and ssm:<name>"
+def _show(raw: str) -> str:
+    """A value as a warning shows it: as given if plain, else quoted, and never long."""
+    text = raw if len(raw) <= _SHOWN_CHARS else raw[:_SHOWN_CHARS] + "..."
+    plain = text.isprintable() and not any(c in text for c in " '\"")
+    return text if plain else repr(text)
+
+
+def _whole_number(text: str) -> int | None:
+    """An optionally signed ASCII whole number, None for anything else ("5m", "1.5")."""
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    if not digits or not digits.isascii() or not digits.isdigit():
+        return None
+    # Past 18 digits the exact value cannot matter and int() may refuse a very long string.
+    value = int(digits) if len(digits.lstrip("0")) <= 18 else 10**19
+    return -value if text[0] == "-" else value
+
+
+class _Reader:
+    """Reads variables from one environment, collecting a warning per value it replaced."""
+
+    __slots__ = ("env", "warnings")
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.warnings: list[str] = []
+
+    def warn(self, name: str, raw: str, problem: str, used: object) -> None:
+        self.warnings.append(f"{name}={_show(raw)} {problem}; using {used}")
+
+    def text(self, name: str) -> str | None:
+        """The value, or None when unset or blank (Lambda passes an unset variable as empty)."""
+        value = self.env.get(name)
+        return value if value and value.strip() else None
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        lowered = raw.strip().lower()
+        if lowered not in ("true", "false"):
+            self.warn(name, raw, "is not true or false", f"the default {str(default).lower()}")
+            return default
+        return lowered == "true"
+
+    def number(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        value = _whole_number(raw.strip())
+        if value is None:
+            self.warn(name, raw, "is not a whole number", f"the default {default}")
+            return default
+        if value < low:
+            self.warn(name, raw, f"is below the minimum {low}", low)
+            return low
+        if value > high:
+            self.warn(name, raw, f"is above the maximum {high}", high)
+            return high
+        return value
+
+    def port(self, name: str, default: int) -> int:
+        # Out of range, the default rather than the nearest bound: port 1 or 65535 is no
+        # likelier to be what the clients call than any other, and the default is what
+        # clients written from the AWS documentation call.
+        raw = self.text(name)
+        if raw is None:
+            return default
+        value = _whole_number(raw.strip())
+        if value is None or not 1 <= value <= 65535:
+            self.warn(name, raw, "is not a port number from 1 to 65535", f"the default {default}")
+            return default
+        return value
+
+    def log_level(self, name: str, default: str) -> str:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        level = raw.strip().lower()
+        level = LOG_LEVEL_ALIASES.get(level, level)
+        if level not in LOG_LEVELS:
+            self.warn(name, raw, f"is not one of {', '.join(LOG_LEVELS)}", f"the default {default}")
+            return default
+        return level
+
+    def prefetch(self, name: str) -> tuple[tuple[str, str], ...]:
+        """Parse `secretsmanager:<id>,ssm:<name>`; ids may hold colons, so split on the first.
+
+        A malformed item is skipped and the others kept, with one warning for them all.
+        """
+        raw = self.text(name)
+        if raw is None:
+            return ()
+        entries: list[tuple[str, str]] = []
+        bad: list[str] = []
+        for part in raw.split(","):
+            item = part.strip()
+            if not item:
+                continue
+            service, _, ident = item.partition(":")
+            if service in PREFETCH_SERVICES and ident.strip():
+                entries.append((service, ident.strip()))
+            else:
+                bad.append(item)
+        if bad:
+            shown = ", ".join(_show(item) for item in bad[:_SHOWN_ITEMS])
+            more = f" and {len(bad) - _SHOWN_ITEMS} more" if len(bad) > _SHOWN_ITEMS else ""
+            self.warnings.append(
+                f"{name} items {shown}{more} are not secretsmanager:<secret id> or"
+                f" ssm:<parameter name>; skipping them, using the other {len(entries)}"
             )
-        entries.append((service, ident))
-    return tuple(entries)
+        if len(entries) > MAX_PREFETCH:
+            self.warnings.append(
+                f"{name} lists {len(entries)} items, above the maximum {MAX_PREFETCH};"
+                f" using the first {MAX_PREFETCH}"
+            )
+            del entries[MAX_PREFETCH:]
+        return tuple(entries)
 
 
 def runtime_api(env: Mapping[str, str]) -> str | None:
-    """Lambda's Extensions API address; None means standalone mode (SPEC 5.4)."""
-    return _text(env, "AWS_LAMBDA_RUNTIME_API")
+    """Lambda's Extensions API address; None means standalone mode, outside Lambda."""
+    value = env.get("AWS_LAMBDA_RUNTIME_API")
+    return value if value and value.strip() else None
 
 
 def _auth_token(aws: AwsConfig) -> str:
@@ -151,39 +388,49 @@ def _auth_token(aws: AwsConfig) -> str:
 
 
 def load(env: Mapping[str, str]) -> Config:
-    """Build the Config from an environment mapping; raise ConfigError on the first bad value."""
+    """Build the Config from an environment mapping.
+
+    Never raises for a bad value (see the module docstring); raises ConfigError only when
+    there is no token for clients to authenticate with.
+    """
+    read = _Reader(env)
     aws = AwsConfig(
-        region=_text(env, "AWS_REGION") or _text(env, "AWS_DEFAULT_REGION"),
-        endpoint_url=_text(env, "AWS_ENDPOINT_URL"),
-        endpoint_url_secrets_manager=_text(env, "AWS_ENDPOINT_URL_SECRETS_MANAGER"),
-        endpoint_url_ssm=_text(env, "AWS_ENDPOINT_URL_SSM"),
-        use_fips=_bool(env, "AWS_USE_FIPS_ENDPOINT", False),
-        ca_bundle=_text(env, "AWS_CA_BUNDLE"),
-        access_key_id=_text(env, "AWS_ACCESS_KEY_ID"),
-        secret_access_key=_text(env, "AWS_SECRET_ACCESS_KEY"),
-        session_token=_text(env, "AWS_SESSION_TOKEN"),
-        container_credentials_full_uri=_text(env, "AWS_CONTAINER_CREDENTIALS_FULL_URI"),
-        container_authorization_token=_text(env, "AWS_CONTAINER_AUTHORIZATION_TOKEN"),
-        container_authorization_token_file=_text(env, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"),
+        region=read.text("AWS_REGION") or read.text("AWS_DEFAULT_REGION"),
+        endpoint_url=read.text("AWS_ENDPOINT_URL"),
+        endpoint_url_secrets_manager=read.text("AWS_ENDPOINT_URL_SECRETS_MANAGER"),
+        endpoint_url_ssm=read.text("AWS_ENDPOINT_URL_SSM"),
+        use_fips=read.flag("AWS_USE_FIPS_ENDPOINT", False),
+        ca_bundle=read.text("AWS_CA_BUNDLE"),
+        access_key_id=read.text("AWS_ACCESS_KEY_ID"),
+        secret_access_key=read.text("AWS_SECRET_ACCESS_KEY"),
+        session_token=read.text("AWS_SESSION_TOKEN"),
+        container_credentials_full_uri=read.text("AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+        container_authorization_token=read.text("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
+        container_authorization_token_file=read.text("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"),
     )
-    log_format = (_text(env, "AWS_LAMBDA_LOG_FORMAT") or "text").strip().lower()
+    # Lambda's own variable: any value but JSON means its default, text.
+    log_format = (read.text("AWS_LAMBDA_LOG_FORMAT") or "text").strip().lower()
     return Config(
-        cache_enabled=_bool(env, PREFIX + "CACHE_ENABLED", True),
-        cache_size=_int(env, PREFIX + "CACHE_SIZE", 1000, 0, 1000),
-        http_port=_int(env, PREFIX + "HTTP_PORT", 2773, 1, 65535),
-        log_level=_log_level(env),
+        cache_enabled=read.flag(PREFIX + "CACHE_ENABLED", True),
+        cache_size=read.number(PREFIX + "CACHE_SIZE", 1000, 0, 1000),
+        http_port=read.port(PREFIX + "HTTP_PORT", 2773),
+        log_level=read.log_level(PREFIX + "LOG_LEVEL", "info"),
         log_json=log_format == "json",
-        max_connections=_int(env, PREFIX + "MAX_CONNECTIONS", 3, 1, None),
-        secrets_manager_ttl=_int(env, "SECRETS_MANAGER_TTL", 300, 0, 300),
-        ssm_ttl=_int(env, "SSM_PARAMETER_STORE_TTL", 300, 0, 300),
-        secrets_manager_timeout_ms=_int(env, "SECRETS_MANAGER_TIMEOUT_MILLIS", 0, 0, None),
-        ssm_timeout_ms=_int(env, "SSM_PARAMETER_STORE_TIMEOUT_MILLIS", 0, 0, None),
-        stale_if_error_seconds=_int(env, PREFIX + "STALE_IF_ERROR_SECONDS", 300, 0, 86400),
-        prefetch=_prefetch(env),
-        max_client_connections=_int(env, PREFIX + "MAX_CLIENT_CONNECTIONS", 256, 1, 4096),
-        idle_timeout_seconds=_int(env, PREFIX + "IDLE_TIMEOUT_SECONDS", 60, 1, 3600),
+        max_connections=read.number(PREFIX + "MAX_CONNECTIONS", 3, 1, 100),
+        secrets_manager_ttl=read.number("SECRETS_MANAGER_TTL", 300, 0, 300),
+        ssm_ttl=read.number("SSM_PARAMETER_STORE_TTL", 300, 0, 300),
+        secrets_manager_timeout_ms=read.number(
+            "SECRETS_MANAGER_TIMEOUT_MILLIS", 0, 0, MAX_TIMEOUT_MS
+        ),
+        ssm_timeout_ms=read.number("SSM_PARAMETER_STORE_TIMEOUT_MILLIS", 0, 0, MAX_TIMEOUT_MS),
+        stale_if_error_seconds=read.number(PREFIX + "STALE_IF_ERROR_SECONDS", 300, 0, 86400),
+        prefetch=read.prefetch(PREFIX + "PREFETCH"),
+        prefetch_timeout_ms=read.number(PREFIX + "PREFETCH_TIMEOUT_MILLIS", 2000, 0, 60000),
+        max_client_connections=read.number(PREFIX + "MAX_CLIENT_CONNECTIONS", 256, 1, 4096),
+        idle_timeout_seconds=read.number(PREFIX + "IDLE_TIMEOUT_SECONDS", 60, 1, 3600),
         auth_token=_auth_token(aws),
         runtime_api=runtime_api(env),
-        snapstart=_text(env, "AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start",
+        snapstart=read.text("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start",
         aws=aws,
+        warnings=tuple(read.warnings),
     )

@@ -64,7 +64,7 @@ class MissingCredentials(ExtensionError):
 
 
 class ConfigError(Exception):
-    """An environment variable holds a value outside its valid range."""
+    """The extension cannot serve at all: no token is set for clients to send."""
 
     def __init__(self, variable: str, value: str, valid: str, message: str | None = None):
         super().__init__(message or f"invalid {variable}={value!r}: valid values are {valid}")

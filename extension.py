@@ -38,6 +38,8 @@ def main() -> int:
         setup("info", json_format=False)
         return _fail(api, name, "Extension.InvalidConfiguration", str(exc))
     setup(settings.log_level, json_format=settings.log_json)
+    for warning in settings.warnings:
+        log.warning(warning)
     try:
         if api is not None:
             api.register(name, ["INVOKE", "SHUTDOWN"] if settings.snapstart else ["SHUTDOWN"])

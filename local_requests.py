@@ -1,10 +1,12 @@
-"""Reading one request off a local connection and validating its route and query (SPEC 2).
+"""Reading one request off a local connection and validating its route and query.
 
 Limits, far above what any client sends and far below memory trouble:
 - the request line: at most MAX_REQUEST_LINE bytes, else 414;
 - the header section: at most MAX_HEADER_BYTES in all and MAX_HEADERS fields, else 431.
-A malformed request line or header is a 400 BadRequestException. Any framing error ends
-the connection, because the rest of the stream can no longer be trusted.
+A malformed request line or header is a 400 BadRequestException, and so is a bare CR or a
+NUL anywhere in the head: such a byte is never part of a header value, since another
+parser could take it for a line end. Any framing error ends the connection, because the
+rest of the stream can no longer be trusted.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 100
 
 TOKEN_HEADER = "x-aws-parameters-secrets-token"  # noqa: S105 (a header name)
-FORWARDED_HEADER = "x-forwarded-for"
+# A request that passed through a proxy: refused, as the AWS extension refuses it, so that
+# a server-side request forgery elsewhere in the function cannot reach the secrets.
+FORWARDED_HEADERS = ("x-forwarded-for", "forwarded", "x-forwarded-host")
 ROUTES = {
     "/secretsmanager/get": "secretsmanager",
     "/systemsmanager/parameters/get": "ssm",
@@ -124,6 +128,19 @@ def invalid(message: str) -> RequestError:
     return RequestError(message, status=400, error_type="InvalidParameterException")
 
 
+def is_forwarded(headers: dict[str, bytes]) -> bool:
+    """True when the request carries any header a proxy adds when forwarding."""
+    return any(name in headers for name in FORWARDED_HEADERS)
+
+
+def _content(line: bytes) -> bytes:
+    """A head line without its line end (CRLF, or LF alone); a bare CR or NUL is a 400."""
+    content = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+    if b"\r" in content or b"\0" in content:
+        raise bad_request("bare CR or NUL in the request head")
+    return content
+
+
 def read_request(rfile: LineReader) -> Request | None:
     """The next request's head, or None when the client closed the connection first."""
     line = rfile.readline(MAX_REQUEST_LINE + 1)
@@ -146,7 +163,7 @@ def read_request(rfile: LineReader) -> Request | None:
 
 
 def _request_line(line: bytes) -> tuple[str, str, bytes]:
-    parts = line.rstrip(b"\r\n").split(b" ")
+    parts = _content(line).split(b" ")
     if len(parts) != 3 or not _TOKEN_CHARS.fullmatch(parts[0]) or not _VERSION.fullmatch(parts[2]):
         raise bad_request("malformed request line")
     target = parts[1]
@@ -171,11 +188,11 @@ def _headers(rfile: LineReader) -> dict[str, bytes] | None:
         if line in (b"\r\n", b"\n"):
             return headers
         budget -= len(line)
-        name, colon, value = line.partition(b":")
+        name, colon, value = _content(line).partition(b":")
         if not colon or not _TOKEN_CHARS.fullmatch(name):
             raise bad_request("malformed header field")
         key = name.decode("ascii").lower()
-        value = value.strip(b" \t\r\n")
+        value = value.strip(b" \t")
         headers[key] = headers[key] + b", " + value if key in headers else value
     raise RequestError(
         f"header section over {MAX_HEADER_BYTES} bytes or {MAX_HEADERS} fields",
@@ -223,6 +240,7 @@ def _first(pairs: list[tuple[str, str]]) -> dict[str, str]:
 
 
 def _bool(values: dict[str, str], name: str) -> bool:
+    """true or false, any case; absent means false."""
     raw = values.get(name)
     if raw is None:
         return False
@@ -230,6 +248,17 @@ def _bool(values: dict[str, str], name: str) -> bool:
     if lowered not in ("true", "false"):
         raise invalid(f"{name} must be true or false")
     return lowered == "true"
+
+
+def _refresh(values: dict[str, str]) -> bool:
+    """refreshNow: true/false or 1/0, any case, as aws-secretsmanager-agent reads it."""
+    raw = values.get("refreshNow")
+    if raw is None:
+        return False
+    lowered = raw.lower()
+    if lowered not in ("true", "false", "1", "0"):
+        raise invalid("refreshNow must be true, false, 1 or 0")
+    return lowered in ("true", "1")
 
 
 def _required(values: dict[str, str], name: str) -> str:
@@ -250,7 +279,7 @@ def secret_query(query: str) -> SecretQuery:
         secret_id=_required(values, "secretId"),
         version_id=values.get("versionId"),
         version_stage=values.get("versionStage"),
-        refresh=_bool(values, "refreshNow"),
+        refresh=_refresh(values),
     )
 
 
@@ -272,5 +301,5 @@ def parameter_query(query: str) -> ParameterQuery:
         version=version,
         label=label,
         with_decryption=_bool(values, "withDecryption"),
-        refresh=_bool(values, "refreshNow"),
+        refresh=_refresh(values),
     )

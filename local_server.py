@@ -122,7 +122,7 @@ class Api:
             route = local_requests.route(path)
             if route == "ping":
                 return Reply(200, b"healthy", TEXT, route)
-            if local_requests.FORWARDED_HEADER in request.headers:
+            if local_requests.is_forwarded(request.headers):
                 raise RequestError(
                     "forwarded requests are refused", error_type="ForwardedRequestException"
                 )

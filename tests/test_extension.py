@@ -108,9 +108,10 @@ def test_prefetch_finishes_before_the_first_next(
             assert ext.proc.wait(timeout=5) == 0
 
 
-def test_invalid_config_reports_init_error(
+def test_no_token_reports_init_error(
     extension_executable: Path, tmp_path: Path, moto: Moto, lambda_credentials: LambdaCredentials
 ) -> None:
+    # A bad setting only warns (see test_config_process.py); no token at all is fatal.
     with FakeExtensionsApi() as fake:
         ext = start(
             extension_executable,
@@ -118,6 +119,7 @@ def test_invalid_config_reports_init_error(
             moto,
             lambda_credentials,
             fake,
+            AWS_SESSION_TOKEN="",
             SECRETS_MANAGER_TTL="301",
         )
         with ext:
@@ -130,8 +132,7 @@ def test_invalid_config_reports_init_error(
         assert error.headers["lambda-extension-identifier"] == IDENTIFIER
         body = error.body
         assert isinstance(body, dict) and body["errorType"] == "Extension.InvalidConfiguration"
-        assert "SECRETS_MANAGER_TTL" in body["errorMessage"] and "'301'" in body["errorMessage"]
-        assert "0 to 300" in body["errorMessage"] and body["stackTrace"] == []
+        assert "AWS_SESSION_TOKEN" in body["errorMessage"] and body["stackTrace"] == []
         assert fake.calls.next_calls == []
 
 

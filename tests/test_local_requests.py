@@ -39,6 +39,33 @@ def test_repeated_headers_are_joined_so_a_doubled_token_never_matches() -> None:
     assert request.headers["x-a"] == b"one, two"
 
 
+def test_header_values_keep_other_control_and_high_bytes() -> None:
+    request = read(b"GET / HTTP/1.1\r\nX-A: a\x01\x7f\tb \r\nX-B: c\n\n")
+    assert request is not None
+    assert (request.headers["x-a"], request.headers["x-b"]) == (b"a\x01\x7f\tb", b"c")
+
+
+@pytest.mark.parametrize(
+    ("names", "forwarded"),
+    [
+        ((), False),
+        (("host", "x-forwarded-proto", "x-real-ip"), False),
+        (("x-forwarded-for",), True),
+        (("forwarded",), True),
+        (("x-forwarded-host",), True),
+    ],
+)
+def test_forwarding_headers(names: tuple[str, ...], forwarded: bool) -> None:
+    assert lr.is_forwarded(dict.fromkeys(names, b"v")) is forwarded
+
+
+def test_forwarding_header_names_match_in_any_case() -> None:
+    for name in (b"Forwarded", b"X-FORWARDED-HOST", b"x-Forwarded-For"):
+        request = read(b"GET / HTTP/1.1\r\n" + name + b": for=1.2.3.4\r\n\r\n")
+        assert request is not None
+        assert lr.is_forwarded(request.headers)
+
+
 def test_header_values_keep_their_raw_bytes() -> None:
     request = read(b"GET / HTTP/1.1\r\nX-Aws-Parameters-Secrets-Token: \xe9t\xff\r\n\r\n")
     assert request is not None
@@ -88,6 +115,15 @@ def test_a_connection_closed_mid_request_reads_as_none(raw: bytes) -> None:
         b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
         b"GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n",
         b"GET / HTTP/1.1\r\n\xff: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX-A: one\rtwo\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX-A: one\r\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX-A: one\rX-Forwarded-For: 1.2.3.4\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX-A: one\x00two\r\n\r\n",
+        b"GET / HTTP/1.1\r\nX-A: one\x00\r\n\r\n",
+        b"GET / HTTP/1.1\nX-A: \x00\n\n",
+        b"GET / HTTP/1.1\r\nX-\x00A: one\r\n\r\n",
+        b"GET / HTTP/1.1\r\n\r\x00\r\n\r\n",
     ],
 )
 def test_malformed_requests_are_400(raw: bytes) -> None:
@@ -195,6 +231,39 @@ def test_parameter_query_first_of_version_or_label_wins(
 )
 def test_with_decryption_any_case_default_false(value: str, expected: bool) -> None:
     assert lr.parameter_query(f"name=n&withDecryption={value}").with_decryption is expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("true", True),
+        ("TRUE", True),
+        ("tRuE", True),
+        ("1", True),
+        ("false", False),
+        ("False", False),
+        ("0", False),
+        ("", False),
+    ],
+)
+def test_refresh_now_takes_true_false_1_0_any_case(value: str, expected: bool) -> None:
+    assert lr.secret_query(f"secretId=s&refreshNow={value}").refresh is expected
+    assert lr.parameter_query(f"name=n&refreshNow={value}").refresh is expected
+
+
+@pytest.mark.parametrize("value", ["yes", "2", "01", "-1", "1.0", "truee", "%201", "t"])
+def test_refresh_now_other_values_are_invalid(value: str) -> None:
+    for parse, query in ((lr.secret_query, "secretId=s"), (lr.parameter_query, "name=n")):
+        with pytest.raises(RequestError) as caught:
+            parse(f"{query}&refreshNow={value}")
+        assert (caught.value.status, caught.value.error_type) == (400, "InvalidParameterException")
+        assert "refreshNow" in caught.value.message
+
+
+@pytest.mark.parametrize("value", ["1", "0"])
+def test_with_decryption_stays_true_or_false_only(value: str) -> None:
+    with pytest.raises(RequestError):
+        lr.parameter_query(f"name=n&withDecryption={value}")
 
 
 @pytest.mark.parametrize(

@@ -400,7 +400,7 @@ def test_missing_parameter(served: Served, target: str) -> None:
         f"{SSM}?name=/app/plain&version=-2",
         f"{SSM}?name=/app/plain&withDecryption=maybe",
         f"{SSM}?name=/app/plain&refreshNow=maybe",
-        f"{SM}?secretId=app/db-credentials&refreshNow=1",
+        f"{SM}?secretId=app/db-credentials&refreshNow=yes",
         f"{SM}?secretId=%ff%fe",
     ],
 )
@@ -731,3 +731,41 @@ def test_debug_log_has_route_outcome_latency_and_no_values(
         moto.secret_key,
     ):
         assert secret not in text
+
+
+# ---------------------------------------------------------------- request hygiene
+
+
+@pytest.mark.parametrize(
+    "header", ["Forwarded: for=1.2.3.4", "X-Forwarded-Host: evil.example", "x-forwarded-for: ::1"]
+)
+def test_every_forwarding_header_is_refused(served: Served, header: str) -> None:
+    response = get(served.port, f"{SM}?secretId=app/db-credentials", headers=header + "\r\n")
+    assert response.error == (400, "ForwardedRequestException")
+    assert SECRET_STRING_V2.encode() not in response.body
+
+
+@pytest.mark.parametrize(
+    "field", [b"X-A: one\rtwo", b"X-A: one\x00two", b"X-Aws-Parameters-Secrets-Token: \x00"]
+)
+def test_bare_cr_or_nul_in_a_header_is_400_and_closes(served: Served, field: bytes) -> None:
+    raw = request_bytes(f"{SM}?secretId=app/db-credentials").replace(
+        b"Host: localhost\r\n", b"Host: localhost\r\n" + field + b"\r\n"
+    )
+    with connect(served.port) as sock, sock.makefile("rb") as stream:
+        sock.sendall(raw + request_bytes("/ping"))
+        response = read_response(stream)
+        assert response.error == (400, "BadRequestException")
+        assert response.headers["connection"] == "close"
+        assert stream.read() == b""  # the pipelined /ping is never read as a request
+
+
+def test_refresh_now_1_bypasses_the_cache_and_0_does_not(served: Served, moto: Moto) -> None:
+    sm: Any = moto.boto3_client("secretsmanager")
+    sm.create_secret(Name="local-server/refresh-digits", SecretString="digits-VALUE-1")
+    target = f"{SM}?secretId=local-server/refresh-digits"
+    assert get(served.port, target).json()["SecretString"] == "digits-VALUE-1"
+    sm.put_secret_value(SecretId="local-server/refresh-digits", SecretString="digits-VALUE-2")
+    assert get(served.port, target + "&refreshNow=0").json()["SecretString"] == "digits-VALUE-1"
+    assert get(served.port, target + "&refreshNow=1").json()["SecretString"] == "digits-VALUE-2"
+    assert get(served.port, target).json()["SecretString"] == "digits-VALUE-2"
