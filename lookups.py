@@ -108,7 +108,10 @@ class FailureLog:
     def record(
         self, key: tuple[object, ...], exc: ExtensionError, attempts: int | None, seconds: float
     ) -> None:
-        """Log (or count) one failed fetch of cache key `key` that took `seconds`."""
+        """Log (or count) one failed fetch of cache key `key` that took `seconds`.
+
+        `attempts` is logged when known: the client may set it on the error it raises.
+        """
         repeats, dropped = self._admit((key, exc.error_type))
         if dropped:
             log.warning(
@@ -127,13 +130,13 @@ class FailureLog:
         )
         write = log.warning if _is_client_mistake(exc) else log.error
         write(
-            "upstream %s failed: id=%s%s type=%s status=%d attempts=%s duration_ms=%.0f%s",
+            "upstream %s failed: id=%s%s type=%s status=%d%s duration_ms=%.0f%s",
             _OPERATIONS.get(str(service), str(service)),
             _printable(str(ident)),
             details,
             exc.error_type,
             exc.status,
-            "?" if attempts is None else attempts,
+            "" if attempts is None else f" attempts={attempts}",
             seconds * 1000,
             f" (and {repeats} more like it in the last {self._interval:.0f} s)" if repeats else "",
         )

@@ -258,6 +258,7 @@ def test_each_upstream_failure_is_logged_at_its_level(
     assert " id=app/db versionStage=AWSPREVIOUS " in line
     assert f" type={error.error_type} status={error.status} " in line
     assert " duration_ms=" in line
+    assert " attempts=" not in line  # unknown here: the error does not carry it
     assert error.message not in line  # AWS's message is for the caller, not the log
 
 
