@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import threading
@@ -20,6 +19,7 @@ from config import AwsConfig
 from conftest import free_port
 from credentials import CredentialProvider, Credentials, parse_expiration
 from errors import MissingCredentials, UpstreamConnectionError, UpstreamTimeout
+from raw_server import RawServer, hang, trickle
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
 TOKEN = "container-auth-TOKEN-1"
@@ -265,57 +265,6 @@ def test_parse_expiration(text: str, expected: datetime) -> None:
 # --- Deadlines: a provider that hangs, trickles or is slow never holds a request up ---
 
 
-class RawServer:
-    """A loopback TCP server that runs `serve(conn, stop)` for each connection, in threads."""
-
-    def __init__(self, serve: Callable[[socket.socket, threading.Event], None]) -> None:
-        self._serve = serve
-        self.stop = threading.Event()
-        self.accepted = 0
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.05)
-        self._threads: list[threading.Thread] = []
-        self.uri = f"http://127.0.0.1:{self._listener.getsockname()[1]}/creds"
-        self._acceptor = threading.Thread(target=self._accept, daemon=True)
-        self._acceptor.start()
-
-    def _accept(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            self.accepted += 1
-            thread = threading.Thread(target=self._run, args=(conn,), daemon=True)
-            self._threads.append(thread)
-            thread.start()
-
-    def _run(self, conn: socket.socket) -> None:
-        # OSError: the client gave up and closed, which is what the tests provoke.
-        with conn, contextlib.suppress(OSError):
-            self._serve(conn, self.stop)
-
-    def close(self) -> None:
-        self.stop.set()
-        self._acceptor.join(timeout=5)
-        for thread in self._threads:
-            thread.join(timeout=5)
-        self._listener.close()
-
-
-def _hang(conn: socket.socket, stop: threading.Event) -> None:
-    conn.recv(65536)
-    stop.wait(30)
-
-
-def _trickle(conn: socket.socket, stop: threading.Event) -> None:
-    """A valid head announcing a body that then comes one byte every 0.2 s."""
-    conn.recv(65536)
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
-    while not stop.wait(0.2):
-        conn.sendall(b" ")
-
-
 def _close_delimited(body: bytes) -> Callable[[socket.socket, threading.Event], None]:
     def serve(conn: socket.socket, stop: threading.Event) -> None:
         conn.recv(65536)
@@ -365,7 +314,7 @@ def _concurrently(calls: list[Callable[[], object]]) -> list[tuple[object, float
 def test_concurrent_callers_of_a_hanging_provider_all_end_at_their_deadline(
     raw_servers: list[RawServer],
 ) -> None:
-    server = RawServer(_hang)
+    server = RawServer(hang)
     raw_servers.append(server)
     provider = CredentialProvider(_container_aws(server.uri), timeout=5.0)
 
@@ -381,7 +330,7 @@ def test_concurrent_callers_of_a_hanging_provider_all_end_at_their_deadline(
 
 
 def test_aws_client_passes_its_deadline_to_the_credentials(raw_servers: list[RawServer]) -> None:
-    server = RawServer(_hang)
+    server = RawServer(hang)
     raw_servers.append(server)
     aws = AwsConfig(
         region="us-east-1",
@@ -400,7 +349,7 @@ def test_aws_client_passes_its_deadline_to_the_credentials(raw_servers: list[Raw
 
 
 def test_a_trickling_provider_is_cut_off_at_the_fetch_cap(raw_servers: list[RawServer]) -> None:
-    server = RawServer(_trickle)
+    server = RawServer(trickle)
     raw_servers.append(server)
     provider = CredentialProvider(_container_aws(server.uri), timeout=1.0)
     # No request deadline at all: the cap alone bounds connect plus the whole body.

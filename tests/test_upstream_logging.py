@@ -5,6 +5,8 @@ the signature-checking moto server."""
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 from conftest import PARAM_SECURE, SECRET_STRING, LambdaCredentials, Moto
 from extension_process import ExtensionProcess
 from hardening_support import param_path, secret_path, start_standalone
+from raw_server import RawServer, hang
 
 LINE = re.compile(r"^\[parameters-secrets-extension\] (DEBUG|INFO|WARN|ERROR) (.*)$")
 
@@ -117,3 +120,45 @@ def test_no_line_holds_a_value_a_token_or_a_key(
         lambda_credentials.access_key,
     ):
         assert secret not in output
+
+
+def test_a_hanging_credentials_provider_costs_each_request_only_its_timeout(
+    extension_executable: Path, tmp_path: Path, moto: Moto
+) -> None:
+    # What SnapStart functions see: no keys in the environment, only the container provider.
+    no_keys = LambdaCredentials("", "", "")
+    with (
+        RawServer(hang) as provider,
+        start_standalone(
+            extension_executable,
+            tmp_path / "extension.log",
+            moto,
+            no_keys,
+            AWS_CONTAINER_CREDENTIALS_FULL_URI=provider.uri,
+            AWS_CONTAINER_AUTHORIZATION_TOKEN="container-local-TOKEN",
+            SECRETS_MANAGER_TIMEOUT_MILLIS="1000",
+        ) as ext,
+    ):
+        results: list[tuple[int, str, float]] = []
+
+        def request(name: str) -> None:
+            started = time.monotonic()
+            status, body = ext.get_json(secret_path(name))
+            results.append((status, str(body["__type"]), time.monotonic() - started))
+
+        # Four names, so that four fetches (not one shared by the cache) wait for credentials.
+        names = [f"logging/needs-credentials-{n}" for n in range(4)]
+        threads = [threading.Thread(target=request, args=(name,)) for name in names]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert len(results) == 4
+        for status, error_type, elapsed in results:
+            assert (status, error_type) == (504, "TimeoutException")
+            assert elapsed < 1.6, elapsed  # each its own 1 s, not a queue of them
+        for name in names:
+            [(level, message)] = upstream_lines(ext, name)
+            assert level == "ERROR"
+            assert " type=TimeoutException status=504 " in message
+        assert "container-local-TOKEN" not in ext.output()
