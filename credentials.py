@@ -118,7 +118,7 @@ class _Held:
 
 
 def _schedule(creds: Credentials, now: datetime) -> _Held:
-    """When one caller should refresh `creds`, when all must wait for it, when to stop using them."""
+    """When one caller should refresh `creds`, when all must wait, when to stop using them."""
     expiration = creds.expiration
     if expiration is None:
         return _Held(creds, None, None, None)
