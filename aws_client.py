@@ -137,7 +137,7 @@ class AwsClient:
     def _attempt(
         self, endpoint: endpoints.Endpoint, target: str, body: bytes, deadline: float | None
     ) -> dict[str, object]:
-        creds = self._credentials.get()
+        creds = self._credentials.get(deadline)
         headers = {
             "Host": urlsplit(endpoint.origin).netloc,
             "Content-Type": _CONTENT_TYPE,

@@ -3,23 +3,42 @@
 from __future__ import annotations
 
 import http.client
+import io
 import ipaddress
 import json
+import re
+import socket
+import ssl
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
 from config import AwsConfig
-from errors import MissingCredentials, UpstreamConnectionError
+from errors import ExtensionError, MissingCredentials, UpstreamConnectionError, UpstreamTimeout
 from logs import log
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
     from typing import Final
 
-REFRESH_MARGIN = timedelta(minutes=5)
+# botocore's RefreshableCredentials windows: one caller refreshes in the advisory window
+# while the rest use the current credentials; in the mandatory window callers wait for it.
+ADVISORY_REFRESH = timedelta(minutes=15)
+MANDATORY_REFRESH = timedelta(minutes=10)
+# Credentials are not signed with in their last seconds: the request must arrive before expiry.
+EXPIRY_MARGIN = timedelta(seconds=10)
+# After a failed refresh, or for credentials that arrived short-lived, the next attempt.
+RETRY_INTERVAL = timedelta(seconds=60)
+# With nothing usable, a failed fetch is repeated no sooner; callers in between share its error.
+FAILURE_BACKOFF = timedelta(seconds=1)
+# One fetch in total, connect to the body's last byte, whatever the request's own deadline.
 FETCH_TIMEOUT_SECONDS = 5.0
+MAX_RESPONSE_BYTES = 64 * 1024
+# No control characters or spaces may reach the request line; none but tab in a header value.
+_BAD_TARGET = re.compile(r"[\x00-\x20\x7f]")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # Plain-http credential endpoints are allowed only on hosts that cannot be a stranger's:
 # loopback and the ECS/EKS link-local agent addresses (the same rule as botocore).
 _AGENT_HOSTS = frozenset(
@@ -64,56 +83,157 @@ class Credentials:
         return (self.access_key, self.secret_key, self.session_token, self.expiration)
 
 
+class _Held:
+    """Credentials and the times that govern them; replaced whole, so a read needs no lock."""
+
+    __slots__ = ("advisory_at", "creds", "mandatory_at", "usable_until")
+
+    def __init__(
+        self,
+        creds: Credentials,
+        advisory_at: datetime | None,
+        mandatory_at: datetime | None,
+        usable_until: datetime | None,
+    ) -> None:
+        self.creds: Final = creds
+        self.advisory_at: Final = advisory_at
+        self.mandatory_at: Final = mandatory_at
+        self.usable_until: Final = usable_until
+
+    def fresh(self, now: datetime) -> bool:
+        return self.advisory_at is None or now < self.advisory_at
+
+    def usable(self, now: datetime) -> bool:
+        return self.usable_until is None or now < self.usable_until
+
+    def mandatory(self, now: datetime) -> bool:
+        return self.mandatory_at is not None and now >= self.mandatory_at
+
+    def postponed(self, now: datetime) -> _Held:
+        """The same credentials with the next refresh attempt RETRY_INTERVAL away."""
+        usable_until = self.usable_until or now + RETRY_INTERVAL
+        retry_at = min(now + RETRY_INTERVAL, usable_until)
+        mandatory_at = max(self.mandatory_at or retry_at, retry_at)
+        return _Held(self.creds, retry_at, mandatory_at, self.usable_until)
+
+
+def _schedule(creds: Credentials, now: datetime) -> _Held:
+    """When one caller should refresh `creds`, when all must wait, when to stop using them."""
+    expiration = creds.expiration
+    if expiration is None:
+        return _Held(creds, None, None, None)
+    usable_until = expiration - EXPIRY_MARGIN
+    if usable_until <= now:
+        usable_until = expiration  # the margin would leave nothing: use them to the end
+    mandatory_at = expiration - MANDATORY_REFRESH
+    if mandatory_at <= now:
+        # Short-lived on arrival: refetching on every call would not make them last longer.
+        mandatory_at = usable_until
+    advisory_at = max(expiration - ADVISORY_REFRESH, min(now + RETRY_INTERVAL, mandatory_at))
+    return _Held(creds, advisory_at, mandatory_at, usable_until)
+
+
 class CredentialProvider:
-    """Hands out current credentials; container credentials are refetched before they expire."""
+    """Hands out current credentials; container credentials are refetched before they expire.
+
+    Refresh follows botocore's two windows. In the advisory window (ADVISORY_REFRESH before
+    expiry) one caller refetches while the others go on with the still-valid credentials.
+    In the mandatory window (MANDATORY_REFRESH before expiry) callers wait for the refetch,
+    but only for half of their remaining time: after that, and after any failed refetch,
+    credentials that have not expired are used, and the next attempt is RETRY_INTERVAL away.
+    Credentials that arrive already inside the mandatory window are used until just before
+    they expire. With nothing usable, callers wait up to their deadline and then fail with a
+    timeout; a failed fetch is repeated at most once per FAILURE_BACKOFF, and callers in
+    between get its error at once.
+    """
 
     def __init__(
         self,
         aws: AwsConfig,
         *,
         now: Callable[[], datetime] = utc_now,
-        refresh_margin: timedelta = REFRESH_MARGIN,
         timeout: float = FETCH_TIMEOUT_SECONDS,
     ) -> None:
+        """`timeout` caps one whole fetch, from connect to the body's last byte."""
         self._aws = aws
         self._now = now
-        self._margin = refresh_margin
         self._timeout = timeout
-        self._current: Credentials | None = None
-        # One refresh at a time; readers of still-fresh credentials never take this lock.
+        self._held: _Held | None = None
+        self._failed: ExtensionError | None = None
+        self._failed_until: datetime | None = None
+        # One fetch at a time; readers of fresh credentials never take this lock.
         self._refresh_lock = threading.Lock()
         if aws.access_key_id and aws.secret_access_key:
-            self._current = Credentials(aws.access_key_id, aws.secret_access_key, aws.session_token)
+            creds = Credentials(aws.access_key_id, aws.secret_access_key, aws.session_token)
+            self._held = _Held(creds, None, None, None)
 
-    def get(self) -> Credentials:
-        """Current credentials; raise MissingCredentials when there are none."""
-        current = self._current
-        if current is not None and self._fresh(current):
-            return current
+    def get(self, deadline: float | None = None) -> Credentials:
+        """Current credentials, within `deadline` (a time.monotonic value) when one is given.
+
+        Raise MissingCredentials when there are none, UpstreamTimeout when the deadline or
+        the fetch cap runs out first, UpstreamConnectionError when the provider is unreachable.
+        """
+        held = self._held
+        now = self._now()
+        if held is not None and held.fresh(now):
+            return held.creds
         if not self._aws.container_credentials_full_uri:
             raise MissingCredentials(
                 "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
                 "AWS_CONTAINER_CREDENTIALS_FULL_URI"
             )
-        with self._refresh_lock:
-            current = self._current
-            if current is not None and self._fresh(current):
-                return current
-            try:
-                self._current = self._fetch_container()
-            except (MissingCredentials, UpstreamConnectionError) as exc:
-                # Credentials that are due for refresh but not yet expired still work.
-                if current is not None and not self._expired(current):
-                    log.warning("credential refresh failed, using current ones: %s", exc.message)
-                    return current
-                raise
-            return self._current
+        start = time.monotonic()
+        cap = start + self._timeout
+        limit = cap if deadline is None else min(deadline, cap)
+        if held is not None and held.usable(now):
+            # The request can go on with what it has: credential work gets half its time.
+            limit = start + (limit - start) / 2
+            wait = max(0.0, limit - start) if held.mandatory(now) else 0.0
+            if not self._refresh_lock.acquire(timeout=wait):
+                return held.creds
+        elif not self._refresh_lock.acquire(timeout=max(0.0, limit - start)):
+            raise UpstreamTimeout("timed out waiting for the container credentials provider")
+        try:
+            return self._refresh(limit, shared=limit >= cap)
+        finally:
+            self._refresh_lock.release()
 
-    def _fresh(self, creds: Credentials) -> bool:
-        return creds.expiration is None or self._now() < creds.expiration - self._margin
+    def _refresh(self, limit: float, *, shared: bool) -> Credentials:
+        """Fetch, unless another caller did while this one waited; the caller holds the lock.
 
-    def _expired(self, creds: Credentials) -> bool:
-        return creds.expiration is not None and self._now() >= creds.expiration
+        A failure is `shared` with the callers of the next FAILURE_BACKOFF unless it is a
+        timeout that only this caller's own, shorter deadline caused.
+        """
+        now = self._now()
+        held = self._held
+        if held is not None and held.fresh(now):
+            return held.creds
+        usable = held is not None and held.usable(now)
+        failed = self._failed
+        if not usable and failed is not None and self._failed_until and now < self._failed_until:
+            raise _again(failed)
+        try:
+            creds = self._fetch_container(limit)
+        except (MissingCredentials, UpstreamConnectionError, UpstreamTimeout) as exc:
+            if held is not None and usable:
+                self._held = held.postponed(now)
+                log.warning("credential refresh failed, using current ones: %s", exc.message)
+                return held.creds
+            if shared or not isinstance(exc, UpstreamTimeout):
+                self._failed, self._failed_until = exc, now + FAILURE_BACKOFF
+            raise
+        now = self._now()
+        if creds.expiration is not None and creds.expiration <= now:
+            expired = MissingCredentials("container credentials provider sent expired credentials")
+            if held is not None and held.usable(now):
+                self._held = held.postponed(now)
+                log.warning("credential refresh failed, using current ones: %s", expired.message)
+                return held.creds
+            self._failed, self._failed_until = expired, now + FAILURE_BACKOFF
+            raise expired
+        self._held = _schedule(creds, now)
+        self._failed = self._failed_until = None
+        return creds
 
     def _auth_token(self) -> str | None:
         """The token, read from its file at each refresh because the file may be rotated."""
@@ -128,7 +248,7 @@ class CredentialProvider:
                 ) from exc
         return self._aws.container_authorization_token
 
-    def _fetch_container(self) -> Credentials:
+    def _fetch_container(self, limit: float) -> Credentials:
         uri = self._aws.container_credentials_full_uri or ""
         parts = urlsplit(uri)
         _check_container_uri(parts.scheme, parts.hostname)
@@ -136,12 +256,21 @@ class CredentialProvider:
         token = self._auth_token()
         if token:
             headers["Authorization"] = token
-        status, body = _http_get(uri, headers, self._timeout)
+        status, body = _http_get(uri, headers, limit)
         if status != 200:
             raise MissingCredentials(f"container credentials provider answered HTTP {status}")
         creds = _parse_container(body)
         log.debug("loaded container credentials, expiring %s", creds.expiration)
         return creds
+
+
+def _again(exc: ExtensionError) -> ExtensionError:
+    """A new exception like `exc`, for another caller: one instance must not be raised twice."""
+    return type(exc)(
+        f"{exc.message} (from a fetch moments ago)",
+        status=exc.status,
+        error_type=exc.error_type,
+    )
 
 
 def _check_container_uri(scheme: str, host: str | None) -> None:
@@ -162,25 +291,90 @@ def _check_container_uri(scheme: str, host: str | None) -> None:
     )
 
 
-def _http_get(uri: str, headers: dict[str, str], timeout: float) -> tuple[int, bytes]:
+class _Canned:
+    """A whole response already read, for http.client.HTTPResponse to parse."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def makefile(self, *args: object, **kwargs: object) -> io.BytesIO:
+        return io.BytesIO(self._data)
+
+
+def _left(limit: float) -> float:
+    left = limit - time.monotonic()
+    if left <= 0:
+        raise TimeoutError
+    return left
+
+
+def _http_get(uri: str, headers: dict[str, str], limit: float) -> tuple[int, bytes]:
+    """GET `uri` with the whole exchange, connect to last byte, done by `limit` (monotonic)."""
     parts = urlsplit(uri)
-    target = parts.path or "/"
-    if parts.query:
-        target += "?" + parts.query
-    conn_class = (
-        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    )
-    conn = conn_class(parts.netloc, timeout=timeout)
+    host = parts.hostname or ""
+    https = parts.scheme == "https"
+    target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+    if _BAD_TARGET.search(target) or any(_BAD_VALUE.search(v) for v in headers.values()):
+        # Never name the value: the bad one may be the authorization token.
+        raise MissingCredentials(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI or the authorization token holds control characters"
+        )
+    lines = [f"GET {target} HTTP/1.1", f"Host: {parts.netloc.rpartition('@')[2]}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
     try:
-        conn.request("GET", target, headers=headers)
-        response = conn.getresponse()
+        request = ("\r\n".join([*lines, "Connection: close", "", ""])).encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise MissingCredentials(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI or the authorization token is not Latin-1"
+        ) from exc
+    try:
+        sock = socket.create_connection((host, parts.port or (443 if https else 80)), _left(limit))
+        try:
+            if https:
+                # The handshake is bounded as a whole by the socket's timeout.
+                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+            sock.settimeout(_left(limit))
+            sock.sendall(request)
+            raw = _read_all(sock, limit)
+        finally:
+            sock.close()
+        response = http.client.HTTPResponse(_Canned(raw))  # type: ignore[arg-type]
+        response.begin()
         return response.status, response.read()
+    except TimeoutError as exc:
+        raise UpstreamTimeout(
+            "container credentials provider did not answer before the deadline"
+        ) from exc
     except (OSError, http.client.HTTPException) as exc:
         raise UpstreamConnectionError(
             f"container credentials provider unreachable: {type(exc).__name__}"
         ) from exc
-    finally:
-        conn.close()
+
+
+def _read_all(sock: socket.socket, limit: float) -> bytes:
+    """The response, read until it is complete or the peer closes, each read within `limit`."""
+    data = b""
+    while not _complete(data):
+        sock.settimeout(_left(limit))
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > MAX_RESPONSE_BYTES:
+            raise MissingCredentials("container credentials provider sent too large an answer")
+    return data
+
+
+def _complete(data: bytes) -> bool:
+    """True once a head and a Content-Length body are in; otherwise the peer's close ends it."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return False
+    for line in data[:end].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length" and value.strip().isdigit():
+            return len(data) >= end + 4 + int(value)
+    return False
 
 
 def _parse_container(body: bytes) -> Credentials:

@@ -1,13 +1,17 @@
-"""The glue between the local API and AWS: cache keys, per-service TTLs, JSON bytes, prefetch."""
+"""The glue between the local API and AWS: cache keys, per-service TTLs, JSON bytes, prefetch,
+and the log lines of upstream failures."""
 
 from __future__ import annotations
 
 import json
+import re
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 
 from cache import Cache
-from errors import ExtensionError
+from errors import THROTTLING_TYPES, ExtensionError, RequestError
 from logs import log
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
@@ -15,7 +19,7 @@ if TYPE_CHECKING:
     from typing import Protocol
 
     class Upstream(Protocol):
-        """What Lookups needs from aws_client.AwsClient: the two calls, in SPEC 2.3's shapes."""
+        """What Lookups needs from aws_client.AwsClient: the two calls, in the Go SDK's shapes."""
 
         def get_secret_value(
             self,
@@ -37,6 +41,133 @@ if TYPE_CHECKING:
 
 SECRETS_MANAGER = "secretsmanager"
 SSM = "ssm"
+_OPERATIONS = {SECRETS_MANAGER: "GetSecretValue", SSM: "GetParameter"}
+
+# The caller's mistakes, logged at WARN; every other upstream failure is an ERROR.
+_CLIENT_MISTAKES = frozenset(
+    {
+        "ResourceNotFoundException",
+        "ParameterNotFound",
+        "ParameterVersionNotFound",
+        "ValidationException",
+        "InvalidParameterException",
+        "InvalidRequestException",
+        "InvalidKeyId",
+    }
+)
+REPEAT_INTERVAL_SECONDS = 60.0
+MAX_TRACKED_FAILURES = 256
+# Across all keys: beyond this many lines per interval, failures are only counted.
+MAX_LINES_PER_INTERVAL = 100
+_MAX_LOGGED_ID = 512
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _printable(ident: str) -> str:
+    """An id as one safe log token: control characters escaped, and at most _MAX_LOGGED_ID."""
+    text = _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", ident)
+    return text if len(text) <= _MAX_LOGGED_ID else text[:_MAX_LOGGED_ID] + "..."
+
+
+def _is_client_mistake(exc: ExtensionError) -> bool:
+    if isinstance(exc, RequestError):
+        return True
+    if exc.status >= 500 or exc.error_type in THROTTLING_TYPES:
+        return False
+    return exc.error_type in _CLIENT_MISTAKES or exc.error_type.endswith("NotFoundException")
+
+
+class FailureLog:
+    """Logs upstream failures: the first per (key, error type) at once, repeats in summary.
+
+    A repeat within `interval` seconds of the last line for its key is only counted; the
+    next failure after that logs one line with the count. Names and ARNs are logged, never
+    a message, value, token or key. Both tables are bounded: `max_keys` keys (least recently
+    failed forgotten first) and `max_lines` lines per interval across all keys.
+    """
+
+    def __init__(
+        self,
+        *,
+        interval: float = REPEAT_INTERVAL_SECONDS,
+        max_keys: int = MAX_TRACKED_FAILURES,
+        max_lines: int = MAX_LINES_PER_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._interval = interval
+        self._max_keys = max_keys
+        self._max_lines = max_lines
+        self._clock = clock
+        self._lock = threading.Lock()
+        # (key, error type) -> [time of its last line, repeats counted since]
+        self._seen: OrderedDict[tuple[Hashable, str], list[float]] = OrderedDict()
+        self._window_start = clock()
+        self._lines = 0
+        self._dropped = 0
+
+    def record(
+        self, key: tuple[object, ...], exc: ExtensionError, attempts: int | None, seconds: float
+    ) -> None:
+        """Log (or count) one failed fetch of cache key `key` that took `seconds`.
+
+        `attempts` is logged when known: the client may set it on the error it raises.
+        """
+        repeats, dropped = self._admit((key, exc.error_type))
+        if dropped:
+            log.warning(
+                "%d upstream failure lines were not logged in the last %.0f s (too many)",
+                dropped,
+                self._interval,
+            )
+        if repeats is None:
+            return
+        service, ident, *selectors = key
+        names = ("versionId", "versionStage") if service == SECRETS_MANAGER else _SSM_SELECTORS
+        details = "".join(
+            f" {name}={_printable(str(value))}"
+            for name, value in zip(names, selectors, strict=True)
+            if value not in (None, False)
+        )
+        write = log.warning if _is_client_mistake(exc) else log.error
+        write(
+            "upstream %s failed: id=%s%s type=%s status=%d%s duration_ms=%.0f%s",
+            _OPERATIONS.get(str(service), str(service)),
+            _printable(str(ident)),
+            details,
+            exc.error_type,
+            exc.status,
+            "" if attempts is None else f" attempts={attempts}",
+            seconds * 1000,
+            f" (and {repeats} more like it in the last {self._interval:.0f} s)" if repeats else "",
+        )
+
+    def _admit(self, item: tuple[Hashable, str]) -> tuple[int | None, int]:
+        """(repeats to report, or None to stay silent; lines dropped in the last window)."""
+        with self._lock:
+            now = self._clock()
+            dropped = 0
+            if now - self._window_start >= self._interval:
+                dropped, self._dropped = self._dropped, 0
+                self._window_start, self._lines = now, 0
+            entry = self._seen.get(item)
+            if entry is not None:
+                self._seen.move_to_end(item)
+                if now - entry[0] < self._interval:
+                    entry[1] += 1
+                    return None, dropped
+            if self._lines >= self._max_lines:
+                self._dropped += 1
+                return None, dropped
+            repeats = 0 if entry is None else int(entry[1])
+            self._seen[item] = [now, 0]
+            self._seen.move_to_end(item)
+            while len(self._seen) > self._max_keys:
+                self._seen.popitem(last=False)
+            self._lines += 1
+            return repeats, dropped
+
+
+_SSM_SELECTORS = ("version", "label", "withDecryption")
 
 
 def _encode(result: Mapping[str, object]) -> bytes:
@@ -56,20 +187,42 @@ class Lookups:
         secrets_manager_ttl: float,
         ssm_ttl: float,
         cache_until_invoked: bool = False,
+        failures: FailureLog | None = None,
     ) -> None:
         """With `cache_until_invoked` (SnapStart), nothing is cached until start_caching()."""
         self._client = client
         self._cache = cache
         self._ttl = {SECRETS_MANAGER: secrets_manager_ttl, SSM: ssm_ttl}
         self._caching = not cache_until_invoked
+        self._failures = failures if failures is not None else FailureLog()
 
     def start_caching(self) -> None:
-        """Begin caching (SPEC 5.5: called on the first invoke under SnapStart)."""
+        """Begin caching (under SnapStart, called on the first invoke: nothing from the
+        snapshot's init may be served after a restore)."""
         self._caching = True
 
     def _get(
-        self, service: str, key: Hashable, fetch: Callable[[], bytes], refresh: bool
+        self,
+        service: str,
+        key: tuple[object, ...],
+        call: Callable[[], Mapping[str, object]],
+        refresh: bool,
     ) -> tuple[bytes, str]:
+        def fetch() -> bytes:
+            started = time.monotonic()
+            try:
+                return _encode(call())
+            except ExtensionError as exc:
+                # The cache shares one fetch among concurrent misses: one record per fetch.
+                attempts = getattr(exc, "attempts", None)
+                self._failures.record(
+                    key,
+                    exc,
+                    attempts if isinstance(attempts, int) else None,
+                    time.monotonic() - started,
+                )
+                raise
+
         ttl = self._ttl[service] if self._caching else 0
         return self._cache.get_or_fetch(key, ttl, fetch, refresh=refresh)
 
@@ -84,14 +237,12 @@ class Lookups:
         """GetSecretValue as JSON bytes, and the cache outcome (hit, miss, stale, ...)."""
         key = (SECRETS_MANAGER, secret_id, version_id, version_stage)
 
-        def fetch() -> bytes:
-            return _encode(
-                self._client.get_secret_value(
-                    secret_id, version_id=version_id, version_stage=version_stage
-                )
+        def call() -> Mapping[str, object]:
+            return self._client.get_secret_value(
+                secret_id, version_id=version_id, version_stage=version_stage
             )
 
-        return self._get(SECRETS_MANAGER, key, fetch, refresh)
+        return self._get(SECRETS_MANAGER, key, call, refresh)
 
     def parameter(
         self,
@@ -105,14 +256,12 @@ class Lookups:
         """GetParameter as JSON bytes, and the cache outcome (hit, miss, stale, ...)."""
         key = (SSM, name, version, label, with_decryption)
 
-        def fetch() -> bytes:
-            return _encode(
-                self._client.get_parameter(
-                    name, version=version, label=label, with_decryption=with_decryption
-                )
+        def call() -> Mapping[str, object]:
+            return self._client.get_parameter(
+                name, version=version, label=label, with_decryption=with_decryption
             )
 
-        return self._get(SSM, key, fetch, refresh)
+        return self._get(SSM, key, call, refresh)
 
     def prefetch(self, entries: Sequence[tuple[str, str]]) -> None:
         """Warm the cache for ("secretsmanager", id) / ("ssm", name) entries, all in parallel.

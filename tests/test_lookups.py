@@ -11,8 +11,15 @@ import pytest
 
 import log_capture
 from cache import Cache
-from errors import UpstreamError
-from lookups import Lookups
+from errors import (
+    ExtensionError,
+    MissingCredentials,
+    RequestError,
+    UpstreamConnectionError,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from lookups import FailureLog, Lookups
 
 SECRET_VALUE = "lookups-SECRET-value"
 PARAM_VALUE = "lookups-PARAM-value"
@@ -160,3 +167,171 @@ def test_bytes_parse_back_to_the_upstream_dict() -> None:
         "Parameter": {"Name": "/p", "Value": PARAM_VALUE},
         "ResultMetadata": {},
     }
+
+
+# --- Upstream failures in the log ---
+
+
+class FailingUpstream:
+    """Raises the error it is given for every call; counts the calls."""
+
+    def __init__(self, error: ExtensionError) -> None:
+        self.error = error
+        self.calls = 0
+
+    def get_secret_value(
+        self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
+    ) -> dict[str, object]:
+        self.calls += 1
+        raise self.error
+
+    def get_parameter(
+        self,
+        name: str,
+        *,
+        version: int | None = None,
+        label: str | None = None,
+        with_decryption: bool = False,
+    ) -> dict[str, object]:
+        self.calls += 1
+        raise self.error
+
+
+class Ticks:
+    """A settable monotonic clock."""
+
+    def __init__(self) -> None:
+        self.value = 1000.0
+
+    def __call__(self) -> float:
+        return self.value
+
+
+def _failing(
+    error: ExtensionError, clock: Ticks, **options: int
+) -> tuple[Lookups, FailingUpstream]:
+    upstream = FailingUpstream(error)
+    lookups = Lookups(
+        upstream,
+        Cache(100),
+        secrets_manager_ttl=300,
+        ssm_ttl=300,
+        failures=FailureLog(clock=clock, **options),
+    )
+    return lookups, upstream
+
+
+def _lines(stream: io.StringIO) -> list[str]:
+    return [line for line in stream.getvalue().splitlines() if "upstream" in line]
+
+
+NOT_FOUND = UpstreamError(
+    "Secrets Manager can't find the specified secret.",
+    status=400,
+    error_type="ResourceNotFoundException",
+)
+
+
+@pytest.mark.parametrize(
+    ("error", "level"),
+    [
+        (NOT_FOUND, "WARN"),
+        (UpstreamError("no", status=400, error_type="ParameterNotFound"), "WARN"),
+        (UpstreamError("bad", status=400, error_type="ValidationException"), "WARN"),
+        (RequestError("bad ARN region"), "WARN"),
+        (UpstreamError("no", status=400, error_type="AccessDeniedException"), "ERROR"),
+        (UpstreamError("slow", status=400, error_type="ThrottlingException"), "ERROR"),
+        (UpstreamError("oops", status=500, error_type="InternalServiceError"), "ERROR"),
+        (UpstreamTimeout("deadline"), "ERROR"),
+        (UpstreamConnectionError("refused"), "ERROR"),
+        (MissingCredentials("none"), "ERROR"),
+    ],
+)
+def test_each_upstream_failure_is_logged_at_its_level(
+    error: ExtensionError, level: str, debug_log: io.StringIO
+) -> None:
+    lookups, _ = _failing(error, Ticks())
+    with pytest.raises(type(error)):
+        lookups.secret("app/db", None, "AWSPREVIOUS")
+    [line] = _lines(debug_log)
+    assert line.startswith(f"[parameters-secrets-extension] {level} upstream GetSecretValue ")
+    assert " id=app/db versionStage=AWSPREVIOUS " in line
+    assert f" type={error.error_type} status={error.status} " in line
+    assert " duration_ms=" in line
+    assert " attempts=" not in line  # unknown here: the error does not carry it
+    assert error.message not in line  # AWS's message is for the caller, not the log
+
+
+def test_attempts_are_logged_when_the_error_carries_them(debug_log: io.StringIO) -> None:
+    error = UpstreamError("slow", status=400, error_type="ThrottlingException")
+    error.attempts = 3  # type: ignore[attr-defined]
+    lookups, _ = _failing(error, Ticks())
+    with pytest.raises(UpstreamError):
+        lookups.parameter("/p", None, "blue", True)
+    [line] = _lines(debug_log)
+    assert "ERROR upstream GetParameter failed: id=/p label=blue withDecryption=True " in line
+    assert " attempts=3 " in line
+
+
+def test_repeats_for_one_key_are_summarised(debug_log: io.StringIO) -> None:
+    clock = Ticks()
+    lookups, upstream = _failing(NOT_FOUND, clock)
+    for _ in range(50):
+        with pytest.raises(UpstreamError):
+            lookups.secret("missing")
+        clock.value += 0.5  # 50 failures over 25 s
+    assert upstream.calls == 50  # errors are never cached: each one went upstream
+    assert len(_lines(debug_log)) == 1
+    clock.value += 60
+    with pytest.raises(UpstreamError):
+        lookups.secret("missing")
+    lines = _lines(debug_log)
+    assert len(lines) == 2
+    assert lines[1].endswith("(and 49 more like it in the last 60 s)")
+    # Another key, or another error for the same key, is news and logged at once.
+    with pytest.raises(UpstreamError):
+        lookups.secret("other")
+    upstream.error = UpstreamTimeout("deadline")
+    with pytest.raises(UpstreamTimeout):
+        lookups.secret("missing")
+    assert len(_lines(debug_log)) == 4
+
+
+def test_the_repeat_table_is_bounded_least_recent_first(debug_log: io.StringIO) -> None:
+    clock = Ticks()
+    lookups, _ = _failing(NOT_FOUND, clock, max_keys=3)
+    for name in ("a", "b", "c", "d", "b", "c", "d"):
+        with pytest.raises(UpstreamError):
+            lookups.secret(name)
+    # "a" was forgotten when "d" came: it is news again; b, c and d are still repeats.
+    assert len(_lines(debug_log)) == 4
+    with pytest.raises(UpstreamError):
+        lookups.secret("a")
+    assert len(_lines(debug_log)) == 5
+    assert len(lookups._failures._seen) == 3
+
+
+def test_many_keys_cannot_flood_the_log(debug_log: io.StringIO) -> None:
+    clock = Ticks()
+    lookups, _ = _failing(NOT_FOUND, clock, max_lines=5)
+    for n in range(40):
+        with pytest.raises(UpstreamError):
+            lookups.secret(f"missing-{n}")
+    assert len(_lines(debug_log)) == 5
+    clock.value += 60
+    with pytest.raises(UpstreamError):
+        lookups.secret("missing-next")
+    lines = _lines(debug_log)
+    assert len(lines) == 7
+    assert "35 upstream failure lines were not logged in the last 60 s" in lines[5]
+    assert "id=missing-next " in lines[6]
+
+
+def test_an_id_cannot_forge_log_lines(debug_log: io.StringIO) -> None:
+    lookups, _ = _failing(NOT_FOUND, Ticks())
+    with pytest.raises(UpstreamError):
+        lookups.secret("x\n[parameters-secrets-extension] ERROR forged" + "y" * 2000)
+    text = debug_log.getvalue()
+    assert len(text.splitlines()) == 1
+    assert "id=x\\x0a[parameters-secrets-extension] ERROR forged" in text
+    assert len(text) < 1000
