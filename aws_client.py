@@ -113,6 +113,7 @@ class AwsClient:
             try:
                 return self._attempt(endpoint, target, body, deadline)
             except ExtensionError as exc:
+                exc.attempts = attempt
                 if attempt >= MAX_ATTEMPTS or not _retryable(exc):
                     raise
                 delay = self._rng.uniform(
@@ -121,9 +122,11 @@ class AwsClient:
                 if deadline is not None and time.monotonic() + delay >= deadline:
                     if isinstance(exc, UpstreamTimeout):
                         raise
-                    raise UpstreamTimeout(
+                    timeout = UpstreamTimeout(
                         f"{target}: the deadline leaves no time to retry after {exc.error_type}"
-                    ) from exc
+                    )
+                    timeout.attempts = attempt
+                    raise timeout from exc
                 log.debug(
                     "%s attempt %d failed (%s %s), retrying in %.3f s",
                     target,

@@ -21,6 +21,7 @@ class ExtensionError(Exception):
 
     status = 500
     error_type = "InternalFailure"
+    attempts: int | None = None  # upstream calls made before giving up, when one was made
 
     def __init__(self, message: str, *, status: int | None = None, error_type: str | None = None):
         super().__init__(message)

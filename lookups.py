@@ -110,7 +110,7 @@ class FailureLog:
     ) -> None:
         """Log (or count) one failed fetch of cache key `key` that took `seconds`.
 
-        `attempts` is logged when known: the client may set it on the error it raises.
+        `attempts` is logged when known: aws_client sets it on the errors it raises.
         """
         repeats, dropped = self._admit((key, exc.error_type))
         if dropped:
@@ -214,13 +214,7 @@ class Lookups:
                 return _encode(call())
             except ExtensionError as exc:
                 # The cache shares one fetch among concurrent misses: one record per fetch.
-                attempts = getattr(exc, "attempts", None)
-                self._failures.record(
-                    key,
-                    exc,
-                    attempts if isinstance(attempts, int) else None,
-                    time.monotonic() - started,
-                )
+                self._failures.record(key, exc, exc.attempts, time.monotonic() - started)
                 raise
 
         ttl = self._ttl[service] if self._caching else 0

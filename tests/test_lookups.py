@@ -264,7 +264,7 @@ def test_each_upstream_failure_is_logged_at_its_level(
 
 def test_attempts_are_logged_when_the_error_carries_them(debug_log: io.StringIO) -> None:
     error = UpstreamError("slow", status=400, error_type="ThrottlingException")
-    error.attempts = 3  # type: ignore[attr-defined]
+    error.attempts = 3
     lookups, _ = _failing(error, Ticks())
     with pytest.raises(UpstreamError):
         lookups.parameter("/p", None, "blue", True)

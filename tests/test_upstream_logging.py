@@ -53,7 +53,7 @@ def test_a_missing_secret_gives_one_warn_line(admin_ext: ExtensionProcess) -> No
     assert level == "WARN"
     assert message.startswith("upstream GetSecretValue failed: id=logging/missing-once ")
     assert f" type=ResourceNotFoundException status={status} " in message
-    assert re.search(r" duration_ms=\d+", message)
+    assert re.search(r" attempts=1 duration_ms=\d+", message)  # not found is not retried
 
 
 def test_a_missing_parameter_gives_one_warn_line(admin_ext: ExtensionProcess) -> None:
