@@ -28,6 +28,9 @@ USER_AGENT = (
 MAX_ATTEMPTS = 3
 BACKOFF_BASE_SECONDS = 0.1
 BACKOFF_CAP_SECONDS = 2.0
+# With no *_TIMEOUT_MILLIS set, a request still ends: each socket operation is bounded, but an
+# upstream that trickles bytes, or a full pool, would otherwise hold a caller indefinitely.
+UNSET_TIMEOUT_CAP_SECONDS = 30.0
 MAX_MESSAGE_CHARS = 1000
 _CONTENT_TYPE = "application/x-amz-json-1.1"
 _XML_CODE = re.compile(r"<Code>(.*?)</Code>", re.DOTALL)
@@ -106,7 +109,8 @@ class AwsClient:
         endpoint = endpoints.resolve(self._aws, service, resource_id)
         body = json.dumps(payload, separators=(",", ":")).encode()
         timeout_ms = self._timeouts_ms[service]
-        deadline = time.monotonic() + timeout_ms / 1000 if timeout_ms else None
+        seconds = timeout_ms / 1000 if timeout_ms else UNSET_TIMEOUT_CAP_SECONDS
+        deadline = time.monotonic() + seconds
         attempt = 0
         while True:
             attempt += 1
@@ -119,7 +123,7 @@ class AwsClient:
                 delay = self._rng.uniform(
                     0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
                 )
-                if deadline is not None and time.monotonic() + delay >= deadline:
+                if time.monotonic() + delay >= deadline:
                     if isinstance(exc, UpstreamTimeout):
                         raise
                     timeout = UpstreamTimeout(
@@ -138,7 +142,7 @@ class AwsClient:
                 self._sleep(delay)
 
     def _attempt(
-        self, endpoint: endpoints.Endpoint, target: str, body: bytes, deadline: float | None
+        self, endpoint: endpoints.Endpoint, target: str, body: bytes, deadline: float
     ) -> dict[str, object]:
         creds = self._credentials.get(deadline)
         headers = {

@@ -209,6 +209,7 @@ class ConnectionPool:
         *,
         reused: bool,
     ) -> Response:
+        sock = conn.sock  # kept: http.client drops conn.sock when the response will close
         try:
             response = self._send(conn, req, limit)
         except _STALE_ERRORS as exc:
@@ -222,17 +223,19 @@ class ConnectionPool:
             conn.close()
             raise
         try:
-            # One byte past the limit tells a body at the limit from a longer one.
-            data = response.read(MAX_RESPONSE_BYTES + 1)
+            data = _read_body(response, sock, limit)
         except TimeoutError as exc:
+            response.close()
             conn.close()
             raise UpstreamTimeout(f"reading the response from {self.origin} timed out") from exc
         except (OSError, http.client.HTTPException) as exc:
+            response.close()
             conn.close()
             raise UpstreamConnectionError(
                 f"connection to {self.origin} failed mid-response: {_describe(exc)}"
             ) from exc
         except BaseException:
+            response.close()
             conn.close()
             raise
         if len(data) > MAX_RESPONSE_BYTES:
@@ -316,6 +319,32 @@ class Pools:
         """How many connections the pools still held have opened."""
         with self._lock:
             return sum(pool.connections_opened for pool in self._pools.values())
+
+
+def _read_body(
+    response: http.client.HTTPResponse, sock: socket.socket | None, limit: _Deadline
+) -> bytes:
+    """The body, up to one byte past MAX_RESPONSE_BYTES, read within the request's deadline.
+
+    Each read gets only the time left, so a peer that trickles a byte at a time cannot stretch
+    the request past its deadline; one byte past the limit tells a body at the limit from a
+    longer one.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_RESPONSE_BYTES:
+        if sock is not None:
+            sock.settimeout(limit.timeout())  # raises UpstreamTimeout once the deadline passed
+        chunk = response.read1(MAX_RESPONSE_BYTES + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size <= MAX_RESPONSE_BYTES and not response.isclosed():
+        # read1 never marks a fully read Content-Length body done; read() reads nothing more
+        # here, but ends the response so that the connection can carry the next request.
+        response.read()
+    return b"".join(chunks)
 
 
 class _StaleConnection(Exception):

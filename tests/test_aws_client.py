@@ -42,6 +42,7 @@ from errors import (
     UpstreamTimeout,
 )
 from fault_proxy import FaultProxy
+from raw_server import RawServer, trickle
 from stub_upstream import StubUpstream, response
 from tls_certs import make_pki
 
@@ -707,3 +708,19 @@ def test_import_loads_only_the_standard_library() -> None:
     ours = {"aws_client", "config", "connection_pool", "credentials", "endpoints", "errors"}
     ours |= {"logs", "sdk_shapes", "sigv4", "__main__"}
     assert set(result.stdout.split()) <= ours
+
+
+def test_an_unset_timeout_still_ends_a_trickling_upstream(
+    moto: Moto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every socket read gets a byte in time, so only a total deadline can end the request.
+    monkeypatch.setattr(aws_client, "UNSET_TIMEOUT_CAP_SECONDS", 1.0)
+    with RawServer(trickle) as upstream:
+        client = _client(_aws(moto, upstream.uri.removesuffix("/creds")))
+        try:
+            started = time.monotonic()
+            with pytest.raises(UpstreamTimeout):
+                client.get_secret_value("trickled")
+            assert time.monotonic() - started < 5.0  # the cap, not the 20 s body
+        finally:
+            client.close()
