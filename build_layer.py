@@ -52,9 +52,9 @@ if sys.version_info < (3, 10):
     )
     sys.exit(1)
 
-import extension
+import boot
 
-sys.exit(extension.main())
+sys.exit(boot.main())
 """
 
 

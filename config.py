@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
 from errors import ConfigError
+from version import NAME, VERSION
 
 PREFIX = "PARAMETERS_SECRETS_EXTENSION_"
 LOG_LEVELS = ("debug", "info", "warn", "error", "none")
@@ -54,6 +55,12 @@ class Config:
     runtime_api: str | None = None
     snapstart: bool = False
     aws: AwsConfig = field(default_factory=AwsConfig)
+    prefetch_timeout_ms: int = 2000
+    warnings: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        """The start-up info line."""
+        return f"{NAME} {VERSION} listening on port {self.http_port}"
 
     @property
     def effective_cache_size(self) -> int:
@@ -180,6 +187,7 @@ def load(env: Mapping[str, str]) -> Config:
         ssm_timeout_ms=_int(env, "SSM_PARAMETER_STORE_TIMEOUT_MILLIS", 0, 0, None),
         stale_if_error_seconds=_int(env, PREFIX + "STALE_IF_ERROR_SECONDS", 300, 0, 86400),
         prefetch=_prefetch(env),
+        prefetch_timeout_ms=_int(env, PREFIX + "PREFETCH_TIMEOUT_MILLIS", 2000, 0, None),
         max_client_connections=_int(env, PREFIX + "MAX_CLIENT_CONNECTIONS", 256, 1, 4096),
         idle_timeout_seconds=_int(env, PREFIX + "IDLE_TIMEOUT_SECONDS", 60, 1, 3600),
         auth_token=_auth_token(aws),

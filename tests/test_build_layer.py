@@ -36,8 +36,8 @@ SUPPORTED = ("3.10", "3.11", "3.12", "3.13", "3.14")
 TOO_OLD = ("3.6", "3.7", "3.8", "3.9")
 NO_PYTHON3 = f"{NAME} needs python3 >= 3.10 at /var/lang/bin/python3 or on PATH; none found\n"
 
-# A stand-in extension that reports how it was started and exits with a code of its own.
-STUB_EXTENSION = """\
+# A stand-in boot module that reports how it was started and exits with a code of its own.
+STUB_BOOT = """\
 import json, sys
 import config
 
@@ -90,7 +90,8 @@ def stub_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("repo")
     shutil.copy(ROOT / "build_layer.py", root)
     (root / "config.py").write_text("MARKER = 'the zipapp config'\n")
-    (root / "extension.py").write_text(STUB_EXTENSION)
+    (root / "boot.py").write_text(STUB_BOOT)
+    shutil.copy(ROOT / "version.py", root)
     (root / ".#config.py").write_text("an editor's lock file\n")
     for folder, module in (("tests", "test_config.py"), ("bench", "bench_cache.py")):
         (root / folder).mkdir()
@@ -159,7 +160,15 @@ def test_zipapp_holds_runtime_modules_their_pyc_and_main_only(stub_layer: bytes)
         names = app.namelist()
         pyc = app.read("config.pyc")
         infos = app.infolist()
-    expected = ["__main__.py", "config.py", "config.pyc", "extension.py", "extension.pyc"]
+    expected = [
+        "__main__.py",
+        "boot.py",
+        "boot.pyc",
+        "config.py",
+        "config.pyc",
+        "version.py",
+        "version.pyc",
+    ]
     assert names == expected  # no tests/, bench/, build_layer.py nor editor files
     assert pyc.startswith(importlib.util.MAGIC_NUMBER)
     assert {stat.S_IMODE(info.external_attr >> 16) for info in infos} == {0o644}
