@@ -33,8 +33,16 @@ PYC_FLAGS = (1).to_bytes(4, "little")  # PEP 552 hash-based, unchecked: see byte
 LAUNCHER = f"""\
 #!/bin/sh
 # {NAME}: a Python zipapp; this prefix runs it with Lambda's python3, else PATH's, isolated.
-if [ -x /var/lang/bin/python3 ]; then exec /var/lang/bin/python3 -I -S "$0" "$@"; fi
-if command -v python3 >/dev/null 2>&1; then exec python3 -I -S "$0" "$@"; fi
+# A stop signal must end the process with 0 at any moment: here by the trap, and while the
+# interpreter starts by staying blocked (GNU env >= 8.31) until the extension takes it.
+trap 'exit 0' TERM INT
+py=python3
+if [ -x /var/lang/bin/python3 ]; then py=/var/lang/bin/python3
+elif ! command -v python3 >/dev/null 2>&1; then py=; fi
+if [ -n "$py" ]; then
+if env --block-signal=TERM true 2>/dev/null; then
+exec env --block-signal=TERM,INT "$py" -I -S "$0" "$@"; fi
+exec "$py" -I -S "$0" "$@"; fi
 echo "{NAME} needs python3 >= 3.10 at /var/lang/bin/python3 or on PATH; none found" >&2
 exit 127
 """
