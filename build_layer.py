@@ -1,6 +1,6 @@
 """Build the Lambda layer zip: `extensions/parameters-secrets-extension`, one executable zipapp.
 
-Usage: python build_layer.py --arch x86_64|arm64 [--output PATH]
+Usage: python build_layer.py --arch x86_64|arm64 [--output PATH]   (--help for details)
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import time
 import zipfile
 from pathlib import Path
 
+from version import NAME, VERSION
+
 ROOT = Path(__file__).resolve().parent
-NAME = "parameters-secrets-extension"
 ARCHES = ("x86_64", "arm64")
 LAYER_ENTRY = f"extensions/{NAME}"
 # Everything else top-level is runtime code; __main__.py is generated below.
@@ -131,12 +132,30 @@ def build_layer(root: Path) -> bytes:
 
 def main(argv: list[str] | None = None) -> int:
     """Build the layer for one architecture and print where it went, its size and sha256."""
-    parser = argparse.ArgumentParser(description="Build the Lambda layer zip.")
-    # Pure Python: the architecture only labels the output, as Lambda asks for one.
-    parser.add_argument("--arch", required=True, choices=ARCHES)
-    parser.add_argument("--output", type=Path, help="default: dist/<name>-<arch>.zip")
+    parser = argparse.ArgumentParser(
+        description=f"Build the Lambda layer zip of {NAME} {VERSION}: one executable zipapp "
+        f"at {LAYER_ENTRY}. Prints the zip's path, size and sha256. The same sources give "
+        "byte-identical zips (entry times: SOURCE_DATE_EPOCH, else 1980-01-01).",
+    )
+    parser.add_argument(
+        "--arch",
+        choices=ARCHES,
+        help="the architecture the layer is published for (required). It only names the "
+        "output file: the content is pure Python and the same for both.",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        metavar="PATH",
+        help=f"where to write the zip (default: dist/{NAME}-<arch>.zip beside this script)",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"{NAME} {VERSION}", help="print the version"
+    )
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    if args.arch is None:
+        parser.error("the following arguments are required: --arch")
     if sys.version_info < (3, 11) and os.environ.get("PYTHONHASHSEED") != "0":
         # 3.10's marshal writes frozensets in hash order: pin the seed so .pyc bytes repeat.
         env = {**os.environ, "PYTHONHASHSEED": "0"}

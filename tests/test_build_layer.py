@@ -242,6 +242,34 @@ def test_unknown_arch_is_refused(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_help_documents_every_option(tmp_path: Path) -> None:
+    stdout, stderr = build("--help")
+    assert stderr == ""
+    for option in ("--arch", "--output", "--version", "--help"):
+        assert option in stdout
+    text = " ".join(stdout.split())
+    assert "only names the output file" in text and "same for both" in text
+    assert "byte-identical" in text
+
+
+def test_version_needs_no_arch() -> None:
+    assert build("--version") == (f"{NAME} 0.1.0\n", "")
+
+
+def test_missing_arch_is_refused(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "build_layer.py")],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "required: --arch" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 # The launcher
 
 
