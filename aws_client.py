@@ -20,8 +20,8 @@ from connection_pool import Pools, Response, TlsSettings, TlsVerificationError
 from credentials import CredentialProvider, utc_now
 from errors import ExtensionError, ResponseTooLarge, UpstreamError, UpstreamTimeout, is_transient
 from logs import log
+from version import VERSION as VERSION  # noqa: PLC0414 -- re-exported; its home is version.py
 
-VERSION = "0.1.0"
 USER_AGENT = (
     f"parameters-secrets-extension/{VERSION} python/{sys.version_info[0]}.{sys.version_info[1]}"
 )

@@ -1,64 +1,105 @@
-"""Entry point: register with Lambda, serve the local API, prefetch, then wait for SHUTDOWN."""
+"""The wiring, once boot has listened and registered: config, cache, server, prefetch, `next`.
+
+`python extension.py` (or the layer's executable) starts the whole thing through boot.
+"""
 
 from __future__ import annotations
 
 import os
-import signal
 import sys
+import threading
 
+import boot
 import config
-from aws_client import VERSION, AwsClient
 from cache import Cache
 from errors import ConfigError
 from lifecycle import ExtensionsApi
 from local_server import start
 from logs import log, setup
 from lookups import Lookups
+from version import NAME, VERSION
+
+TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
+if TYPE_CHECKING:
+    import _socket
+    from collections.abc import Mapping
+
+    from aws_client import AwsClient
 
 
-class Stop(Exception):
-    """Raised by the SIGTERM/SIGINT handler to unwind a blocking `next` or pause."""
+class LazyClient:
+    """The AWS client, imported and made at the first miss (or prefetch), not at start.
+
+    Its modules (http.client, ssl, hashlib, datetime and our signer) are over a third of the
+    extension's imports; a start without prefetch reaches `next` without them.
+    """
+
+    def __init__(self, settings: config.Config) -> None:
+        self._settings = settings
+        self._client: AwsClient | None = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> AwsClient:
+        with self._lock:
+            if self._client is None:
+                from aws_client import AwsClient  # noqa: PLC0415 -- the point of this class
+
+                settings = self._settings
+                self._client = AwsClient(
+                    settings.aws,
+                    max_connections=settings.max_connections,
+                    secrets_manager_timeout_ms=settings.secrets_manager_timeout_ms,
+                    ssm_timeout_ms=settings.ssm_timeout_ms,
+                )
+            return self._client
+
+    def get_secret_value(
+        self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
+    ) -> Mapping[str, object]:
+        return self._get().get_secret_value(
+            secret_id, version_id=version_id, version_stage=version_stage
+        )
+
+    def get_parameter(
+        self,
+        name: str,
+        *,
+        version: int | None = None,
+        label: str | None = None,
+        with_decryption: bool = False,
+    ) -> Mapping[str, object]:
+        return self._get().get_parameter(
+            name, version=version, label=label, with_decryption=with_decryption
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
 
 
-def _on_signal(signum: int, frame: object) -> None:
-    raise Stop(signal.Signals(signum).name)
-
-
-def main() -> int:
-    """Run the extension until SHUTDOWN or a signal; return the process exit code."""
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    # Lambda insists that Lambda-Extension-Name equals the executable's file name.
-    name = os.path.basename(sys.argv[0])
-    runtime_api = config.runtime_api(os.environ)
-    api = ExtensionsApi(runtime_api) if runtime_api else None
+def run(api: ExtensionsApi | None, name: str, sockets: list[_socket.socket]) -> int:
+    """Serve on boot's listening `sockets` until SHUTDOWN (or, standalone, a stop signal)."""
     try:
         settings = config.load(os.environ)
     except ConfigError as exc:
         setup("info", json_format=False)
-        return _fail(api, name, "Extension.InvalidConfiguration", str(exc))
+        return boot.fail(api, name, "Extension.InvalidConfiguration", str(exc))
     setup(settings.log_level, json_format=settings.log_json)
     for warning in settings.warnings:
         log.warning(warning)
+    boot.at_stop(lambda reason: log.info(f"stopping on {reason}"))
     try:
-        if api is not None:
-            api.register(name, ["INVOKE", "SHUTDOWN"] if settings.snapstart else ["SHUTDOWN"])
-        return _serve(settings, api, name)
-    except Stop as stop:
-        log.info(f"stopping on {stop}")
-        return 0
+        return _serve(settings, api, sockets)
     except Exception as exc:  # a bug: tell Lambda rather than vanish without a word
-        return _fail(api, name, "Extension.Crash", f"unexpected {type(exc).__name__}")
+        return boot.fail(api, name, "Extension.Crash", f"unexpected {type(exc).__name__}")
 
 
-def _serve(settings: config.Config, api: ExtensionsApi | None, name: str) -> int:
+def _serve(
+    settings: config.Config, api: ExtensionsApi | None, sockets: list[_socket.socket]
+) -> int:
     log.debug(f"configuration: {settings.describe()}")
-    client = AwsClient(
-        settings.aws,
-        max_connections=settings.max_connections,
-        secrets_manager_timeout_ms=settings.secrets_manager_timeout_ms,
-        ssm_timeout_ms=settings.ssm_timeout_ms,
-    )
+    client = LazyClient(settings)
     lookups = Lookups(
         client,
         Cache(settings.effective_cache_size, stale_if_error=settings.stale_if_error_seconds),
@@ -66,29 +107,38 @@ def _serve(settings: config.Config, api: ExtensionsApi | None, name: str) -> int
         ssm_ttl=settings.ssm_ttl,
         cache_until_invoked=settings.snapstart,
     )
+    servers = start(
+        lookups,
+        sockets=sockets,
+        token=settings.auth_token,
+        max_connections=settings.max_client_connections,
+        idle_timeout=settings.idle_timeout_seconds,
+    )
+    log.info("%s %s listening on %s", NAME, VERSION, settings.summary())
     try:
-        servers = start(
-            lookups,
-            port=settings.http_port,
-            token=settings.auth_token,
-            max_connections=settings.max_client_connections,
-            idle_timeout=settings.idle_timeout_seconds,
-        )
-    except OSError as exc:
-        message = f"cannot listen on port {settings.http_port}: {exc.strerror or exc}"
-        return _fail(api, name, "Extension.PortUnavailable", message)
-    log.info(f"parameters-secrets-extension {VERSION} listening on port {servers.port}")
-    try:
-        if not settings.snapstart:
-            # Under SnapStart nothing may be fetched before the first invoke (SPEC 5.5).
-            lookups.prefetch(settings.prefetch)
+        # Under SnapStart nothing may be fetched before the first invoke: the snapshot
+        # would carry the values and their TTLs into every restored sandbox.
+        if settings.prefetch and not settings.snapstart:
+            _prefetch(lookups, settings.prefetch, settings.prefetch_timeout_ms)
         if api is None:
-            while True:
-                signal.pause()
+            while True:  # standalone: boot's signal waiter ends the process
+                threading.Event().wait()
         return _wait_for_shutdown(api, lookups)
     finally:
         servers.shutdown()
         client.close()
+
+
+def _prefetch(lookups: Lookups, entries: tuple[tuple[str, str], ...], budget_ms: int) -> None:
+    """Prefetch for at most `budget_ms`: Lambda's init phase is limited (10 s by default)."""
+    worker = threading.Thread(target=lookups.prefetch, args=(entries,), name="prefetch")
+    worker.daemon = True
+    worker.start()
+    worker.join(budget_ms / 1000)
+    if worker.is_alive():
+        # The fetches go on in the background; a request for an item still in flight
+        # waits for that fetch instead of starting another.
+        log.warning(f"prefetch not finished after {budget_ms} ms; going on without waiting")
 
 
 def _wait_for_shutdown(api: ExtensionsApi, lookups: Lookups) -> int:
@@ -104,18 +154,5 @@ def _wait_for_shutdown(api: ExtensionsApi, lookups: Lookups) -> int:
         lookups.start_caching()
 
 
-def _fail(api: ExtensionsApi | None, name: str, error_type: str, message: str) -> int:
-    """Log a fatal failure and report it to Lambda (registering first if need be)."""
-    log.error(message)
-    if api is not None:
-        try:
-            if not api.identifier:
-                api.register(name, ["SHUTDOWN"])
-            api.report_error(error_type, message)
-        except (OSError, RuntimeError) as exc:
-            log.error(f"could not report {error_type} to the Extensions API: {exc}")
-    return 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(boot.main())

@@ -1,62 +1,185 @@
-"""A client for the Lambda Extensions API (SPEC 5): register, next, init/error, exit/error."""
+"""A client for the Lambda Extensions API: register, next, init/error and exit/error.
+
+Plain HTTP/1.1 over a raw socket, one connection per call. Registration is the first thing
+the extension does and Lambda starts the function's runtime only after it, so this module
+imports nothing the interpreter has not already loaded but `_socket` (http.client alone
+costs about 20 ms to import) and leaves json until an event or error needs it.
+"""
 
 from __future__ import annotations
 
-import http.client
-import json
+import _socket
+import time
 
 BASE = "/2020-01-01/extension"
+TIMEOUT = 5.0  # seconds allowed for every call but `next`, which waits for as long as Lambda does
+MAX_RESPONSE = 1 << 20  # bytes; Lambda's answers are a few hundred
 
 
 class ExtensionsApi:
-    """Calls `AWS_LAMBDA_RUNTIME_API` over plain HTTP on a fresh loopback connection each time."""
+    """Calls `AWS_LAMBDA_RUNTIME_API` (host:port) on a fresh loopback connection each time."""
 
-    def __init__(self, runtime_api: str) -> None:
+    def __init__(self, runtime_api: str, timeout: float = TIMEOUT) -> None:
         self.runtime_api = runtime_api
+        self.timeout = timeout
         self.identifier = ""
         self.initialized = False  # True once the first `next` has been sent
 
-    def _call(
-        self, method: str, path: str, body: object = None, headers: dict[str, str] | None = None
-    ) -> tuple[http.client.HTTPResponse, bytes]:
-        # `next` blocks until Lambda has an event, which may be hours: no timeout here.
-        conn = http.client.HTTPConnection(self.runtime_api)
-        try:
-            all_headers = (
-                {"Lambda-Extension-Identifier": self.identifier} if self.identifier else {}
-            )
-            all_headers.update(headers or {})
-            payload = None if body is None else json.dumps(body).encode()
-            if payload is not None:
-                all_headers["Content-Type"] = "application/json"
-            conn.request(method, BASE + path, body=payload, headers=all_headers)
-            response = conn.getresponse()
-            data = response.read()
-        finally:
-            conn.close()
-        if not 200 <= response.status < 300:
-            raise RuntimeError(f"Extensions API {method} {path} answered {response.status}")
-        return response, data
-
     def register(self, name: str, events: list[str]) -> str:
         """Register as `name` for `events`; return and keep the extension identifier."""
-        response, _ = self._call(
-            "POST", "/register", {"events": events}, {"Lambda-Extension-Name": name}
-        )
-        self.identifier = response.getheader("Lambda-Extension-Identifier", "")
+        if not all(event.isalpha() and event.isascii() for event in events):
+            raise ValueError(f"not an event name: {events!r}")
+        body = ('{"events": [' + ", ".join(f'"{event}"' for event in events) + "]}").encode()
+        _, headers, _ = self._call("POST", "/register", body, {"Lambda-Extension-Name": name})
+        self.identifier = headers.get("lambda-extension-identifier", "")
         if not self.identifier:
             raise RuntimeError("Extensions API register answered without an identifier")
         return self.identifier
 
     def next_event(self) -> dict[str, object]:
         """Block until Lambda sends the next event (INVOKE or SHUTDOWN)."""
+        import json  # noqa: PLC0415 -- not before registering: json brings re
+
         self.initialized = True
-        _, data = self._call("GET", "/event/next")
-        event: dict[str, object] = json.loads(data)
+        _, _, data = self._call("GET", "/event/next", wait_forever=True)
+        try:
+            event = json.loads(data)
+        except ValueError as exc:
+            raise RuntimeError("Extensions API sent an event that is not JSON") from exc
+        if not isinstance(event, dict):
+            raise RuntimeError("Extensions API sent an event that is not a JSON object")
         return event
 
     def report_error(self, error_type: str, message: str) -> None:
-        """Post init/error before the first `next`, exit/error after it (SPEC 5.3)."""
+        """Post init/error before the first `next`, exit/error after it."""
+        import json  # noqa: PLC0415 -- not before registering: json brings re
+
         path = "/exit/error" if self.initialized else "/init/error"
         body = {"errorMessage": message, "errorType": error_type, "stackTrace": []}
-        self._call("POST", path, body, {"Lambda-Extension-Function-Error-Type": error_type})
+        headers = {"Lambda-Extension-Function-Error-Type": error_type}
+        self._call("POST", path, json.dumps(body).encode(), headers)
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        *,
+        wait_forever: bool = False,
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One request, within self.timeout unless `wait_forever`."""
+        timeout = None if wait_forever else self.timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        lines = [f"{method} {BASE}{path} HTTP/1.1", f"Host: {self.runtime_api}"]
+        all_headers = {"Lambda-Extension-Identifier": self.identifier} if self.identifier else {}
+        all_headers.update(headers or {})
+        if method == "POST":
+            all_headers["Content-Type"] = "application/json"
+            all_headers["Content-Length"] = str(len(body))
+        all_headers["Connection"] = "close"
+        lines.extend(f"{name}: {_header_value(value)}" for name, value in all_headers.items())
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        sock = _connect(self.runtime_api, timeout)
+        try:
+            sock.sendall(request)
+            status, response_headers, data = _parse(_receive(sock, deadline))
+        finally:
+            sock.close()
+        if not 200 <= status < 300:
+            raise RuntimeError(f"Extensions API {method} {path} answered {status}")
+        return status, response_headers, data
+
+
+def _header_value(value: str) -> str:
+    # Values come from our own code and the executable's file name; a line break would
+    # let one smuggle a header, so refuse control characters outright.
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in value) or not value.isascii():
+        raise ValueError(f"not a valid header value: {value!r}")
+    return value
+
+
+def _connect(runtime_api: str, timeout: float | None) -> _socket.socket:
+    host, _, port = runtime_api.rpartition(":")
+    if not host or not port.isdigit():
+        raise RuntimeError(f"AWS_LAMBDA_RUNTIME_API is not host:port: {runtime_api!r}")
+    family, kind, proto, _, address = _socket.getaddrinfo(
+        host.strip("[]"), int(port), 0, _socket.SOCK_STREAM
+    )[0]
+    sock = _socket.socket(family, kind, proto)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _receive(sock: _socket.socket, deadline: float | None) -> bytes:
+    """Read one response: up to its Content-Length, else until the server closes."""
+    data = b""
+    while not _complete(data):
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("Extensions API did not answer in time")
+            sock.settimeout(remaining)
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > MAX_RESPONSE:
+            raise RuntimeError("Extensions API answer is too large")
+    return data
+
+
+def _complete(data: bytes) -> bool:
+    head, found, body = data.partition(b"\r\n\r\n")
+    if not found:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length" and value.strip().isdigit():
+            return len(body) >= int(value)
+    return False
+
+
+def _parse(data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (names lower-cased) and body of a complete HTTP/1.1 response."""
+    head, found, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    version, _, rest = status_line.partition(" ")
+    code = rest[:3]
+    if not found or not version.startswith("HTTP/1.") or not (code.isdigit() and len(code) == 3):
+        raise RuntimeError("Extensions API answered something that is not HTTP/1.x")
+    headers: dict[str, str] = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = headers.get("content-length", "")
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        body = _dechunk(body)
+    elif length.isdigit():
+        if len(body) < int(length):
+            raise RuntimeError("Extensions API answer was cut short")
+        body = body[: int(length)]
+    return int(code), headers, body
+
+
+def _dechunk(data: bytes) -> bytes:
+    parts: list[bytes] = []
+    position = 0
+    while True:
+        end = data.find(b"\r\n", position)
+        size_field = data[position:end].split(b";")[0].strip()
+        if end < 0 or not size_field or size_field.strip(b"0123456789abcdefABCDEF"):
+            raise RuntimeError("Extensions API sent a malformed chunked body")
+        size = int(size_field, 16)
+        if size == 0:
+            return b"".join(parts)
+        start = end + 2
+        if len(data) < start + size:
+            raise RuntimeError("Extensions API answer was cut short")
+        parts.append(data[start : start + size])
+        position = start + size + 2

@@ -1,11 +1,14 @@
-"""The local HTTP API of SPEC 2 on ThreadingHTTPServer: loopback only, keep-alive, one write each.
+"""The local HTTP API on socketserver threads: loopback only, keep-alive, one write each.
 
-Beyond SPEC 2's rows: 503 TooManyConnectionsException past the connection cap, 414 and 431 for
-oversized requests and 400 BadRequestException for malformed ones (limits in local_requests).
+GET /secretsmanager/get and /systemsmanager/parameters/get answer from the cache or AWS,
+/ping answers "healthy"; errors are JSON `{"__type", "message"}`. Also: 503
+TooManyConnectionsException past the connection cap, 414 and 431 for oversized requests and
+400 BadRequestException for malformed ones (limits in local_requests).
 """
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import hmac
 import http
@@ -17,8 +20,8 @@ import socketserver
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import boot
 import local_requests
 from errors import ExtensionError, RequestError
 from local_requests import Request
@@ -216,10 +219,14 @@ class DeadlineReader(io.RawIOBase):
         return self._sock.recv_into(buffer)
 
 
-class Handler(BaseHTTPRequestHandler):
-    """One keep-alive connection: reads requests and writes each reply in a single write."""
+class Handler(socketserver.StreamRequestHandler):
+    """One keep-alive connection: reads requests and writes each reply in a single write.
 
-    protocol_version = "HTTP/1.1"
+    Not http.server's handler: requests are parsed by local_requests and replies rendered
+    here, and importing http.server (http.client, email, mimetypes, shutil) would cost
+    about a quarter of the extension's start-up.
+    """
+
     disable_nagle_algorithm = True  # without it a keep-alive client waits ~40 ms a request
     server: LocalServer
 
@@ -235,6 +242,12 @@ class Handler(BaseHTTPRequestHandler):
         super().finish()
         if self.answered_and_closing:
             _drain(self.request)
+
+    def handle(self) -> None:
+        self.close_connection = True
+        self.handle_one_request()
+        while not self.close_connection:
+            self.handle_one_request()
 
     def handle_one_request(self) -> None:
         self.close_connection = True
@@ -270,33 +283,25 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self.answered_and_closing = self.close_connection
 
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silenced: the request log is the debug line above, which never holds a value."""
 
-
-class LocalServer(ThreadingHTTPServer):
+class LocalServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     """A loopback listener for one address family; the accept loop lives in Servers."""
 
     daemon_threads = True
-    request_queue_size = 512  # the default backlog of 5 drops connections under bursts
 
     def __init__(
-        self,
-        address: tuple[str, int],
-        family: socket.AddressFamily,
-        api: Api,
-        connections: Connections,
-        idle_timeout: float,
+        self, sock: socket.socket, api: Api, connections: Connections, idle_timeout: float
     ) -> None:
-        self.address_family = family
+        """Serve on `sock`, already bound and listening (boot opens it before the imports)."""
+        self.address_family = sock.family
         self.api = api
         self.connections = connections
         self.idle_timeout = idle_timeout
-        super().__init__(address, Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind would call socket.getfqdn, a reverse-DNS lookup at start-up.
-        socketserver.TCPServer.server_bind(self)
+        # Without bind_and_activate the base class makes a socket it never uses: swap it.
+        super().__init__(sock.getsockname()[:2], Handler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = sock
+        self.server_address = sock.getsockname()
         self.server_name = str(self.server_address[0])
         self.server_port = int(self.server_address[1])
 
@@ -413,25 +418,27 @@ class Servers:
 def start(
     lookups: Lookups,
     *,
-    port: int,
+    port: int | None = None,
+    sockets: list[_socket.socket] | None = None,
     token: str | None,
     max_connections: int = 256,
     idle_timeout: float = 60.0,
 ) -> Servers:
-    """Listen on 127.0.0.1:port and, where IPv6 loopback exists, on [::1] at the same port.
+    """Serve on boot's listening `sockets`, or else listen on `port` as boot.listen does.
 
-    An OSError from 127.0.0.1 (such as the port being taken) propagates; ::1 is best effort.
+    boot.listen's OSError (such as the port being taken) propagates.
     With no token, every secret and parameter request is refused with 401.
     """
+    if sockets is None:
+        if port is None:
+            raise ValueError("start() needs a port or listening sockets")
+        sockets = boot.listen(port)
     api = Api(lookups, token)
     connections = Connections(max_connections)
-    servers = [LocalServer(("127.0.0.1", port), socket.AF_INET, api, connections, idle_timeout)]
-    try:
-        servers.append(
-            LocalServer(
-                ("::1", servers[0].server_port), socket.AF_INET6, api, connections, idle_timeout
-            )
-        )
-    except OSError as exc:
-        log.debug("not listening on [::1]: %s", exc.strerror or type(exc).__name__)
+    servers = [
+        LocalServer(socket.socket(fileno=raw.detach()), api, connections, idle_timeout)
+        for raw in sockets
+    ]
+    if len(servers) == 1:
+        log.debug("not listening on [::1]: no IPv6 loopback")
     return Servers(servers, connections)

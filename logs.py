@@ -13,11 +13,12 @@ import sys
 import threading
 import time
 
+from version import NAME as NAME  # noqa: PLC0414 -- re-exported; its home is version.py
+
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
     from typing import TextIO
 
-NAME = "parameters-secrets-extension"
 DEBUG, INFO, WARN, ERROR = 10, 20, 30, 40
 # "none" sits above ERROR so that nothing passes; "warn" is spelled as Lambda users write it.
 LEVELS = {"debug": DEBUG, "info": INFO, "warn": WARN, "error": ERROR, "none": ERROR + 10}

@@ -29,7 +29,8 @@ import build_layer  # noqa: E402
 PYTHONS = sorted(Path.home().glob(".pyenv/versions/3.1[0-4].*/bin/python3"))
 BUILD = (
     f"import sys; sys.path.insert(0, {str(ROOT)!r}); import build_layer; "
-    "sys.stdout.buffer.write(build_layer.build_zipapp(build_layer.ROOT))"
+    "v = '%d.%d' % sys.version_info[:2]; "
+    "sys.stdout.buffer.write(build_layer.build_zipapp(build_layer.ROOT, {v: sys.executable}))"
 )
 
 
@@ -44,7 +45,8 @@ def without_pyc(zipapp: bytes) -> bytes:
         entries = [
             (name, app.read(name), 0o644) for name in app.namelist() if not name.endswith(".pyc")
         ]
-    return build_layer.write_zip(entries, zipfile.ZIP_STORED, build_layer.LAUNCHER.encode())
+    launcher = build_layer.launcher(build_layer.main_program(()))
+    return build_layer.write_zip(entries, zipfile.ZIP_STORED, launcher.encode())
 
 
 def time_imports(python: Path, apps: dict[str, Path], runs: int) -> dict[str, list[float]]:
@@ -52,7 +54,12 @@ def time_imports(python: Path, apps: dict[str, Path], runs: int) -> dict[str, li
     times: dict[str, list[float]] = {label: [] for label in apps}
     for _ in range(runs):
         for label, app in apps.items():
-            code = f"import sys; sys.path.insert(0, {str(app)!r}); import extension"
+            # As __main__.py does: the running version's pyc/X.Y/ first, when shipped.
+            code = (
+                f"import sys; app = {str(app)!r}; "
+                'sys.path[:0] = [app + "/pyc/%d.%d" % sys.version_info[:2], app]; '
+                "import extension"
+            )
             start = time.perf_counter()
             subprocess.run([str(python), "-I", "-S", "-c", code], check=True)
             times[label].append(time.perf_counter() - start)

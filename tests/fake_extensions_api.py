@@ -35,6 +35,7 @@ class FakeExtensionsApi:
     def __init__(self) -> None:
         self.calls = Recorder()
         self.events: queue.Queue[dict[str, object]] = queue.Queue()
+        self.registered = threading.Event()  # set once a registration has been answered
         self.first_next = threading.Event()
         # Runs in the server thread when the first `next` arrives, before it blocks: the
         # moment Lambda would end the init phase.
@@ -112,6 +113,7 @@ class FakeExtensionsApi:
                     fake.calls.registrations.append(call)
                     body = {"functionName": "fn", "functionVersion": "$LATEST", "handler": "h"}
                     self._reply(200, body, {"Lambda-Extension-Identifier": IDENTIFIER})
+                    fake.registered.set()
                 elif self.path in (BASE + "/init/error", BASE + "/exit/error"):
                     if call.headers.get("lambda-extension-identifier") != IDENTIFIER:
                         self._reply(403, {"errorType": "Extension.Unknown"})

@@ -36,8 +36,8 @@ SUPPORTED = ("3.10", "3.11", "3.12", "3.13", "3.14")
 TOO_OLD = ("3.6", "3.7", "3.8", "3.9")
 NO_PYTHON3 = f"{NAME} needs python3 >= 3.10 at /var/lang/bin/python3 or on PATH; none found\n"
 
-# A stand-in extension that reports how it was started and exits with a code of its own.
-STUB_EXTENSION = """\
+# A stand-in boot module that reports how it was started and exits with a code of its own.
+STUB_BOOT = """\
 import json, sys
 import config
 
@@ -90,7 +90,8 @@ def stub_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("repo")
     shutil.copy(ROOT / "build_layer.py", root)
     (root / "config.py").write_text("MARKER = 'the zipapp config'\n")
-    (root / "extension.py").write_text(STUB_EXTENSION)
+    (root / "boot.py").write_text(STUB_BOOT)
+    shutil.copy(ROOT / "version.py", root)
     (root / ".#config.py").write_text("an editor's lock file\n")
     for folder, module in (("tests", "test_config.py"), ("bench", "bench_cache.py")):
         (root / folder).mkdir()
@@ -157,9 +158,12 @@ def test_layer_holds_one_executable_regular_file(repo_layer: bytes) -> None:
 def test_zipapp_holds_runtime_modules_their_pyc_and_main_only(stub_layer: bytes) -> None:
     with inner_zip(stub_layer) as app:
         names = app.namelist()
-        pyc = app.read("config.pyc")
+        pyc = app.read(f"pyc/{sys.version_info[0]}.{sys.version_info[1]}/config.pyc")
         infos = app.infolist()
-    expected = ["__main__.py", "config.py", "config.pyc", "extension.py", "extension.pyc"]
+    versions = sorted(build_layer.interpreters())
+    expected = ["__main__.py"]
+    for module in ("boot", "config", "version"):
+        expected += [f"{module}.py", *(f"pyc/{version}/{module}.pyc" for version in versions)]
     assert names == expected  # no tests/, bench/, build_layer.py nor editor files
     assert pyc.startswith(importlib.util.MAGIC_NUMBER)
     assert {stat.S_IMODE(info.external_attr >> 16) for info in infos} == {0o644}
@@ -171,7 +175,52 @@ def test_repo_zipapp_ships_every_top_level_module_but_the_build(repo_layer: byte
     modules = {path.name for path in ROOT.glob("*.py")} - {"build_layer.py"}
     assert {"config.py", "errors.py", "logs.py", "extension.py"} <= modules
     assert {name for name in names if name.endswith(".py")} == modules | {"__main__.py"}
-    assert {name for name in names if name.endswith(".pyc")} == {name + "c" for name in modules}
+    versions = build_layer.interpreters()
+    assert {"3.10", "3.11", "3.12", "3.13"} <= set(versions)  # what this machine has
+    expected = {f"pyc/{v}/{name}c" for v in versions for name in modules}
+    assert {name for name in names if name.endswith(".pyc")} == expected
+
+
+def test_layer_fits_in_256_kb(repo_layer: bytes) -> None:
+    assert len(repo_layer) <= 256 * 1024
+
+
+def test_each_versions_bytecode_is_its_own_and_without_debug_ranges(repo_layer: bytes) -> None:
+    with inner_zip(repo_layer) as app:
+        main = app.read("__main__.py").decode()
+        for version, python in build_layer.interpreters().items():
+            pyc = app.read(f"pyc/{version}/lookups.pyc")
+            check = (
+                "import importlib.util, marshal, sys\n"
+                "pyc = sys.stdin.buffer.read()\n"
+                "assert pyc[:4] == importlib.util.MAGIC_NUMBER, 'magic'\n"
+                "code = marshal.loads(pyc[16:])\n"
+                "if sys.version_info >= (3, 11):\n"
+                "    columns = [c for f in code.co_consts if hasattr(f, 'co_positions')\n"
+                "               for p in f.co_positions() for c in p[2:]]\n"
+                "    assert columns and set(columns) == {None}, 'debug ranges'\n"
+            )
+            done = subprocess.run(
+                [python, "-I", "-S", "-c", check], input=pyc, capture_output=True, check=False
+            )
+            assert done.returncode == 0, (version, done.stderr)
+    assert main in build_layer.launcher(main)  # the -c program is __main__.py itself
+
+
+def test_a_missing_interpreter_is_reported_not_fatal(
+    stub_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    only = {"3.11": build_layer.interpreters()["3.11"], "3.12": "/nonexistent/python3.12"}
+    with zipfile.ZipFile(io.BytesIO(build_layer.build_zipapp(stub_root, only))) as app:
+        names = app.namelist()
+    assert {name for name in names if name.startswith("pyc/")} == {
+        "pyc/3.11/boot.pyc",
+        "pyc/3.11/config.pyc",
+        "pyc/3.11/version.pyc",
+    }
+    err = capsys.readouterr().err
+    assert "/nonexistent/python3.12 is not a working 3.12" in err
+    assert "no python3.13 found" in err
 
 
 def test_zipapp_starts_with_the_sh_launcher(stub_executable: Path) -> None:
@@ -180,7 +229,7 @@ def test_zipapp_starts_with_the_sh_launcher(stub_executable: Path) -> None:
     assert script.startswith(b"#!/bin/sh\n")
     # The shell must be done before it could read a byte of the zip.
     assert script.rstrip(b"\n").splitlines()[-1] == b"exit 127"
-    assert script.count(b'-I -S "$0" "$@"') == 2
+    assert script.count(b'-I -S -c "$main" "$0" "$@"') == 2
 
 
 def test_two_builds_are_byte_identical(tmp_path: Path) -> None:
@@ -230,6 +279,34 @@ def test_unknown_arch_is_refused(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "invalid choice: 'amd64' (choose from 'x86_64', 'arm64')" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_help_documents_every_option(tmp_path: Path) -> None:
+    stdout, stderr = build("--help")
+    assert stderr == ""
+    for option in ("--arch", "--output", "--version", "--help"):
+        assert option in stdout
+    text = " ".join(stdout.split())
+    assert "only names the output file" in text and "same for both" in text
+    assert "byte-identical" in text
+
+
+def test_version_needs_no_arch() -> None:
+    assert build("--version") == (f"{NAME} 0.1.0\n", "")
+
+
+def test_missing_arch_is_refused(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "build_layer.py")],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "required: --arch" in done.stderr
     assert list(tmp_path.iterdir()) == []
 
 
@@ -296,11 +373,12 @@ def test_supported_python3_runs_main_isolated_from_pythonpath_and_cwd(
     )
     assert (code, stderr) == (3, "")  # main()'s return value is the exit code
     report = json.loads(stdout)
-    # The build interpreter's .pyc is used when the version matches; source otherwise.
-    built_here = version == f"{sys.version_info[0]}.{sys.version_info[1]}"
+    # Each version's own .pyc, where one was compiled; source otherwise.
+    shipped = version in build_layer.interpreters()
+    config = f"pyc/{version}/config.pyc" if shipped else "config.py"
     assert report == {
         "argv": [str(stub_executable), "--some-arg"],
-        "config": f"{stub_executable}/config.py{'c' if built_here else ''}",
+        "config": f"{stub_executable}/{config}",
         "marker": "the zipapp config",
         "isolated": 1,
         "no_site": 1,

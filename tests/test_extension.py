@@ -349,3 +349,92 @@ def test_token_header_is_case_insensitive_and_required(
         assert ext.get(path, token=None)[0] == 401
         lower = {TOKEN_HEADER.lower(): lambda_credentials.session_token}
         assert ext.get(path, token=None, headers=lower)[0] == 200
+
+
+def test_a_connection_right_after_registering_is_answered(
+    extension_executable: Path, tmp_path: Path, moto: Moto, lambda_credentials: LambdaCredentials
+) -> None:
+    # The port is listening before `register`, so the kernel holds a connection made at once
+    # until the server, started after the imports, accepts it.
+    with FakeExtensionsApi() as fake:
+        ext = start(extension_executable, tmp_path, moto, lambda_credentials, fake)
+        with ext:
+            assert fake.registered.wait(20), ext.output()
+            assert not fake.first_next.is_set()
+            status, body = ext.get_json(SECRET_PATH + quote(moto.secret_name))
+            assert status == 200 and body["SecretString"] == SECRET_STRING_V2
+            wait_first_next(fake, ext)
+            fake.shutdown_extension()
+            assert ext.proc.wait(timeout=5) == 0
+
+
+def test_a_silent_upstream_costs_the_prefetch_budget_not_the_init_limit(
+    extension_executable: Path, tmp_path: Path, moto: Moto, lambda_credentials: LambdaCredentials
+) -> None:
+    budget_ms = 500
+    with socket.socket() as silent, FakeExtensionsApi() as fake:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # completes TCP handshakes, never reads nor answers
+        ext = start(
+            extension_executable,
+            tmp_path,
+            moto,
+            lambda_credentials,
+            fake,
+            AWS_ENDPOINT_URL=f"http://127.0.0.1:{silent.getsockname()[1]}",
+            PARAMETERS_SECRETS_EXTENSION_PREFETCH="secretsmanager:never/answered",
+            PARAMETERS_SECRETS_EXTENSION_PREFETCH_TIMEOUT_MILLIS=str(budget_ms),
+        )
+        started = time.monotonic()
+        with ext:
+            wait_first_next(fake, ext)
+            took = time.monotonic() - started
+            # Without the budget this is 3 attempts of 10 s; the slack covers a loaded box.
+            assert budget_ms / 1000 <= took < budget_ms / 1000 + 4, took
+            assert "prefetch not finished after 500 ms" in ext.output()
+            fake.shutdown_extension()
+            assert ext.proc.wait(timeout=5) == 0
+
+
+@pytest.mark.parametrize(
+    ("argument", "expected"),
+    [("--version", "parameters-secrets-extension 0.1.0\n"), ("--help", "usage: ")],
+)
+def test_help_and_version_print_and_exit_without_registering(
+    *,
+    extension_executable: Path,
+    moto: Moto,
+    lambda_credentials: LambdaCredentials,
+    argument: str,
+    expected: str,
+) -> None:
+    with FakeExtensionsApi() as fake:
+        port = free_port()
+        env = lambda_env(moto, lambda_credentials, port, fake.address)
+        for command in ([str(extension_executable)], [sys.executable, "extension.py"]):
+            done = subprocess.run(
+                [*command, argument],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=30,
+                cwd=Path(__file__).resolve().parent.parent,
+            )
+            assert (done.returncode, done.stderr) == (0, ""), command
+            assert done.stdout.startswith(expected), command
+        assert fake.calls.registrations == []
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))  # never bound by the runs above
+
+
+def test_an_unknown_argument_is_refused(extension_executable: Path) -> None:
+    done = subprocess.run(
+        [str(extension_executable), "--serve"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert "unexpected arguments '--serve'" in done.stderr and "usage: " in done.stderr

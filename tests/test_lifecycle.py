@@ -1,11 +1,14 @@
-"""lifecycle.ExtensionsApi against the fake Extensions API."""
+"""lifecycle.ExtensionsApi against the fake Extensions API, and its HTTP parsing."""
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 
 import pytest
 
+import lifecycle
 from fake_extensions_api import IDENTIFIER, FakeExtensionsApi
 from lifecycle import ExtensionsApi
 
@@ -56,3 +59,41 @@ def test_unexpected_status_is_an_error() -> None:
         api = ExtensionsApi(fake.address)
         with pytest.raises(RuntimeError, match="403"):
             api.next_event()  # not registered: no identifier
+
+
+def test_a_silent_extensions_api_times_out() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # completes the handshake, never answers
+        api = ExtensionsApi(f"127.0.0.1:{silent.getsockname()[1]}", timeout=0.3)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            api.register("x", ["SHUTDOWN"])
+        assert time.monotonic() - started < 3
+
+
+def test_a_name_that_would_smuggle_a_header_is_refused() -> None:
+    with FakeExtensionsApi() as fake:
+        api = ExtensionsApi(fake.address)
+        with pytest.raises(ValueError, match="header value"):
+            api.register("x\r\nLambda-Extension-Identifier: forged", ["SHUTDOWN"])
+        assert fake.calls.registrations == []
+
+
+def test_responses_with_chunked_or_sized_bodies_are_parsed() -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n"
+        b'5\r\n{"a":\r\n3;ext=1\r\n 1}\r\n0\r\n\r\n'
+    )
+    assert lifecycle._parse(chunked) == (
+        200,
+        {"transfer-encoding": "chunked", "x-a": "1"},
+        b'{"a": 1}',
+    )
+    sized = b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nokEXTRA"
+    assert lifecycle._parse(sized) == (202, {"content-length": "2"}, b"ok")
+    for broken in (b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort", b"garbage\r\n\r\n"):
+        with pytest.raises(RuntimeError):
+            lifecycle._parse(broken)
+    assert lifecycle._complete(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    assert not lifecycle._complete(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok")

@@ -1,0 +1,489 @@
+"""A Lambda sandbox emulator: the cold start of a Python function, with and without the extension.
+
+Usage: python bench/bench_sandbox.py [--rounds N] [--warm N] [--variants NAME,...] [--python PATH]
+
+Follows Lambda's init order: start every external extension from the built layer (the
+executable itself, as Lambda starts it), wait until each has registered, only then start the
+runtime (`python -m awslambdaric app.handler`, as the managed Python runtime does), and
+invoke only once the runtime and every extension have called `next`. One HTTP server plays
+both the Extensions API and the Runtime API at AWS_LAMBDA_RUNTIME_API. Upstream is moto.
+
+Times are milliseconds from the Popen of the first process of the sandbox: register (the
+extension's `register` arrived), init (the last first `next`), first answer (the runtime
+posted the first invoke's response), and warm p50 (invoke to response, later invokes).
+Variants take turns within each round, each round is run with the sandbox's processes on
+all CPUs and pinned to one (taskset -c 0), and the medians over rounds are printed.
+Variants:
+  constant       the handler returns a constant; no extension (the function's own floor)
+  zero-cost      urllib handler against a server that was already running (no init cost)
+  ext            urllib handler against the extension, no prefetch
+  ext-prefetch   the same with the secret prefetched
+  ext-init       the function's init code fetches through the extension, the handler returns it
+  boto3          the handler calls Secrets Manager with boto3 (client made at init); no extension
+  minimal-ext    a minimal Python extension (http.server + threading imported, register,
+                 next) beside the constant handler: the floor for the extension's own init
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import queue
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+EXT_BASE = "/2020-01-01/extension"
+RUNTIME_BASE = "/2018-06-01/runtime"
+TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"
+SECRET_ID = "bench/sandbox"
+SECRET_VALUE = '{"username":"svc","password":"sandbox-VALUE"}'
+FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:fn"
+VARIANTS = ("constant", "zero-cost", "ext", "ext-prefetch", "ext-init", "boto3", "minimal-ext")
+WITH_EXTENSION = {"ext", "ext-prefetch", "ext-init"}
+
+_FETCH = f"""\
+import json, os, urllib.request
+
+def fetch():
+    port = os.environ["PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"]
+    url = f"http://localhost:{{port}}/secretsmanager/get?secretId={{os.environ['SECRET_ID']}}"
+    request = urllib.request.Request(url)
+    request.add_header("{TOKEN_HEADER}", os.environ.get("AWS_SESSION_TOKEN"))
+    return json.loads(urllib.request.urlopen(request).read())["SecretString"]
+"""
+HANDLERS = {
+    "constant": 'def handler(event, context):\n    return {"value": "constant"}\n',
+    "zero-cost": _FETCH + '\ndef handler(event, context):\n    return {"value": fetch()}\n',
+    "ext": _FETCH + '\ndef handler(event, context):\n    return {"value": fetch()}\n',
+    "ext-prefetch": _FETCH + '\ndef handler(event, context):\n    return {"value": fetch()}\n',
+    "ext-init": _FETCH
+    + '\nVALUE = fetch()\n\ndef handler(event, context):\n    return {"value": VALUE}\n',
+    "boto3": """\
+import os
+import boto3
+
+client = boto3.client("secretsmanager")
+
+def handler(event, context):
+    return {"value": client.get_secret_value(SecretId=os.environ["SECRET_ID"])["SecretString"]}
+""",
+    "minimal-ext": 'def handler(event, context):\n    return {"value": "constant"}\n',
+}
+MINIMAL_EXTENSION = """\
+import http.client, http.server, json, os, threading
+api = http.client.HTTPConnection(os.environ["AWS_LAMBDA_RUNTIME_API"])
+api.request("POST", "/2020-01-01/extension/register", json.dumps({"events": ["SHUTDOWN"]}),
+            {"Lambda-Extension-Name": "minimal-ext"})
+answer = api.getresponse()
+answer.read()
+ident = answer.getheader("Lambda-Extension-Identifier")
+api.request("GET", "/2020-01-01/extension/event/next",
+            headers={"Lambda-Extension-Identifier": ident})
+api.getresponse().read()
+"""
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Quiet: a killed runtime leaves its `next` connection broken, as on Lambda."""
+
+
+class Emulator:
+    """The Extensions API and the Runtime API of one sandbox, on 127.0.0.1 at a kernel port."""
+
+    def __init__(self) -> None:
+        self.start = 0.0  # perf_counter at the sandbox's first Popen
+        self.marks: dict[str, float] = {}  # "register:<id>", "next:<id>", "runtime-next"
+        self.errors: list[str] = []
+        self._changed = threading.Condition()
+        self._extension_events: dict[str, queue.Queue[dict[str, object]]] = {}
+        self._invocations: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
+        self._responses: dict[str, tuple[float, bytes]] = {}
+        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self._server.server_address[1]}"
+
+    def _mark(self, name: str) -> None:
+        with self._changed:
+            self.marks.setdefault(name, time.perf_counter() - self.start)
+            self._changed.notify_all()
+
+    def wait(self, ready: str, count: int, timeout: float) -> float:
+        """Wait until `count` marks start with `ready`; return the latest of them (seconds)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = [t for name, t in self.marks.items() if name.startswith(ready)]
+                if len(found) >= count:
+                    return max(found, default=0.0)
+                if self.errors or not self._changed.wait(deadline - time.monotonic()):
+                    raise RuntimeError(f"waiting for {count} x {ready}: {self.errors}")
+
+    def invoke(self, request_id: str, timeout: float = 60) -> tuple[float, bytes]:
+        """Hand the runtime one event; return (seconds since start at the response, body)."""
+        self._invocations.put((request_id, json.dumps({"n": request_id}).encode()))
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while request_id not in self._responses:
+                if self.errors or not self._changed.wait(deadline - time.monotonic()):
+                    raise RuntimeError(f"no response to {request_id}: {self.errors}")
+            return self._responses[request_id]
+
+    def shutdown_extensions(self) -> None:
+        for events in self._extension_events.values():
+            events.put({"eventType": "SHUTDOWN", "shutdownReason": "spindown", "deadlineMs": 0})
+
+    def close(self) -> None:
+        self.shutdown_extensions()
+        self._invocations.put(None)
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        emulator = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def log_message(self, format: str, *args: object) -> None:
+                """Quiet."""
+
+            def _reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+                self.send_response(status)
+                for name, value in {**headers, "Content-Length": str(len(body))}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                path = self.path
+                if path == EXT_BASE + "/register":
+                    ident = f"ext-{len(emulator._extension_events)}"
+                    emulator._extension_events[ident] = queue.Queue()
+                    info = {"functionName": "fn", "functionVersion": "$LATEST", "handler": "h"}
+                    headers = {"Lambda-Extension-Identifier": ident}
+                    self._reply(200, json.dumps(info).encode(), headers)
+                    emulator._mark(f"register:{ident}")
+                    return
+                if path.startswith(RUNTIME_BASE + "/invocation/") and path.endswith("/response"):
+                    request_id = path.split("/")[-2]
+                    self._reply(202, b"{}", {})
+                    with emulator._changed:
+                        emulator._responses[request_id] = (
+                            time.perf_counter() - emulator.start,
+                            body,
+                        )
+                        emulator._changed.notify_all()
+                    return
+                # init/error, exit/error, invocation error: the run failed
+                self._reply(202, b"{}", {})
+                with emulator._changed:
+                    emulator.errors.append(f"{path}: {body[:300]!r}")
+                    emulator._changed.notify_all()
+
+            def do_GET(self) -> None:
+                if self.path == EXT_BASE + "/event/next":
+                    ident = self.headers.get("Lambda-Extension-Identifier", "")
+                    events = emulator._extension_events.get(ident)
+                    if events is None:
+                        self._reply(403, b'{"errorType":"Extension.Unknown"}', {})
+                        return
+                    emulator._mark(f"next:{ident}")
+                    self._reply(200, json.dumps(events.get()).encode(), {})
+                elif self.path == RUNTIME_BASE + "/invocation/next":
+                    emulator._mark("runtime-next")
+                    item = emulator._invocations.get()
+                    if item is None:
+                        self._reply(500, b"{}", {})
+                        return
+                    request_id, event = item
+                    deadline = str(int(time.time() * 1000) + 60_000)
+                    headers = {
+                        "Lambda-Runtime-Aws-Request-Id": request_id,
+                        "Lambda-Runtime-Deadline-Ms": deadline,
+                        "Lambda-Runtime-Invoked-Function-Arn": FUNCTION_ARN,
+                        "Lambda-Runtime-Trace-Id": "Root=1-00000000-000000000000000000000000",
+                        "Content-Type": "application/json",
+                    }
+                    self._reply(200, event, headers)
+                else:
+                    self._reply(404, b"{}", {})
+
+        return Handler
+
+
+class Context:
+    """What every cold start needs: executables, interpreters, upstream and credentials."""
+
+    def __init__(
+        self,
+        *,
+        extension: Path,
+        python: Path,
+        runtime_python: Path,
+        env: dict[str, str],
+        tmp: Path,
+        zero_cost_port: int,
+    ) -> None:
+        self.extension = extension
+        self.python = python  # the `python3` Lambda would run the extension with
+        self.runtime_python = runtime_python  # has awslambdaric (and boto3) installed
+        self.env = env  # credentials, region, AWS_ENDPOINT_URL, PATH
+        self.tmp = tmp
+        self.zero_cost_port = zero_cost_port
+
+
+class Result:
+    """Seconds since the sandbox's first Popen, and the answers' JSON."""
+
+    __slots__ = ("answers", "ext_next", "first_answer", "init", "register", "warm")
+
+    def __init__(  # noqa: PLR0917 -- one field each
+        self,
+        register: float | None,
+        ext_next: float | None,
+        init: float,
+        first_answer: float,
+        warm: list[float],
+        answers: list[object],
+    ) -> None:
+        self.register = register
+        self.ext_next = ext_next
+        self.init = init
+        self.first_answer = first_answer
+        self.warm = warm
+        self.answers = answers
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def cold_start(variant: str, ctx: Context, *, warm: int = 0, pin: bool = False) -> Result:
+    """One sandbox from nothing to `1 + warm` answered invokes, then its shutdown."""
+    prefix = ["taskset", "-c", "0"] if pin else []
+    task = ctx.tmp / f"task-{variant}"
+    task.mkdir(exist_ok=True)
+    (task / "app.py").write_text(HANDLERS[variant])
+    extensions: list[list[str]] = []
+    port = free_port()
+    if variant in WITH_EXTENSION:
+        extensions.append([str(ctx.extension)])
+    elif variant == "minimal-ext":
+        script = task / "minimal-ext"
+        script.write_text(MINIMAL_EXTENSION)
+        extensions.append([str(ctx.python), "-I", "-S", str(script)])
+    if variant == "zero-cost":
+        port = ctx.zero_cost_port
+    env = {
+        **ctx.env,
+        "SECRET_ID": SECRET_ID,
+        "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(port),
+    }
+    if variant == "ext-prefetch":
+        env["PARAMETERS_SECRETS_EXTENSION_PREFETCH"] = f"secretsmanager:{SECRET_ID}"
+    emulator = Emulator()
+    env["AWS_LAMBDA_RUNTIME_API"] = emulator.address
+    runtime_env = {
+        **env,
+        "_HANDLER": "app.handler",
+        "LAMBDA_TASK_ROOT": str(task),
+        "AWS_LAMBDA_FUNCTION_NAME": "fn",
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1769",
+        "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/fn",
+        "AWS_LAMBDA_LOG_STREAM_NAME": "stream",
+        "PYTHONPATH": str(task),
+    }
+    processes: list[subprocess.Popen[bytes]] = []
+    logs = (ctx.tmp / f"{variant}.log").open("wb")
+    try:
+        emulator.start = time.perf_counter()
+        for command in extensions:
+            processes.append(
+                subprocess.Popen([*prefix, *command], env=env, stdout=logs, stderr=logs)
+            )
+        register = emulator.wait("register:", len(extensions), 30) if extensions else None
+        runtime = subprocess.Popen(
+            [*prefix, str(ctx.runtime_python), "-m", "awslambdaric", "app.handler"],
+            env=runtime_env,
+            cwd=task,
+            stdout=logs,
+            stderr=logs,
+        )
+        processes.append(runtime)
+        ext_next = emulator.wait("next:", len(extensions), 60) if extensions else None
+        init = max(emulator.wait("runtime-next", 1, 60), ext_next or 0.0)
+        answers = []
+        first_answer = 0.0
+        warm_times = []
+        for n in range(1 + warm):
+            sent = time.perf_counter() - emulator.start
+            at, body = emulator.invoke(f"req-{n}")
+            answers.append(json.loads(body))
+            if n == 0:
+                first_answer = at
+            else:
+                warm_times.append(at - sent)
+        emulator.shutdown_extensions()
+        runtime.kill()  # Lambda ends the runtime with SIGKILL
+        for proc in processes:
+            proc.wait(10)
+        return Result(register, ext_next, init, first_answer, warm_times, answers)
+    finally:
+        for proc in processes:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        emulator.close()
+        logs.close()
+
+
+@contextlib.contextmanager
+def zero_cost_server(python: Path) -> Iterator[int]:
+    """bench/floor_server.py answering what the extension answers for the secret; its port."""
+    body = json.dumps({"Name": SECRET_ID, "SecretString": SECRET_VALUE}).encode()
+    with tempfile.NamedTemporaryFile(prefix="zero-cost-", suffix=".json") as body_file:
+        body_file.write(body)
+        body_file.flush()
+        command = [str(python), "-I", "-S", str(BENCH / "floor_server.py"), body_file.name]
+        proc = subprocess.Popen(
+            [*command, "application/json"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        try:
+            assert proc.stdout is not None and proc.stdin is not None
+            yield int(proc.stdout.readline())
+        finally:
+            assert proc.stdin is not None
+            proc.stdin.close()
+            proc.wait(10)
+
+
+def bare_python(python: Path, pin: bool) -> float:
+    """Seconds from Popen to exit of `python3 -I -S -c pass`."""
+    prefix = ["taskset", "-c", "0"] if pin else []
+    started = time.perf_counter()
+    subprocess.run([*prefix, str(python), "-I", "-S", "-c", "pass"], check=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=15, help="cold starts per variant and mode")
+    parser.add_argument("--warm", type=int, default=20, help="warm invokes after each cold one")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
+    parser.add_argument("--python", help="the extension's python3 (default: this one)")
+    args = parser.parse_args()
+    variants = [name for name in args.variants.split(",") if name]
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variants: {', '.join(sorted(unknown))}")
+    if shutil.which("taskset") is None:
+        raise SystemExit("needs taskset (util-linux)")
+    import harness  # moto and the layer build: only once there is work to do
+
+    with harness.setup(args.python) as s:
+        sm = s.moto.boto3_client("secretsmanager")  # admin: the role may only read
+        sm.create_secret(Name=SECRET_ID, SecretString=SECRET_VALUE)  # type: ignore[attr-defined]
+        env = {
+            "PATH": s.path,
+            "AWS_REGION": harness.REGION,
+            "AWS_DEFAULT_REGION": harness.REGION,
+            "AWS_ACCESS_KEY_ID": s.creds.access_key,
+            "AWS_SECRET_ACCESS_KEY": s.creds.secret_key,
+            "AWS_SESSION_TOKEN": s.creds.session_token,
+            "AWS_ENDPOINT_URL": s.moto.endpoint,
+        }
+        with zero_cost_server(s.python) as zero_port:
+            ctx = Context(
+                extension=s.executable,
+                python=s.python,
+                runtime_python=Path(sys.executable),
+                env=env,
+                tmp=s.tmp,
+                zero_cost_port=zero_port,
+            )
+            print(
+                f"# bench_sandbox: {harness.machine()}, python {harness.python_version(s.python)}"
+            )
+            print(f"# {args.rounds} rounds, {args.warm} warm invokes each; medians in ms\n")
+            for pin in (False, True):
+                run_mode(ctx, variants, args.rounds, args.warm, pin)
+
+
+def run_mode(ctx: Context, variants: list[str], rounds: int, warm: int, pin: bool) -> None:
+    results: dict[str, list[Result]] = {name: [] for name in variants}
+    bare: list[float] = []
+    for _ in range(rounds):
+        bare.append(bare_python(ctx.python, pin))
+        for name in variants:
+            results[name].append(cold_start(name, ctx, warm=warm, pin=pin))
+    mode = "pinned to one CPU (taskset -c 0)" if pin else f"all {os.cpu_count()} CPUs"
+    print(f"## {mode}\n")
+    print("| variant | register | extension's next | init end | first answer | warm p50 |")
+    print("|---|---:|---:|---:|---:|---:|")
+    med: dict[str, dict[str, float]] = {}
+    for name, runs in results.items():
+        registers = [r.register for r in runs if r.register is not None]
+        med[name] = {
+            "register": statistics.median(registers) * 1e3 if registers else 0.0,
+            "init": statistics.median(r.init for r in runs) * 1e3,
+            "next": statistics.median(r.ext_next or 0.0 for r in runs) * 1e3,
+            "first": statistics.median(r.first_answer for r in runs) * 1e3,
+            "warm": statistics.median(t for r in runs for t in r.warm) * 1e3 if warm else 0.0,
+        }
+        m = med[name]
+        register = f"{m['register']:.1f}" if registers else "-"
+        ext_next = f"{m['next']:.1f}" if registers else "-"
+        print(
+            f"| {name} | {register} | {ext_next} | {m['init']:.1f} | {m['first']:.1f} "
+            f"| {m['warm']:.2f} |"
+        )
+    bare_ms = statistics.median(bare) * 1e3
+    print(f"| bare `python3 -I -S -c pass` (Popen to exit) | {bare_ms:.1f} | | | | |\n")
+    goals = []
+    if {"ext-prefetch", "zero-cost"} <= med.keys():
+        ratio = med["ext-prefetch"]["first"] / med["zero-cost"]["first"]
+        goals.append(f"first answer, ext-prefetch / zero-cost: {ratio:.2f} (goal <= 1.3)")
+    if {"ext", "zero-cost"} <= med.keys():
+        ratio = med["ext"]["first"] / med["zero-cost"]["first"]
+        goals.append(f"first answer, ext / zero-cost: {ratio:.2f} (goal <= 1.4)")
+    if "ext" in med:
+        ratio = med["ext"]["register"] / bare_ms
+        goals.append(f"exec->register, ext / bare python: {ratio:.2f} (goal <= 2.0)")
+    if {"ext", "minimal-ext"} <= med.keys():
+        ratio = med["ext"]["next"] / med["minimal-ext"]["next"]
+        goals.append(f"exec->first next, ext / minimal-ext: {ratio:.2f} (goal <= 1.10)")
+    for line in goals:
+        print(f"- {line}")
+    print()
+
+
+if __name__ == "__main__":
+    main()
