@@ -332,7 +332,8 @@ def _read_body(
     """
     chunks: list[bytes] = []
     size = 0
-    while size <= MAX_RESPONSE_BYTES:
+    # A response that ends the connection closes the socket as its last byte is read.
+    while size <= MAX_RESPONSE_BYTES and not response.isclosed():
         if sock is not None:
             sock.settimeout(limit.timeout())  # raises UpstreamTimeout once the deadline passed
         chunk = response.read1(MAX_RESPONSE_BYTES + 1 - size)
