@@ -16,9 +16,17 @@ import endpoints
 import sdk_shapes
 import sigv4
 from config import AwsConfig
-from connection_pool import Pools, Response, TlsSettings, TlsVerificationError
+from connection_pool import Pools, Response, TlsSettings
 from credentials import CredentialProvider, utc_now
-from errors import ExtensionError, ResponseTooLarge, UpstreamError, UpstreamTimeout, is_transient
+from errors import (
+    ExtensionError,
+    InvalidResponse,
+    ResponseTooLarge,
+    TlsVerificationError,
+    UpstreamError,
+    UpstreamTimeout,
+    is_transient,
+)
 from logs import log
 from version import VERSION as VERSION  # noqa: PLC0414 -- re-exported; its home is version.py
 
@@ -183,17 +191,9 @@ def _json_object(response: Response) -> dict[str, object]:
     try:
         data = json.loads(response.body)
     except ValueError as exc:
-        raise UpstreamError(
-            "AWS sent a response that is not JSON",
-            status=502,
-            error_type="InvalidResponseException",
-        ) from exc
+        raise InvalidResponse("AWS sent a response that is not JSON") from exc
     if not isinstance(data, dict):
-        raise UpstreamError(
-            "AWS sent a JSON response that is not an object",
-            status=502,
-            error_type="InvalidResponseException",
-        )
+        raise InvalidResponse("AWS sent a JSON response that is not an object")
     return data
 
 

@@ -207,7 +207,7 @@ class Cache(Generic[V]):
             self._data.move_to_end(key)
             self._stale += 1
             value, age = entry.value, now - entry.expiry
-        kind = exc.error_type if isinstance(exc, errors.ExtensionError) else type(exc).__name__
+        kind = errors.error_type_of(exc)
         log.warning(
             "serving %s stale, expired %.0f s ago: fetch failed: %s", _describe(key), age, kind
         )

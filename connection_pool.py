@@ -10,7 +10,13 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-from errors import ResponseTooLarge, UpstreamConnectionError, UpstreamTimeout
+from errors import (
+    ResponseTooLarge,
+    StaleConnection,
+    TlsVerificationError,
+    UpstreamConnectionError,
+    UpstreamTimeout,
+)
 from logs import log
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
@@ -33,10 +39,6 @@ _STALE_ERRORS = (
     ssl.SSLEOFError,
     ssl.SSLZeroReturnError,
 )
-
-
-class TlsVerificationError(UpstreamConnectionError):
-    """The server's certificate was not trusted; retrying cannot help."""
 
 
 class _Request:
@@ -141,7 +143,7 @@ class ConnectionPool:
             if conn is not None:
                 try:
                     return self._exchange(conn, req, limit, reused=True)
-                except _StaleConnection as stale:
+                except StaleConnection as stale:
                     # The server closed it while idle: once, on a fresh one, unseen by the caller.
                     log.debug("pooled connection to %s was closed (%s)", self.origin, stale)
             conn = self._connect(limit)
@@ -215,7 +217,7 @@ class ConnectionPool:
         except _STALE_ERRORS as exc:
             conn.close()
             if reused:
-                raise _StaleConnection(type(exc).__name__) from exc
+                raise StaleConnection(type(exc).__name__) from exc
             raise UpstreamConnectionError(
                 f"connection to {self.origin} failed: {_describe(exc)}"
             ) from exc
@@ -346,10 +348,6 @@ def _read_body(
         # here, but ends the response so that the connection can carry the next request.
         response.read()
     return b"".join(chunks)
-
-
-class _StaleConnection(Exception):
-    """Internal: a reused connection failed before any response byte."""
 
 
 def _still_open(conn: http.client.HTTPConnection) -> bool:

@@ -6,7 +6,7 @@ import re
 from urllib.parse import urlsplit
 
 from config import AwsConfig
-from errors import ExtensionError, InvalidRegion, RequestError
+from errors import InvalidEndpoint, InvalidParameter, InvalidRegion, MissingRegion
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -40,13 +40,6 @@ _DNS_SUFFIXES = {
     "aws-iso-f": "csp.hci.ic.gov",
     "aws-eusc": "amazonaws.eu",
 }
-
-
-class MissingRegion(ExtensionError):
-    """No region to sign with: neither AWS_REGION/AWS_DEFAULT_REGION nor an ARN gave one."""
-
-    status = 500
-    error_type = "MissingRegionException"
 
 
 class Endpoint:
@@ -110,11 +103,11 @@ def redact_url(url: str) -> str:
 def _check_arn(arn: Arn, service: str) -> None:
     """Raise a 400 unless every part of `arn` that picks the host is valid for `service`."""
     if arn.partition not in _DNS_SUFFIXES:
-        raise RequestError("invalid ARN: unknown partition")
+        raise InvalidParameter("invalid ARN: unknown partition")
     if arn.service != service:
-        raise RequestError(f"invalid ARN: expected a {service} ARN on this route")
+        raise InvalidParameter(f"invalid ARN: expected a {service} ARN on this route")
     if not is_region(arn.region, arn.partition):
-        raise RequestError(f"invalid ARN: its region is not a region of {arn.partition}")
+        raise InvalidParameter(f"invalid ARN: its region is not a region of {arn.partition}")
 
 
 def _override(aws: AwsConfig, service: str) -> str | None:
@@ -132,10 +125,8 @@ def _split_override(url: str) -> tuple[str, str]:
     except ValueError:  # a bad IPv6 literal, or a port that is not a number in range
         valid = False
     if not valid:
-        raise ExtensionError(
-            f"invalid endpoint override {redact_url(url)!r}: expected http(s)://host[:port][/path]",
-            status=500,
-            error_type="InvalidEndpointException",
+        raise InvalidEndpoint(
+            f"invalid endpoint override {redact_url(url)!r}: expected http(s)://host[:port][/path]"
         )
     host_port = parts.netloc.rpartition("@")[2]
     return f"{parts.scheme}://{host_port}", parts.path or "/"

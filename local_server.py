@@ -23,7 +23,14 @@ import time
 
 import boot
 import local_requests
-from errors import ExtensionError, RequestError
+from errors import (
+    ExtensionError,
+    ForwardedRequest,
+    MethodNotAllowed,
+    RequestError,
+    TooManyConnections,
+    Unauthorized,
+)
 from local_requests import Request
 from logs import log
 from lookups import Lookups
@@ -118,17 +125,13 @@ class Api:
         route = "-"
         try:
             if request.method != "GET":
-                raise RequestError(
-                    "only GET is allowed", status=405, error_type="MethodNotAllowedException"
-                )
+                raise MethodNotAllowed("only GET is allowed")
             path, _, query = request.target.partition("?")
             route = local_requests.route(path)
             if route == "ping":
                 return Reply(200, b"healthy", TEXT, route)
             if local_requests.is_forwarded(request.headers):
-                raise RequestError(
-                    "forwarded requests are refused", error_type="ForwardedRequestException"
-                )
+                raise ForwardedRequest("forwarded requests are refused")
             self._authorize(request.headers.get(local_requests.TOKEN_HEADER))
             return self._lookup(route, query)
         except ExtensionError as exc:
@@ -141,11 +144,7 @@ class Api:
         # Checked before any cache access, so a wrong token never reads a warm entry.
         token = self._token
         if token is None or supplied is None or not hmac.compare_digest(supplied, token):
-            raise RequestError(
-                "missing or invalid X-Aws-Parameters-Secrets-Token header",
-                status=401,
-                error_type="UnauthorizedException",
-            )
+            raise Unauthorized("missing or invalid X-Aws-Parameters-Secrets-Token header")
 
     def _lookup(self, route: str, query: str) -> Reply:
         if route == "secretsmanager":
@@ -193,12 +192,7 @@ class Connections:
                 sock.shutdown(socket.SHUT_RDWR)
 
 
-_BUSY = render(
-    error_reply(
-        RequestError("too many connections", status=503, error_type="TooManyConnectionsException")
-    ),
-    close=True,
-)
+_BUSY = render(error_reply(TooManyConnections("too many connections")), close=True)
 
 
 class DeadlineReader(io.RawIOBase):

@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 
 from cache import Cache
-from errors import THROTTLING_TYPES, ExtensionError, RequestError
+from errors import THROTTLING_TYPES, ExtensionError, RequestError, error_type_of
 from logs import log
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
@@ -284,7 +284,6 @@ class Lookups:
             else:
                 self.parameter(ident)
         except Exception as exc:  # one bad entry must not stop the others or the start
-            kind = exc.error_type if isinstance(exc, ExtensionError) else type(exc).__name__
-            log.warning("prefetch of %s %s failed: %s", service, ident, kind)
+            log.warning("prefetch of %s %s failed: %s", service, ident, error_type_of(exc))
         else:
             log.debug("prefetched %s %s", service, ident)

@@ -31,10 +31,10 @@ from conftest import (
     SECRET_STRING_V2,
     Moto,
 )
-from endpoints import MissingRegion
 from errors import (
     InvalidRegion,
     MissingCredentials,
+    MissingRegion,
     RequestError,
     ResponseTooLarge,
     UpstreamConnectionError,

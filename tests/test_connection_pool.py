@@ -17,9 +17,13 @@ from connection_pool import (
     ConnectionPool,
     Pools,
     TlsSettings,
-    TlsVerificationError,
 )
-from errors import ResponseTooLarge, UpstreamConnectionError, UpstreamTimeout
+from errors import (
+    ResponseTooLarge,
+    TlsVerificationError,
+    UpstreamConnectionError,
+    UpstreamTimeout,
+)
 from fault_proxy import FaultProxy
 from stub_upstream import StubUpstream, response
 from tls_certs import make_pki

@@ -8,8 +8,8 @@ import pytest
 
 import endpoints
 from config import AwsConfig
-from endpoints import SECRETS_MANAGER, SSM, MissingRegion, resolve
-from errors import ExtensionError, InvalidRegion, RequestError
+from endpoints import SECRETS_MANAGER, SSM, resolve
+from errors import ExtensionError, InvalidRegion, MissingRegion, RequestError
 
 SM_ARN_WEST = "arn:aws:secretsmanager:us-west-2:123456789012:secret:app/db-AbCdEf"
 SM_ARN_CN = "arn:aws-cn:secretsmanager:cn-northwest-1:123456789012:secret:x-AbCdEf"
