@@ -28,6 +28,7 @@ from errors import (
     is_transient,
 )
 from logs import log
+from services import SECRETS_MANAGER, SSM, Service
 from version import VERSION as VERSION  # noqa: PLC0414 -- re-exported; its home is version.py
 
 USER_AGENT = (
@@ -61,10 +62,7 @@ class AwsClient:
         rng: random.Random | None = None,
     ) -> None:
         self._aws = aws
-        self._timeouts_ms = {
-            endpoints.SECRETS_MANAGER: secrets_manager_timeout_ms,
-            endpoints.SSM: ssm_timeout_ms,
-        }
+        self._timeouts_ms = {SECRETS_MANAGER: secrets_manager_timeout_ms, SSM: ssm_timeout_ms}
         self._sleep = sleep
         self._now = now
         # Jitter only spreads retries out in time; it needs no cryptographic strength.
@@ -81,9 +79,7 @@ class AwsClient:
             payload["VersionId"] = version_id
         if version_stage:
             payload["VersionStage"] = version_stage
-        data = self._call(
-            endpoints.SECRETS_MANAGER, "secretsmanager.GetSecretValue", payload, secret_id
-        )
+        data = self._call(SECRETS_MANAGER, payload, secret_id)
         return sdk_shapes.secret_value(data)
 
     def get_parameter(
@@ -100,7 +96,7 @@ class AwsClient:
             "Name": name + (selector or ""),
             "WithDecryption": with_decryption,
         }
-        data = self._call(endpoints.SSM, "AmazonSSM.GetParameter", payload, name)
+        data = self._call(SSM, payload, name)
         return sdk_shapes.parameter(data, selector)
 
     def close(self) -> None:
@@ -112,8 +108,9 @@ class AwsClient:
         return self._pools.connections_opened()
 
     def _call(
-        self, service: str, target: str, payload: dict[str, object], resource_id: str
+        self, service: Service, payload: dict[str, object], resource_id: str
     ) -> dict[str, object]:
+        target = service.target
         endpoint = endpoints.resolve(self._aws, service, resource_id)
         body = json.dumps(payload, separators=(",", ":")).encode()
         timeout_ms = self._timeouts_ms[service]

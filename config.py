@@ -14,6 +14,7 @@ inspect) costs a good share of the extension's init.
 from __future__ import annotations
 
 from errors import ConfigError
+from services import BY_NAME, SECRETS_MANAGER, SSM
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ PREFIX = "PARAMETERS_SECRETS_EXTENSION_"
 LOG_LEVELS = ("debug", "info", "warn", "error", "none")
 # Other spellings people write for a level; each means the level it maps to.
 LOG_LEVEL_ALIASES = {"warning": "warn"}
-PREFETCH_SERVICES = ("secretsmanager", "ssm")
+PREFETCH_SERVICES = tuple(BY_NAME)
 # Prefetch runs during init, each item a call to AWS; more would only slow init and throttle.
 MAX_PREFETCH = 100
 # Lambda's longest invocation: a longer upstream deadline can never matter.
@@ -397,8 +398,8 @@ def load(env: Mapping[str, str]) -> Config:
     aws = AwsConfig(
         region=read.text("AWS_REGION") or read.text("AWS_DEFAULT_REGION"),
         endpoint_url=read.text("AWS_ENDPOINT_URL"),
-        endpoint_url_secrets_manager=read.text("AWS_ENDPOINT_URL_SECRETS_MANAGER"),
-        endpoint_url_ssm=read.text("AWS_ENDPOINT_URL_SSM"),
+        endpoint_url_secrets_manager=read.text(SECRETS_MANAGER.endpoint_variable),
+        endpoint_url_ssm=read.text(SSM.endpoint_variable),
         use_fips=read.flag("AWS_USE_FIPS_ENDPOINT", False),
         ca_bundle=read.text("AWS_CA_BUNDLE"),
         access_key_id=read.text("AWS_ACCESS_KEY_ID"),
@@ -417,12 +418,12 @@ def load(env: Mapping[str, str]) -> Config:
         log_level=read.log_level(PREFIX + "LOG_LEVEL", "info"),
         log_json=log_format == "json",
         max_connections=read.number(PREFIX + "MAX_CONNECTIONS", 3, 1, 100),
-        secrets_manager_ttl=read.number("SECRETS_MANAGER_TTL", 300, 0, 300),
-        ssm_ttl=read.number("SSM_PARAMETER_STORE_TTL", 300, 0, 300),
+        secrets_manager_ttl=read.number(SECRETS_MANAGER.ttl_variable, 300, 0, 300),
+        ssm_ttl=read.number(SSM.ttl_variable, 300, 0, 300),
         secrets_manager_timeout_ms=read.number(
-            "SECRETS_MANAGER_TIMEOUT_MILLIS", 0, 0, MAX_TIMEOUT_MS
+            SECRETS_MANAGER.timeout_variable, 0, 0, MAX_TIMEOUT_MS
         ),
-        ssm_timeout_ms=read.number("SSM_PARAMETER_STORE_TIMEOUT_MILLIS", 0, 0, MAX_TIMEOUT_MS),
+        ssm_timeout_ms=read.number(SSM.timeout_variable, 0, 0, MAX_TIMEOUT_MS),
         stale_if_error_seconds=read.number(PREFIX + "STALE_IF_ERROR_SECONDS", 300, 0, 86400),
         prefetch=read.prefetch(PREFIX + "PREFETCH"),
         prefetch_timeout_ms=read.number(PREFIX + "PREFETCH_TIMEOUT_MILLIS", 2000, 0, 60000),

@@ -22,6 +22,7 @@ from errors import (
     NotFound,
     UriTooLong,
 )
+from services import SERVICES
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -41,12 +42,12 @@ TOKEN_HEADER = "x-aws-parameters-secrets-token"  # noqa: S105 (a header name)
 # A request that passed through a proxy: refused, as the AWS extension refuses it, so that
 # a server-side request forgery elsewhere in the function cannot reach the secrets.
 FORWARDED_HEADERS = ("x-forwarded-for", "forwarded", "x-forwarded-host")
-ROUTES = {
-    "/secretsmanager/get": "secretsmanager",
-    "/systemsmanager/parameters/get": "ssm",
-    "/systemsmanager/parameters/get/": "ssm",
-    "/ping": "ping",
-}
+PING = "ping"
+# Path -> route name: a service's name, or PING.
+ROUTES = {path: service.name for service in SERVICES for path in service.routes}
+ROUTES["/ping"] = PING
+_KNOWN_PATHS = [service.routes[0] for service in SERVICES]
+_NOT_FOUND = f"unknown path: use {', '.join(_KNOWN_PATHS)} or /ping"
 
 _VERSION = re.compile(rb"HTTP/1\.[0-9]")
 _TOKEN_CHARS = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -203,12 +204,10 @@ def _keep_alive(headers: dict[str, bytes], http10: bool) -> bool:
 
 
 def route(path: str) -> str:
-    """The route name ("secretsmanager", "ssm" or "ping") of a path; 404 for any other."""
+    """The route name of a path (a service's name, or PING); 404 for any other path."""
     name = ROUTES.get(path)
     if name is None:
-        raise NotFound(
-            "unknown path: use /secretsmanager/get, /systemsmanager/parameters/get or /ping"
-        )
+        raise NotFound(_NOT_FOUND)
     return name
 
 

@@ -27,6 +27,7 @@ from errors import (
     ExtensionError,
     ForwardedRequest,
     MethodNotAllowed,
+    NotFound,
     RequestError,
     TooManyConnections,
     Unauthorized,
@@ -34,6 +35,7 @@ from errors import (
 from local_requests import Request
 from logs import log
 from lookups import Lookups
+from services import SECRETS_MANAGER, SSM
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -119,6 +121,9 @@ class Api:
         self._lookups = lookups
         # Bytes on both sides: compare_digest refuses non-ASCII str, and header bytes are raw.
         self._token = token.encode("utf-8") if token else None
+        # Route name -> handler, one per service; a route without one is a 404, never
+        # another service's handler.
+        self._handlers = {SECRETS_MANAGER.name: self._secret, SSM.name: self._parameter}
 
     def respond(self, request: Request) -> Reply:
         """The reply to one request; never raises."""
@@ -128,7 +133,7 @@ class Api:
                 raise MethodNotAllowed("only GET is allowed")
             path, _, query = request.target.partition("?")
             route = local_requests.route(path)
-            if route == "ping":
+            if route == local_requests.PING:
                 return Reply(200, b"healthy", TEXT, route)
             if local_requests.is_forwarded(request.headers):
                 raise ForwardedRequest("forwarded requests are refused")
@@ -147,17 +152,23 @@ class Api:
             raise Unauthorized("missing or invalid X-Aws-Parameters-Secrets-Token header")
 
     def _lookup(self, route: str, query: str) -> Reply:
-        if route == "secretsmanager":
-            sq = local_requests.secret_query(query)
-            body, outcome = self._lookups.secret(
-                sq.secret_id, sq.version_id, sq.version_stage, refresh=sq.refresh
-            )
-        else:
-            pq = local_requests.parameter_query(query)
-            body, outcome = self._lookups.parameter(
-                pq.name, pq.version, pq.label, pq.with_decryption, refresh=pq.refresh
-            )
+        handler = self._handlers.get(route)
+        if handler is None:
+            raise NotFound(f"no handler for the route {route}")
+        body, outcome = handler(query)
         return Reply(200, body, JSON, route, outcome)
+
+    def _secret(self, query: str) -> tuple[bytes, str]:
+        sq = local_requests.secret_query(query)
+        return self._lookups.secret(
+            sq.secret_id, sq.version_id, sq.version_stage, refresh=sq.refresh
+        )
+
+    def _parameter(self, query: str) -> tuple[bytes, str]:
+        pq = local_requests.parameter_query(query)
+        return self._lookups.parameter(
+            pq.name, pq.version, pq.label, pq.with_decryption, refresh=pq.refresh
+        )
 
 
 class Connections:

@@ -10,9 +10,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 
+import services
 from cache import Cache
 from errors import THROTTLING_TYPES, ExtensionError, RequestError, error_type_of
 from logs import log
+from services import BY_NAME, SECRETS_MANAGER, SSM, Service
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -38,10 +40,6 @@ if TYPE_CHECKING:
             with_decryption: bool = False,
         ) -> Mapping[str, object]: ...
 
-
-SECRETS_MANAGER = "secretsmanager"
-SSM = "ssm"
-_OPERATIONS = {SECRETS_MANAGER: "GetSecretValue", SSM: "GetParameter"}
 
 # The caller's mistakes, logged at WARN; every other upstream failure is an ERROR.
 _CLIENT_MISTAKES = frozenset(
@@ -121,17 +119,17 @@ class FailureLog:
             )
         if repeats is None:
             return
-        service, ident, *selectors = key
-        names = ("versionId", "versionStage") if service == SECRETS_MANAGER else _SSM_SELECTORS
+        name, ident, *selectors = key
+        service = BY_NAME[str(name)]
         details = "".join(
-            f" {name}={_printable(str(value))}"
-            for name, value in zip(names, selectors, strict=True)
+            f" {selector}={_printable(str(value))}"
+            for selector, value in zip(service.selectors, selectors, strict=True)
             if value not in (None, False)
         )
         write = log.warning if _is_client_mistake(exc) else log.error
         write(
             "upstream %s failed: id=%s%s type=%s status=%d%s duration_ms=%.0f%s",
-            _OPERATIONS.get(str(service), str(service)),
+            service.operation,
             _printable(str(ident)),
             details,
             exc.error_type,
@@ -167,9 +165,6 @@ class FailureLog:
             return repeats, dropped
 
 
-_SSM_SELECTORS = ("version", "label", "withDecryption")
-
-
 def _encode(result: Mapping[str, object]) -> bytes:
     # Compact and ASCII-only, like Go's encoder minus its HTML escaping: the bytes are
     # cached as they are sent, so a hit costs no serialization at all.
@@ -193,6 +188,11 @@ class Lookups:
         self._client = client
         self._cache = cache
         self._ttl = {SECRETS_MANAGER: secrets_manager_ttl, SSM: ssm_ttl}
+        # Service name -> what one prefetch entry of it fetches.
+        self._prefetchers: dict[str, Callable[[str], object]] = {
+            SECRETS_MANAGER.name: self.secret,
+            SSM.name: self.parameter,
+        }
         self._caching = not cache_until_invoked
         self._failures = failures if failures is not None else FailureLog()
 
@@ -203,7 +203,7 @@ class Lookups:
 
     def _get(
         self,
-        service: str,
+        service: Service,
         key: tuple[object, ...],
         call: Callable[[], Mapping[str, object]],
         refresh: bool,
@@ -229,7 +229,7 @@ class Lookups:
         refresh: bool = False,
     ) -> tuple[bytes, str]:
         """GetSecretValue as JSON bytes, and the cache outcome (hit, miss, stale, ...)."""
-        key = (SECRETS_MANAGER, secret_id, version_id, version_stage)
+        key = (SECRETS_MANAGER.name, secret_id, version_id, version_stage)
 
         def call() -> Mapping[str, object]:
             return self._client.get_secret_value(
@@ -248,7 +248,7 @@ class Lookups:
         refresh: bool = False,
     ) -> tuple[bytes, str]:
         """GetParameter as JSON bytes, and the cache outcome (hit, miss, stale, ...)."""
-        key = (SSM, name, version, label, with_decryption)
+        key = (SSM.name, name, version, label, with_decryption)
 
         def call() -> Mapping[str, object]:
             return self._client.get_parameter(
@@ -267,7 +267,7 @@ class Lookups:
         if not self._caching:
             log.info("prefetch skipped: caching starts at the first invoke (SnapStart)")
             return
-        wanted = [(service, ident) for service, ident in entries if self._ttl.get(service)]
+        wanted = [(name, ident) for name, ident in entries if self._ttl[services.named(name)]]
         threads = [
             threading.Thread(target=self._prefetch_one, args=entry, name="prefetch", daemon=True)
             for entry in wanted
@@ -279,10 +279,7 @@ class Lookups:
 
     def _prefetch_one(self, service: str, ident: str) -> None:
         try:
-            if service == SECRETS_MANAGER:
-                self.secret(ident)
-            else:
-                self.parameter(ident)
+            self._prefetchers[service](ident)
         except Exception as exc:  # one bad entry must not stop the others or the start
             log.warning("prefetch of %s %s failed: %s", service, ident, error_type_of(exc))
         else:
