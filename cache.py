@@ -25,22 +25,6 @@ from collections.abc import Callable, Hashable
 import errors
 from logs import log
 
-TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
-if TYPE_CHECKING:
-    from typing import Generic, TypeVar
-
-    V = TypeVar("V")
-else:
-
-    class Generic:
-        """At run time `Generic[V]` is plain `object`: only mypy needs the classes below to be
-        generic, and `Cache[bytes]` is only ever written in annotations, never evaluated."""
-
-        def __class_getitem__(cls, _: object) -> type:
-            return object
-
-    V = None
-
 
 class CacheInfo(namedtuple("CacheInfo", "hits misses stale evictions fetches size max_size")):
     """Counters since creation (clear() keeps them) and the current size."""
@@ -55,20 +39,20 @@ class CacheInfo(namedtuple("CacheInfo", "hits misses stale evictions fetches siz
     max_size: int
 
 
-class _Entry(Generic[V]):
+class _Entry:
     __slots__ = ("expiry", "seq", "value")
 
-    def __init__(self, value: V, expiry: float, seq: int) -> None:
+    def __init__(self, value: bytes, expiry: float, seq: int) -> None:
         self.value = value
         self.expiry = expiry
         self.seq = seq
 
 
-class _Flight(Generic[V]):
+class _Flight:
     """One fetch in progress; followers wait on `done`, then read `value` or `error`."""
 
     __slots__ = ("done", "error", "owner", "seq", "value")
-    value: V
+    value: bytes
 
     def __init__(self, seq: int) -> None:
         self.seq = seq
@@ -84,7 +68,7 @@ def _describe(key: Hashable) -> str:
     return str(key)
 
 
-class Cache(Generic[V]):
+class Cache:
     """LRU of at most max_size entries; the lock guards bookkeeping only, never a fetch."""
 
     def __init__(
@@ -102,8 +86,8 @@ class Cache(Generic[V]):
         self._is_transient = is_transient
         self._clock = clock
         self._lock = threading.Lock()
-        self._data: OrderedDict[Hashable, _Entry[V]] = OrderedDict()
-        self._flights: dict[Hashable, _Flight[V]] = {}
+        self._data: OrderedDict[Hashable, _Entry] = OrderedDict()
+        self._flights: dict[Hashable, _Flight] = {}
         # Every fetch takes a sequence number; a result older than the entry it would replace,
         # or than the last clear(), is returned to its callers but not stored.
         self._seq = 0
@@ -111,8 +95,8 @@ class Cache(Generic[V]):
         self._hits = self._misses = self._stale = self._evictions = self._fetches = 0
 
     def get_or_fetch(
-        self, key: Hashable, ttl: float, fetch: Callable[[], V], *, refresh: bool = False
-    ) -> tuple[V, str]:
+        self, key: Hashable, ttl: float, fetch: Callable[[], bytes], *, refresh: bool = False
+    ) -> tuple[bytes, str]:
         """Return (value, outcome); see the module docstring. A failed fetch's error propagates.
 
         A fetch may use the cache for other keys; asking for its own key raises RuntimeError.
@@ -146,8 +130,8 @@ class Cache(Generic[V]):
         return flight.value, "miss"
 
     def _lead(
-        self, key: Hashable, ttl: float, fetch: Callable[[], V], flight: _Flight[V]
-    ) -> tuple[V, str]:
+        self, key: Hashable, ttl: float, fetch: Callable[[], bytes], flight: _Flight
+    ) -> tuple[bytes, str]:
         try:
             value = fetch()
         except BaseException as exc:
@@ -159,7 +143,7 @@ class Cache(Generic[V]):
         self._land(key, flight, ttl)
         return value, "miss"
 
-    def _land(self, key: Hashable, flight: _Flight[V], ttl: float) -> None:
+    def _land(self, key: Hashable, flight: _Flight, ttl: float) -> None:
         """End a flight: store its value if it succeeded, then wake the followers."""
         try:
             with self._lock:
@@ -170,7 +154,7 @@ class Cache(Generic[V]):
         finally:
             flight.done.set()  # even if the clock raised: followers must never hang
 
-    def _refresh(self, key: Hashable, ttl: float, fetch: Callable[[], V]) -> tuple[V, str]:
+    def _refresh(self, key: Hashable, ttl: float, fetch: Callable[[], bytes]) -> tuple[bytes, str]:
         # An explicit refreshNow wants AWS's current answer: on failure, no stale value is
         # served and the old entry stays exactly as it was.
         with self._lock:
@@ -182,7 +166,7 @@ class Cache(Generic[V]):
             self._store(key, value, ttl, seq)
         return value, "refresh"
 
-    def _store(self, key: Hashable, value: V, ttl: float, seq: int) -> None:
+    def _store(self, key: Hashable, value: bytes, ttl: float, seq: int) -> None:
         """Insert as most recent and evict beyond the cap; the caller holds the lock."""
         old = self._data.get(key)
         if seq <= self._cleared_seq or (old is not None and old.seq > seq):
@@ -193,7 +177,7 @@ class Cache(Generic[V]):
             self._data.popitem(last=False)
             self._evictions += 1
 
-    def _stale_or_raise(self, key: Hashable, exc: BaseException) -> tuple[V, str]:
+    def _stale_or_raise(self, key: Hashable, exc: BaseException) -> tuple[bytes, str]:
         with self._lock:
             now = self._clock()
             entry = self._data.get(key)

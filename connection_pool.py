@@ -8,6 +8,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import namedtuple
 from urllib.parse import urlsplit
 
 from errors import (
@@ -41,14 +42,14 @@ _STALE_ERRORS = (
 )
 
 
-class _Request:
-    __slots__ = ("body", "headers", "method", "path")
+class _Request(namedtuple("_Request", "method path headers body")):
+    """What one request sends, handed on to a fresh connection if a reused one was stale."""
 
-    def __init__(self, method: str, path: str, headers: dict[str, str], body: bytes) -> None:
-        self.method: Final = method
-        self.path: Final = path
-        self.headers: Final = headers
-        self.body: Final = body
+    __slots__ = ()
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
 
 
 class Response:

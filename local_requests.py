@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from collections import namedtuple
 
 from errors import (
     BadRequest,
@@ -73,59 +74,25 @@ class Request:
         self.http10: Final = http10
 
 
-class _Query:
-    """Equality, hash and repr by field, as the frozen dataclasses these replace had."""
-
-    __slots__: tuple[str, ...] = ()
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, _Query) or type(other) is not type(self):
-            return NotImplemented
-        return self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
-        return f"{type(self).__name__}({fields})"
-
-    def _values(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-
-class SecretQuery(_Query):
+class SecretQuery(namedtuple("SecretQuery", "secret_id version_id version_stage refresh")):
     """The validated query of GET /secretsmanager/get."""
 
-    __slots__ = ("refresh", "secret_id", "version_id", "version_stage")
-
-    def __init__(
-        self, secret_id: str, version_id: str | None, version_stage: str | None, refresh: bool
-    ) -> None:
-        self.secret_id: Final = secret_id
-        self.version_id: Final = version_id
-        self.version_stage: Final = version_stage
-        self.refresh: Final = refresh
+    __slots__ = ()
+    secret_id: str
+    version_id: str | None
+    version_stage: str | None
+    refresh: bool
 
 
-class ParameterQuery(_Query):
+class ParameterQuery(namedtuple("ParameterQuery", "name version label with_decryption refresh")):
     """The validated query of GET /systemsmanager/parameters/get."""
 
-    __slots__ = ("label", "name", "refresh", "version", "with_decryption")
-
-    def __init__(
-        self,
-        name: str,
-        version: int | None,
-        label: str | None,
-        with_decryption: bool,
-        refresh: bool,
-    ) -> None:
-        self.name: Final = name
-        self.version: Final = version
-        self.label: Final = label
-        self.with_decryption: Final = with_decryption
-        self.refresh: Final = refresh
+    __slots__ = ()
+    name: str
+    version: int | None
+    label: str | None
+    with_decryption: bool
+    refresh: bool
 
 
 def is_forwarded(headers: dict[str, bytes]) -> bool:

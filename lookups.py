@@ -177,7 +177,7 @@ class Lookups:
     def __init__(
         self,
         client: Upstream,
-        cache: Cache[bytes],
+        cache: Cache,
         *,
         secrets_manager_ttl: float,
         ssm_ttl: float,

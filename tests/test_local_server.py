@@ -118,7 +118,7 @@ def closed_by_server(sock: socket.socket) -> bool:
 class Served:
     port: int
     servers: local_server.Servers
-    cache: Cache[bytes]
+    cache: Cache
 
 
 def moto_config(moto: Moto, *, limited: bool = False) -> AwsConfig:
@@ -142,7 +142,7 @@ def serving(
     client = AwsClient(
         aws, max_connections=3, secrets_manager_timeout_ms=timeout_ms, ssm_timeout_ms=timeout_ms
     )
-    cache: Cache[bytes] = Cache(100)
+    cache: Cache = Cache(100)
     lookups = Lookups(client, cache, secrets_manager_ttl=300, ssm_ttl=300)
     servers = local_server.start(
         lookups,
