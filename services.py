@@ -10,30 +10,61 @@ never falls through to "the other service".
 
 from __future__ import annotations
 
-from collections import namedtuple
+TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
+if TYPE_CHECKING:
+    from typing import Final
 
 
-class Service(
-    namedtuple(
-        "Service",
-        "name routes operation target host_prefix signing_name ttl_variable timeout_variable"
-        " endpoint_variable endpoint_setting selectors",
+class Service:
+    """One service. `name` is what cache keys, prefetch entries and log lines call it.
+
+    A plain class rather than a namedtuple: there are only two instances, and creating a
+    namedtuple class at import costs several times more of the extension's init.
+    """
+
+    __slots__ = (
+        "endpoint_setting",
+        "endpoint_variable",
+        "host_prefix",
+        "name",
+        "operation",
+        "routes",
+        "selectors",
+        "signing_name",
+        "target",
+        "timeout_variable",
+        "ttl_variable",
     )
-):
-    """One service. `name` is what cache keys, prefetch entries and log lines call it."""
 
-    __slots__ = ()
-    name: str
-    routes: tuple[str, ...]  # local paths; the first is the one error messages name
-    operation: str  # the AWS API operation, as log lines name it
-    target: str  # the X-Amz-Target header of that operation (AWS JSON 1.1)
-    host_prefix: str  # the endpoint host is <host_prefix>[-fips].<region>.<dns suffix>
-    signing_name: str  # the SigV4 service name, and the service part of the ARNs it takes
-    ttl_variable: str  # seconds an answer is cached
-    timeout_variable: str  # milliseconds an upstream request may take, 0 meaning unset
-    endpoint_variable: str  # its own endpoint override, which wins over AWS_ENDPOINT_URL
-    endpoint_setting: str  # the config.AwsConfig field that holds that override
-    selectors: tuple[str, ...]  # the query names after the id in a cache key, in key order
+    def __init__(
+        self,
+        *,
+        name: str,
+        routes: tuple[str, ...],
+        operation: str,
+        target: str,
+        host_prefix: str,
+        signing_name: str,
+        ttl_variable: str,
+        timeout_variable: str,
+        endpoint_variable: str,
+        endpoint_setting: str,
+        selectors: tuple[str, ...],
+    ) -> None:
+        self.name: Final = name
+        self.routes: Final = routes  # local paths; the first is the one messages name
+        self.operation: Final = operation  # the AWS API operation, as log lines name it
+        self.target: Final = target  # its X-Amz-Target header (AWS JSON 1.1)
+        self.host_prefix: Final = host_prefix  # host: <prefix>[-fips].<region>.<dns suffix>
+        self.signing_name: Final = signing_name  # SigV4 service name, and its ARNs' service
+        self.ttl_variable: Final = ttl_variable  # seconds an answer is cached
+        self.timeout_variable: Final = timeout_variable  # ms an upstream request may take
+        self.endpoint_variable: Final = endpoint_variable  # its own endpoint override
+        self.endpoint_setting: Final = endpoint_setting  # the AwsConfig field holding that
+        self.selectors: Final = selectors  # query names after the id in a cache key, in order
+
+    def __repr__(self) -> str:
+        return f"Service({self.name!r})"
 
 
 SECRETS_MANAGER = Service(
