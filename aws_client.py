@@ -103,10 +103,6 @@ class AwsClient:
         """Close every idle upstream connection."""
         self._pools.close()
 
-    def connections_opened(self) -> int:
-        """How many upstream connections the pools still held have opened, for logs and tests."""
-        return self._pools.connections_opened()
-
     def _call(
         self, service: Service, payload: dict[str, object], resource_id: str
     ) -> dict[str, object]:

@@ -122,7 +122,6 @@ class Config:
         "max_connections",
         "prefetch",
         "prefetch_timeout_ms",
-        "runtime_api",
         "secrets_manager_timeout_ms",
         "secrets_manager_ttl",
         "snapstart",
@@ -151,7 +150,6 @@ class Config:
         max_client_connections: int,
         idle_timeout_seconds: int,
         auth_token: str,
-        runtime_api: str | None,
         snapstart: bool,
         aws: AwsConfig,
         warnings: tuple[str, ...],
@@ -172,7 +170,6 @@ class Config:
         self.max_client_connections: Final = max_client_connections
         self.idle_timeout_seconds: Final = idle_timeout_seconds
         self.auth_token: Final = auth_token
-        self.runtime_api: Final = runtime_api
         self.snapstart: Final = snapstart
         self.aws: Final = aws
         self.warnings: Final = warnings
@@ -369,12 +366,6 @@ class _Reader:
         return tuple(entries)
 
 
-def runtime_api(env: Mapping[str, str]) -> str | None:
-    """Lambda's Extensions API address; None means standalone mode, outside Lambda."""
-    value = env.get("AWS_LAMBDA_RUNTIME_API")
-    return value if value and value.strip() else None
-
-
 def _auth_token(aws: AwsConfig) -> str:
     token = aws.session_token or aws.container_authorization_token
     if token is None:
@@ -430,7 +421,6 @@ def load(env: Mapping[str, str]) -> Config:
         max_client_connections=read.number(PREFIX + "MAX_CLIENT_CONNECTIONS", 256, 1, 4096),
         idle_timeout_seconds=read.number(PREFIX + "IDLE_TIMEOUT_SECONDS", 60, 1, 3600),
         auth_token=_auth_token(aws),
-        runtime_api=runtime_api(env),
         snapstart=read.text("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start",
         aws=aws,
         warnings=tuple(read.warnings),

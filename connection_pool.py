@@ -123,7 +123,6 @@ class ConnectionPool:
         self._idle: list[http.client.HTTPConnection] = []  # LIFO: the warmest one first
         self._lock = threading.Lock()
         self._closed = False
-        self.connections_opened = 0
 
     def request(
         self,
@@ -200,8 +199,6 @@ class ConnectionPool:
         if conn.sock is not None:
             # Requests are small; Nagle plus delayed ACK would add ~40 ms to each one.
             conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self._lock:
-            self.connections_opened += 1
         return conn
 
     def _exchange(
@@ -317,11 +314,6 @@ class Pools:
             pools = list(self._pools.values())
         for pool in pools:
             pool.close()
-
-    def connections_opened(self) -> int:
-        """How many connections the pools still held have opened."""
-        with self._lock:
-            return sum(pool.connections_opened for pool in self._pools.values())
 
 
 def _read_body(

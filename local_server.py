@@ -186,10 +186,6 @@ class Connections:
             self._open.add(sock)
             return True
 
-    def count(self) -> int:
-        with self._lock:
-            return len(self._open)
-
     def release(self, sock: socket.socket) -> None:
         with self._lock:
             self._open.discard(sock)
@@ -381,7 +377,6 @@ class Servers:
 
     def __init__(self, servers: list[LocalServer], connections: Connections) -> None:
         self.port = servers[0].server_port
-        self.hosts = tuple(server.server_name for server in servers)
         self._servers = servers
         self._connections = connections
         self._wake_reader, self._wake_writer = socket.socketpair()
@@ -400,11 +395,6 @@ class Servers:
                     if key.data is None:
                         return
                     _accept(key.data)
-
-    @property
-    def open_connections(self) -> int:
-        """Client connections being served now, for logs and tests."""
-        return self._connections.count()
 
     def shutdown(self) -> None:
         """Stop accepting, close the listeners and every open connection; returns at once."""

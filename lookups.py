@@ -1,5 +1,5 @@
 """The glue between the local API and AWS: cache keys, per-service TTLs, JSON bytes, prefetch,
-and the log lines of upstream failures."""
+and the log lines of upstream failures and of stale serves."""
 
 from __future__ import annotations
 
@@ -165,6 +165,18 @@ class FailureLog:
             return repeats, dropped
 
 
+def _stale_served(key: Hashable, age: float, exc: BaseException) -> None:
+    """One warning per stale serve, naming the key's service and id, never the value."""
+    name, ident = key[:2] if isinstance(key, tuple) else (key, "")
+    log.warning(
+        "serving %s %s stale, expired %.0f s ago: fetch failed: %s",
+        name,
+        _printable(str(ident)),
+        age,
+        error_type_of(exc),
+    )
+
+
 def _encode(result: Mapping[str, object]) -> bytes:
     # Compact and ASCII-only, like Go's encoder minus its HTML escaping: the bytes are
     # cached as they are sent, so a hit costs no serialization at all.
@@ -218,7 +230,7 @@ class Lookups:
                 raise
 
         ttl = self._ttl[service] if self._caching else 0
-        return self._cache.get_or_fetch(key, ttl, fetch, refresh=refresh)
+        return self._cache.get_or_fetch(key, ttl, fetch, refresh=refresh, on_stale=_stale_served)
 
     def secret(
         self,

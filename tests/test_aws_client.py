@@ -466,7 +466,6 @@ def test_200_sequential_calls_stay_within_max_connections(moto: Moto, proxy: Fau
         made.close()
     assert proxy.requests_received == 200
     assert 1 <= proxy.connections_accepted <= 2
-    assert made.connections_opened() == proxy.connections_accepted
 
 
 def test_connection_closed_while_idle_is_invisible(moto: Moto, proxy: FaultProxy) -> None:
