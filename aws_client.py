@@ -29,11 +29,9 @@ from errors import (
 )
 from logs import log
 from services import SECRETS_MANAGER, SSM, Service
-from version import VERSION as VERSION  # noqa: PLC0414 -- re-exported; its home is version.py
+from version import NAME, VERSION
 
-USER_AGENT = (
-    f"parameters-secrets-extension/{VERSION} python/{sys.version_info[0]}.{sys.version_info[1]}"
-)
+USER_AGENT = f"{NAME}/{VERSION} python/{sys.version_info[0]}.{sys.version_info[1]}"
 MAX_ATTEMPTS = 3
 BACKOFF_BASE_SECONDS = 0.1
 BACKOFF_CAP_SECONDS = 2.0

@@ -11,6 +11,7 @@ from collections.abc import Callable, Hashable
 import pytest
 
 from cache import Cache
+from conftest import wait_until
 from errors import UpstreamConnectionError, UpstreamError, UpstreamTimeout
 
 KEY = ("secretsmanager", "db-creds", None, None, None, None, True)
@@ -319,15 +320,6 @@ def test_older_fetch_never_overwrites_a_newer_refresh(clock: FakeClock) -> None:
 # --- concurrency ---------------------------------------------------------------------------
 
 
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    """Poll until condition holds; a generous deadline turns a bug into a failure, not a hang."""
-    deadline = time.monotonic() + JOIN_TIMEOUT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.001)
-
-
 def run_threads(count: int, target: Callable[[int], None]) -> None:
     threads = [threading.Thread(target=target, args=(i,), daemon=True) for i in range(count)]
     for thread in threads:
@@ -344,7 +336,12 @@ def coalesced_fetch(
     upstream = Upstream(answer)
 
     def fetch() -> bytes:
-        wait_for(lambda: cache.info().misses == callers, "every caller to join the fetch")
+        wait_until(
+            lambda: cache.info().misses == callers,
+            JOIN_TIMEOUT,
+            "every caller to join the fetch",
+            interval=0.001,
+        )
         return upstream()
 
     return upstream, fetch

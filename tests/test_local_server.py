@@ -31,7 +31,9 @@ from conftest import (
     SECRET_STRING,
     SECRET_STRING_V2,
     Moto,
+    boto_error,
     free_port,
+    wait_until,
 )
 from local_requests import MAX_HEADERS, MAX_REQUEST_LINE
 from lookups import Lookups
@@ -179,13 +181,6 @@ def extra_data(moto: Moto) -> None:
 def debug_log() -> Iterator[io.StringIO]:
     with log_capture.captured("debug") as stream:
         yield stream
-
-
-def wait_for(condition: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
 
 
 def all_slots_serve(port: int, slots: int) -> bool:
@@ -453,31 +448,20 @@ def test_post_with_body_is_405_then_closed(served: Served) -> None:
         assert stream.read() == b""
 
 
-def upstream_error(call: Any) -> tuple[int, str]:
-    from botocore.exceptions import ClientError
-
-    with pytest.raises(ClientError) as caught:
-        call()
-    error: Any = caught.value.response
-    return error["ResponseMetadata"]["HTTPStatusCode"], error["Error"]["Code"]
-
-
 def test_upstream_not_found_passes_through(served: Served, moto: Moto) -> None:
     sm: Any = moto.boto3_client("secretsmanager")
     ssm: Any = moto.boto3_client("ssm")
     secret = get(served.port, f"{SM}?secretId=local-server/absent")
-    assert secret.error == upstream_error(
-        lambda: sm.get_secret_value(SecretId="local-server/absent")
-    )
+    assert secret.error == boto_error(lambda: sm.get_secret_value(SecretId="local-server/absent"))
     assert secret.error[1] == "ResourceNotFoundException"
     parameter = get(served.port, f"{SSM}?name=/local-server/absent")
-    assert parameter.error == upstream_error(lambda: ssm.get_parameter(Name="/local-server/absent"))
+    assert parameter.error == boto_error(lambda: ssm.get_parameter(Name="/local-server/absent"))
     assert parameter.error[1] == "ParameterNotFound"
 
 
 def test_upstream_access_denied_passes_through(moto: Moto) -> None:
     limited: Any = moto.boto3_client("secretsmanager", admin=False)
-    status, _ = upstream_error(lambda: limited.get_secret_value(SecretId=moto.secret_name))
+    status, _ = boto_error(lambda: limited.get_secret_value(SecretId=moto.secret_name))
     assert status == 403
     with serving(moto_config(moto, limited=True)) as running:
         response = get(running.port, f"{SM}?secretId={moto.secret_name}")
@@ -617,7 +601,7 @@ def _disconnect_early(served: Served) -> None:
     reset.sendall(request_bytes("/ping") * 20)
     reset.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     reset.close()  # linger 0: the close is a reset
-    wait_for(lambda: all_slots_serve(served.port, EARLY_DISCONNECT_CAP))
+    wait_until(lambda: all_slots_serve(served.port, EARLY_DISCONNECT_CAP), 10.0, "free slots")
 
 
 def test_connection_cap_answers_503_beyond_it(moto: Moto) -> None:
@@ -632,7 +616,7 @@ def test_connection_cap_answers_503_beyond_it(moto: Moto) -> None:
                 assert response.error == (503, "TooManyConnectionsException")
                 assert response.headers["connection"] == "close"
             held.pop().close()
-            wait_for(lambda: all_slots_serve(running.port, 1))  # the freed slot serves again
+            wait_until(lambda: all_slots_serve(running.port, 1), 10.0, "the freed slot to serve")
         finally:
             for sock in held:
                 sock.close()
@@ -647,7 +631,7 @@ def test_idle_connections_are_closed_after_the_idle_timeout(moto: Moto) -> None:
             assert closed_by_server(used)
             assert closed_by_server(silent)
             assert time.monotonic() - started >= 0.5
-        wait_for(lambda: all_slots_serve(running.port, 2))
+        wait_until(lambda: all_slots_serve(running.port, 2), 10.0, "free slots")
 
 
 def test_a_trickled_request_head_is_cut_off_at_the_idle_timeout(moto: Moto) -> None:
@@ -671,7 +655,7 @@ def test_a_trickled_request_head_is_cut_off_at_the_idle_timeout(moto: Moto) -> N
                 break
         assert cut_off or closed_by_server(slow)
         assert time.monotonic() - started < 10
-        wait_for(lambda: all_slots_serve(running.port, 1))
+        wait_until(lambda: all_slots_serve(running.port, 1), 10.0, "a free slot")
 
 
 def test_ipv6_loopback_serves_the_same_port(served: Served) -> None:
@@ -751,7 +735,7 @@ def test_debug_log_has_route_outcome_latency_and_no_values(
     get(served.port, f"{SSM}?name=/app/secure&withDecryption=true")
     get(served.port, f"{SSM}?name=/app/secure&withDecryption=true", token="bad-TOKEN-value")
     # Each line is written just after its response, so the last may trail the client a little.
-    wait_for(lambda: debug_log.getvalue().count("\n") >= 4)
+    wait_until(lambda: debug_log.getvalue().count("\n") >= 4, 10.0, "4 log lines")
     text = debug_log.getvalue()
     assert re.search(r"DEBUG secretsmanager miss 200 \d+\.\d\d ms", text)
     assert re.search(r"DEBUG secretsmanager hit 200 \d+\.\d\d ms", text)
