@@ -16,15 +16,22 @@ import endpoints
 import sdk_shapes
 import sigv4
 from config import AwsConfig
-from connection_pool import Pools, Response, TlsSettings, TlsVerificationError
+from connection_pool import Pools, Response, TlsSettings
 from credentials import CredentialProvider, utc_now
-from errors import ExtensionError, ResponseTooLarge, UpstreamError, UpstreamTimeout, is_transient
-from logs import log
-from version import VERSION as VERSION  # noqa: PLC0414 -- re-exported; its home is version.py
-
-USER_AGENT = (
-    f"parameters-secrets-extension/{VERSION} python/{sys.version_info[0]}.{sys.version_info[1]}"
+from errors import (
+    ExtensionError,
+    InvalidResponse,
+    ResponseTooLarge,
+    TlsVerificationError,
+    UpstreamError,
+    UpstreamTimeout,
+    is_transient,
 )
+from logs import log
+from services import SECRETS_MANAGER, SSM, Service
+from version import NAME, VERSION
+
+USER_AGENT = f"{NAME}/{VERSION} python/{sys.version_info[0]}.{sys.version_info[1]}"
 MAX_ATTEMPTS = 3
 BACKOFF_BASE_SECONDS = 0.1
 BACKOFF_CAP_SECONDS = 2.0
@@ -53,10 +60,7 @@ class AwsClient:
         rng: random.Random | None = None,
     ) -> None:
         self._aws = aws
-        self._timeouts_ms = {
-            endpoints.SECRETS_MANAGER: secrets_manager_timeout_ms,
-            endpoints.SSM: ssm_timeout_ms,
-        }
+        self._timeouts_ms = {SECRETS_MANAGER: secrets_manager_timeout_ms, SSM: ssm_timeout_ms}
         self._sleep = sleep
         self._now = now
         # Jitter only spreads retries out in time; it needs no cryptographic strength.
@@ -73,9 +77,7 @@ class AwsClient:
             payload["VersionId"] = version_id
         if version_stage:
             payload["VersionStage"] = version_stage
-        data = self._call(
-            endpoints.SECRETS_MANAGER, "secretsmanager.GetSecretValue", payload, secret_id
-        )
+        data = self._call(SECRETS_MANAGER, payload, secret_id)
         return sdk_shapes.secret_value(data)
 
     def get_parameter(
@@ -92,20 +94,17 @@ class AwsClient:
             "Name": name + (selector or ""),
             "WithDecryption": with_decryption,
         }
-        data = self._call(endpoints.SSM, "AmazonSSM.GetParameter", payload, name)
+        data = self._call(SSM, payload, name)
         return sdk_shapes.parameter(data, selector)
 
     def close(self) -> None:
         """Close every idle upstream connection."""
         self._pools.close()
 
-    def connections_opened(self) -> int:
-        """How many upstream connections the pools still held have opened, for logs and tests."""
-        return self._pools.connections_opened()
-
     def _call(
-        self, service: str, target: str, payload: dict[str, object], resource_id: str
+        self, service: Service, payload: dict[str, object], resource_id: str
     ) -> dict[str, object]:
+        target = service.target
         endpoint = endpoints.resolve(self._aws, service, resource_id)
         body = json.dumps(payload, separators=(",", ":")).encode()
         timeout_ms = self._timeouts_ms[service]
@@ -183,17 +182,9 @@ def _json_object(response: Response) -> dict[str, object]:
     try:
         data = json.loads(response.body)
     except ValueError as exc:
-        raise UpstreamError(
-            "AWS sent a response that is not JSON",
-            status=502,
-            error_type="InvalidResponseException",
-        ) from exc
+        raise InvalidResponse("AWS sent a response that is not JSON") from exc
     if not isinstance(data, dict):
-        raise UpstreamError(
-            "AWS sent a JSON response that is not an object",
-            status=502,
-            error_type="InvalidResponseException",
-        )
+        raise InvalidResponse("AWS sent a JSON response that is not an object")
     return data
 
 

@@ -166,5 +166,5 @@ def fail(api: lifecycle.ExtensionsApi | None, name: str, error_type: str, messag
                 api.register(name, ["SHUTDOWN"])
             api.report_error(error_type, message)
         except (OSError, RuntimeError, ValueError) as exc:
-            log.error(f"could not report {error_type} to the Extensions API: {exc}")
+            log.error("could not report %s to the Extensions API: %s", error_type, exc)
     return 1

@@ -7,12 +7,15 @@ Outcomes of `get_or_fetch`, and how the counters of `info()` move:
 - "stale": a miss whose fetch failed transiently while the expired entry was within
   `stale_if_error` seconds past its expiry (now <= expiry + stale_if_error; 0: never).
   Counts a miss and a stale serve. The entry stays, expired, so later failures in the window
-  serve it too; it is never a hit. One warning is logged per stale serve, naming the key only.
+  serve it too; it is never a hit. The caller's `on_stale` hears of each stale serve.
 - "refresh": refresh=True fetched regardless of any entry. Counts a fetch only.
 - "bypass": caching is off for this call (max_size 0 or ttl <= 0). Counts a fetch only: no
   lookup happened, so it is neither hit nor miss.
 Errors are never stored. A failed miss that serves no stale value drops its expired entry,
 so a value that AWS has since denied or deleted is never served stale later.
+
+Keys are opaque here: the cache never decodes or logs one, so it knows nothing of how its
+callers lay them out.
 """
 
 from __future__ import annotations
@@ -23,27 +26,15 @@ from collections import OrderedDict, namedtuple
 from collections.abc import Callable, Hashable
 
 import errors
-from logs import log
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
-    from typing import Generic, TypeVar
-
-    V = TypeVar("V")
-else:
-
-    class Generic:
-        """At run time `Generic[V]` is plain `object`: only mypy needs the classes below to be
-        generic, and `Cache[bytes]` is only ever written in annotations, never evaluated."""
-
-        def __class_getitem__(cls, _: object) -> type:
-            return object
-
-    V = None
+    # Told of a stale serve: the key, seconds since the entry expired, the fetch's error.
+    StaleHook = Callable[[Hashable, float, BaseException], None]
 
 
 class CacheInfo(namedtuple("CacheInfo", "hits misses stale evictions fetches size max_size")):
-    """Counters since creation (clear() keeps them) and the current size."""
+    """Counters since creation and the current size."""
 
     __slots__ = ()
     hits: int
@@ -55,20 +46,20 @@ class CacheInfo(namedtuple("CacheInfo", "hits misses stale evictions fetches siz
     max_size: int
 
 
-class _Entry(Generic[V]):
+class _Entry:
     __slots__ = ("expiry", "seq", "value")
 
-    def __init__(self, value: V, expiry: float, seq: int) -> None:
+    def __init__(self, value: bytes, expiry: float, seq: int) -> None:
         self.value = value
         self.expiry = expiry
         self.seq = seq
 
 
-class _Flight(Generic[V]):
+class _Flight:
     """One fetch in progress; followers wait on `done`, then read `value` or `error`."""
 
     __slots__ = ("done", "error", "owner", "seq", "value")
-    value: V
+    value: bytes
 
     def __init__(self, seq: int) -> None:
         self.seq = seq
@@ -77,14 +68,7 @@ class _Flight(Generic[V]):
         self.error: BaseException | None = None
 
 
-def _describe(key: Hashable) -> str:
-    """The key's service and id, the only parts of a key that are logged."""
-    if isinstance(key, tuple) and len(key) >= 2:
-        return f"{key[0]} {key[1]}"
-    return str(key)
-
-
-class Cache(Generic[V]):
+class Cache:
     """LRU of at most max_size entries; the lock guards bookkeeping only, never a fetch."""
 
     def __init__(
@@ -102,20 +86,27 @@ class Cache(Generic[V]):
         self._is_transient = is_transient
         self._clock = clock
         self._lock = threading.Lock()
-        self._data: OrderedDict[Hashable, _Entry[V]] = OrderedDict()
-        self._flights: dict[Hashable, _Flight[V]] = {}
-        # Every fetch takes a sequence number; a result older than the entry it would replace,
-        # or than the last clear(), is returned to its callers but not stored.
+        self._data: OrderedDict[Hashable, _Entry] = OrderedDict()
+        self._flights: dict[Hashable, _Flight] = {}
+        # Every fetch takes a sequence number; a result older than the entry it would replace
+        # is returned to its callers but not stored.
         self._seq = 0
-        self._cleared_seq = 0
         self._hits = self._misses = self._stale = self._evictions = self._fetches = 0
 
     def get_or_fetch(
-        self, key: Hashable, ttl: float, fetch: Callable[[], V], *, refresh: bool = False
-    ) -> tuple[V, str]:
+        self,
+        key: Hashable,
+        ttl: float,
+        fetch: Callable[[], bytes],
+        *,
+        refresh: bool = False,
+        on_stale: StaleHook | None = None,
+    ) -> tuple[bytes, str]:
         """Return (value, outcome); see the module docstring. A failed fetch's error propagates.
 
-        A fetch may use the cache for other keys; asking for its own key raises RuntimeError.
+        `on_stale(key, seconds expired, error)` is called for each stale serve, outside the
+        lock. A fetch may use the cache for other keys; asking for its own key raises
+        RuntimeError.
         """
         if ttl <= 0 or self._max_size == 0:
             with self._lock:
@@ -131,7 +122,7 @@ class Cache(Generic[V]):
                 return entry.value, "hit"
             flight = self._flights.get(key)
             if flight is not None and flight.owner == threading.get_ident():
-                raise RuntimeError(f"fetch for {_describe(key)} asked the cache for its own key")
+                raise RuntimeError("a fetch asked the cache for its own key")
             self._misses += 1
             leader = flight is None
             if flight is None:
@@ -139,27 +130,32 @@ class Cache(Generic[V]):
                 self._seq += 1
                 flight = self._flights[key] = _Flight(self._seq)
         if leader:
-            return self._lead(key, ttl, fetch, flight)
+            return self._lead(key, ttl, fetch, flight, on_stale)
         flight.done.wait()
         if flight.error is not None:
-            return self._stale_or_raise(key, flight.error)
+            return self._stale_or_raise(key, flight.error, on_stale)
         return flight.value, "miss"
 
     def _lead(
-        self, key: Hashable, ttl: float, fetch: Callable[[], V], flight: _Flight[V]
-    ) -> tuple[V, str]:
+        self,
+        key: Hashable,
+        ttl: float,
+        fetch: Callable[[], bytes],
+        flight: _Flight,
+        on_stale: StaleHook | None,
+    ) -> tuple[bytes, str]:
         try:
             value = fetch()
         except BaseException as exc:
             # Followers must always be woken, whatever the fetch raised.
             flight.error = exc
             self._land(key, flight, ttl)
-            return self._stale_or_raise(key, exc)
+            return self._stale_or_raise(key, exc, on_stale)
         flight.value = value
         self._land(key, flight, ttl)
         return value, "miss"
 
-    def _land(self, key: Hashable, flight: _Flight[V], ttl: float) -> None:
+    def _land(self, key: Hashable, flight: _Flight, ttl: float) -> None:
         """End a flight: store its value if it succeeded, then wake the followers."""
         try:
             with self._lock:
@@ -170,7 +166,7 @@ class Cache(Generic[V]):
         finally:
             flight.done.set()  # even if the clock raised: followers must never hang
 
-    def _refresh(self, key: Hashable, ttl: float, fetch: Callable[[], V]) -> tuple[V, str]:
+    def _refresh(self, key: Hashable, ttl: float, fetch: Callable[[], bytes]) -> tuple[bytes, str]:
         # An explicit refreshNow wants AWS's current answer: on failure, no stale value is
         # served and the old entry stays exactly as it was.
         with self._lock:
@@ -182,10 +178,10 @@ class Cache(Generic[V]):
             self._store(key, value, ttl, seq)
         return value, "refresh"
 
-    def _store(self, key: Hashable, value: V, ttl: float, seq: int) -> None:
+    def _store(self, key: Hashable, value: bytes, ttl: float, seq: int) -> None:
         """Insert as most recent and evict beyond the cap; the caller holds the lock."""
         old = self._data.get(key)
-        if seq <= self._cleared_seq or (old is not None and old.seq > seq):
+        if old is not None and old.seq > seq:
             return
         self._data[key] = _Entry(value, self._clock() + ttl, seq)
         self._data.move_to_end(key)
@@ -193,7 +189,9 @@ class Cache(Generic[V]):
             self._data.popitem(last=False)
             self._evictions += 1
 
-    def _stale_or_raise(self, key: Hashable, exc: BaseException) -> tuple[V, str]:
+    def _stale_or_raise(
+        self, key: Hashable, exc: BaseException, on_stale: StaleHook | None
+    ) -> tuple[bytes, str]:
         with self._lock:
             now = self._clock()
             entry = self._data.get(key)
@@ -207,10 +205,8 @@ class Cache(Generic[V]):
             self._data.move_to_end(key)
             self._stale += 1
             value, age = entry.value, now - entry.expiry
-        kind = exc.error_type if isinstance(exc, errors.ExtensionError) else type(exc).__name__
-        log.warning(
-            "serving %s stale, expired %.0f s ago: fetch failed: %s", _describe(key), age, kind
-        )
+        if on_stale is not None:
+            on_stale(key, age, exc)
         return value, "stale"
 
     def info(self) -> CacheInfo:
@@ -225,10 +221,3 @@ class Cache(Generic[V]):
                 len(self._data),
                 self._max_size,
             )
-
-    def clear(self) -> None:
-        """Drop every entry and forget fetches in progress; their results will not be stored."""
-        with self._lock:
-            self._data.clear()
-            self._flights.clear()
-            self._cleared_seq = self._seq

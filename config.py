@@ -14,6 +14,7 @@ inspect) costs a good share of the extension's init.
 from __future__ import annotations
 
 from errors import ConfigError
+from services import BY_NAME, SECRETS_MANAGER, SSM
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ PREFIX = "PARAMETERS_SECRETS_EXTENSION_"
 LOG_LEVELS = ("debug", "info", "warn", "error", "none")
 # Other spellings people write for a level; each means the level it maps to.
 LOG_LEVEL_ALIASES = {"warning": "warn"}
-PREFETCH_SERVICES = ("secretsmanager", "ssm")
+PREFETCH_SERVICES = tuple(BY_NAME)
 # Prefetch runs during init, each item a call to AWS; more would only slow init and throttle.
 MAX_PREFETCH = 100
 # Lambda's longest invocation: a longer upstream deadline can never matter.
@@ -121,7 +122,6 @@ class Config:
         "max_connections",
         "prefetch",
         "prefetch_timeout_ms",
-        "runtime_api",
         "secrets_manager_timeout_ms",
         "secrets_manager_ttl",
         "snapstart",
@@ -150,7 +150,6 @@ class Config:
         max_client_connections: int,
         idle_timeout_seconds: int,
         auth_token: str,
-        runtime_api: str | None,
         snapstart: bool,
         aws: AwsConfig,
         warnings: tuple[str, ...],
@@ -171,7 +170,6 @@ class Config:
         self.max_client_connections: Final = max_client_connections
         self.idle_timeout_seconds: Final = idle_timeout_seconds
         self.auth_token: Final = auth_token
-        self.runtime_api: Final = runtime_api
         self.snapstart: Final = snapstart
         self.aws: Final = aws
         self.warnings: Final = warnings
@@ -368,12 +366,6 @@ class _Reader:
         return tuple(entries)
 
 
-def runtime_api(env: Mapping[str, str]) -> str | None:
-    """Lambda's Extensions API address; None means standalone mode, outside Lambda."""
-    value = env.get("AWS_LAMBDA_RUNTIME_API")
-    return value if value and value.strip() else None
-
-
 def _auth_token(aws: AwsConfig) -> str:
     token = aws.session_token or aws.container_authorization_token
     if token is None:
@@ -397,8 +389,8 @@ def load(env: Mapping[str, str]) -> Config:
     aws = AwsConfig(
         region=read.text("AWS_REGION") or read.text("AWS_DEFAULT_REGION"),
         endpoint_url=read.text("AWS_ENDPOINT_URL"),
-        endpoint_url_secrets_manager=read.text("AWS_ENDPOINT_URL_SECRETS_MANAGER"),
-        endpoint_url_ssm=read.text("AWS_ENDPOINT_URL_SSM"),
+        endpoint_url_secrets_manager=read.text(SECRETS_MANAGER.endpoint_variable),
+        endpoint_url_ssm=read.text(SSM.endpoint_variable),
         use_fips=read.flag("AWS_USE_FIPS_ENDPOINT", False),
         ca_bundle=read.text("AWS_CA_BUNDLE"),
         access_key_id=read.text("AWS_ACCESS_KEY_ID"),
@@ -417,19 +409,18 @@ def load(env: Mapping[str, str]) -> Config:
         log_level=read.log_level(PREFIX + "LOG_LEVEL", "info"),
         log_json=log_format == "json",
         max_connections=read.number(PREFIX + "MAX_CONNECTIONS", 3, 1, 100),
-        secrets_manager_ttl=read.number("SECRETS_MANAGER_TTL", 300, 0, 300),
-        ssm_ttl=read.number("SSM_PARAMETER_STORE_TTL", 300, 0, 300),
+        secrets_manager_ttl=read.number(SECRETS_MANAGER.ttl_variable, 300, 0, 300),
+        ssm_ttl=read.number(SSM.ttl_variable, 300, 0, 300),
         secrets_manager_timeout_ms=read.number(
-            "SECRETS_MANAGER_TIMEOUT_MILLIS", 0, 0, MAX_TIMEOUT_MS
+            SECRETS_MANAGER.timeout_variable, 0, 0, MAX_TIMEOUT_MS
         ),
-        ssm_timeout_ms=read.number("SSM_PARAMETER_STORE_TIMEOUT_MILLIS", 0, 0, MAX_TIMEOUT_MS),
+        ssm_timeout_ms=read.number(SSM.timeout_variable, 0, 0, MAX_TIMEOUT_MS),
         stale_if_error_seconds=read.number(PREFIX + "STALE_IF_ERROR_SECONDS", 300, 0, 86400),
         prefetch=read.prefetch(PREFIX + "PREFETCH"),
         prefetch_timeout_ms=read.number(PREFIX + "PREFETCH_TIMEOUT_MILLIS", 2000, 0, 60000),
         max_client_connections=read.number(PREFIX + "MAX_CLIENT_CONNECTIONS", 256, 1, 4096),
         idle_timeout_seconds=read.number(PREFIX + "IDLE_TIMEOUT_SECONDS", 60, 1, 3600),
         auth_token=_auth_token(aws),
-        runtime_api=runtime_api(env),
         snapstart=read.text("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start",
         aws=aws,
         warnings=tuple(read.warnings),

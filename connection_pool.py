@@ -8,9 +8,16 @@ import socket
 import ssl
 import threading
 import time
+from collections import namedtuple
 from urllib.parse import urlsplit
 
-from errors import ResponseTooLarge, UpstreamConnectionError, UpstreamTimeout
+from errors import (
+    ResponseTooLarge,
+    StaleConnection,
+    TlsVerificationError,
+    UpstreamConnectionError,
+    UpstreamTimeout,
+)
 from logs import log
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
@@ -35,18 +42,14 @@ _STALE_ERRORS = (
 )
 
 
-class TlsVerificationError(UpstreamConnectionError):
-    """The server's certificate was not trusted; retrying cannot help."""
+class _Request(namedtuple("_Request", "method path headers body")):
+    """What one request sends, handed on to a fresh connection if a reused one was stale."""
 
-
-class _Request:
-    __slots__ = ("body", "headers", "method", "path")
-
-    def __init__(self, method: str, path: str, headers: dict[str, str], body: bytes) -> None:
-        self.method: Final = method
-        self.path: Final = path
-        self.headers: Final = headers
-        self.body: Final = body
+    __slots__ = ()
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
 
 
 class Response:
@@ -120,7 +123,6 @@ class ConnectionPool:
         self._idle: list[http.client.HTTPConnection] = []  # LIFO: the warmest one first
         self._lock = threading.Lock()
         self._closed = False
-        self.connections_opened = 0
 
     def request(
         self,
@@ -141,7 +143,7 @@ class ConnectionPool:
             if conn is not None:
                 try:
                     return self._exchange(conn, req, limit, reused=True)
-                except _StaleConnection as stale:
+                except StaleConnection as stale:
                     # The server closed it while idle: once, on a fresh one, unseen by the caller.
                     log.debug("pooled connection to %s was closed (%s)", self.origin, stale)
             conn = self._connect(limit)
@@ -197,8 +199,6 @@ class ConnectionPool:
         if conn.sock is not None:
             # Requests are small; Nagle plus delayed ACK would add ~40 ms to each one.
             conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self._lock:
-            self.connections_opened += 1
         return conn
 
     def _exchange(
@@ -215,7 +215,7 @@ class ConnectionPool:
         except _STALE_ERRORS as exc:
             conn.close()
             if reused:
-                raise _StaleConnection(type(exc).__name__) from exc
+                raise StaleConnection(type(exc).__name__) from exc
             raise UpstreamConnectionError(
                 f"connection to {self.origin} failed: {_describe(exc)}"
             ) from exc
@@ -315,11 +315,6 @@ class Pools:
         for pool in pools:
             pool.close()
 
-    def connections_opened(self) -> int:
-        """How many connections the pools still held have opened."""
-        with self._lock:
-            return sum(pool.connections_opened for pool in self._pools.values())
-
 
 def _read_body(
     response: http.client.HTTPResponse, sock: socket.socket | None, limit: _Deadline
@@ -346,10 +341,6 @@ def _read_body(
         # here, but ends the response so that the connection can carry the next request.
         response.read()
     return b"".join(chunks)
-
-
-class _StaleConnection(Exception):
-    """Internal: a reused connection failed before any response byte."""
 
 
 def _still_open(conn: http.client.HTTPConnection) -> bool:

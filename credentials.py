@@ -11,6 +11,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import namedtuple
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
@@ -51,36 +52,23 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class Credentials:
-    """One set of AWS credentials; the secret parts are kept out of repr()."""
+class Credentials(
+    namedtuple(
+        "Credentials",
+        "access_key secret_key session_token expiration",
+        defaults=(None, None),
+    )
+):
+    """One set of AWS credentials; the secret parts are kept out of repr() (and so str())."""
 
-    __slots__ = ("access_key", "expiration", "secret_key", "session_token")
-
-    def __init__(
-        self,
-        access_key: str,
-        secret_key: str,
-        session_token: str | None = None,
-        expiration: datetime | None = None,
-    ) -> None:
-        self.access_key: Final = access_key
-        self.secret_key: Final = secret_key
-        self.session_token: Final = session_token
-        self.expiration: Final = expiration
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Credentials):
-            return NotImplemented
-        return self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash(self._values())
+    __slots__ = ()
+    access_key: str
+    secret_key: str
+    session_token: str | None
+    expiration: datetime | None
 
     def __repr__(self) -> str:
         return f"Credentials(access_key={self.access_key!r}, expiration={self.expiration!r})"
-
-    def _values(self) -> tuple[object, ...]:
-        return (self.access_key, self.secret_key, self.session_token, self.expiration)
 
 
 class _Held:

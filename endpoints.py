@@ -6,14 +6,13 @@ import re
 from urllib.parse import urlsplit
 
 from config import AwsConfig
-from errors import ExtensionError, InvalidRegion, RequestError
+from errors import InvalidEndpoint, InvalidParameter, InvalidRegion, MissingRegion
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
     from typing import Final
 
-SECRETS_MANAGER = "secretsmanager"
-SSM = "ssm"
+    from services import Service
 
 # Region-name prefix -> partition; partition -> DNS suffix (botocore's endpoints.json).
 _REGION_PARTITIONS = (
@@ -40,13 +39,6 @@ _DNS_SUFFIXES = {
     "aws-iso-f": "csp.hci.ic.gov",
     "aws-eusc": "amazonaws.eu",
 }
-
-
-class MissingRegion(ExtensionError):
-    """No region to sign with: neither AWS_REGION/AWS_DEFAULT_REGION nor an ARN gave one."""
-
-    status = 500
-    error_type = "MissingRegionException"
 
 
 class Endpoint:
@@ -107,20 +99,19 @@ def redact_url(url: str) -> str:
     return _USERINFO.sub(r"\1", url, count=1)
 
 
-def _check_arn(arn: Arn, service: str) -> None:
+def _check_arn(arn: Arn, service: Service) -> None:
     """Raise a 400 unless every part of `arn` that picks the host is valid for `service`."""
     if arn.partition not in _DNS_SUFFIXES:
-        raise RequestError("invalid ARN: unknown partition")
-    if arn.service != service:
-        raise RequestError(f"invalid ARN: expected a {service} ARN on this route")
+        raise InvalidParameter("invalid ARN: unknown partition")
+    if arn.service != service.signing_name:
+        raise InvalidParameter(f"invalid ARN: expected a {service.signing_name} ARN on this route")
     if not is_region(arn.region, arn.partition):
-        raise RequestError(f"invalid ARN: its region is not a region of {arn.partition}")
+        raise InvalidParameter(f"invalid ARN: its region is not a region of {arn.partition}")
 
 
-def _override(aws: AwsConfig, service: str) -> str | None:
-    specific = (
-        aws.endpoint_url_secrets_manager if service == SECRETS_MANAGER else aws.endpoint_url_ssm
-    )
+def _override(aws: AwsConfig, service: Service) -> str | None:
+    """The service's own endpoint override, else the one for every service, else None."""
+    specific: str | None = getattr(aws, service.endpoint_setting)
     return specific or aws.endpoint_url
 
 
@@ -132,17 +123,15 @@ def _split_override(url: str) -> tuple[str, str]:
     except ValueError:  # a bad IPv6 literal, or a port that is not a number in range
         valid = False
     if not valid:
-        raise ExtensionError(
-            f"invalid endpoint override {redact_url(url)!r}: expected http(s)://host[:port][/path]",
-            status=500,
-            error_type="InvalidEndpointException",
+        raise InvalidEndpoint(
+            f"invalid endpoint override {redact_url(url)!r}: expected http(s)://host[:port][/path]"
         )
     host_port = parts.netloc.rpartition("@")[2]
     return f"{parts.scheme}://{host_port}", parts.path or "/"
 
 
-def resolve(aws: AwsConfig, service: str, resource_id: str | None = None) -> Endpoint:
-    """The endpoint for `service` ("secretsmanager" or "ssm") and, if given, this secret/name.
+def resolve(aws: AwsConfig, service: Service, resource_id: str | None = None) -> Endpoint:
+    """The endpoint for `service` and, if given, this secret or parameter name.
 
     An ARN's partition, service and region are checked (400 when wrong), and so is the
     configured region, before any of them can name a host.
@@ -163,11 +152,11 @@ def resolve(aws: AwsConfig, service: str, resource_id: str | None = None) -> End
     override = _override(aws, service)
     if override:
         origin, path = _split_override(override)
-        return Endpoint(origin=origin, path=path, region=region, signing_name=service)
-    host = f"{service}-fips" if aws.use_fips else service
+        return Endpoint(origin=origin, path=path, region=region, signing_name=service.signing_name)
+    host = f"{service.host_prefix}-fips" if aws.use_fips else service.host_prefix
     return Endpoint(
         origin=f"https://{host}.{region}.{_DNS_SUFFIXES[partition]}",
         path="/",
         region=region,
-        signing_name=service,
+        signing_name=service.signing_name,
     )

@@ -1,4 +1,8 @@
-"""The extension's exceptions; local_server maps them to HTTP in one place."""
+"""Every exception of the extension; local_server maps them to HTTP in one place.
+
+Each local error class carries its own HTTP status and `__type`, so a raise site names the
+class and a message, never a status or type literal. UpstreamError alone takes AWS's own.
+"""
 
 from __future__ import annotations
 
@@ -39,8 +43,79 @@ class RequestError(ExtensionError):
     error_type = "InvalidParameterException"
 
 
+class InvalidParameter(RequestError):
+    """A query parameter has a value the endpoint does not accept."""
+
+
+class MissingParameter(RequestError):
+    """A required query parameter is absent or empty."""
+
+    error_type = "MissingParameterException"
+
+
+class BadRequest(RequestError):
+    """The request is malformed: request line, header field, or a bare CR or NUL in the head."""
+
+    error_type = "BadRequestException"
+
+
+class ForwardedRequest(RequestError):
+    """The request passed through a proxy; refused so that a forgery cannot reach secrets."""
+
+    error_type = "ForwardedRequestException"
+
+
+class Unauthorized(RequestError):
+    """The token header is missing or wrong."""
+
+    status = 401
+    error_type = "UnauthorizedException"
+
+
+class NotFound(RequestError):
+    """No route for the path."""
+
+    status = 404
+    error_type = "NotFoundException"
+
+
+class MethodNotAllowed(RequestError):
+    """Any method but GET."""
+
+    status = 405
+    error_type = "MethodNotAllowedException"
+
+
+class UriTooLong(RequestError):
+    """The request line is longer than the limit."""
+
+    status = 414
+    error_type = "UriTooLongException"
+
+
+class HeaderFieldsTooLarge(RequestError):
+    """The header section has too many bytes or fields."""
+
+    status = 431
+    error_type = "RequestHeaderFieldsTooLargeException"
+
+
+class TooManyConnections(RequestError):
+    """The connection cap is reached."""
+
+    status = 503
+    error_type = "TooManyConnectionsException"
+
+
 class UpstreamError(ExtensionError):
     """AWS answered with an error; status and type are AWS's own, passed through."""
+
+
+class InvalidResponse(UpstreamError):
+    """AWS answered 200 with a body that is not a JSON object."""
+
+    status = 502
+    error_type = "InvalidResponseException"
 
 
 class UpstreamTimeout(ExtensionError):
@@ -55,6 +130,10 @@ class UpstreamConnectionError(ExtensionError):
 
     status = 502
     error_type = "ConnectionException"
+
+
+class TlsVerificationError(UpstreamConnectionError):
+    """The server's certificate was not trusted; retrying cannot help."""
 
 
 class MissingCredentials(ExtensionError):
@@ -83,6 +162,20 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+class MissingRegion(ExtensionError):
+    """No region to sign with: neither AWS_REGION/AWS_DEFAULT_REGION nor an ARN gave one."""
+
+    status = 500
+    error_type = "MissingRegionException"
+
+
+class InvalidEndpoint(ExtensionError):
+    """An AWS_ENDPOINT_URL* override is not http(s)://host[:port][/path]."""
+
+    status = 500
+    error_type = "InvalidEndpointException"
+
+
 class InvalidRegion(ExtensionError):
     """AWS_REGION or AWS_DEFAULT_REGION is not a region name, so no host can be built from it."""
 
@@ -94,3 +187,24 @@ class ResponseTooLarge(UpstreamConnectionError):
     """AWS (or what answers in its place) sent a body far larger than any secret or parameter."""
 
     error_type = "ResponseTooLargeException"
+
+
+class StaleConnection(Exception):
+    """Internal to connection_pool: a reused connection failed before any response byte."""
+
+
+class ExtensionsApiError(RuntimeError):
+    """The Lambda Extensions API refused a call (`status`) or answered something unusable.
+
+    A RuntimeError, so that callers catching (OSError, RuntimeError, ValueError) catch it.
+    """
+
+    def __init__(self, message: str, path: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.status = status
+
+
+def error_type_of(exc: BaseException) -> str:
+    """The `__type` an error would answer with; for anything else, its class name."""
+    return exc.error_type if isinstance(exc, ExtensionError) else type(exc).__name__

@@ -15,7 +15,7 @@ from cache import Cache
 from errors import ConfigError
 from lifecycle import ExtensionsApi
 from local_server import start
-from logs import log, setup
+from logs import DEBUG, log, setup
 from lookups import Lookups
 from version import NAME, VERSION
 
@@ -87,8 +87,8 @@ def run(api: ExtensionsApi | None, name: str, sockets: list[_socket.socket]) -> 
         return boot.fail(api, name, "Extension.InvalidConfiguration", str(exc))
     setup(settings.log_level, json_format=settings.log_json)
     for warning in settings.warnings:
-        log.warning(warning)
-    boot.at_stop(lambda reason: log.info(f"stopping on {reason}"))
+        log.warning("%s", warning)
+    boot.at_stop(lambda reason: log.info("stopping on %s", reason))
     try:
         return _serve(settings, api, sockets)
     except Exception as exc:  # a bug: tell Lambda rather than vanish without a word
@@ -98,7 +98,8 @@ def run(api: ExtensionsApi | None, name: str, sockets: list[_socket.socket]) -> 
 def _serve(
     settings: config.Config, api: ExtensionsApi | None, sockets: list[_socket.socket]
 ) -> int:
-    log.debug(f"configuration: {settings.describe()}")
+    if log.level <= DEBUG:  # describe() is work a disabled debug line must not cost
+        log.debug("configuration: %s", settings.describe())
     client = LazyClient(settings)
     lookups = Lookups(
         client,
@@ -138,7 +139,7 @@ def _prefetch(lookups: Lookups, entries: tuple[tuple[str, str], ...], budget_ms:
     if worker.is_alive():
         # The fetches go on in the background; a request for an item still in flight
         # waits for that fetch instead of starting another.
-        log.warning(f"prefetch not finished after {budget_ms} ms; going on without waiting")
+        log.warning("prefetch not finished after %d ms; going on without waiting", budget_ms)
 
 
 def _wait_for_shutdown(api: ExtensionsApi, lookups: Lookups) -> int:
@@ -146,10 +147,10 @@ def _wait_for_shutdown(api: ExtensionsApi, lookups: Lookups) -> int:
         try:
             event = api.next_event()
         except (OSError, RuntimeError) as exc:
-            log.error(f"lost the Extensions API: {exc}")
+            log.error("lost the Extensions API: %s", exc)
             return 1
         if event.get("eventType") == "SHUTDOWN":
-            log.info(f"shutting down: {event.get('shutdownReason', 'unknown')}")
+            log.info("shutting down: %s", event.get("shutdownReason", "unknown"))
             return 0
         lookups.start_caching()
 

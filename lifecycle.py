@@ -3,13 +3,18 @@
 Plain HTTP/1.1 over a raw socket, one connection per call. Registration is the first thing
 the extension does and Lambda starts the function's runtime only after it, so this module
 imports nothing the interpreter has not already loaded but `_socket` (http.client alone
-costs about 20 ms to import) and leaves json until an event or error needs it.
+costs about 20 ms to import), and leaves json until an event or error needs it, and errors
+(a module of many classes) until a call fails.
 """
 
 from __future__ import annotations
 
 import _socket
 import time
+
+TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
+if TYPE_CHECKING:
+    from errors import ExtensionsApiError
 
 BASE = "/2020-01-01/extension"
 TIMEOUT = 5.0  # seconds allowed for every call but `next`, which waits for as long as Lambda does
@@ -33,7 +38,7 @@ class ExtensionsApi:
         _, headers, _ = self._call("POST", "/register", body, {"Lambda-Extension-Name": name})
         self.identifier = headers.get("lambda-extension-identifier", "")
         if not self.identifier:
-            raise RuntimeError("Extensions API register answered without an identifier")
+            raise _error("Extensions API register answered without an identifier")
         return self.identifier
 
     def next_event(self) -> dict[str, object]:
@@ -45,9 +50,9 @@ class ExtensionsApi:
         try:
             event = json.loads(data)
         except ValueError as exc:
-            raise RuntimeError("Extensions API sent an event that is not JSON") from exc
+            raise _error("Extensions API sent an event that is not JSON") from exc
         if not isinstance(event, dict):
-            raise RuntimeError("Extensions API sent an event that is not a JSON object")
+            raise _error("Extensions API sent an event that is not a JSON object")
         return event
 
     def report_error(self, error_type: str, message: str) -> None:
@@ -87,7 +92,7 @@ class ExtensionsApi:
         finally:
             sock.close()
         if not 200 <= status < 300:
-            raise RuntimeError(f"Extensions API {method} {path} answered {status}")
+            raise _error(f"Extensions API {method} {path} answered {status}", path, status)
         return status, response_headers, data
 
 
@@ -102,7 +107,7 @@ def _header_value(value: str) -> str:
 def _connect(runtime_api: str, timeout: float | None) -> _socket.socket:
     host, _, port = runtime_api.rpartition(":")
     if not host or not port.isdigit():
-        raise RuntimeError(f"AWS_LAMBDA_RUNTIME_API is not host:port: {runtime_api!r}")
+        raise _error(f"AWS_LAMBDA_RUNTIME_API is not host:port: {runtime_api!r}")
     family, kind, proto, _, address = _socket.getaddrinfo(
         host.strip("[]"), int(port), 0, _socket.SOCK_STREAM
     )[0]
@@ -130,7 +135,7 @@ def _receive(sock: _socket.socket, deadline: float | None) -> bytes:
             break
         data += chunk
         if len(data) > MAX_RESPONSE:
-            raise RuntimeError("Extensions API answer is too large")
+            raise _error("Extensions API answer is too large")
     return data
 
 
@@ -152,7 +157,7 @@ def _parse(data: bytes) -> tuple[int, dict[str, str], bytes]:
     version, _, rest = status_line.partition(" ")
     code = rest[:3]
     if not found or not version.startswith("HTTP/1.") or not (code.isdigit() and len(code) == 3):
-        raise RuntimeError("Extensions API answered something that is not HTTP/1.x")
+        raise _error("Extensions API answered something that is not HTTP/1.x")
     headers: dict[str, str] = {}
     for line in header_lines:
         name, _, value = line.partition(":")
@@ -162,7 +167,7 @@ def _parse(data: bytes) -> tuple[int, dict[str, str], bytes]:
         body = _dechunk(body)
     elif length.isdigit():
         if len(body) < int(length):
-            raise RuntimeError("Extensions API answer was cut short")
+            raise _error("Extensions API answer was cut short")
         body = body[: int(length)]
     return int(code), headers, body
 
@@ -174,12 +179,19 @@ def _dechunk(data: bytes) -> bytes:
         end = data.find(b"\r\n", position)
         size_field = data[position:end].split(b";")[0].strip()
         if end < 0 or not size_field or size_field.strip(b"0123456789abcdefABCDEF"):
-            raise RuntimeError("Extensions API sent a malformed chunked body")
+            raise _error("Extensions API sent a malformed chunked body")
         size = int(size_field, 16)
         if size == 0:
             return b"".join(parts)
         start = end + 2
         if len(data) < start + size:
-            raise RuntimeError("Extensions API answer was cut short")
+            raise _error("Extensions API answer was cut short")
         parts.append(data[start : start + size])
         position = start + size + 2
+
+
+def _error(message: str, path: str = "", status: int | None = None) -> ExtensionsApiError:
+    """The ExtensionsApiError to raise; a RuntimeError, as callers expect."""
+    from errors import ExtensionsApiError  # noqa: PLC0415 -- not before registering
+
+    return ExtensionsApiError(message, path, status)

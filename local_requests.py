@@ -13,8 +13,17 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from collections import namedtuple
 
-from errors import RequestError
+from errors import (
+    BadRequest,
+    HeaderFieldsTooLarge,
+    InvalidParameter,
+    MissingParameter,
+    NotFound,
+    UriTooLong,
+)
+from services import SERVICES
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -34,12 +43,12 @@ TOKEN_HEADER = "x-aws-parameters-secrets-token"  # noqa: S105 (a header name)
 # A request that passed through a proxy: refused, as the AWS extension refuses it, so that
 # a server-side request forgery elsewhere in the function cannot reach the secrets.
 FORWARDED_HEADERS = ("x-forwarded-for", "forwarded", "x-forwarded-host")
-ROUTES = {
-    "/secretsmanager/get": "secretsmanager",
-    "/systemsmanager/parameters/get": "ssm",
-    "/systemsmanager/parameters/get/": "ssm",
-    "/ping": "ping",
-}
+PING = "ping"
+# Path -> route name: a service's name, or PING.
+ROUTES = {path: service.name for service in SERVICES for path in service.routes}
+ROUTES["/ping"] = PING
+_KNOWN_PATHS = [service.routes[0] for service in SERVICES]
+_NOT_FOUND = f"unknown path: use {', '.join(_KNOWN_PATHS)} or /ping"
 
 _VERSION = re.compile(rb"HTTP/1\.[0-9]")
 _TOKEN_CHARS = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -65,67 +74,25 @@ class Request:
         self.http10: Final = http10
 
 
-class _Query:
-    """Equality, hash and repr by field, as the frozen dataclasses these replace had."""
-
-    __slots__: tuple[str, ...] = ()
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, _Query) or type(other) is not type(self):
-            return NotImplemented
-        return self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
-        return f"{type(self).__name__}({fields})"
-
-    def _values(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-
-class SecretQuery(_Query):
+class SecretQuery(namedtuple("SecretQuery", "secret_id version_id version_stage refresh")):
     """The validated query of GET /secretsmanager/get."""
 
-    __slots__ = ("refresh", "secret_id", "version_id", "version_stage")
-
-    def __init__(
-        self, secret_id: str, version_id: str | None, version_stage: str | None, refresh: bool
-    ) -> None:
-        self.secret_id: Final = secret_id
-        self.version_id: Final = version_id
-        self.version_stage: Final = version_stage
-        self.refresh: Final = refresh
+    __slots__ = ()
+    secret_id: str
+    version_id: str | None
+    version_stage: str | None
+    refresh: bool
 
 
-class ParameterQuery(_Query):
+class ParameterQuery(namedtuple("ParameterQuery", "name version label with_decryption refresh")):
     """The validated query of GET /systemsmanager/parameters/get."""
 
-    __slots__ = ("label", "name", "refresh", "version", "with_decryption")
-
-    def __init__(
-        self,
-        name: str,
-        version: int | None,
-        label: str | None,
-        with_decryption: bool,
-        refresh: bool,
-    ) -> None:
-        self.name: Final = name
-        self.version: Final = version
-        self.label: Final = label
-        self.with_decryption: Final = with_decryption
-        self.refresh: Final = refresh
-
-
-def bad_request(message: str) -> RequestError:
-    return RequestError(message, status=400, error_type="BadRequestException")
-
-
-def invalid(message: str) -> RequestError:
-    return RequestError(message, status=400, error_type="InvalidParameterException")
+    __slots__ = ()
+    name: str
+    version: int | None
+    label: str | None
+    with_decryption: bool
+    refresh: bool
 
 
 def is_forwarded(headers: dict[str, bytes]) -> bool:
@@ -137,7 +104,7 @@ def _content(line: bytes) -> bytes:
     """A head line without its line end (CRLF, or LF alone); a bare CR or NUL is a 400."""
     content = line[:-2] if line.endswith(b"\r\n") else line[:-1]
     if b"\r" in content or b"\0" in content:
-        raise bad_request("bare CR or NUL in the request head")
+        raise BadRequest("bare CR or NUL in the request head")
     return content
 
 
@@ -147,11 +114,7 @@ def read_request(rfile: LineReader) -> Request | None:
     if line in (b"\r\n", b"\n"):  # RFC 9112 2.2: tolerate an empty line before a request
         line = rfile.readline(MAX_REQUEST_LINE + 1)
     if len(line) > MAX_REQUEST_LINE:
-        raise RequestError(
-            f"request line longer than {MAX_REQUEST_LINE} bytes",
-            status=414,
-            error_type="UriTooLongException",
-        )
+        raise UriTooLong(f"request line longer than {MAX_REQUEST_LINE} bytes")
     if not line.endswith(b"\n"):
         return None
     method, target, version = _request_line(line)
@@ -165,10 +128,10 @@ def read_request(rfile: LineReader) -> Request | None:
 def _request_line(line: bytes) -> tuple[str, str, bytes]:
     parts = _content(line).split(b" ")
     if len(parts) != 3 or not _TOKEN_CHARS.fullmatch(parts[0]) or not _VERSION.fullmatch(parts[2]):
-        raise bad_request("malformed request line")
+        raise BadRequest("malformed request line")
     target = parts[1]
     if not target or _CONTROL.search(target):
-        raise bad_request("malformed request target")
+        raise BadRequest("malformed request target")
     if target.isascii():
         text = target.decode("ascii")
     else:  # curl sends UTF-8 unescaped; escaping it lets the query decode as UTF-8
@@ -190,14 +153,12 @@ def _headers(rfile: LineReader) -> dict[str, bytes] | None:
         budget -= len(line)
         name, colon, value = _content(line).partition(b":")
         if not colon or not _TOKEN_CHARS.fullmatch(name):
-            raise bad_request("malformed header field")
+            raise BadRequest("malformed header field")
         key = name.decode("ascii").lower()
         value = value.strip(b" \t")
         headers[key] = headers[key] + b", " + value if key in headers else value
-    raise RequestError(
-        f"header section over {MAX_HEADER_BYTES} bytes or {MAX_HEADERS} fields",
-        status=431,
-        error_type="RequestHeaderFieldsTooLargeException",
+    raise HeaderFieldsTooLarge(
+        f"header section over {MAX_HEADER_BYTES} bytes or {MAX_HEADERS} fields"
     )
 
 
@@ -210,14 +171,10 @@ def _keep_alive(headers: dict[str, bytes], http10: bool) -> bool:
 
 
 def route(path: str) -> str:
-    """The route name ("secretsmanager", "ssm" or "ping") of a path; 404 for any other."""
+    """The route name of a path (a service's name, or PING); 404 for any other path."""
     name = ROUTES.get(path)
     if name is None:
-        raise RequestError(
-            "unknown path: use /secretsmanager/get, /systemsmanager/parameters/get or /ping",
-            status=404,
-            error_type="NotFoundException",
-        )
+        raise NotFound(_NOT_FOUND)
     return name
 
 
@@ -227,7 +184,7 @@ def _pairs(query: str) -> list[tuple[str, str]]:
             query, keep_blank_values=True, encoding="utf-8", errors="strict"
         )
     except ValueError as exc:
-        raise invalid("the query string is not valid UTF-8 once percent-decoded") from exc
+        raise InvalidParameter("the query string is not valid UTF-8 once percent-decoded") from exc
 
 
 def _first(pairs: list[tuple[str, str]]) -> dict[str, str]:
@@ -246,7 +203,7 @@ def _bool(values: dict[str, str], name: str) -> bool:
         return False
     lowered = raw.lower()
     if lowered not in ("true", "false"):
-        raise invalid(f"{name} must be true or false")
+        raise InvalidParameter(f"{name} must be true or false")
     return lowered == "true"
 
 
@@ -257,18 +214,14 @@ def _refresh(values: dict[str, str]) -> bool:
         return False
     lowered = raw.lower()
     if lowered not in ("true", "false", "1", "0"):
-        raise invalid("refreshNow must be true, false, 1 or 0")
+        raise InvalidParameter("refreshNow must be true, false, 1 or 0")
     return lowered in ("true", "1")
 
 
 def _required(values: dict[str, str], name: str) -> str:
     value = values.get(name)
     if value is None:
-        raise RequestError(
-            f"the query parameter {name} is required",
-            status=400,
-            error_type="MissingParameterException",
-        )
+        raise MissingParameter(f"the query parameter {name} is required")
     return value
 
 
@@ -292,7 +245,7 @@ def parameter_query(query: str) -> ParameterQuery:
     version = label = None
     if selector is not None and selector[0] == "version":
         if not _DIGITS.fullmatch(selector[1]) or not 0 < int(selector[1]) <= _MAX_VERSION:
-            raise invalid("version must be a positive whole number")
+            raise InvalidParameter("version must be a positive whole number")
         version = int(selector[1])
     elif selector is not None:
         label = selector[1]

@@ -23,10 +23,19 @@ import time
 
 import boot
 import local_requests
-from errors import ExtensionError, RequestError
+from errors import (
+    ExtensionError,
+    ForwardedRequest,
+    MethodNotAllowed,
+    NotFound,
+    RequestError,
+    TooManyConnections,
+    Unauthorized,
+)
 from local_requests import Request
 from logs import log
 from lookups import Lookups
+from services import SECRETS_MANAGER, SSM
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -112,23 +121,22 @@ class Api:
         self._lookups = lookups
         # Bytes on both sides: compare_digest refuses non-ASCII str, and header bytes are raw.
         self._token = token.encode("utf-8") if token else None
+        # Route name -> handler, one per service; a route without one is a 404, never
+        # another service's handler.
+        self._handlers = {SECRETS_MANAGER.name: self._secret, SSM.name: self._parameter}
 
     def respond(self, request: Request) -> Reply:
         """The reply to one request; never raises."""
         route = "-"
         try:
             if request.method != "GET":
-                raise RequestError(
-                    "only GET is allowed", status=405, error_type="MethodNotAllowedException"
-                )
+                raise MethodNotAllowed("only GET is allowed")
             path, _, query = request.target.partition("?")
             route = local_requests.route(path)
-            if route == "ping":
+            if route == local_requests.PING:
                 return Reply(200, b"healthy", TEXT, route)
             if local_requests.is_forwarded(request.headers):
-                raise RequestError(
-                    "forwarded requests are refused", error_type="ForwardedRequestException"
-                )
+                raise ForwardedRequest("forwarded requests are refused")
             self._authorize(request.headers.get(local_requests.TOKEN_HEADER))
             return self._lookup(route, query)
         except ExtensionError as exc:
@@ -141,24 +149,26 @@ class Api:
         # Checked before any cache access, so a wrong token never reads a warm entry.
         token = self._token
         if token is None or supplied is None or not hmac.compare_digest(supplied, token):
-            raise RequestError(
-                "missing or invalid X-Aws-Parameters-Secrets-Token header",
-                status=401,
-                error_type="UnauthorizedException",
-            )
+            raise Unauthorized("missing or invalid X-Aws-Parameters-Secrets-Token header")
 
     def _lookup(self, route: str, query: str) -> Reply:
-        if route == "secretsmanager":
-            sq = local_requests.secret_query(query)
-            body, outcome = self._lookups.secret(
-                sq.secret_id, sq.version_id, sq.version_stage, refresh=sq.refresh
-            )
-        else:
-            pq = local_requests.parameter_query(query)
-            body, outcome = self._lookups.parameter(
-                pq.name, pq.version, pq.label, pq.with_decryption, refresh=pq.refresh
-            )
+        handler = self._handlers.get(route)
+        if handler is None:
+            raise NotFound(f"no handler for the route {route}")
+        body, outcome = handler(query)
         return Reply(200, body, JSON, route, outcome)
+
+    def _secret(self, query: str) -> tuple[bytes, str]:
+        sq = local_requests.secret_query(query)
+        return self._lookups.secret(
+            sq.secret_id, sq.version_id, sq.version_stage, refresh=sq.refresh
+        )
+
+    def _parameter(self, query: str) -> tuple[bytes, str]:
+        pq = local_requests.parameter_query(query)
+        return self._lookups.parameter(
+            pq.name, pq.version, pq.label, pq.with_decryption, refresh=pq.refresh
+        )
 
 
 class Connections:
@@ -176,10 +186,6 @@ class Connections:
             self._open.add(sock)
             return True
 
-    def count(self) -> int:
-        with self._lock:
-            return len(self._open)
-
     def release(self, sock: socket.socket) -> None:
         with self._lock:
             self._open.discard(sock)
@@ -193,12 +199,7 @@ class Connections:
                 sock.shutdown(socket.SHUT_RDWR)
 
 
-_BUSY = render(
-    error_reply(
-        RequestError("too many connections", status=503, error_type="TooManyConnectionsException")
-    ),
-    close=True,
-)
+_BUSY = render(error_reply(TooManyConnections("too many connections")), close=True)
 
 
 class DeadlineReader(io.RawIOBase):
@@ -376,7 +377,6 @@ class Servers:
 
     def __init__(self, servers: list[LocalServer], connections: Connections) -> None:
         self.port = servers[0].server_port
-        self.hosts = tuple(server.server_name for server in servers)
         self._servers = servers
         self._connections = connections
         self._wake_reader, self._wake_writer = socket.socketpair()
@@ -395,11 +395,6 @@ class Servers:
                     if key.data is None:
                         return
                     _accept(key.data)
-
-    @property
-    def open_connections(self) -> int:
-        """Client connections being served now, for logs and tests."""
-        return self._connections.count()
 
     def shutdown(self) -> None:
         """Stop accepting, close the listeners and every open connection; returns at once."""

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-from version import NAME as NAME  # noqa: PLC0414 -- re-exported; its home is version.py
+from version import NAME
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:

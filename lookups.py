@@ -1,5 +1,5 @@
 """The glue between the local API and AWS: cache keys, per-service TTLs, JSON bytes, prefetch,
-and the log lines of upstream failures."""
+and the log lines of upstream failures and of stale serves."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 
+import services
 from cache import Cache
-from errors import THROTTLING_TYPES, ExtensionError, RequestError
+from errors import THROTTLING_TYPES, ExtensionError, RequestError, error_type_of
 from logs import log
+from services import BY_NAME, SECRETS_MANAGER, SSM, Service
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -38,10 +40,6 @@ if TYPE_CHECKING:
             with_decryption: bool = False,
         ) -> Mapping[str, object]: ...
 
-
-SECRETS_MANAGER = "secretsmanager"
-SSM = "ssm"
-_OPERATIONS = {SECRETS_MANAGER: "GetSecretValue", SSM: "GetParameter"}
 
 # The caller's mistakes, logged at WARN; every other upstream failure is an ERROR.
 _CLIENT_MISTAKES = frozenset(
@@ -121,17 +119,17 @@ class FailureLog:
             )
         if repeats is None:
             return
-        service, ident, *selectors = key
-        names = ("versionId", "versionStage") if service == SECRETS_MANAGER else _SSM_SELECTORS
+        name, ident, *selectors = key
+        service = BY_NAME[str(name)]
         details = "".join(
-            f" {name}={_printable(str(value))}"
-            for name, value in zip(names, selectors, strict=True)
+            f" {selector}={_printable(str(value))}"
+            for selector, value in zip(service.selectors, selectors, strict=True)
             if value not in (None, False)
         )
         write = log.warning if _is_client_mistake(exc) else log.error
         write(
             "upstream %s failed: id=%s%s type=%s status=%d%s duration_ms=%.0f%s",
-            _OPERATIONS.get(str(service), str(service)),
+            service.operation,
             _printable(str(ident)),
             details,
             exc.error_type,
@@ -167,7 +165,16 @@ class FailureLog:
             return repeats, dropped
 
 
-_SSM_SELECTORS = ("version", "label", "withDecryption")
+def _stale_served(key: Hashable, age: float, exc: BaseException) -> None:
+    """One warning per stale serve, naming the key's service and id, never the value."""
+    name, ident = key[:2] if isinstance(key, tuple) else (key, "")
+    log.warning(
+        "serving %s %s stale, expired %.0f s ago: fetch failed: %s",
+        name,
+        _printable(str(ident)),
+        age,
+        error_type_of(exc),
+    )
 
 
 def _encode(result: Mapping[str, object]) -> bytes:
@@ -182,7 +189,7 @@ class Lookups:
     def __init__(
         self,
         client: Upstream,
-        cache: Cache[bytes],
+        cache: Cache,
         *,
         secrets_manager_ttl: float,
         ssm_ttl: float,
@@ -193,6 +200,11 @@ class Lookups:
         self._client = client
         self._cache = cache
         self._ttl = {SECRETS_MANAGER: secrets_manager_ttl, SSM: ssm_ttl}
+        # Service name -> what one prefetch entry of it fetches.
+        self._prefetchers: dict[str, Callable[[str], object]] = {
+            SECRETS_MANAGER.name: self.secret,
+            SSM.name: self.parameter,
+        }
         self._caching = not cache_until_invoked
         self._failures = failures if failures is not None else FailureLog()
 
@@ -203,7 +215,7 @@ class Lookups:
 
     def _get(
         self,
-        service: str,
+        service: Service,
         key: tuple[object, ...],
         call: Callable[[], Mapping[str, object]],
         refresh: bool,
@@ -218,7 +230,7 @@ class Lookups:
                 raise
 
         ttl = self._ttl[service] if self._caching else 0
-        return self._cache.get_or_fetch(key, ttl, fetch, refresh=refresh)
+        return self._cache.get_or_fetch(key, ttl, fetch, refresh=refresh, on_stale=_stale_served)
 
     def secret(
         self,
@@ -229,7 +241,7 @@ class Lookups:
         refresh: bool = False,
     ) -> tuple[bytes, str]:
         """GetSecretValue as JSON bytes, and the cache outcome (hit, miss, stale, ...)."""
-        key = (SECRETS_MANAGER, secret_id, version_id, version_stage)
+        key = (SECRETS_MANAGER.name, secret_id, version_id, version_stage)
 
         def call() -> Mapping[str, object]:
             return self._client.get_secret_value(
@@ -248,7 +260,7 @@ class Lookups:
         refresh: bool = False,
     ) -> tuple[bytes, str]:
         """GetParameter as JSON bytes, and the cache outcome (hit, miss, stale, ...)."""
-        key = (SSM, name, version, label, with_decryption)
+        key = (SSM.name, name, version, label, with_decryption)
 
         def call() -> Mapping[str, object]:
             return self._client.get_parameter(
@@ -267,7 +279,7 @@ class Lookups:
         if not self._caching:
             log.info("prefetch skipped: caching starts at the first invoke (SnapStart)")
             return
-        wanted = [(service, ident) for service, ident in entries if self._ttl.get(service)]
+        wanted = [(name, ident) for name, ident in entries if self._ttl[services.named(name)]]
         threads = [
             threading.Thread(target=self._prefetch_one, args=entry, name="prefetch", daemon=True)
             for entry in wanted
@@ -279,12 +291,8 @@ class Lookups:
 
     def _prefetch_one(self, service: str, ident: str) -> None:
         try:
-            if service == SECRETS_MANAGER:
-                self.secret(ident)
-            else:
-                self.parameter(ident)
+            self._prefetchers[service](ident)
         except Exception as exc:  # one bad entry must not stop the others or the start
-            kind = exc.error_type if isinstance(exc, ExtensionError) else type(exc).__name__
-            log.warning("prefetch of %s %s failed: %s", service, ident, kind)
+            log.warning("prefetch of %s %s failed: %s", service, ident, error_type_of(exc))
         else:
             log.debug("prefetched %s %s", service, ident)

@@ -3,6 +3,8 @@
 The steps follow the AWS spec: canonical request, string to sign, signing key, signature.
 Paths get the rules of every service except S3 (dot segments and empty segments removed,
 then URI-encoded again); S3's single-encoding rules are deliberately not implemented.
+Nor is botocore's rewriting of a caller's `Date` header: our client never sends one, so a
+`Date` header here is signed like any other, next to `X-Amz-Date`.
 """
 
 from __future__ import annotations
@@ -35,8 +37,6 @@ UNSIGNED_HEADERS = frozenset(
     }
 )
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 def amz_date(now: datetime.datetime) -> str:
@@ -48,15 +48,6 @@ def _utc(now: datetime.datetime) -> datetime.datetime:
     if now.tzinfo is None:
         return now
     return now.astimezone(datetime.timezone.utc)
-
-
-def _http_date(now: datetime.datetime) -> str:
-    """RFC 2822 date as email.utils.formatdate writes it (without importing the email package)."""
-    t = _utc(now)
-    return (
-        f"{_DAYS[t.weekday()]}, {t.day:02d} {_MONTHS[t.month - 1]} {t.year:04d} "
-        f"{t.hour:02d}:{t.minute:02d}:{t.second:02d} -0000"
-    )
 
 
 def host_from_url(parts: SplitResult) -> str:
@@ -149,6 +140,7 @@ def payload_hash(headers: Mapping[str, str], body: bytes) -> str:
 def _canonical(
     method: str, parts: SplitResult, headers: Mapping[str, str], body: bytes
 ) -> tuple[str, str]:
+    """Task 1: the canonical request (for headers already dated) and its signed header names."""
     selected = headers_to_sign(headers, host_from_url(parts))
     signed = signed_headers(selected)
     creq = "\n".join(
@@ -162,11 +154,6 @@ def _canonical(
         )
     )
     return creq, signed
-
-
-def canonical_request(method: str, url: str, headers: Mapping[str, str], body: bytes) -> str:
-    """Task 1: the canonical request for headers that already carry the date (and token)."""
-    return _canonical(method, urlsplit(url), headers, body)[0]
 
 
 def credential_scope(datestamp: str, region: str, service: str) -> str:
@@ -199,23 +186,14 @@ def signature(key: bytes, sts: str) -> str:
 
 
 def _dated_headers(
-    headers: Mapping[str, str], now: datetime.datetime, timestamp: str, session_token: str | None
+    headers: Mapping[str, str], timestamp: str, session_token: str | None
 ) -> dict[str, str]:
     """The request's headers as botocore signs them: stale auth headers replaced, date set."""
-    names = {name.lower() for name in headers}
-    # botocore keeps a caller's Date header (rewritten to the signing time) instead of
-    # adding X-Amz-Date; the spec accepts either.
-    uses_date = "date" in names
     drop = {"authorization", "x-amz-date"}
-    if uses_date:
-        drop.add("date")
     if session_token:
         drop.add("x-amz-security-token")
     dated = {name: value for name, value in headers.items() if name.lower() not in drop}
-    if uses_date:
-        dated["Date"] = _http_date(now)
-    else:
-        dated["X-Amz-Date"] = timestamp
+    dated["X-Amz-Date"] = timestamp
     if session_token:
         dated["X-Amz-Security-Token"] = session_token
     return dated
@@ -236,13 +214,12 @@ def sign(
 ) -> dict[str, str]:
     """A new dict: `headers` plus `X-Amz-Date`, `X-Amz-Security-Token` and `Authorization`.
 
-    Like botocore, a caller's `Date` header is rewritten to `now` and stands in for
-    `X-Amz-Date`. `Host` is signed from `url` (lower-cased, default port left out) unless
-    `headers` has one; it is not added to the result. `url` is the URL as sent: its query
+    `Host` is signed from `url` (lower-cased, default port left out) unless `headers` has
+    one; it is not added to the result. `url` is the URL as sent: its query
     may be percent-encoded or plain text, and its path is encoded once more for signing.
     """
     timestamp = amz_date(now)
-    dated = _dated_headers(headers, now, timestamp, session_token)
+    dated = _dated_headers(headers, timestamp, session_token)
     creq, signed = _canonical(method, urlsplit(url), dated, body)
     scope = credential_scope(timestamp[:8], region, service)
     key = signing_key(secret_key, timestamp[:8], region, service)

@@ -35,27 +35,27 @@ KEY = ("secretsmanager", "prod/db-credentials", None, None, None, None, True)
 TTL = 300.0
 
 
-Call = Callable[[Hashable, float, Callable[[], str]], object]
+Call = Callable[[Hashable, float, Callable[[], bytes]], object]
 
 
 def figures() -> dict[str, Call]:
     """Each figure as a call with get_or_fetch's arguments, so call overhead is alike."""
     lock = threading.Lock()
-    table: dict[Hashable, str] = {KEY: "value"}
+    table: dict[Hashable, bytes] = {KEY: b"value"}
 
-    def floor(key: Hashable, ttl: float, fetch: Callable[[], str]) -> object:
+    def floor(key: Hashable, ttl: float, fetch: Callable[[], bytes]) -> object:
         with lock:
             return table[key]
 
-    cache: Cache[str] = Cache(1000)
-    cache.get_or_fetch(KEY, TTL, lambda: "value")
+    cache = Cache(1000)
+    cache.get_or_fetch(KEY, TTL, lambda: b"value")
     return {
         "floor: dict lookup under a threading.Lock": floor,
         "cache hit: get_or_fetch, fresh entry": cache.get_or_fetch,
     }
 
 
-def _never() -> str:
+def _never() -> bytes:
     raise AssertionError("a hit must not fetch")
 
 

@@ -15,6 +15,7 @@ import platform
 import re
 import shutil
 import socket
+import stat
 import statistics
 import subprocess
 import sys
@@ -41,6 +42,7 @@ from conftest import (  # noqa: E402
 from extension_process import TOKEN_HEADER, ExtensionProcess, lambda_env  # noqa: E402
 from fake_extensions_api import IDENTIFIER, FakeExtensionsApi  # noqa: E402
 from fault_proxy import FaultProxy  # noqa: E402
+from version import NAME  # noqa: E402
 
 __all__ = [
     "IDENTIFIER",
@@ -171,14 +173,18 @@ def build_layer(python: Path, out_dir: Path) -> tuple[Path, Path]:
     )
     if done.returncode != 0:
         raise SystemExit(f"build_layer.py failed:\n{done.stderr}")
-    opt = out_dir / "opt"
-    with zipfile.ZipFile(layer_zip) as layer:
-        for info in layer.infolist():
+    return layer_zip, unpack_layer(layer_zip.read_bytes(), out_dir / "opt")
+
+
+def unpack_layer(layer: bytes, opt: Path) -> Path:
+    """Unpack a layer zip into `opt` as Lambda does, modes included; return the executable."""
+    with zipfile.ZipFile(io.BytesIO(layer)) as archive:
+        for info in archive.infolist():
             target = opt / info.filename
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(layer.read(info))
-            target.chmod((info.external_attr >> 16) & 0o777)
-    return layer_zip, opt / "extensions" / "parameters-secrets-extension"
+            target.write_bytes(archive.read(info))
+            target.chmod(stat.S_IMODE(info.external_attr >> 16))
+    return opt / "extensions" / NAME
 
 
 def source_only(executable: Path, out: Path) -> Path:

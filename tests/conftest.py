@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))  # harness: building and unpacking the layer
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from extension_process import ExtensionProcess
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -262,23 +271,10 @@ def lambda_credentials(moto: Moto) -> LambdaCredentials:
 @pytest.fixture(scope="session")
 def layer_opt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The layer built by build_layer.py and unpacked into a directory laid out like /opt."""
-    import subprocess
-    import zipfile
+    import harness
 
-    out = tmp_path_factory.mktemp("dist") / "layer.zip"
-    subprocess.run(
-        [sys.executable, str(ROOT / "build_layer.py"), "--arch", "x86_64", "--output", str(out)],
-        check=True,
-        capture_output=True,
-    )
-    opt = tmp_path_factory.mktemp("opt")
-    with zipfile.ZipFile(out) as layer:
-        for info in layer.infolist():
-            target = opt / info.filename
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(layer.read(info))
-            target.chmod((info.external_attr >> 16) & 0o777)
-    return opt
+    _, executable = harness.build_layer(Path(sys.executable), tmp_path_factory.mktemp("dist"))
+    return executable.parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -293,3 +289,51 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def start_extension(
+    extension_executable: Path, tmp_path: Path, moto: Moto, lambda_credentials: LambdaCredentials
+) -> Iterator[Callable[..., ExtensionProcess]]:
+    """Start the real extension standalone with extra environment variables; each one started
+    is stopped at the end of the test."""
+    from hardening_support import start_standalone
+
+    started: list[ExtensionProcess] = []
+    with contextlib.ExitStack() as running:
+
+        def start(**env: str) -> ExtensionProcess:
+            log = tmp_path / ("extension.log" if not started else f"extension-{len(started)}.log")
+            ext = start_standalone(extension_executable, log, moto, lambda_credentials, **env)
+            started.append(running.enter_context(ext))
+            return ext
+
+        yield start
+
+
+@pytest.fixture
+def extension(start_extension: Callable[..., ExtensionProcess]) -> ExtensionProcess:
+    """The real extension, standalone, taking up to 256 clients at once."""
+    return start_extension(PARAMETERS_SECRETS_EXTENSION_MAX_CLIENT_CONNECTIONS="256")
+
+
+def wait_until(
+    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
+) -> None:
+    """Poll `predicate()` until true; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def boto_error(call: Callable[[], Any]) -> tuple[int, str]:
+    """The HTTP status and error code with which a boto3 call against moto fails."""
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as caught:
+        call()
+    error: Any = caught.value.response
+    return error["ResponseMetadata"]["HTTPStatusCode"], error["Error"]["Code"]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -125,15 +123,3 @@ def exchange(port: int, data: bytes, *, timeout: float = 30.0) -> bytes:
             sock.sendall(data)
             sock.shutdown(socket.SHUT_WR)
         return read_to_eof(sock)
-
-
-def wait_until(
-    predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05
-) -> None:
-    """Poll `predicate()` until true; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

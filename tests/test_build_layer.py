@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from harness import unpack_layer
 
 import build_layer
 from conftest import (
@@ -68,17 +69,6 @@ def path_with_python3(tmp_path: Path, python: Path) -> str:
     return str(bin_dir)
 
 
-def unpack(layer: bytes, opt: Path) -> Path:
-    """Unpack a layer zip into `opt` as Lambda does, modes included; return the executable."""
-    with zipfile.ZipFile(io.BytesIO(layer)) as archive:
-        for info in archive.infolist():
-            target = opt / info.filename
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(archive.read(info))
-            target.chmod(stat.S_IMODE(info.external_attr >> 16))
-    return opt / ENTRY
-
-
 def inner_zip(layer: bytes) -> zipfile.ZipFile:
     with zipfile.ZipFile(io.BytesIO(layer)) as archive:
         return zipfile.ZipFile(io.BytesIO(archive.read(ENTRY)))
@@ -106,7 +96,7 @@ def stub_layer(stub_root: Path) -> bytes:
 
 @pytest.fixture(scope="module")
 def stub_executable(stub_layer: bytes, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return unpack(stub_layer, tmp_path_factory.mktemp("opt"))
+    return unpack_layer(stub_layer, tmp_path_factory.mktemp("opt"))
 
 
 @pytest.fixture(scope="module")

@@ -19,12 +19,7 @@ def test_defaults() -> None:
     assert (c.cache_enabled, c.cache_size, c.http_port, c.log_level) == (True, 1000, 2773, "info")
     assert (c.max_connections, c.secrets_manager_ttl, c.ssm_ttl) == (3, 300, 300)
     assert (c.secrets_manager_timeout_ms, c.ssm_timeout_ms) == (0, 0)
-    assert (c.stale_if_error_seconds, c.prefetch, c.runtime_api, c.snapstart) == (
-        300,
-        (),
-        None,
-        False,
-    )
+    assert (c.stale_if_error_seconds, c.prefetch, c.snapstart) == (300, (), False)
     assert c.effective_cache_size == 1000
 
 
@@ -68,8 +63,7 @@ def test_every_variable_is_read() -> None:
         ("secretsmanager", "arn:aws:secretsmanager:us-east-1:1:secret:a"),
         ("ssm", "/p"),
     )
-    assert (c.runtime_api, c.snapstart, c.aws.region, c.aws.use_fips) == (
-        "127.0.0.1:9001",
+    assert (c.snapstart, c.aws.region, c.aws.use_fips) == (
         True,
         "eu-west-1",
         True,

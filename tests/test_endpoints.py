@@ -8,8 +8,9 @@ import pytest
 
 import endpoints
 from config import AwsConfig
-from endpoints import SECRETS_MANAGER, SSM, MissingRegion, resolve
-from errors import ExtensionError, InvalidRegion, RequestError
+from endpoints import resolve
+from errors import ExtensionError, InvalidRegion, MissingRegion, RequestError
+from services import SECRETS_MANAGER, SSM, Service
 
 SM_ARN_WEST = "arn:aws:secretsmanager:us-west-2:123456789012:secret:app/db-AbCdEf"
 SM_ARN_CN = "arn:aws-cn:secretsmanager:cn-northwest-1:123456789012:secret:x-AbCdEf"
@@ -47,13 +48,13 @@ SSM_ARN_EU = "arn:aws:ssm:eu-west-1:123456789012:parameter/app/plain"
         ),
     ],
 )
-def test_regional_endpoints(region: str, service: str, fips: bool, expected: str) -> None:
+def test_regional_endpoints(region: str, service: Service, fips: bool, expected: str) -> None:
     endpoint = resolve(AwsConfig(region=region, use_fips=fips), service, "plain-name")
     assert endpoint.origin == expected
     assert endpoint.path == "/"
     assert endpoint.url == expected + "/"
     assert endpoint.region == region
-    assert endpoint.signing_name == service
+    assert endpoint.signing_name == service.signing_name
 
 
 @pytest.mark.parametrize(
@@ -97,7 +98,7 @@ def test_regional_endpoints(region: str, service: str, fips: bool, expected: str
     ],
 )
 def test_overrides_win(
-    fields: dict[str, Any], service: str, expected_origin: str, expected_path: str
+    fields: dict[str, Any], service: Service, expected_origin: str, expected_path: str
 ) -> None:
     aws = AwsConfig(region="us-east-1", **fields)
     endpoint = resolve(aws, service, "name")
@@ -187,13 +188,15 @@ PARTITION_REGIONS = [
 
 @pytest.mark.parametrize(("partition", "region", "suffix"), PARTITION_REGIONS)
 @pytest.mark.parametrize("service", [SECRETS_MANAGER, SSM])
-def test_arns_of_every_partition(partition: str, region: str, suffix: str, service: str) -> None:
+def test_arns_of_every_partition(
+    partition: str, region: str, suffix: str, service: Service
+) -> None:
     resource = "secret:x-AbCdEf" if service == SECRETS_MANAGER else "parameter/app/x"
-    arn = f"arn:{partition}:{service}:{region}:123456789012:{resource}"
+    arn = f"arn:{partition}:{service.signing_name}:{region}:123456789012:{resource}"
     endpoint = resolve(AwsConfig(region="us-east-1"), service, arn)
-    assert endpoint.origin == f"https://{service}.{region}.{suffix}"
+    assert endpoint.origin == f"https://{service.host_prefix}.{region}.{suffix}"
     assert endpoint.region == region
-    assert endpoint.signing_name == service
+    assert endpoint.signing_name == service.signing_name
 
 
 @pytest.mark.parametrize(("partition", "region", "suffix"), PARTITION_REGIONS)
@@ -231,9 +234,11 @@ CRAFTED_REGIONS = [
 
 @pytest.mark.parametrize("region", CRAFTED_REGIONS)
 @pytest.mark.parametrize("service", [SECRETS_MANAGER, SSM])
-def test_crafted_arn_regions_are_a_400(region: str, service: str) -> None:
+def test_crafted_arn_regions_are_a_400(region: str, service: Service) -> None:
     with pytest.raises(RequestError) as caught:
-        resolve(AwsConfig(region="us-east-1"), service, f"arn:aws:{service}:{region}:1:x")
+        resolve(
+            AwsConfig(region="us-east-1"), service, f"arn:aws:{service.signing_name}:{region}:1:x"
+        )
     assert caught.value.status == 400
     assert caught.value.error_type == "InvalidParameterException"
     assert "region" in caught.value.message

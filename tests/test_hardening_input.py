@@ -11,14 +11,11 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import pytest
 
 import malformed_requests
-from conftest import SECRET_STRING_V2, LambdaCredentials, Moto
+from conftest import SECRET_STRING_V2, Moto
 from extension_process import ExtensionProcess
-from hardening_support import exchange, parse_responses, read_to_eof, secret_path, start_standalone
+from hardening_support import exchange, parse_responses, read_to_eof, secret_path
 
 SEED = 20_240_611
 TOTAL_REQUESTS = 100_000
@@ -123,20 +120,6 @@ def test_batches_are_deterministic_and_never_a_valid_request() -> None:
     assert first != malformed_requests.batch(SEED, 8, b"token-fixture")
     assert first.requests == first.keep_alive + 1
     assert len(malformed_requests.one_mb_query(b"t")) > 1_000_000
-
-
-@pytest.fixture
-def extension(
-    extension_executable: Path, tmp_path: Path, moto: Moto, lambda_credentials: LambdaCredentials
-) -> Iterator[ExtensionProcess]:
-    with start_standalone(
-        extension_executable,
-        tmp_path / "extension.log",
-        moto,
-        lambda_credentials,
-        PARAMETERS_SECRETS_EXTENSION_MAX_CLIENT_CONNECTIONS="256",
-    ) as ext:
-        yield ext
 
 
 def test_fuzzed_malformed_requests_are_refused_and_the_server_survives(

@@ -8,15 +8,12 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-from conftest import SECRET_STRING_V2, LambdaCredentials, Moto
+from conftest import SECRET_STRING_V2, Moto
 from extension_process import TOKEN_HEADER, ExtensionProcess
-from hardening_support import rss_kib, secret_path, start_standalone
+from hardening_support import rss_kib, secret_path
 
 CONNECTIONS = 64
 LOAD_SECONDS = 30
@@ -110,20 +107,6 @@ def python_load(
     alive = sum(thread.is_alive() for thread in threads)
     errors = {"status": totals["status"], "socket": totals["socket"], "hung": alive}
     return LoadResult(totals["requests"], errors, f"python load: {totals}")
-
-
-@pytest.fixture
-def extension(
-    extension_executable: Path, tmp_path: Path, moto: Moto, lambda_credentials: LambdaCredentials
-) -> Iterator[ExtensionProcess]:
-    with start_standalone(
-        extension_executable,
-        tmp_path / "extension.log",
-        moto,
-        lambda_credentials,
-        PARAMETERS_SECRETS_EXTENSION_MAX_CLIENT_CONNECTIONS="256",
-    ) as ext:
-        yield ext
 
 
 def _load(ext: ExtensionProcess, path: str, seconds: int, script: Path) -> LoadResult:

@@ -7,19 +7,16 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from conftest import SECRET_STRING_V2, LambdaCredentials, Moto
+from conftest import SECRET_STRING_V2, Moto, wait_until
 from extension_process import ExtensionProcess
 from hardening_support import (
     parse_responses,
     read_to_eof,
     secret_path,
-    start_standalone,
-    wait_until,
 )
 
 MAX_CLIENTS = 8
@@ -33,19 +30,13 @@ SLOW_HEAD = b"GET /ping HTTP/1.1\r\nHost: localhost\r\nX-Slow: " + b"s" * 4096
 
 
 @pytest.fixture
-def extension(
-    extension_executable: Path, tmp_path: Path, moto: Moto, lambda_credentials: LambdaCredentials
-) -> Iterator[ExtensionProcess]:
-    with start_standalone(
-        extension_executable,
-        tmp_path / "extension.log",
-        moto,
-        lambda_credentials,
+def extension(start_extension: Callable[..., ExtensionProcess]) -> Iterator[ExtensionProcess]:
+    ext = start_extension(
         PARAMETERS_SECRETS_EXTENSION_MAX_CLIENT_CONNECTIONS=str(MAX_CLIENTS),
         PARAMETERS_SECRETS_EXTENSION_IDLE_TIMEOUT_SECONDS=str(IDLE_TIMEOUT_SECONDS),
-    ) as ext:
-        yield ext
-        assert "Traceback" not in ext.output()
+    )
+    yield ext
+    assert "Traceback" not in ext.output()
 
 
 def _connect(port: int) -> socket.socket:

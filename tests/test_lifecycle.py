@@ -9,6 +9,7 @@ import time
 import pytest
 
 import lifecycle
+from errors import ExtensionsApiError
 from fake_extensions_api import IDENTIFIER, FakeExtensionsApi
 from lifecycle import ExtensionsApi
 
@@ -57,8 +58,10 @@ def test_next_blocks_until_an_event_arrives() -> None:
 def test_unexpected_status_is_an_error() -> None:
     with FakeExtensionsApi() as fake:
         api = ExtensionsApi(fake.address)
-        with pytest.raises(RuntimeError, match="403"):
+        with pytest.raises(RuntimeError, match="403") as caught:
             api.next_event()  # not registered: no identifier
+    assert isinstance(caught.value, ExtensionsApiError)
+    assert (caught.value.path, caught.value.status) == ("/event/next", 403)
 
 
 def test_a_silent_extensions_api_times_out() -> None:

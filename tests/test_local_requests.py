@@ -7,6 +7,7 @@ import io
 import pytest
 
 import local_requests as lr
+import services
 from errors import RequestError
 
 
@@ -184,6 +185,18 @@ def test_unknown_paths_are_404(path: str) -> None:
     with pytest.raises(RequestError) as caught:
         lr.route(path)
     assert (caught.value.status, caught.value.error_type) == (404, "NotFoundException")
+    assert caught.value.message == (
+        "unknown path: use /secretsmanager/get, /systemsmanager/parameters/get or /ping"
+    )
+
+
+def test_a_name_outside_the_service_table_is_an_error_not_another_service() -> None:
+    assert [services.named(name).name for name in ("secretsmanager", "ssm")] == [
+        "secretsmanager",
+        "ssm",
+    ]
+    with pytest.raises(ValueError, match="no service"):
+        services.named("ping")
 
 
 def test_secret_query_decodes_percent_and_plus_and_takes_first_values() -> None:

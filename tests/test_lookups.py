@@ -32,15 +32,16 @@ class RecordingUpstream:
         self.calls: list[tuple[object, ...]] = []
         self._lock = threading.Lock()
         self._barrier = barrier
-        self._fail = fail
+        self.fail = fail
+        self.error = UpstreamError("denied", status=400, error_type="AccessDeniedException")
 
     def _record(self, call: tuple[object, ...], ident: str) -> None:
         with self._lock:
             self.calls.append(call)
         if self._barrier is not None:
             self._barrier.wait()
-        if ident == self._fail:
-            raise UpstreamError("denied", status=400, error_type="AccessDeniedException")
+        if ident == self.fail:
+            raise self.error
 
     def get_secret_value(
         self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
@@ -335,3 +336,29 @@ def test_an_id_cannot_forge_log_lines(debug_log: io.StringIO) -> None:
     assert len(text.splitlines()) == 1
     assert "id=x\\x0a[parameters-secrets-extension] ERROR forged" in text
     assert len(text) < 1000
+
+
+def test_a_stale_serve_is_one_warning_naming_service_and_id_never_the_value(
+    debug_log: io.StringIO,
+) -> None:
+    clock = Ticks()
+    upstream = RecordingUpstream()
+    lookups = Lookups(
+        upstream,
+        Cache(100, clock=clock),
+        secrets_manager_ttl=10,
+        ssm_ttl=10,
+        failures=FailureLog(clock=clock),
+    )
+    assert lookups.secret("app/db")[1] == "miss"
+    clock.value += 25  # expired 15 s ago, inside the stale window
+    upstream.fail = "app/db"  # AWS now throttles: transient, so the old value is served
+    upstream.error = UpstreamError("slow", status=400, error_type="ThrottlingException")
+    body, outcome = lookups.secret("app/db")
+    assert outcome == "stale"
+    assert SECRET_VALUE.encode() in body
+    stale = [line for line in debug_log.getvalue().splitlines() if "stale" in line]
+    assert stale == [
+        "[parameters-secrets-extension] WARN serving secretsmanager app/db stale,"
+        " expired 15 s ago: fetch failed: ThrottlingException"
+    ]

@@ -1,0 +1,105 @@
+"""The AWS services the extension serves, one record each: the only place a service is described.
+
+Everything that differs between services is read from its record: the local routes, the
+upstream operation, the signing name and host, the TTL and timeout variables, the endpoint
+override, and the query selectors that make up a cache key. Adding a route means adding it
+to `routes`; adding a service means a record in SERVICES plus its one handler in
+local_server.Api and in lookups.Lookups. Code that meets a name not in the table raises,
+never falls through to "the other service".
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
+if TYPE_CHECKING:
+    from typing import Final
+
+
+class Service:
+    """One service. `name` is what cache keys, prefetch entries and log lines call it.
+
+    A plain class rather than a namedtuple: there are only two instances, and creating a
+    namedtuple class at import costs several times more of the extension's init.
+    """
+
+    __slots__ = (
+        "endpoint_setting",
+        "endpoint_variable",
+        "host_prefix",
+        "name",
+        "operation",
+        "routes",
+        "selectors",
+        "signing_name",
+        "target",
+        "timeout_variable",
+        "ttl_variable",
+    )
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        routes: tuple[str, ...],
+        operation: str,
+        target: str,
+        host_prefix: str,
+        signing_name: str,
+        ttl_variable: str,
+        timeout_variable: str,
+        endpoint_variable: str,
+        endpoint_setting: str,
+        selectors: tuple[str, ...],
+    ) -> None:
+        self.name: Final = name
+        self.routes: Final = routes  # local paths; the first is the one messages name
+        self.operation: Final = operation  # the AWS API operation, as log lines name it
+        self.target: Final = target  # its X-Amz-Target header (AWS JSON 1.1)
+        self.host_prefix: Final = host_prefix  # host: <prefix>[-fips].<region>.<dns suffix>
+        self.signing_name: Final = signing_name  # SigV4 service name, and its ARNs' service
+        self.ttl_variable: Final = ttl_variable  # seconds an answer is cached
+        self.timeout_variable: Final = timeout_variable  # ms an upstream request may take
+        self.endpoint_variable: Final = endpoint_variable  # its own endpoint override
+        self.endpoint_setting: Final = endpoint_setting  # the AwsConfig field holding that
+        self.selectors: Final = selectors  # query names after the id in a cache key, in order
+
+    def __repr__(self) -> str:
+        return f"Service({self.name!r})"
+
+
+SECRETS_MANAGER = Service(
+    name="secretsmanager",
+    routes=("/secretsmanager/get",),
+    operation="GetSecretValue",
+    target="secretsmanager.GetSecretValue",
+    host_prefix="secretsmanager",
+    signing_name="secretsmanager",
+    ttl_variable="SECRETS_MANAGER_TTL",
+    timeout_variable="SECRETS_MANAGER_TIMEOUT_MILLIS",
+    endpoint_variable="AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    endpoint_setting="endpoint_url_secrets_manager",
+    selectors=("versionId", "versionStage"),
+)
+SSM = Service(
+    name="ssm",
+    routes=("/systemsmanager/parameters/get", "/systemsmanager/parameters/get/"),
+    operation="GetParameter",
+    target="AmazonSSM.GetParameter",
+    host_prefix="ssm",
+    signing_name="ssm",
+    ttl_variable="SSM_PARAMETER_STORE_TTL",
+    timeout_variable="SSM_PARAMETER_STORE_TIMEOUT_MILLIS",
+    endpoint_variable="AWS_ENDPOINT_URL_SSM",
+    endpoint_setting="endpoint_url_ssm",
+    selectors=("version", "label", "withDecryption"),
+)
+SERVICES = (SECRETS_MANAGER, SSM)
+BY_NAME = {service.name: service for service in SERVICES}
+
+
+def named(name: str) -> Service:
+    """The service called `name`; ValueError for any other name (a bug: input never gets here)."""
+    service = BY_NAME.get(name)
+    if service is None:
+        raise ValueError(f"no service is called {name!r}")
+    return service
