@@ -2,6 +2,7 @@
 
 Outcomes of `get_or_fetch`, and how the counters of `info()` move:
 - "hit": a fresh entry (fresh while now < expiry; expired from now >= expiry). Counts a hit.
+  Also an expired entry while its refresh-ahead is in flight, until that refresh's deadline.
 - "miss": no fresh entry; the value comes from a fetch this call ran or joined. Counts a miss;
   concurrent misses for one key share one fetch, so fetches can be fewer than misses.
 - "stale": a miss whose fetch failed transiently while the expired entry was within
@@ -11,6 +12,16 @@ Outcomes of `get_or_fetch`, and how the counters of `info()` move:
 - "refresh": refresh=True fetched regardless of any entry. Counts a fetch only.
 - "bypass": caching is off for this call (max_size 0 or ttl <= 0). Counts a fetch only: no
   lookup happened, so it is neither hit nor miss.
+Refresh-ahead (`refresh_ahead`, a fraction of the TTL; 0 turns it off): a hit on an entry in
+the last `refresh_ahead` of its life starts one background fetch of its key, on a daemon
+thread; the hit itself never waits. It is an ordinary flight, so a miss of the key joins it
+rather than fetching again. While it is in flight the entry is served even once expired, but
+never past `refresh_deadline` seconds after the refresh began (the upstream call's own
+deadline); after that, readers join the flight as misses do. At most `max_refreshes` run at
+once: a hit beyond that is served without starting one. A failed refresh leaves the entry as
+it was. Counted: each refresh started, and each call that waited on another's fetch
+(coalesced).
+
 Errors are never stored. A failed miss that serves no stale value drops its expired entry,
 so a value that AWS has since denied or deleted is never served stale later.
 
@@ -27,13 +38,20 @@ from collections.abc import Callable, Hashable
 
 import errors
 
+INF = float("inf")
+
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
     # Told of a stale serve: the key, seconds since the entry expired, the fetch's error.
     StaleHook = Callable[[Hashable, float, BaseException], None]
 
 
-class CacheInfo(namedtuple("CacheInfo", "hits misses stale evictions fetches size max_size")):
+class CacheInfo(
+    namedtuple(
+        "CacheInfo",
+        "hits misses stale evictions fetches size max_size refreshes_ahead coalesced",
+    )
+):
     """Counters since creation and the current size."""
 
     __slots__ = ()
@@ -44,28 +62,33 @@ class CacheInfo(namedtuple("CacheInfo", "hits misses stale evictions fetches siz
     fetches: int
     size: int
     max_size: int
+    refreshes_ahead: int
+    coalesced: int
 
 
 class _Entry:
-    __slots__ = ("expiry", "seq", "value")
+    __slots__ = ("expiry", "refresh_at", "seq", "value")
 
-    def __init__(self, value: bytes, expiry: float, seq: int) -> None:
+    def __init__(self, value: bytes, expiry: float, refresh_at: float, seq: int) -> None:
         self.value = value
         self.expiry = expiry
+        self.refresh_at = refresh_at  # from then on a hit starts a refresh-ahead
         self.seq = seq
 
 
 class _Flight:
     """One fetch in progress; followers wait on `done`, then read `value` or `error`."""
 
-    __slots__ = ("done", "error", "owner", "seq", "value")
+    __slots__ = ("done", "error", "owner", "serve_until", "seq", "value")
     value: bytes
 
-    def __init__(self, seq: int) -> None:
+    def __init__(self, seq: int, serve_until: float = float("-inf")) -> None:
         self.seq = seq
         self.owner = threading.get_ident()
         self.done = threading.Event()
         self.error: BaseException | None = None
+        # A refresh-ahead's deadline: until then its key's expired entry is still served.
+        self.serve_until = serve_until
 
 
 class Cache:
@@ -78,10 +101,21 @@ class Cache:
         stale_if_error: float = 300.0,
         is_transient: Callable[[BaseException], bool] = errors.is_transient,
         clock: Callable[[], float] = time.monotonic,
+        refresh_ahead: float = 0.0,
+        refresh_deadline: float = 30.0,
+        max_refreshes: int = 8,
     ) -> None:
-        if max_size < 0 or stale_if_error < 0:
-            raise ValueError("max_size and stale_if_error must be >= 0")
+        if max_size < 0 or stale_if_error < 0 or refresh_deadline < 0 or max_refreshes < 0:
+            raise ValueError(
+                "max_size, stale_if_error, refresh_deadline and max_refreshes must be >= 0"
+            )
+        if not 0 <= refresh_ahead < 1:
+            raise ValueError("refresh_ahead must be a fraction of the TTL, from 0 up to 1")
         self._max_size = max_size
+        self._ahead = refresh_ahead
+        self._ahead_deadline = refresh_deadline
+        self._max_refreshes = max_refreshes
+        self._refreshing = 0
         self._stale_window = stale_if_error
         self._is_transient = is_transient
         self._clock = clock
@@ -92,6 +126,7 @@ class Cache:
         # is returned to its callers but not stored.
         self._seq = 0
         self._hits = self._misses = self._stale = self._evictions = self._fetches = 0
+        self._refreshes_ahead = self._coalesced = 0
 
     def get_or_fetch(
         self,
@@ -116,11 +151,15 @@ class Cache:
             return self._refresh(key, ttl, fetch)
         with self._lock:
             entry = self._data.get(key)
-            if entry is not None and self._clock() < entry.expiry:
-                self._data.move_to_end(key)
-                self._hits += 1
-                return entry.value, "hit"
             flight = self._flights.get(key)
+            if entry is not None:
+                now = self._clock()
+                if now < entry.expiry or (flight is not None and now < flight.serve_until):
+                    self._data.move_to_end(key)
+                    self._hits += 1
+                    if now >= entry.refresh_at and flight is None:
+                        self._start_ahead(key, ttl, fetch, now)
+                    return entry.value, "hit"
             if flight is not None and flight.owner == threading.get_ident():
                 raise RuntimeError("a fetch asked the cache for its own key")
             self._misses += 1
@@ -129,6 +168,8 @@ class Cache:
                 self._fetches += 1
                 self._seq += 1
                 flight = self._flights[key] = _Flight(self._seq)
+            else:
+                self._coalesced += 1
         if leader:
             return self._lead(key, ttl, fetch, flight, on_stale)
         flight.done.wait()
@@ -154,6 +195,46 @@ class Cache:
         flight.value = value
         self._land(key, flight, ttl)
         return value, "miss"
+
+    def _start_ahead(self, key: Hashable, ttl: float, fetch: Callable[[], bytes], now: float) -> None:
+        """Start a refresh-ahead of `key` unless the cap is reached; the caller holds the lock."""
+        if self._refreshing >= self._max_refreshes:
+            return
+        self._refreshing += 1
+        self._refreshes_ahead += 1
+        self._fetches += 1
+        self._seq += 1
+        flight = self._flights[key] = _Flight(self._seq, now + self._ahead_deadline)
+        flight.owner = 0  # not the hit's thread, which may well ask for the key again
+        thread = threading.Thread(
+            target=self._refresh_ahead,
+            args=(key, ttl, fetch, flight),
+            name="refresh-ahead",
+            daemon=True,
+        )
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had: the hit is served all the same
+            del self._flights[key]
+            self._refreshing -= 1
+            flight.error = RuntimeError("refresh-ahead not started")
+            flight.done.set()
+
+    def _refresh_ahead(
+        self, key: Hashable, ttl: float, fetch: Callable[[], bytes], flight: _Flight
+    ) -> None:
+        # Runs on its own thread: whatever the fetch raised ends here (its caller logged an
+        # upstream failure already), leaving the entry as it was for the misses to judge.
+        flight.owner = threading.get_ident()
+        try:
+            try:
+                flight.value = fetch()
+            except BaseException as exc:
+                flight.error = exc
+            self._land(key, flight, ttl)
+        finally:
+            with self._lock:
+                self._refreshing -= 1
 
     def _land(self, key: Hashable, flight: _Flight, ttl: float) -> None:
         """End a flight: store its value if it succeeded, then wake the followers."""
@@ -183,7 +264,9 @@ class Cache:
         old = self._data.get(key)
         if old is not None and old.seq > seq:
             return
-        self._data[key] = _Entry(value, self._clock() + ttl, seq)
+        now = self._clock()
+        refresh_at = now + ttl - ttl * self._ahead if self._ahead else INF
+        self._data[key] = _Entry(value, now + ttl, refresh_at, seq)
         self._data.move_to_end(key)
         while len(self._data) > self._max_size:
             self._data.popitem(last=False)
@@ -220,4 +303,6 @@ class Cache:
                 self._fetches,
                 len(self._data),
                 self._max_size,
+                self._refreshes_ahead,
+                self._coalesced,
             )

@@ -30,6 +30,9 @@ PREFETCH_SERVICES = tuple(BY_NAME)
 MAX_PREFETCH = 100
 # Lambda's longest invocation: a longer upstream deadline can never matter.
 MAX_TIMEOUT_MS = 900_000
+# Past half of an entry's life, refreshing ahead would just halve the TTL.
+MAX_REFRESH_AHEAD_PERCENT = 50
+METRICS_OUTPUTS = ("off", "emf")
 _SHOWN_CHARS = 64  # of a bad value in a warning: enough to recognise it, never a flood
 _SHOWN_ITEMS = 5
 
@@ -120,8 +123,10 @@ class Config:
         "log_level",
         "max_client_connections",
         "max_connections",
+        "metrics",
         "prefetch",
         "prefetch_timeout_ms",
+        "refresh_ahead_percent",
         "secrets_manager_timeout_ms",
         "secrets_manager_ttl",
         "snapstart",
@@ -150,6 +155,8 @@ class Config:
         max_client_connections: int,
         idle_timeout_seconds: int,
         auth_token: str,
+        refresh_ahead_percent: int,
+        metrics: str,
         snapstart: bool,
         aws: AwsConfig,
         warnings: tuple[str, ...],
@@ -170,6 +177,8 @@ class Config:
         self.max_client_connections: Final = max_client_connections
         self.idle_timeout_seconds: Final = idle_timeout_seconds
         self.auth_token: Final = auth_token
+        self.refresh_ahead_percent: Final = refresh_ahead_percent
+        self.metrics: Final = metrics  # "emf": one metrics line on stdout at shutdown
         self.snapstart: Final = snapstart
         self.aws: Final = aws
         self.warnings: Final = warnings
@@ -331,6 +340,17 @@ class _Reader:
             return default
         return level
 
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        """One of `choices`, any case; anything else is replaced by the default."""
+        raw = self.text(name)
+        if raw is None:
+            return default
+        value = raw.strip().lower()
+        if value not in choices:
+            self.warn(name, raw, f"is not one of {', '.join(choices)}", f"the default {default}")
+            return default
+        return value
+
     def prefetch(self, name: str) -> tuple[tuple[str, str], ...]:
         """Parse `secretsmanager:<id>,ssm:<name>`; ids may hold colons, so split on the first.
 
@@ -421,6 +441,10 @@ def load(env: Mapping[str, str]) -> Config:
         max_client_connections=read.number(PREFIX + "MAX_CLIENT_CONNECTIONS", 256, 1, 4096),
         idle_timeout_seconds=read.number(PREFIX + "IDLE_TIMEOUT_SECONDS", 60, 1, 3600),
         auth_token=_auth_token(aws),
+        refresh_ahead_percent=read.number(
+            PREFIX + "REFRESH_AHEAD_PERCENT", 10, 0, MAX_REFRESH_AHEAD_PERCENT
+        ),
+        metrics=read.choice(PREFIX + "METRICS", METRICS_OUTPUTS, "off"),
         snapstart=read.text("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start",
         aws=aws,
         warnings=tuple(read.warnings),

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
     from aws_client import AwsClient
 
+# How long aws_client lets one call run when its service sets no timeout.
+UNSET_TIMEOUT_SECONDS = 30.0
+
 
 class LazyClient:
     """The AWS client, imported and made at the first miss (or prefetch), not at start.
@@ -103,7 +106,12 @@ def _serve(
     client = LazyClient(settings)
     lookups = Lookups(
         client,
-        Cache(settings.effective_cache_size, stale_if_error=settings.stale_if_error_seconds),
+        Cache(
+            settings.effective_cache_size,
+            stale_if_error=settings.stale_if_error_seconds,
+            refresh_ahead=settings.refresh_ahead_percent / 100,
+            refresh_deadline=_refresh_deadline(settings),
+        ),
         secrets_manager_ttl=settings.secrets_manager_ttl,
         ssm_ttl=settings.ssm_ttl,
         cache_until_invoked=settings.snapstart,
@@ -128,6 +136,13 @@ def _serve(
     finally:
         servers.shutdown()
         client.close()
+
+
+def _refresh_deadline(settings: config.Config) -> float:
+    """How long an entry may be served past expiry while its refresh-ahead runs: as long as
+    the slower service's upstream call may take, retries included."""
+    timeouts = (settings.secrets_manager_timeout_ms, settings.ssm_timeout_ms)
+    return max(ms / 1000 if ms else UNSET_TIMEOUT_SECONDS for ms in timeouts)
 
 
 def _prefetch(lookups: Lookups, entries: tuple[tuple[str, str], ...], budget_ms: int) -> None:

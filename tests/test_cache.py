@@ -109,7 +109,7 @@ def test_hit_returns_cached_value_without_fetching(clock: FakeClock) -> None:
     assert cache.get_or_fetch(KEY, 10, upstream) == (b"v1", "miss")
     assert cache.get_or_fetch(KEY, 10, upstream) == (b"v1", "hit")
     assert upstream.calls == 1
-    assert cache.info() == (1, 1, 0, 0, 1, 1, 10)
+    assert cache.info() == (1, 1, 0, 0, 1, 1, 10, 0, 0)
 
 
 def test_hit_refreshes_recency(clock: FakeClock) -> None:
@@ -156,7 +156,7 @@ def test_disabled_caching_bypasses(clock: FakeClock, max_size: int, ttl: float) 
     assert cache.get_or_fetch(KEY, ttl, upstream) == (b"v2", "bypass")
     assert cache.get_or_fetch(KEY, ttl, upstream, refresh=True) == (b"v3", "bypass")
     assert upstream.calls == 3
-    assert cache.info() == (0, 0, 0, 0, 3, 0, max_size)
+    assert cache.info() == (0, 0, 0, 0, 3, 0, max_size, 0, 0)
 
 
 def test_ttl_zero_for_one_call_leaves_the_stored_entry(clock: FakeClock) -> None:
@@ -176,7 +176,7 @@ def test_an_error_is_not_cached(clock: FakeClock) -> None:
     assert cache.info().size == 0
     assert cache.get_or_fetch(KEY, 10, upstream) == (b"v1", "miss")
     assert upstream.calls == 2
-    assert cache.info() == (0, 2, 0, 0, 2, 1, 10)
+    assert cache.info() == (0, 2, 0, 0, 2, 1, 10, 0, 0)
 
 
 def test_invalid_arguments_are_refused() -> None:
@@ -280,7 +280,7 @@ def test_refresh_fetches_past_a_fresh_entry_and_stores(clock: FakeClock) -> None
     assert cache.get_or_fetch(KEY, 10, const(b"v3")) == (b"v2", "hit")
     assert cache.get_or_fetch("cold", 10, const(b"c1"), refresh=True) == (b"c1", "refresh")
     assert cache.get_or_fetch("cold", 10, const(b"c2")) == (b"c1", "hit")
-    assert cache.info() == (2, 1, 0, 0, 3, 2, 10)
+    assert cache.info() == (2, 1, 0, 0, 3, 2, 10, 0, 0)
 
 
 @pytest.mark.parametrize("error", [TRANSIENT[0], PERMANENT[1]], ids=repr)
@@ -360,7 +360,7 @@ def test_64_callers_of_a_cold_key_share_one_fetch() -> None:
     run_threads(64, caller)
     assert upstream.calls == 1
     assert results == [(VALUE, "miss")] * 64
-    assert cache.info() == (0, 64, 0, 0, 1, 1, 10)
+    assert cache.info() == (0, 64, 0, 0, 1, 1, 10, 0, 63)
 
 
 def test_a_failed_fetch_reaches_every_waiter_and_is_not_cached() -> None:

@@ -20,6 +20,7 @@ def test_defaults() -> None:
     assert (c.max_connections, c.secrets_manager_ttl, c.ssm_ttl) == (3, 300, 300)
     assert (c.secrets_manager_timeout_ms, c.ssm_timeout_ms) == (0, 0)
     assert (c.stale_if_error_seconds, c.prefetch, c.snapstart) == (300, (), False)
+    assert (c.refresh_ahead_percent, c.metrics) == (10, "off")
     assert c.effective_cache_size == 1000
 
 
@@ -44,8 +45,11 @@ def test_every_variable_is_read() -> None:
         "AWS_LAMBDA_LOG_FORMAT": "JSON",
         "AWS_DEFAULT_REGION": "eu-west-1",
         "AWS_USE_FIPS_ENDPOINT": "true",
+        "PARAMETERS_SECRETS_EXTENSION_REFRESH_AHEAD_PERCENT": "25",
+        "PARAMETERS_SECRETS_EXTENSION_METRICS": "EMF",
     }
     c = config.load(env)
+    assert (c.refresh_ahead_percent, c.metrics, c.warnings) == (25, "emf", ())
     assert (c.cache_enabled, c.cache_size, c.http_port, c.log_level, c.log_json) == (
         False,
         10,
@@ -89,6 +93,7 @@ NUMBERS = [
     ("PARAMETERS_SECRETS_EXTENSION_PREFETCH_TIMEOUT_MILLIS", "prefetch_timeout_ms", 2000, 0, 60000),
     ("PARAMETERS_SECRETS_EXTENSION_MAX_CLIENT_CONNECTIONS", "max_client_connections", 256, 1, 4096),
     ("PARAMETERS_SECRETS_EXTENSION_IDLE_TIMEOUT_SECONDS", "idle_timeout_seconds", 60, 1, 3600),
+    ("PARAMETERS_SECRETS_EXTENSION_REFRESH_AHEAD_PERCENT", "refresh_ahead_percent", 10, 0, 50),
 ]
 NUMBER_IDS = [row[0] for row in NUMBERS]
 
@@ -235,6 +240,15 @@ def test_prefetch_is_capped() -> None:
     )
 
 
+@pytest.mark.parametrize("value", ["cloudwatch", "on", "true", "emf,json"])
+def test_an_unknown_metrics_output_is_off_with_one_warning(value: str) -> None:
+    c, warning = one_warning({"PARAMETERS_SECRETS_EXTENSION_METRICS": value})
+    assert c.metrics == "off"
+    assert warning.startswith(f"PARAMETERS_SECRETS_EXTENSION_METRICS={value} is not one of")
+    assert warning.endswith("off, emf; using the default off")
+    assert config.load({**TOKEN, "PARAMETERS_SECRETS_EXTENSION_METRICS": " Off "}).metrics == "off"
+
+
 def test_empty_or_blank_values_mean_unset_without_warning() -> None:
     env = {**TOKEN, **{variable: "" for variable, *_ in NUMBERS}}
     env.update({"PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL": "  ", "SECRETS_MANAGER_TTL": " \t"})
@@ -250,6 +264,8 @@ def test_each_bad_variable_gives_exactly_one_warning_naming_it() -> None:
         "PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL": "loud",
         "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": "99999",
         "PARAMETERS_SECRETS_EXTENSION_PREFETCH": "s3:x",
+        "PARAMETERS_SECRETS_EXTENSION_METRICS": "prometheus",
+        "PARAMETERS_SECRETS_EXTENSION_REFRESH_AHEAD_PERCENT": "80",
     }
     c = config.load({**TOKEN, **bad})
     assert len(c.warnings) == len(bad)
