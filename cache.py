@@ -79,7 +79,7 @@ class _Entry:
 class _Flight:
     """One fetch in progress; followers wait on `done`, then read `value` or `error`."""
 
-    __slots__ = ("done", "error", "owner", "serve_until", "seq", "value")
+    __slots__ = ("done", "error", "owner", "seq", "serve_until", "value")
     value: bytes
 
     def __init__(self, seq: int, serve_until: float = float("-inf")) -> None:
@@ -196,7 +196,9 @@ class Cache:
         self._land(key, flight, ttl)
         return value, "miss"
 
-    def _start_ahead(self, key: Hashable, ttl: float, fetch: Callable[[], bytes], now: float) -> None:
+    def _start_ahead(
+        self, key: Hashable, ttl: float, fetch: Callable[[], bytes], now: float
+    ) -> None:
         """Start a refresh-ahead of `key` unless the cap is reached; the caller holds the lock."""
         if self._refreshing >= self._max_refreshes:
             return

@@ -117,6 +117,7 @@ class Config:
         "aws",
         "cache_enabled",
         "cache_size",
+        "function_name",
         "http_port",
         "idle_timeout_seconds",
         "log_json",
@@ -157,6 +158,7 @@ class Config:
         auth_token: str,
         refresh_ahead_percent: int,
         metrics: str,
+        function_name: str,
         snapstart: bool,
         aws: AwsConfig,
         warnings: tuple[str, ...],
@@ -179,6 +181,7 @@ class Config:
         self.auth_token: Final = auth_token
         self.refresh_ahead_percent: Final = refresh_ahead_percent
         self.metrics: Final = metrics  # "emf": one metrics line on stdout at shutdown
+        self.function_name: Final = function_name  # Lambda's, for the metrics' dimension
         self.snapstart: Final = snapstart
         self.aws: Final = aws
         self.warnings: Final = warnings
@@ -445,6 +448,7 @@ def load(env: Mapping[str, str]) -> Config:
             PREFIX + "REFRESH_AHEAD_PERCENT", 10, 0, MAX_REFRESH_AHEAD_PERCENT
         ),
         metrics=read.choice(PREFIX + "METRICS", METRICS_OUTPUTS, "off"),
+        function_name=read.text("AWS_LAMBDA_FUNCTION_NAME") or "unknown",
         snapstart=read.text("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start",
         aws=aws,
         warnings=tuple(read.warnings),

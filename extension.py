@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 
 import boot
 import config
@@ -17,6 +18,7 @@ from lifecycle import ExtensionsApi
 from local_server import start
 from logs import DEBUG, log, setup
 from lookups import Lookups
+from metrics import emf_line
 from version import NAME, VERSION
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
@@ -132,7 +134,10 @@ def _serve(
         if api is None:
             while True:  # standalone: boot's signal waiter ends the process
                 threading.Event().wait()
-        return _wait_for_shutdown(api, lookups)
+        code = _wait_for_shutdown(api, lookups)
+        if code == 0 and settings.metrics == "emf":
+            _write_emf(lookups, settings.function_name)
+        return code
     finally:
         servers.shutdown()
         client.close()
@@ -155,6 +160,16 @@ def _prefetch(lookups: Lookups, entries: tuple[tuple[str, str], ...], budget_ms:
         # The fetches go on in the background; a request for an item still in flight
         # waits for that fetch instead of starting another.
         log.warning("prefetch not finished after %d ms; going on without waiting", budget_ms)
+
+
+def _write_emf(lookups: Lookups, function_name: str) -> None:
+    """The counters as one EMF line on stdout, which Lambda sends to CloudWatch Logs."""
+    line = emf_line(lookups.counters(), function_name, time.time_ns() // 1_000_000)
+    try:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        log.warning("could not write the metrics line: stdout is closed")
 
 
 def _wait_for_shutdown(api: ExtensionsApi, lookups: Lookups) -> int:

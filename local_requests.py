@@ -44,9 +44,11 @@ TOKEN_HEADER = "x-aws-parameters-secrets-token"  # noqa: S105 (a header name)
 # a server-side request forgery elsewhere in the function cannot reach the secrets.
 FORWARDED_HEADERS = ("x-forwarded-for", "forwarded", "x-forwarded-host")
 PING = "ping"
-# Path -> route name: a service's name, or PING.
+METRICS = "metrics"  # the extension's own counters; like a service, it needs the token
+# Path -> route name: a service's name, PING or METRICS.
 ROUTES = {path: service.name for service in SERVICES for path in service.routes}
 ROUTES["/ping"] = PING
+ROUTES["/metrics"] = METRICS
 _KNOWN_PATHS = [service.routes[0] for service in SERVICES]
 _NOT_FOUND = f"unknown path: use {', '.join(_KNOWN_PATHS)} or /ping"
 
@@ -171,7 +173,7 @@ def _keep_alive(headers: dict[str, bytes], http10: bool) -> bool:
 
 
 def route(path: str) -> str:
-    """The route name of a path (a service's name, or PING); 404 for any other path."""
+    """The route name of a path (a service's name, PING or METRICS); 404 for any other."""
     name = ROUTES.get(path)
     if name is None:
         raise NotFound(_NOT_FOUND)

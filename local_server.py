@@ -1,9 +1,10 @@
 """The local HTTP API on socketserver threads: loopback only, keep-alive, one write each.
 
 GET /secretsmanager/get and /systemsmanager/parameters/get answer from the cache or AWS,
-/ping answers "healthy"; errors are JSON `{"__type", "message"}`. Also: 503
-TooManyConnectionsException past the connection cap, 414 and 431 for oversized requests and
-400 BadRequestException for malformed ones (limits in local_requests).
+/ping answers "healthy", /metrics (token required) the counters as JSON; errors are JSON
+`{"__type", "message"}`. Also: 503 TooManyConnectionsException past the connection cap,
+414 and 431 for oversized requests and 400 BadRequestException for malformed ones (limits in
+local_requests).
 """
 
 from __future__ import annotations
@@ -123,7 +124,11 @@ class Api:
         self._token = token.encode("utf-8") if token else None
         # Route name -> handler, one per service; a route without one is a 404, never
         # another service's handler.
-        self._handlers = {SECRETS_MANAGER.name: self._secret, SSM.name: self._parameter}
+        self._handlers = {
+            SECRETS_MANAGER.name: self._secret,
+            SSM.name: self._parameter,
+            local_requests.METRICS: self._metrics,
+        }
 
     def respond(self, request: Request) -> Reply:
         """The reply to one request; never raises."""
@@ -140,10 +145,16 @@ class Api:
             self._authorize(request.headers.get(local_requests.TOKEN_HEADER))
             return self._lookup(route, query)
         except ExtensionError as exc:
-            return error_reply(exc, route)
+            return self.refuse(exc, route)
         except Exception as exc:  # a bug must cost one request, never the server
             log.error("request failed unexpectedly: %s", type(exc).__name__)
             return error_reply(ExtensionError(_UNEXPECTED), route)
+
+    def refuse(self, exc: ExtensionError, route: str = "-") -> Reply:
+        """The error reply for `exc`, counting the local request errors among them."""
+        if isinstance(exc, RequestError):
+            self._lookups.metrics.local_error(exc.error_type)
+        return error_reply(exc, route)
 
     def _authorize(self, supplied: bytes | None) -> None:
         # Checked before any cache access, so a wrong token never reads a warm entry.
@@ -163,6 +174,9 @@ class Api:
         return self._lookups.secret(
             sq.secret_id, sq.version_id, sq.version_stage, refresh=sq.refresh
         )
+
+    def _metrics(self, query: str) -> tuple[bytes, str]:
+        return json.dumps(self._lookups.counters(), separators=(",", ":")).encode(), "-"
 
     def _parameter(self, query: str) -> tuple[bytes, str]:
         pq = local_requests.parameter_query(query)
@@ -256,7 +270,7 @@ class Handler(socketserver.StreamRequestHandler):
         try:
             request = local_requests.read_request(self.rfile)
         except RequestError as exc:
-            self._write(render(error_reply(exc), close=True))
+            self._write(render(self.server.api.refuse(exc), close=True))
             return
         except OSError:  # idle timeout or reset: nothing to answer
             return

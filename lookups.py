@@ -14,6 +14,7 @@ import services
 from cache import Cache
 from errors import THROTTLING_TYPES, ExtensionError, RequestError, error_type_of
 from logs import log
+from metrics import Metrics
 from services import BY_NAME, SECRETS_MANAGER, SSM, Service
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
@@ -195,6 +196,7 @@ class Lookups:
         ssm_ttl: float,
         cache_until_invoked: bool = False,
         failures: FailureLog | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """With `cache_until_invoked` (SnapStart), nothing is cached until start_caching()."""
         self._client = client
@@ -207,11 +209,16 @@ class Lookups:
         }
         self._caching = not cache_until_invoked
         self._failures = failures if failures is not None else FailureLog()
+        self.metrics = metrics if metrics is not None else Metrics()
 
     def start_caching(self) -> None:
         """Begin caching (under SnapStart, called on the first invoke: nothing from the
         snapshot's init may be served after a restore)."""
         self._caching = True
+
+    def counters(self) -> dict[str, object]:
+        """The cache's counters and the upstream and local ones, as GET /metrics answers."""
+        return self.metrics.counters(self._cache.info())
 
     def _get(
         self,
@@ -223,11 +230,17 @@ class Lookups:
         def fetch() -> bytes:
             started = time.monotonic()
             try:
-                return _encode(call())
+                value = _encode(call())
             except ExtensionError as exc:
                 # The cache shares one fetch among concurrent misses: one record per fetch.
+                self.metrics.upstream_call(exc.error_type)
                 self._failures.record(key, exc, exc.attempts, time.monotonic() - started)
                 raise
+            except Exception as exc:
+                self.metrics.upstream_call(error_type_of(exc))
+                raise
+            self.metrics.upstream_call(None)
+            return value
 
         ttl = self._ttl[service] if self._caching else 0
         return self._cache.get_or_fetch(key, ttl, fetch, refresh=refresh, on_stale=_stale_served)
