@@ -17,6 +17,7 @@ import pytest
 from cache import Cache
 from conftest import LambdaCredentials, Moto, wait_until
 from errors import UpstreamError
+from lookups import Lookups
 from fault_proxy import FaultProxy
 from hardening_support import secret_path, start_standalone
 
@@ -241,6 +242,42 @@ def test_invalid_refresh_ahead_settings_are_refused() -> None:
             Cache(1, refresh_ahead=fraction)
     with pytest.raises(ValueError, match="refresh_deadline"):
         Cache(1, refresh_deadline=-1)
+
+
+class CountingUpstream:
+    """The one call Lookups makes here, counted; every answer the same."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def get_secret_value(
+        self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
+    ) -> dict[str, object]:
+        self.calls += 1
+        return {"Name": secret_id, "SecretString": "snap-VALUE"}
+
+    def get_parameter(self, name: str, **selectors: object) -> dict[str, object]:
+        raise AssertionError("no parameter is read here")
+
+
+def test_under_snapstart_nothing_is_refreshed_before_the_first_invoke() -> None:
+    clock = FakeClock()
+    upstream = CountingUpstream()
+    cache = Cache(10, clock=clock, refresh_ahead=0.1)
+    lookups = Lookups(
+        upstream, cache, secrets_manager_ttl=TTL, ssm_ttl=TTL, cache_until_invoked=True
+    )
+    for now in (1000.0, 1009.5, 1009.9):  # what would be the window, were anything cached
+        clock.now = now
+        assert lookups.secret("snap")[1] == "bypass"
+    assert (upstream.calls, cache.info().refreshes_ahead, cache.info().size) == (3, 0, 0)
+
+    lookups.start_caching()
+    assert lookups.secret("snap")[1] == "miss"
+    clock.now += 9.5
+    assert lookups.secret("snap")[1] == "hit"
+    wait_until(lambda: upstream.calls == 5, WAIT, "the refresh-ahead after the first invoke")
+    assert cache.info().refreshes_ahead == 1
 
 
 # --- the real process under steady reads --------------------------------------------------
