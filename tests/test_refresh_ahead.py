@@ -17,9 +17,9 @@ import pytest
 from cache import Cache
 from conftest import LambdaCredentials, Moto, wait_until
 from errors import UpstreamError
-from lookups import Lookups
 from fault_proxy import FaultProxy
 from hardening_support import secret_path, start_standalone
+from lookups import Lookups
 
 KEY = ("secretsmanager", "db-creds", None, None)
 OTHER = ("secretsmanager", "other", None, None)
