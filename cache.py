@@ -82,7 +82,7 @@ class _Flight:
     __slots__ = ("done", "error", "owner", "seq", "serve_until", "value")
     value: bytes
 
-    def __init__(self, seq: int, serve_until: float = float("-inf")) -> None:
+    def __init__(self, seq: int, serve_until: float = -INF) -> None:
         self.seq = seq
         self.owner = threading.get_ident()
         self.done = threading.Event()
