@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pytest
 
@@ -21,6 +21,7 @@ from errors import (
 )
 from lookups import FailureLog, Lookups
 
+Batch = tuple[dict[str, dict[str, object]], dict[str, ExtensionError]]
 SECRET_VALUE = "lookups-SECRET-value"
 PARAM_VALUE = "lookups-PARAM-value"
 
@@ -58,6 +59,36 @@ class RecordingUpstream:
         with_decryption: bool = False,
     ) -> dict[str, object]:
         self._record(("parameter", name, version, label, with_decryption), name)
+        return {"Parameter": {"Name": name, "Value": PARAM_VALUE}, "ResultMetadata": {}}
+
+    def batch_get_secret_value(
+        self, secret_ids: Sequence[str]
+    ) -> tuple[dict[str, dict[str, object]], dict[str, ExtensionError]]:
+        self._record(("secrets", *secret_ids), "<batch>")
+        found = {i: self.answer_secret(i) for i in secret_ids if i != self.fail}
+        return found, {i: self.error for i in secret_ids if i == self.fail}
+
+    def get_parameters(
+        self, names: Sequence[tuple[str, str, int | None, str | None]], with_decryption: bool
+    ) -> tuple[dict[str, dict[str, object]], dict[str, ExtensionError]]:
+        self._record(("parameters", *(entry[0] for entry in names), with_decryption), "<batch>")
+        found = {entry[0]: self.answer_parameter(entry[1]) for entry in names}
+        return {k: v for k, v in found.items() if k != self.fail}, {
+            entry[0]: self.error for entry in names if entry[0] == self.fail
+        }
+
+    def get_parameters_by_path(
+        self, path: str, *, recursive: bool, with_decryption: bool, limit: int
+    ) -> list[dict[str, object]]:
+        self._record(("path", path, recursive, with_decryption), path)
+        return [{"Name": path + "x", "Value": PARAM_VALUE}]
+
+    @staticmethod
+    def answer_secret(secret_id: str) -> dict[str, object]:
+        return {"Name": secret_id, "SecretString": SECRET_VALUE, "SecretBinary": None}
+
+    @staticmethod
+    def answer_parameter(name: str) -> dict[str, object]:
         return {"Parameter": {"Name": name, "Value": PARAM_VALUE}, "ResultMetadata": {}}
 
 
@@ -132,15 +163,21 @@ def test_cache_until_invoked_passes_through_until_start_caching() -> None:
     assert lookups.secret("s")[1] == "hit"
 
 
-def test_prefetch_runs_entries_in_parallel_and_warms_the_default_keys() -> None:
-    # Each fetch waits at a barrier for all three: only parallel fetches can pass it.
-    upstream = RecordingUpstream(barrier=threading.Barrier(3, timeout=10))
+def test_prefetch_batches_groups_in_parallel_and_warms_the_default_keys() -> None:
+    # 25 secrets are 2 BatchGetSecretValue calls (20 + 5), 12 parameters 2 GetParameters
+    # calls (10 + 2); each call waits at a barrier for all four: only parallel calls pass.
+    upstream = RecordingUpstream(barrier=threading.Barrier(4, timeout=10))
     lookups = make(upstream)
-    lookups.prefetch([("secretsmanager", "s1"), ("ssm", "/p"), ("secretsmanager", "s2")])
-    assert len(upstream.calls) == 3
-    assert lookups.secret("s1")[1] == "hit"
-    assert lookups.secret("s2")[1] == "hit"
-    assert lookups.parameter("/p")[1] == "hit"
+    secrets = [f"s{i}" for i in range(25)]
+    params = [f"/p{i}" for i in range(12)]
+    entries = [("secretsmanager", i) for i in secrets] + [("ssm", n) for n in params]
+    lookups.prefetch(entries)
+    sizes = sorted((call[0], len(call)) for call in upstream.calls)
+    # a secrets call is ("secrets", *ids); a parameters call ("parameters", *names, flag)
+    assert sizes == [("parameters", 4), ("parameters", 12), ("secrets", 6), ("secrets", 21)]
+    assert all(lookups.secret(i)[1] == "hit" for i in secrets)
+    assert all(lookups.parameter(n)[1] == "hit" for n in params)
+    assert len(upstream.calls) == 4
 
 
 def test_prefetch_failure_is_logged_without_values_and_not_fatal(debug_log: io.StringIO) -> None:
@@ -158,7 +195,7 @@ def test_prefetch_skips_a_service_whose_ttl_is_zero() -> None:
     upstream = RecordingUpstream()
     lookups = make(upstream, ssm_ttl=0)
     lookups.prefetch([("ssm", "/p"), ("secretsmanager", "s")])
-    assert upstream.calls == [("secret", "s", None, None)]
+    assert upstream.calls == [("secrets", "s")]
 
 
 def test_bytes_parse_back_to_the_upstream_dict() -> None:
@@ -194,6 +231,22 @@ class FailingUpstream:
         label: str | None = None,
         with_decryption: bool = False,
     ) -> dict[str, object]:
+        self.calls += 1
+        raise self.error
+
+    def batch_get_secret_value(self, secret_ids: Sequence[str]) -> Batch:
+        self.calls += 1
+        raise self.error
+
+    def get_parameters(
+        self, names: Sequence[tuple[str, str, int | None, str | None]], with_decryption: bool
+    ) -> Batch:
+        self.calls += 1
+        raise self.error
+
+    def get_parameters_by_path(
+        self, path: str, *, recursive: bool, with_decryption: bool, limit: int
+    ) -> list[dict[str, object]]:
         self.calls += 1
         raise self.error
 
