@@ -9,6 +9,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
@@ -120,8 +121,10 @@ def setup(moto: Moto, data: None) -> Iterator[Setup]:
         yield running
 
 
-def _iso(value: Any) -> str:
-    return value.astimezone().strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+def _iso(value: datetime) -> str:
+    """boto3's datetime as the answer spells it: UTC, milliseconds, Z."""
+    utc = value.astimezone(timezone.utc)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 # ---------------------------------------------------------------- secrets
