@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -415,3 +416,58 @@ def test_a_stale_serve_is_one_warning_naming_service_and_id_never_the_value(
         "[parameters-secrets-extension] WARN serving secretsmanager app/db stale,"
         " expired 15 s ago: fetch failed: ThrottlingException"
     ]
+
+
+# --- Batches through the cache ---
+
+
+class SlowBatchUpstream(RecordingUpstream):
+    """Each batch call takes `delay` seconds; `batch_error` makes every batch call fail."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__()
+        self.delay = delay
+        self.batch_error: ExtensionError | None = None
+
+    def batch_get_secret_value(
+        self, secret_ids: Sequence[str]
+    ) -> tuple[dict[str, dict[str, object]], dict[str, ExtensionError]]:
+        found = super().batch_get_secret_value(secret_ids)
+        time.sleep(self.delay)
+        if self.batch_error is not None:
+            raise self.batch_error
+        return found
+
+
+def test_overlapping_batches_in_opposite_orders_share_one_call() -> None:
+    upstream = SlowBatchUpstream(delay=0.3)
+    lookups = make(upstream)
+    answers: dict[str, list[bytes | ExtensionError]] = {}
+
+    def run(name: str, ids: list[str]) -> None:
+        answers[name] = lookups.secrets(ids)
+
+    first = threading.Thread(target=run, args=("first", ["a", "b", "c"]))
+    first.start()
+    time.sleep(0.1)  # the first batch's call is under way: its three flights are open
+    second = threading.Thread(target=run, args=("second", ["c", "b", "a"]))
+    second.start()
+    first.join(timeout=10)
+    second.join(timeout=10)
+    assert not first.is_alive() and not second.is_alive()
+    assert upstream.calls == [("secrets", "a", "b", "c")]
+    assert answers["second"] == list(reversed(answers["first"]))
+    assert [json.loads(a)["Name"] for a in answers["first"]] == ["a", "b", "c"]  # type: ignore[arg-type]
+
+
+def test_a_failed_batch_call_serves_stale_values_or_raises() -> None:
+    upstream = SlowBatchUpstream()
+    clock = Ticks()
+    lookups = Lookups(upstream, Cache(100, clock=clock), secrets_manager_ttl=10, ssm_ttl=10)
+    fresh = lookups.secrets(["a", "b"])
+    clock.value += 11  # both expired, within the stale-if-error window
+    upstream.batch_error = UpstreamTimeout("slow")
+    assert lookups.secrets(["a", "b"]) == fresh
+    with pytest.raises(UpstreamTimeout):
+        lookups.secrets(["a", "new"])  # "new" has nothing stale to serve
+    assert len(upstream.calls) == 3
