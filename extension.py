@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     import _socket
     from collections.abc import Mapping, Sequence
 
-    from aws_client import AwsClient, BatchResult, NameEntry
+    from aws_batch import BatchResult, NameEntry
+    from aws_client import AwsClient
 
 
 class LazyClient:

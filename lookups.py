@@ -481,6 +481,16 @@ class Lookups:
             answers = self._prefetchers[service](idents)
         except ExtensionError as exc:  # the batch call failed as a whole
             answers = [exc] * len(idents)
+            if _is_client_mistake(exc) or exc.status in (401, 403):
+                # A role allowed only the single-read calls (as the AWS extension needs)
+                # still gets its prefetch: one call per item, all at once, as before.
+                log.info(
+                    "prefetch: %s refused (%s); fetching its %d items one by one",
+                    services.named(service).batch_operation,
+                    exc.error_type,
+                    len(idents),
+                )
+                answers = self._prefetch_singly(service, idents)
         except Exception as exc:  # a bug costs this group, never the others or the start
             answers = [ExtensionError(str(exc), error_type=type(exc).__name__)] * len(idents)
         for ident, answer in zip(idents, answers, strict=True):
@@ -488,6 +498,29 @@ class Lookups:
                 log.warning("prefetch of %s %s failed: %s", service, ident, error_type_of(answer))
             else:
                 log.debug("prefetched %s %s", service, ident)
+
+    def _prefetch_singly(self, service: str, idents: list[str]) -> list[bytes | ExtensionError]:
+        answers: list[bytes | ExtensionError] = [b""] * len(idents)
+
+        def one(index: int) -> None:
+            ident = idents[index]
+            try:
+                if service == SECRETS_MANAGER.name:
+                    answers[index] = self.secret(ident)[0]
+                else:
+                    _, name, version, label = parameter_name(ident)
+                    answers[index] = self.parameter(name, version, label)[0]
+            except ExtensionError as exc:
+                answers[index] = exc
+            except Exception as exc:  # a bug costs this item, never the others
+                answers[index] = ExtensionError(str(exc), error_type=type(exc).__name__)
+
+        threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(idents))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return answers
 
     def _prefetch_secrets(self, idents: list[str]) -> list[bytes | ExtensionError]:
         return self.secrets(idents)

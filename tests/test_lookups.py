@@ -471,3 +471,18 @@ def test_a_failed_batch_call_serves_stale_values_or_raises() -> None:
     with pytest.raises(UpstreamTimeout):
         lookups.secrets(["a", "new"])  # "new" has nothing stale to serve
     assert len(upstream.calls) == 3
+
+
+def test_prefetch_falls_back_to_single_reads_when_the_batch_call_is_refused(
+    debug_log: io.StringIO,
+) -> None:
+    upstream = SlowBatchUpstream()
+    upstream.batch_error = UpstreamError("no", status=400, error_type="AccessDeniedException")
+    lookups = make(upstream)
+    lookups.prefetch([("secretsmanager", "a"), ("secretsmanager", "b")])
+    singles = sorted(call for call in upstream.calls if call[0] == "secret")
+    assert singles == [("secret", "a", None, None), ("secret", "b", None, None)]
+    assert lookups.secret("a")[1] == lookups.secret("b")[1] == "hit"
+    text = debug_log.getvalue()
+    assert "BatchGetSecretValue refused (AccessDeniedException); fetching its 2 items" in text
+    assert "WARN prefetch" not in text
