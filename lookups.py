@@ -13,7 +13,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 import batches
 import services
 from cache import Cache
-from errors import THROTTLING_TYPES, ExtensionError, RequestError, error_type_of
+from errors import THROTTLING_TYPES, ExtensionError, RequestError, error_type_of, is_transient
 from local_requests import parameter_name
 from logs import log
 from services import BY_NAME, SECRETS_MANAGER, SSM, Service
@@ -481,7 +481,7 @@ class Lookups:
             answers = self._prefetchers[service](idents)
         except ExtensionError as exc:  # the batch call failed as a whole
             answers = [exc] * len(idents)
-            if _is_client_mistake(exc) or exc.status in (401, 403):
+            if not is_transient(exc):
                 # A role allowed only the single-read calls (as the AWS extension needs)
                 # still gets its prefetch: one call per item, all at once, as before.
                 log.info(
