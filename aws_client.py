@@ -1,4 +1,5 @@
-"""Signed AWS JSON 1.1 calls to Secrets Manager GetSecretValue and SSM GetParameter."""
+"""Signed AWS JSON 1.1 calls to Secrets Manager (GetSecretValue, BatchGetSecretValue) and SSM
+(GetParameter, GetParameters, GetParametersByPath)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import random
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from urllib.parse import urlsplit
 
+import aws_batch
 import endpoints
 import sdk_shapes
 import sigv4
@@ -43,6 +45,10 @@ _CONTENT_TYPE = "application/x-amz-json-1.1"
 _XML_CODE = re.compile(r"<Code>(.*?)</Code>", re.DOTALL)
 _XML_MESSAGE = re.compile(r"<Message>(.*?)</Message>", re.DOTALL)
 _SIGNATURE = re.compile(r"Signature=([0-9a-f]+)")
+
+TYPE_CHECKING = False  # mypy takes it as True
+if TYPE_CHECKING:
+    from aws_batch import BatchResult, NameEntry
 
 
 class AwsClient:
@@ -97,14 +103,42 @@ class AwsClient:
         data = self._call(SSM, payload, name)
         return sdk_shapes.parameter(data, selector)
 
+    def batch_get_secret_value(self, secret_ids: Sequence[str]) -> BatchResult:
+        """BatchGetSecretValue: see aws_batch.batch_get_secret_value."""
+        return aws_batch.batch_get_secret_value(self, secret_ids)
+
+    def get_parameters(self, names: Sequence[NameEntry], with_decryption: bool) -> BatchResult:
+        """GetParameters: see aws_batch.get_parameters."""
+        return aws_batch.get_parameters(self, names, with_decryption)
+
+    def get_parameters_by_path(
+        self, path: str, *, recursive: bool, with_decryption: bool, limit: int
+    ) -> list[dict[str, object]]:
+        """GetParametersByPath, every page: see aws_batch.get_parameters_by_path."""
+        return aws_batch.get_parameters_by_path(self, path, recursive, with_decryption, limit)
+
+    def endpoint(self, service: Service, resource_id: str) -> endpoints.Endpoint:
+        """Where a call for this resource goes (a 400 for an ARN of the wrong kind)."""
+        return endpoints.resolve(self._aws, service, resource_id)
+
+    def call(
+        self, service: Service, payload: dict[str, object], resource_id: str, operation: str
+    ) -> dict[str, object]:
+        """One signed call of `operation`, with retries and a deadline; the JSON it answers."""
+        return self._call(service, payload, resource_id, operation)
+
     def close(self) -> None:
         """Close every idle upstream connection."""
         self._pools.close()
 
     def _call(
-        self, service: Service, payload: dict[str, object], resource_id: str
+        self,
+        service: Service,
+        payload: dict[str, object],
+        resource_id: str,
+        operation: str | None = None,
     ) -> dict[str, object]:
-        target = service.target
+        target = service.target if operation is None else service.target_of(operation)
         endpoint = endpoints.resolve(self._aws, service, resource_id)
         body = json.dumps(payload, separators=(",", ":")).encode()
         timeout_ms = self._timeouts_ms[service]

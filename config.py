@@ -28,6 +28,9 @@ LOG_LEVEL_ALIASES = {"warning": "warn"}
 PREFETCH_SERVICES = tuple(BY_NAME)
 # Prefetch runs during init, each item a call to AWS; more would only slow init and throttle.
 MAX_PREFETCH = 100
+# Parameters one path read may return: each page of 10 is a call to AWS, and the answer
+# is held in the cache as one entry.
+MAX_PATH_PARAMETERS = 10_000
 # Lambda's longest invocation: a longer upstream deadline can never matter.
 MAX_TIMEOUT_MS = 900_000
 # Past half of an entry's life, refreshing ahead would just halve the TTL.
@@ -124,6 +127,7 @@ class Config:
         "log_level",
         "max_client_connections",
         "max_connections",
+        "max_path_parameters",
         "metrics",
         "prefetch",
         "prefetch_timeout_ms",
@@ -151,6 +155,7 @@ class Config:
         secrets_manager_timeout_ms: int,
         ssm_timeout_ms: int,
         stale_if_error_seconds: int,
+        max_path_parameters: int,
         prefetch: tuple[tuple[str, str], ...],
         prefetch_timeout_ms: int,
         max_client_connections: int,
@@ -174,6 +179,7 @@ class Config:
         self.secrets_manager_timeout_ms: Final = secrets_manager_timeout_ms
         self.ssm_timeout_ms: Final = ssm_timeout_ms
         self.stale_if_error_seconds: Final = stale_if_error_seconds
+        self.max_path_parameters: Final = max_path_parameters
         self.prefetch: Final = prefetch
         self.prefetch_timeout_ms: Final = prefetch_timeout_ms
         self.max_client_connections: Final = max_client_connections
@@ -439,6 +445,9 @@ def load(env: Mapping[str, str]) -> Config:
         ),
         ssm_timeout_ms=read.number(SSM.timeout_variable, 0, 0, MAX_TIMEOUT_MS),
         stale_if_error_seconds=read.number(PREFIX + "STALE_IF_ERROR_SECONDS", 300, 0, 86400),
+        max_path_parameters=read.number(
+            PREFIX + "MAX_PATH_PARAMETERS", 500, 1, MAX_PATH_PARAMETERS
+        ),
         prefetch=read.prefetch(PREFIX + "PREFETCH"),
         prefetch_timeout_ms=read.number(PREFIX + "PREFETCH_TIMEOUT_MILLIS", 2000, 0, 60000),
         max_client_connections=read.number(PREFIX + "MAX_CLIENT_CONNECTIONS", 256, 1, 4096),

@@ -47,6 +47,10 @@ class InvalidParameter(RequestError):
     """A query parameter has a value the endpoint does not accept."""
 
 
+class PathTooLarge(InvalidParameter):
+    """A path read found more parameters than the extension is set to return."""
+
+
 class MissingParameter(RequestError):
     """A required query parameter is absent or empty."""
 

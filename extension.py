@@ -24,8 +24,9 @@ from version import NAME, VERSION
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
     import _socket
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
+    from aws_batch import BatchResult, NameEntry
     from aws_client import AwsClient
 
 # How long aws_client lets one call run when its service sets no timeout.
@@ -77,6 +78,19 @@ class LazyClient:
             name, version=version, label=label, with_decryption=with_decryption
         )
 
+    def batch_get_secret_value(self, secret_ids: Sequence[str]) -> BatchResult:
+        return self._get().batch_get_secret_value(secret_ids)
+
+    def get_parameters(self, names: Sequence[NameEntry], with_decryption: bool) -> BatchResult:
+        return self._get().get_parameters(names, with_decryption)
+
+    def get_parameters_by_path(
+        self, path: str, *, recursive: bool, with_decryption: bool, limit: int
+    ) -> list[dict[str, object]]:
+        return self._get().get_parameters_by_path(
+            path, recursive=recursive, with_decryption=with_decryption, limit=limit
+        )
+
     def close(self) -> None:
         with self._lock:
             if self._client is not None:
@@ -117,6 +131,7 @@ def _serve(
         secrets_manager_ttl=settings.secrets_manager_ttl,
         ssm_ttl=settings.ssm_ttl,
         cache_until_invoked=settings.snapstart,
+        max_path_parameters=settings.max_path_parameters,
     )
     servers = start(
         lookups,

@@ -45,11 +45,15 @@ TOKEN_HEADER = "x-aws-parameters-secrets-token"  # noqa: S105 (a header name)
 FORWARDED_HEADERS = ("x-forwarded-for", "forwarded", "x-forwarded-host")
 PING = "ping"
 METRICS = "metrics"  # the extension's own counters; like a service, it needs the token
-# Path -> route name: a service's name, PING or METRICS.
-ROUTES = {path: service.name for service in SERVICES for path in service.routes}
+# Path -> route name: one of a service's route names, PING or METRICS.
+ROUTES = {path: route for service in SERVICES for path, route in service.routes.items()}
 ROUTES["/ping"] = PING
 ROUTES["/metrics"] = METRICS
-_KNOWN_PATHS = [service.routes[0] for service in SERVICES]
+_KNOWN_PATHS = [path for path in ROUTES if not path.endswith("/") and path != "/ping"]
+# Ids one batch request may list, as BatchGetSecretValue and GetParameters allow.
+MAX_SECRET_IDS = 20
+MAX_PARAMETER_NAMES = 10
+_ARN_PARAMETER = ":parameter/"
 _NOT_FOUND = f"unknown path: use {', '.join(_KNOWN_PATHS)} or /ping"
 
 _VERSION = re.compile(rb"HTTP/1\.[0-9]")
@@ -95,6 +99,34 @@ class ParameterQuery(namedtuple("ParameterQuery", "name version label with_decry
     label: str | None
     with_decryption: bool
     refresh: bool
+
+
+class ParameterName(namedtuple("ParameterName", "requested name version label")):
+    """One name of a parameter batch: as written (and sent to AWS), and split from its
+    `:version` or `:label` selector, which is how the single read spells the same key."""
+
+    __slots__ = ()
+    requested: str
+    name: str
+    version: int | None
+    label: str | None
+
+
+class ParameterBatchQuery(namedtuple("ParameterBatchQuery", "names with_decryption")):
+    """The validated query of GET /systemsmanager/parameters/batch."""
+
+    __slots__ = ()
+    names: tuple[ParameterName, ...]
+    with_decryption: bool
+
+
+class PathQuery(namedtuple("PathQuery", "path recursive with_decryption")):
+    """The validated query of GET /systemsmanager/parameters/get-by-path."""
+
+    __slots__ = ()
+    path: str
+    recursive: bool
+    with_decryption: bool
 
 
 def is_forwarded(headers: dict[str, bytes]) -> bool:
@@ -227,6 +259,73 @@ def _required(values: dict[str, str], name: str) -> str:
     return value
 
 
+def _version(text: str) -> int:
+    if not _DIGITS.fullmatch(text) or not 0 < int(text) <= _MAX_VERSION:
+        raise InvalidParameter("version must be a positive whole number")
+    return int(text)
+
+
+def _id_list(pairs: list[tuple[str, str]], name: str, limit: int) -> list[str]:
+    """The comma-separated ids of query parameter `name`: 1 to `limit`, none empty, no repeat."""
+    raw = next((value for key, value in pairs if key == name), None)
+    if raw is None:
+        raise MissingParameter(f"the query parameter {name} is required")
+    rule = f"{name} must list 1 to {limit} ids separated by commas"
+    items = raw.split(",")
+    if len(items) > limit:
+        raise InvalidParameter(f"{rule}; it lists {len(items)}")
+    if not all(items):
+        raise InvalidParameter(f"{rule}; it has an empty one")
+    if len(set(items)) != len(items):
+        raise InvalidParameter(f"{rule}; it lists one more than once")
+    return items
+
+
+def secret_batch_query(query: str) -> tuple[str, ...]:
+    """Validate the query of the Secrets Manager batch endpoint: its secret ids."""
+    return tuple(_id_list(_pairs(query), "secretIds", MAX_SECRET_IDS))
+
+
+def parameter_name(requested: str) -> ParameterName:
+    """Split `name:3` or `name:label` (after an ARN's `parameter/`) as GetParameters does."""
+    start = 0
+    if requested.startswith("arn:"):
+        found = requested.find(_ARN_PARAMETER)
+        start = found + len(_ARN_PARAMETER) if found >= 0 else len(requested)
+    cut = requested.find(":", start)
+    if cut < 0:
+        return ParameterName(requested, requested, None, None)
+    name, selector = requested[:cut], requested[cut + 1 :]
+    if not name or not selector:
+        raise InvalidParameter("a selector after ':' must be a version number or a label")
+    if selector[0].isdigit():
+        return ParameterName(requested, name, _version(selector), None)
+    return ParameterName(requested, name, None, selector)
+
+
+def parameter_batch_query(query: str) -> ParameterBatchQuery:
+    """Validate the query of the Parameter Store batch endpoint."""
+    pairs = _pairs(query)
+    names = tuple(parameter_name(item) for item in _id_list(pairs, "names", MAX_PARAMETER_NAMES))
+    # name:3 and name:03 are one key, so one parameter listed twice.
+    if len({entry[1:] for entry in names}) != len(names):
+        raise InvalidParameter(
+            f"names must list 1 to {MAX_PARAMETER_NAMES} ids separated by commas;"
+            " it lists one more than once"
+        )
+    return ParameterBatchQuery(names, _bool(_first(pairs), "withDecryption"))
+
+
+def path_query(query: str) -> PathQuery:
+    """Validate the query of the Parameter Store path endpoint."""
+    values = _first(_pairs(query))
+    return PathQuery(
+        path=_required(values, "path"),
+        recursive=_bool(values, "recursive"),
+        with_decryption=_bool(values, "withDecryption"),
+    )
+
+
 def secret_query(query: str) -> SecretQuery:
     """Validate the query of the Secrets Manager endpoint."""
     values = _first(_pairs(query))
@@ -246,9 +345,7 @@ def parameter_query(query: str) -> ParameterQuery:
     selector = next(((k, v) for k, v in pairs if v and k in ("version", "label")), None)
     version = label = None
     if selector is not None and selector[0] == "version":
-        if not _DIGITS.fullmatch(selector[1]) or not 0 < int(selector[1]) <= _MAX_VERSION:
-            raise InvalidParameter("version must be a positive whole number")
-        version = int(selector[1])
+        version = _version(selector[1])
     elif selector is not None:
         label = selector[1]
     return ParameterQuery(

@@ -1,10 +1,11 @@
 """The local HTTP API on socketserver threads: loopback only, keep-alive, one write each.
 
-GET /secretsmanager/get and /systemsmanager/parameters/get answer from the cache or AWS,
-/ping answers "healthy", /metrics (token required) the counters as JSON; errors are JSON
-`{"__type", "message"}`. Also: 503 TooManyConnectionsException past the connection cap,
-414 and 431 for oversized requests and 400 BadRequestException for malformed ones (limits in
-local_requests).
+GET /secretsmanager/get and /systemsmanager/parameters/get answer from the cache or AWS, as
+do the batch routes (/secretsmanager/batch, /systemsmanager/parameters/batch) and
+/systemsmanager/parameters/get-by-path; /ping answers "healthy", /metrics (token required)
+the counters as JSON; errors are JSON `{"__type", "message"}`. Also: 503
+TooManyConnectionsException past the connection cap, 414 and 431 for oversized requests and
+400 BadRequestException for malformed ones (limits in local_requests).
 """
 
 from __future__ import annotations
@@ -122,11 +123,14 @@ class Api:
         self._lookups = lookups
         # Bytes on both sides: compare_digest refuses non-ASCII str, and header bytes are raw.
         self._token = token.encode("utf-8") if token else None
-        # Route name -> handler, one per service; a route without one is a 404, never
-        # another service's handler.
+        # Route name -> handler, one per route of the service table; a route without one
+        # is a 404, never another route's handler.
         self._handlers = {
             SECRETS_MANAGER.name: self._secret,
             SSM.name: self._parameter,
+            "secretsmanager-batch": self._secret_batch,
+            "ssm-batch": self._parameter_batch,
+            "ssm-path": self._path,
             local_requests.METRICS: self._metrics,
         }
 
@@ -183,6 +187,17 @@ class Api:
         return self._lookups.parameter(
             pq.name, pq.version, pq.label, pq.with_decryption, refresh=pq.refresh
         )
+
+    def _secret_batch(self, query: str) -> tuple[bytes, str]:
+        return self._lookups.secret_batch(local_requests.secret_batch_query(query))
+
+    def _parameter_batch(self, query: str) -> tuple[bytes, str]:
+        bq = local_requests.parameter_batch_query(query)
+        return self._lookups.parameter_batch(bq.names, bq.with_decryption)
+
+    def _path(self, query: str) -> tuple[bytes, str]:
+        pq = local_requests.path_query(query)
+        return self._lookups.parameters_by_path(pq.path, pq.recursive, pq.with_decryption)
 
 
 class Connections:

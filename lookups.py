@@ -1,5 +1,5 @@
-"""The glue between the local API and AWS: cache keys, per-service TTLs, JSON bytes, prefetch,
-and the log lines of upstream failures and of stale serves."""
+"""The glue between the local API and AWS: cache keys, per-service TTLs, JSON bytes, batch and
+path reads, prefetch, and the log lines of upstream failures and of stale serves."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 
+import batches
 import services
 from cache import Cache
-from errors import THROTTLING_TYPES, ExtensionError, RequestError, error_type_of
+from errors import THROTTLING_TYPES, ExtensionError, RequestError, error_type_of, is_transient
+from local_requests import parameter_name
 from logs import log
 from metrics import Metrics
 from services import BY_NAME, SECRETS_MANAGER, SSM, Service
@@ -41,6 +43,27 @@ if TYPE_CHECKING:
             with_decryption: bool = False,
         ) -> Mapping[str, object]: ...
 
+        def batch_get_secret_value(
+            self, secret_ids: Sequence[str]
+        ) -> tuple[Mapping[str, Mapping[str, object]], Mapping[str, ExtensionError]]: ...
+
+        def get_parameters(
+            self,
+            names: Sequence[tuple[str, str, int | None, str | None]],
+            with_decryption: bool,
+        ) -> tuple[Mapping[str, Mapping[str, object]], Mapping[str, ExtensionError]]: ...
+
+        def get_parameters_by_path(
+            self, path: str, *, recursive: bool, with_decryption: bool, limit: int
+        ) -> Sequence[Mapping[str, object]]: ...
+
+
+# Each group of a prefetch is one batch call, of at most what the batch APIs take.
+PREFETCH_GROUP = {SECRETS_MANAGER.name: 20, SSM.name: 10}
+_PATH_SELECTORS = ("recursive", "withDecryption")
+# The single answer's last member; a batch item is the single answer without it.
+_METADATA_TAIL = b',"ResultMetadata":{}}'
+_PARAMETER_HEAD = b'{"Parameter":'
 
 # The caller's mistakes, logged at WARN; every other upstream failure is an ERROR.
 _CLIENT_MISTAKES = frozenset(
@@ -105,11 +128,19 @@ class FailureLog:
         self._dropped = 0
 
     def record(
-        self, key: tuple[object, ...], exc: ExtensionError, attempts: int | None, seconds: float
+        self,
+        key: tuple[object, ...],
+        exc: ExtensionError,
+        attempts: int | None,
+        seconds: float,
+        *,
+        operation: str | None = None,
+        selectors: tuple[str, ...] | None = None,
     ) -> None:
         """Log (or count) one failed fetch of cache key `key` that took `seconds`.
 
-        `attempts` is logged when known: aws_client sets it on the errors it raises.
+        `attempts` is logged when known: aws_client sets it on the errors it raises. The
+        operation and the names of the key's selectors default to the single read's.
         """
         repeats, dropped = self._admit((key, exc.error_type))
         if dropped:
@@ -120,17 +151,17 @@ class FailureLog:
             )
         if repeats is None:
             return
-        name, ident, *selectors = key
+        name, ident, *values = key
         service = BY_NAME[str(name)]
         details = "".join(
             f" {selector}={_printable(str(value))}"
-            for selector, value in zip(service.selectors, selectors, strict=True)
+            for selector, value in zip(selectors or service.selectors, values, strict=True)
             if value not in (None, False)
         )
         write = log.warning if _is_client_mistake(exc) else log.error
         write(
             "upstream %s failed: id=%s%s type=%s status=%d%s duration_ms=%.0f%s",
-            service.operation,
+            operation or service.operation,
             _printable(str(ident)),
             details,
             exc.error_type,
@@ -178,7 +209,7 @@ def _stale_served(key: Hashable, age: float, exc: BaseException) -> None:
     )
 
 
-def _encode(result: Mapping[str, object]) -> bytes:
+def _encode(result: object) -> bytes:
     # Compact and ASCII-only, like Go's encoder minus its HTML escaping: the bytes are
     # cached as they are sent, so a hit costs no serialization at all.
     return json.dumps(result, separators=(",", ":")).encode("ascii")
@@ -197,15 +228,17 @@ class Lookups:
         cache_until_invoked: bool = False,
         failures: FailureLog | None = None,
         metrics: Metrics | None = None,
+        max_path_parameters: int = 500,
     ) -> None:
         """With `cache_until_invoked` (SnapStart), nothing is cached until start_caching()."""
         self._client = client
+        self._max_path_parameters = max_path_parameters
         self._cache = cache
         self._ttl = {SECRETS_MANAGER: secrets_manager_ttl, SSM: ssm_ttl}
-        # Service name -> what one prefetch entry of it fetches.
-        self._prefetchers: dict[str, Callable[[str], object]] = {
-            SECRETS_MANAGER.name: self.secret,
-            SSM.name: self.parameter,
+        # Service name -> what one prefetch group of it fetches.
+        self._prefetchers: dict[str, Callable[[list[str]], list[bytes | ExtensionError]]] = {
+            SECRETS_MANAGER.name: self._prefetch_secrets,
+            SSM.name: self._prefetch_parameters,
         }
         self._caching = not cache_until_invoked
         self._failures = failures if failures is not None else FailureLog()
@@ -220,21 +253,24 @@ class Lookups:
         """The cache's counters and the upstream and local ones, as GET /metrics answers."""
         return self.metrics.counters(self._cache.info())
 
-    def _get(
+    def _logged(
         self,
-        service: Service,
         key: tuple[object, ...],
-        call: Callable[[], Mapping[str, object]],
-        refresh: bool,
-    ) -> tuple[bytes, str]:
-        def fetch() -> bytes:
+        fetch: Callable[[], bytes],
+        operation: str | None = None,
+        selectors: tuple[str, ...] | None = None,
+    ) -> Callable[[], bytes]:
+        def logged() -> bytes:
             started = time.monotonic()
             try:
-                value = _encode(call())
+                value = fetch()
             except ExtensionError as exc:
                 # The cache shares one fetch among concurrent misses: one record per fetch.
                 self.metrics.upstream_call(exc.error_type)
-                self._failures.record(key, exc, exc.attempts, time.monotonic() - started)
+                seconds = time.monotonic() - started
+                self._failures.record(
+                    key, exc, exc.attempts, seconds, operation=operation, selectors=selectors
+                )
                 raise
             except Exception as exc:
                 self.metrics.upstream_call(error_type_of(exc))
@@ -242,8 +278,35 @@ class Lookups:
             self.metrics.upstream_call(None)
             return value
 
+        return logged
+
+    def _get(
+        self,
+        service: Service,
+        key: tuple[object, ...],
+        call: Callable[[], Mapping[str, object]],
+        refresh: bool,
+    ) -> tuple[bytes, str]:
+        fetch = self._logged(key, lambda: _encode(call()))
         ttl = self._ttl[service] if self._caching else 0
         return self._cache.get_or_fetch(key, ttl, fetch, refresh=refresh, on_stale=_stale_served)
+
+    def _many(
+        self,
+        service: Service,
+        keys: list[tuple[object, ...]],
+        fetch_many: Callable[[list[int]], dict[int, bytes | ExtensionError]],
+        fetch_one: Callable[[int], bytes],
+    ) -> tuple[list[bytes | ExtensionError], ExtensionError | None]:
+        """Each key through the cache as a single read goes, the misses in one batch call."""
+        ttl = self._ttl[service] if self._caching else 0
+        operation = service.batch_operation
+
+        def get(key: Hashable, fetch: Callable[[], bytes]) -> bytes:
+            logged = self._logged(key, fetch, operation)  # type: ignore[arg-type]
+            return self._cache.get_or_fetch(key, ttl, logged, on_stale=_stale_served)[0]
+
+        return batches.resolve(get, keys, fetch_many, fetch_one)
 
     def secret(
         self,
@@ -282,30 +345,235 @@ class Lookups:
 
         return self._get(SSM, key, call, refresh)
 
+    def secrets(self, secret_ids: Sequence[str]) -> list[bytes | ExtensionError]:
+        """Each id's GetSecretValue answer (as the single read caches it) or its error;
+        the ids not cached are fetched in one BatchGetSecretValue call.
+
+        A failure of that call as a whole raises, unless every key it failed has a stale
+        value to serve.
+        """
+        keys: list[tuple[object, ...]] = [
+            (SECRETS_MANAGER.name, ident, None, None) for ident in secret_ids
+        ]
+
+        def fetch_many(indices: list[int]) -> dict[int, bytes | ExtensionError]:
+            found, failed = self._client.batch_get_secret_value([secret_ids[i] for i in indices])
+            return _by_index(indices, [secret_ids[i] for i in indices], found, failed)
+
+        answers, failed = self._many(
+            SECRETS_MANAGER,
+            keys,
+            fetch_many,
+            lambda i: _encode(self._client.get_secret_value(secret_ids[i])),
+        )
+        if failed is not None:
+            raise failed
+        return answers
+
+    def parameters(
+        self, names: Sequence[tuple[str, str, int | None, str | None]], with_decryption: bool
+    ) -> list[bytes | ExtensionError]:
+        """Each (requested, name, version, label)'s GetParameter answer (as the single read
+        of name with that version or label caches it) or its error; the names not cached
+        are fetched in one GetParameters call. A whole-call failure raises, as in secrets().
+        """
+        keys: list[tuple[object, ...]] = [
+            (SSM.name, name, version, label, with_decryption) for _, name, version, label in names
+        ]
+
+        def fetch_many(indices: list[int]) -> dict[int, bytes | ExtensionError]:
+            wanted = [names[i] for i in indices]
+            found, failed = self._client.get_parameters(wanted, with_decryption)
+            return _by_index(indices, [entry[0] for entry in wanted], found, failed)
+
+        def fetch_one(index: int) -> bytes:
+            _, name, version, label = names[index]
+            return _encode(
+                self._client.get_parameter(
+                    name, version=version, label=label, with_decryption=with_decryption
+                )
+            )
+
+        answers, failed = self._many(SSM, keys, fetch_many, fetch_one)
+        if failed is not None:
+            raise failed
+        return answers
+
+    def secret_batch(self, secret_ids: Sequence[str]) -> tuple[bytes, str]:
+        """The BatchGetSecretValueOutput answer of the batch endpoint, as JSON bytes."""
+        values: list[bytes] = []
+        errors: list[dict[str, object]] = []
+        for ident, answer in zip(secret_ids, self.secrets(secret_ids), strict=True):
+            if isinstance(answer, ExtensionError):
+                error = {"ErrorCode": answer.error_type, "ErrorMessage": answer.message}
+                errors.append({**error, "SecretId": ident})
+            else:
+                values.append(batch_item(answer, SECRETS_MANAGER))
+        body = b'{"Errors":%s,"NextToken":null,"SecretValues":[%s],"ResultMetadata":{}}' % (
+            _encode(errors),
+            b",".join(values),
+        )
+        return body, "batch"
+
+    def parameter_batch(
+        self, names: Sequence[tuple[str, str, int | None, str | None]], with_decryption: bool
+    ) -> tuple[bytes, str]:
+        """The GetParametersOutput answer of the batch endpoint, as JSON bytes.
+
+        A name AWS does not have (or not in that version or label) is listed in
+        InvalidParameters; any other failure of one name fails the request, since the
+        answer has no place for it.
+        """
+        values: list[bytes] = []
+        invalid: list[str] = []
+        for entry, answer in zip(names, self.parameters(names, with_decryption), strict=True):
+            if isinstance(answer, ExtensionError):
+                if not _is_client_mistake(answer):
+                    raise answer
+                invalid.append(entry[0])
+            else:
+                values.append(batch_item(answer, SSM))
+        body = b'{"InvalidParameters":%s,"Parameters":[%s],"ResultMetadata":{}}' % (
+            _encode(invalid),
+            b",".join(values),
+        )
+        return body, "batch"
+
+    def parameters_by_path(
+        self, path: str, recursive: bool = False, with_decryption: bool = False
+    ) -> tuple[bytes, str]:
+        """GetParametersByPath, every page, as one GetParametersByPathOutput; cached as one
+        entry with the SSM TTL (its key never equals a single read's)."""
+        key = (SSM.name, path, recursive, with_decryption)
+
+        def fetch() -> bytes:
+            found = self._client.get_parameters_by_path(
+                path,
+                recursive=recursive,
+                with_decryption=with_decryption,
+                limit=self._max_path_parameters,
+            )
+            return _encode({"NextToken": None, "Parameters": found, "ResultMetadata": {}})
+
+        logged = self._logged(key, fetch, SSM.path_operation, _PATH_SELECTORS)
+        ttl = self._ttl[SSM] if self._caching else 0
+        return self._cache.get_or_fetch(key, ttl, logged, on_stale=_stale_served)
+
     def prefetch(self, entries: Sequence[tuple[str, str]]) -> None:
-        """Warm the cache for ("secretsmanager", id) / ("ssm", name) entries, all in parallel.
+        """Warm the cache for ("secretsmanager", id) / ("ssm", name) entries: one batch call
+        per group (PREFETCH_GROUP ids of one service), all groups in parallel.
 
         Each entry warms the key a request without optional query parameters uses (for
-        SSM that is withDecryption=false). A failure is logged and skipped. Nothing is
-        fetched while caching is deferred or for a service whose TTL is 0.
+        SSM that is withDecryption=false; `name:3` is the key of name with version=3). A
+        failure is logged and skipped. Nothing is fetched while caching is deferred or for
+        a service whose TTL is 0.
         """
         if not self._caching:
             log.info("prefetch skipped: caching starts at the first invoke (SnapStart)")
             return
-        wanted = [(name, ident) for name, ident in entries if self._ttl[services.named(name)]]
+        groups: list[tuple[str, list[str]]] = []
+        for service in services.SERVICES:
+            if not self._ttl[service]:
+                continue
+            # Unique and in order: a batch must not list an id twice.
+            idents = list(dict.fromkeys(i for name, i in entries if name == service.name))
+            size = PREFETCH_GROUP[service.name]
+            groups += [(service.name, idents[at : at + size]) for at in range(0, len(idents), size)]
         threads = [
-            threading.Thread(target=self._prefetch_one, args=entry, name="prefetch", daemon=True)
-            for entry in wanted
+            threading.Thread(target=self._prefetch_group, args=group, name="prefetch", daemon=True)
+            for group in groups
         ]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
 
-    def _prefetch_one(self, service: str, ident: str) -> None:
+    def _prefetch_group(self, service: str, idents: list[str]) -> None:
+        answers: list[bytes | ExtensionError]
         try:
-            self._prefetchers[service](ident)
-        except Exception as exc:  # one bad entry must not stop the others or the start
-            log.warning("prefetch of %s %s failed: %s", service, ident, error_type_of(exc))
+            answers = self._prefetchers[service](idents)
+        except ExtensionError as exc:  # the batch call failed as a whole
+            answers = [exc] * len(idents)
+            if not is_transient(exc):
+                # A role allowed only the single-read calls (as the AWS extension needs)
+                # still gets its prefetch: one call per item, all at once, as before.
+                log.info(
+                    "prefetch: %s refused (%s); fetching its %d items one by one",
+                    services.named(service).batch_operation,
+                    exc.error_type,
+                    len(idents),
+                )
+                answers = self._prefetch_singly(service, idents)
+        except Exception as exc:  # a bug costs this group, never the others or the start
+            answers = [ExtensionError(str(exc), error_type=type(exc).__name__)] * len(idents)
+        for ident, answer in zip(idents, answers, strict=True):
+            if isinstance(answer, ExtensionError):
+                log.warning("prefetch of %s %s failed: %s", service, ident, error_type_of(answer))
+            else:
+                log.debug("prefetched %s %s", service, ident)
+
+    def _prefetch_singly(self, service: str, idents: list[str]) -> list[bytes | ExtensionError]:
+        answers: list[bytes | ExtensionError] = [b""] * len(idents)
+
+        def one(index: int) -> None:
+            ident = idents[index]
+            try:
+                if service == SECRETS_MANAGER.name:
+                    answers[index] = self.secret(ident)[0]
+                else:
+                    _, name, version, label = parameter_name(ident)
+                    answers[index] = self.parameter(name, version, label)[0]
+            except ExtensionError as exc:
+                answers[index] = exc
+            except Exception as exc:  # a bug costs this item, never the others
+                answers[index] = ExtensionError(str(exc), error_type=type(exc).__name__)
+
+        threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(idents))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return answers
+
+    def _prefetch_secrets(self, idents: list[str]) -> list[bytes | ExtensionError]:
+        return self.secrets(idents)
+
+    def _prefetch_parameters(self, idents: list[str]) -> list[bytes | ExtensionError]:
+        names: list[tuple[str, str, int | None, str | None]] = []
+        answers: dict[int, bytes | ExtensionError] = {}
+        for index, ident in enumerate(idents):
+            try:
+                names.append(tuple(parameter_name(ident)))
+            except ExtensionError as exc:
+                answers[index] = exc
+        fetched = iter(self.parameters(names, False) if names else [])
+        return [answers[i] if i in answers else next(fetched) for i in range(len(idents))]
+
+
+def _by_index(
+    indices: list[int],
+    requested: list[str],
+    found: Mapping[str, Mapping[str, object]],
+    failed: Mapping[str, ExtensionError],
+) -> dict[int, bytes | ExtensionError]:
+    """A batch call's answers by key index; an id it neither found nor failed is an error."""
+    out: dict[int, bytes | ExtensionError] = {}
+    for index, ident in zip(indices, requested, strict=True):
+        if ident in found:
+            out[index] = _encode(found[ident])
         else:
-            log.debug("prefetched %s %s", service, ident)
+            out[index] = failed.get(ident) or ExtensionError(f"no answer for {ident}")
+    return out
+
+
+def batch_item(body: bytes, service: Service) -> bytes:
+    """A single read's cached answer as a batch item: without ResultMetadata, and for SSM
+    the Parameter object alone."""
+    if body.endswith(_METADATA_TAIL):
+        if service is SSM and body.startswith(_PARAMETER_HEAD):
+            return body[len(_PARAMETER_HEAD) : -len(_METADATA_TAIL)]
+        if service is SECRETS_MANAGER:
+            return body[: -len(_METADATA_TAIL)] + b"}"
+    data = json.loads(body)  # not our encoder's layout (a test double's): take the long way
+    data.pop("ResultMetadata", None)
+    return _encode(data["Parameter"] if service is SSM else data)

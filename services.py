@@ -3,8 +3,9 @@
 Everything that differs between services is read from its record: the local routes, the
 upstream operation, the signing name and host, the TTL and timeout variables, the endpoint
 override, and the query selectors that make up a cache key. Adding a route means adding it
-to `routes`; adding a service means a record in SERVICES plus its one handler in
-local_server.Api and in lookups.Lookups. Code that meets a name not in the table raises,
+to `routes` (path -> route name) and giving the route name its one handler in
+local_server.Api; adding a service means a record in SERVICES plus its handlers there and
+in lookups.Lookups. Code that meets a name not in the table raises,
 never falls through to "the other service".
 """
 
@@ -23,11 +24,13 @@ class Service:
     """
 
     __slots__ = (
+        "batch_operation",
         "endpoint_setting",
         "endpoint_variable",
         "host_prefix",
         "name",
         "operation",
+        "path_operation",
         "routes",
         "selectors",
         "signing_name",
@@ -40,9 +43,11 @@ class Service:
         self,
         *,
         name: str,
-        routes: tuple[str, ...],
+        routes: dict[str, str],
         operation: str,
         target: str,
+        batch_operation: str,
+        path_operation: str | None,
         host_prefix: str,
         signing_name: str,
         ttl_variable: str,
@@ -52,9 +57,12 @@ class Service:
         selectors: tuple[str, ...],
     ) -> None:
         self.name: Final = name
-        self.routes: Final = routes  # local paths; the first is the one messages name
+        # Local path -> route name; the single read's route is the service's name.
+        self.routes: Final = routes
         self.operation: Final = operation  # the AWS API operation, as log lines name it
         self.target: Final = target  # its X-Amz-Target header (AWS JSON 1.1)
+        self.batch_operation: Final = batch_operation  # reads many ids in one call
+        self.path_operation: Final = path_operation  # reads a whole path, if the service has paths
         self.host_prefix: Final = host_prefix  # host: <prefix>[-fips].<region>.<dns suffix>
         self.signing_name: Final = signing_name  # SigV4 service name, and its ARNs' service
         self.ttl_variable: Final = ttl_variable  # seconds an answer is cached
@@ -66,12 +74,21 @@ class Service:
     def __repr__(self) -> str:
         return f"Service({self.name!r})"
 
+    def target_of(self, operation: str) -> str:
+        """The X-Amz-Target header of another operation of this service."""
+        return self.target.rpartition(".")[0] + "." + operation
+
 
 SECRETS_MANAGER = Service(
     name="secretsmanager",
-    routes=("/secretsmanager/get",),
+    routes={
+        "/secretsmanager/get": "secretsmanager",
+        "/secretsmanager/batch": "secretsmanager-batch",
+    },
     operation="GetSecretValue",
     target="secretsmanager.GetSecretValue",
+    batch_operation="BatchGetSecretValue",
+    path_operation=None,
     host_prefix="secretsmanager",
     signing_name="secretsmanager",
     ttl_variable="SECRETS_MANAGER_TTL",
@@ -82,9 +99,16 @@ SECRETS_MANAGER = Service(
 )
 SSM = Service(
     name="ssm",
-    routes=("/systemsmanager/parameters/get", "/systemsmanager/parameters/get/"),
+    routes={
+        "/systemsmanager/parameters/get": "ssm",
+        "/systemsmanager/parameters/get/": "ssm",
+        "/systemsmanager/parameters/batch": "ssm-batch",
+        "/systemsmanager/parameters/get-by-path": "ssm-path",
+    },
     operation="GetParameter",
     target="AmazonSSM.GetParameter",
+    batch_operation="GetParameters",
+    path_operation="GetParametersByPath",
     host_prefix="ssm",
     signing_name="ssm",
     ttl_variable="SSM_PARAMETER_STORE_TTL",

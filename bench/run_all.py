@@ -21,6 +21,7 @@ RUNS = (
     ("bench_http.py", "--awake"),
     ("bench_upstream.py",),
     ("bench_upstream.py", "--awake"),
+    ("bench_batch.py",),
     ("bench_process.py",),
     ("bench_process.py", "--awake"),
 )

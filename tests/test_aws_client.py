@@ -696,7 +696,15 @@ def test_import_loads_only_the_standard_library() -> None:
         check=True,
         timeout=30,
     )
-    ours = {"aws_client", "config", "connection_pool", "credentials", "endpoints", "errors"}
+    ours = {
+        "aws_batch",
+        "aws_client",
+        "config",
+        "connection_pool",
+        "credentials",
+        "endpoints",
+        "errors",
+    }
     ours |= {"logs", "sdk_shapes", "services", "sigv4", "version", "__main__"}
     assert set(result.stdout.split()) <= ours
 

@@ -171,6 +171,9 @@ def test_raw_utf8_in_the_target_is_escaped_so_the_query_decodes() -> None:
         ("/secretsmanager/get", "secretsmanager"),
         ("/systemsmanager/parameters/get", "ssm"),
         ("/systemsmanager/parameters/get/", "ssm"),
+        ("/secretsmanager/batch", "secretsmanager-batch"),
+        ("/systemsmanager/parameters/batch", "ssm-batch"),
+        ("/systemsmanager/parameters/get-by-path", "ssm-path"),
         ("/ping", "ping"),
     ],
 )
@@ -186,7 +189,9 @@ def test_unknown_paths_are_404(path: str) -> None:
         lr.route(path)
     assert (caught.value.status, caught.value.error_type) == (404, "NotFoundException")
     assert caught.value.message == (
-        "unknown path: use /secretsmanager/get, /systemsmanager/parameters/get or /ping"
+        "unknown path: use /secretsmanager/get, /secretsmanager/batch,"
+        " /systemsmanager/parameters/get, /systemsmanager/parameters/batch,"
+        " /systemsmanager/parameters/get-by-path, /metrics or /ping"
     )
 
 

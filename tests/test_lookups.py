@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import json
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 
 import pytest
 
@@ -21,6 +22,7 @@ from errors import (
 )
 from lookups import FailureLog, Lookups
 
+Batch = tuple[dict[str, dict[str, object]], dict[str, ExtensionError]]
 SECRET_VALUE = "lookups-SECRET-value"
 PARAM_VALUE = "lookups-PARAM-value"
 
@@ -58,6 +60,36 @@ class RecordingUpstream:
         with_decryption: bool = False,
     ) -> dict[str, object]:
         self._record(("parameter", name, version, label, with_decryption), name)
+        return {"Parameter": {"Name": name, "Value": PARAM_VALUE}, "ResultMetadata": {}}
+
+    def batch_get_secret_value(
+        self, secret_ids: Sequence[str]
+    ) -> tuple[dict[str, dict[str, object]], dict[str, ExtensionError]]:
+        self._record(("secrets", *secret_ids), "<batch>")
+        found = {i: self.answer_secret(i) for i in secret_ids if i != self.fail}
+        return found, {i: self.error for i in secret_ids if i == self.fail}
+
+    def get_parameters(
+        self, names: Sequence[tuple[str, str, int | None, str | None]], with_decryption: bool
+    ) -> tuple[dict[str, dict[str, object]], dict[str, ExtensionError]]:
+        self._record(("parameters", *(entry[0] for entry in names), with_decryption), "<batch>")
+        found = {entry[0]: self.answer_parameter(entry[1]) for entry in names}
+        return {k: v for k, v in found.items() if k != self.fail}, {
+            entry[0]: self.error for entry in names if entry[0] == self.fail
+        }
+
+    def get_parameters_by_path(
+        self, path: str, *, recursive: bool, with_decryption: bool, limit: int
+    ) -> list[dict[str, object]]:
+        self._record(("path", path, recursive, with_decryption), path)
+        return [{"Name": path + "x", "Value": PARAM_VALUE}]
+
+    @staticmethod
+    def answer_secret(secret_id: str) -> dict[str, object]:
+        return {"Name": secret_id, "SecretString": SECRET_VALUE, "SecretBinary": None}
+
+    @staticmethod
+    def answer_parameter(name: str) -> dict[str, object]:
         return {"Parameter": {"Name": name, "Value": PARAM_VALUE}, "ResultMetadata": {}}
 
 
@@ -132,15 +164,21 @@ def test_cache_until_invoked_passes_through_until_start_caching() -> None:
     assert lookups.secret("s")[1] == "hit"
 
 
-def test_prefetch_runs_entries_in_parallel_and_warms_the_default_keys() -> None:
-    # Each fetch waits at a barrier for all three: only parallel fetches can pass it.
-    upstream = RecordingUpstream(barrier=threading.Barrier(3, timeout=10))
+def test_prefetch_batches_groups_in_parallel_and_warms_the_default_keys() -> None:
+    # 25 secrets are 2 BatchGetSecretValue calls (20 + 5), 12 parameters 2 GetParameters
+    # calls (10 + 2); each call waits at a barrier for all four: only parallel calls pass.
+    upstream = RecordingUpstream(barrier=threading.Barrier(4, timeout=10))
     lookups = make(upstream)
-    lookups.prefetch([("secretsmanager", "s1"), ("ssm", "/p"), ("secretsmanager", "s2")])
-    assert len(upstream.calls) == 3
-    assert lookups.secret("s1")[1] == "hit"
-    assert lookups.secret("s2")[1] == "hit"
-    assert lookups.parameter("/p")[1] == "hit"
+    secrets = [f"s{i}" for i in range(25)]
+    params = [f"/p{i}" for i in range(12)]
+    entries = [("secretsmanager", i) for i in secrets] + [("ssm", n) for n in params]
+    lookups.prefetch(entries)
+    sizes = sorted((call[0], len(call)) for call in upstream.calls)
+    # a secrets call is ("secrets", *ids); a parameters call ("parameters", *names, flag)
+    assert sizes == [("parameters", 4), ("parameters", 12), ("secrets", 6), ("secrets", 21)]
+    assert all(lookups.secret(i)[1] == "hit" for i in secrets)
+    assert all(lookups.parameter(n)[1] == "hit" for n in params)
+    assert len(upstream.calls) == 4
 
 
 def test_prefetch_failure_is_logged_without_values_and_not_fatal(debug_log: io.StringIO) -> None:
@@ -158,7 +196,7 @@ def test_prefetch_skips_a_service_whose_ttl_is_zero() -> None:
     upstream = RecordingUpstream()
     lookups = make(upstream, ssm_ttl=0)
     lookups.prefetch([("ssm", "/p"), ("secretsmanager", "s")])
-    assert upstream.calls == [("secret", "s", None, None)]
+    assert upstream.calls == [("secrets", "s")]
 
 
 def test_bytes_parse_back_to_the_upstream_dict() -> None:
@@ -194,6 +232,22 @@ class FailingUpstream:
         label: str | None = None,
         with_decryption: bool = False,
     ) -> dict[str, object]:
+        self.calls += 1
+        raise self.error
+
+    def batch_get_secret_value(self, secret_ids: Sequence[str]) -> Batch:
+        self.calls += 1
+        raise self.error
+
+    def get_parameters(
+        self, names: Sequence[tuple[str, str, int | None, str | None]], with_decryption: bool
+    ) -> Batch:
+        self.calls += 1
+        raise self.error
+
+    def get_parameters_by_path(
+        self, path: str, *, recursive: bool, with_decryption: bool, limit: int
+    ) -> list[dict[str, object]]:
         self.calls += 1
         raise self.error
 
@@ -362,3 +416,73 @@ def test_a_stale_serve_is_one_warning_naming_service_and_id_never_the_value(
         "[parameters-secrets-extension] WARN serving secretsmanager app/db stale,"
         " expired 15 s ago: fetch failed: ThrottlingException"
     ]
+
+
+# --- Batches through the cache ---
+
+
+class SlowBatchUpstream(RecordingUpstream):
+    """Each batch call takes `delay` seconds; `batch_error` makes every batch call fail."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__()
+        self.delay = delay
+        self.batch_error: ExtensionError | None = None
+
+    def batch_get_secret_value(
+        self, secret_ids: Sequence[str]
+    ) -> tuple[dict[str, dict[str, object]], dict[str, ExtensionError]]:
+        found = super().batch_get_secret_value(secret_ids)
+        time.sleep(self.delay)
+        if self.batch_error is not None:
+            raise self.batch_error
+        return found
+
+
+def test_overlapping_batches_in_opposite_orders_share_one_call() -> None:
+    upstream = SlowBatchUpstream(delay=0.3)
+    lookups = make(upstream)
+    answers: dict[str, list[bytes | ExtensionError]] = {}
+
+    def run(name: str, ids: list[str]) -> None:
+        answers[name] = lookups.secrets(ids)
+
+    first = threading.Thread(target=run, args=("first", ["a", "b", "c"]))
+    first.start()
+    time.sleep(0.1)  # the first batch's call is under way: its three flights are open
+    second = threading.Thread(target=run, args=("second", ["c", "b", "a"]))
+    second.start()
+    first.join(timeout=10)
+    second.join(timeout=10)
+    assert not first.is_alive() and not second.is_alive()
+    assert upstream.calls == [("secrets", "a", "b", "c")]
+    assert answers["second"] == list(reversed(answers["first"]))
+    assert [json.loads(a)["Name"] for a in answers["first"]] == ["a", "b", "c"]  # type: ignore[arg-type]
+
+
+def test_a_failed_batch_call_serves_stale_values_or_raises() -> None:
+    upstream = SlowBatchUpstream()
+    clock = Ticks()
+    lookups = Lookups(upstream, Cache(100, clock=clock), secrets_manager_ttl=10, ssm_ttl=10)
+    fresh = lookups.secrets(["a", "b"])
+    clock.value += 11  # both expired, within the stale-if-error window
+    upstream.batch_error = UpstreamTimeout("slow")
+    assert lookups.secrets(["a", "b"]) == fresh
+    with pytest.raises(UpstreamTimeout):
+        lookups.secrets(["a", "new"])  # "new" has nothing stale to serve
+    assert len(upstream.calls) == 3
+
+
+def test_prefetch_falls_back_to_single_reads_when_the_batch_call_is_refused(
+    debug_log: io.StringIO,
+) -> None:
+    upstream = SlowBatchUpstream()
+    upstream.batch_error = UpstreamError("no", status=400, error_type="AccessDeniedException")
+    lookups = make(upstream)
+    lookups.prefetch([("secretsmanager", "a"), ("secretsmanager", "b")])
+    singles = sorted(call for call in upstream.calls if call[0] == "secret")
+    assert singles == [("secret", "a", None, None), ("secret", "b", None, None)]
+    assert lookups.secret("a")[1] == lookups.secret("b")[1] == "hit"
+    text = debug_log.getvalue()
+    assert "BatchGetSecretValue refused (AccessDeniedException); fetching its 2 items" in text
+    assert "WARN prefetch" not in text

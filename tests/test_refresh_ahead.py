@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -258,6 +259,19 @@ class CountingUpstream:
 
     def get_parameter(self, name: str, **selectors: object) -> dict[str, object]:
         raise AssertionError("no parameter is read here")
+
+    def batch_get_secret_value(self, secret_ids: object) -> tuple[dict[str, Any], dict[str, Any]]:
+        raise AssertionError("no batch is read here")
+
+    def get_parameters(
+        self, names: object, with_decryption: bool
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        raise AssertionError("no batch is read here")
+
+    def get_parameters_by_path(
+        self, path: str, *, recursive: bool, with_decryption: bool, limit: int
+    ) -> list[dict[str, object]]:
+        raise AssertionError("no path is read here")
 
 
 def test_under_snapstart_nothing_is_refreshed_before_the_first_invoke() -> None:

@@ -1,0 +1,233 @@
+"""The many-id calls of AwsClient: BatchGetSecretValue, GetParameters and GetParametersByPath,
+and the pairing of what they answer with the ids asked for."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import sdk_shapes
+from errors import ExtensionError, PathTooLarge, UpstreamError
+from services import SECRETS_MANAGER, SSM, Service
+
+TYPE_CHECKING = False  # mypy takes it as True
+if TYPE_CHECKING:
+    from aws_client import AwsClient
+
+# BatchGetSecretValue answers every listed id at once; a NextToken past this is not followed.
+_MAX_BATCH_PAGES = 20
+_PATH_PAGE_SIZE = 10  # the most GetParametersByPath returns per page
+_PARTIAL_ARN_SUFFIX = 7  # "-" and the six random characters AWS appends to a secret's ARN
+
+if TYPE_CHECKING:
+    # A requested parameter: as written (and sent), its name, and its version or label.
+    NameEntry = tuple[str, str, int | None, str | None]
+    # Shaped answers by requested id, and the ids AWS answered with an error.
+    BatchResult = tuple[dict[str, dict[str, object]], dict[str, ExtensionError]]
+
+
+def batch_get_secret_value(client: AwsClient, secret_ids: Sequence[str]) -> BatchResult:
+    """BatchGetSecretValue for the ids, one call per endpoint (one unless ARNs name
+    other regions): each found id's GetSecretValueOutput, and each failed id's error.
+
+    The whole call failing raises; an id AWS answers with an error is in the second map.
+    """
+    found: dict[str, dict[str, object]] = {}
+    failed: dict[str, ExtensionError] = {}
+    for group in _groups(client, SECRETS_MANAGER, secret_ids, secret_ids, failed):
+        entries: list[object] = []
+        errors: list[object] = []
+        payload: dict[str, object] = {"SecretIdList": group}
+        for _ in range(_MAX_BATCH_PAGES):
+            data = client.call(SECRETS_MANAGER, payload, group[0], "BatchGetSecretValue")
+            entries += _list(data, "SecretValues")
+            errors += _list(data, "Errors")
+            token = data.get("NextToken")
+            if not token:
+                break
+            payload = {"SecretIdList": group, "NextToken": token}
+        _match_secrets(group, entries, errors, found, failed)
+        for secret_id in group:
+            if secret_id not in found and secret_id not in failed:  # AWS left it out
+                try:
+                    found[secret_id] = client.get_secret_value(secret_id)
+                except ExtensionError as exc:
+                    failed[secret_id] = exc
+    return found, failed
+
+
+def get_parameters(
+    client: AwsClient, names: Sequence[NameEntry], with_decryption: bool
+) -> BatchResult:
+    """GetParameters for the names, one call per endpoint: each found name's
+    GetParameterOutput (keyed by the name as requested), and each invalid name's error."""
+    found: dict[str, dict[str, object]] = {}
+    failed: dict[str, ExtensionError] = {}
+    by_requested = {entry[0]: entry for entry in names}
+    requested = [entry[0] for entry in names]
+    bases = [entry[1] for entry in names]
+    for group in _groups(client, SSM, requested, bases, failed):
+        payload = {"Names": group, "WithDecryption": with_decryption}
+        data = client.call(SSM, payload, by_requested[group[0]][1], "GetParameters")
+        for name in _list(data, "InvalidParameters"):
+            if isinstance(name, str) and name in by_requested:
+                failed[name] = UpstreamError(
+                    "the parameter or its version or label does not exist",
+                    status=400,
+                    error_type="ParameterNotFound",
+                )
+        entries = [by_requested[name] for name in group if name not in failed]
+        for entry, raw in _match_parameters(entries, _list(data, "Parameters")):
+            found[entry[0]] = sdk_shapes.parameter({"Parameter": raw}, _selector(entry))
+        for entry in entries:
+            if entry[0] not in found:  # AWS left it out: ask for it alone
+                try:
+                    found[entry[0]] = client.get_parameter(
+                        entry[1],
+                        version=entry[2],
+                        label=entry[3],
+                        with_decryption=with_decryption,
+                    )
+                except ExtensionError as exc:
+                    failed[entry[0]] = exc
+    return found, failed
+
+
+def get_parameters_by_path(
+    client: AwsClient, path: str, recursive: bool, with_decryption: bool, limit: int
+) -> list[dict[str, object]]:
+    """Every parameter under `path` (each shaped as GetParameterOutput's Parameter),
+    following NextToken; PathTooLarge once there are more than `limit`."""
+    payload: dict[str, object] = {
+        "Path": path,
+        "Recursive": recursive,
+        "WithDecryption": with_decryption,
+        "MaxResults": _PATH_PAGE_SIZE,
+    }
+    found: list[dict[str, object]] = []
+    # AWS may answer a page with fewer items than asked (even none), so pages are
+    # bounded separately from items.
+    for _ in range(limit // _PATH_PAGE_SIZE + _MAX_BATCH_PAGES):
+        data = client.call(SSM, payload, path, "GetParametersByPath")
+        for raw in _list(data, "Parameters"):
+            if isinstance(raw, Mapping):
+                shaped = sdk_shapes.parameter({"Parameter": raw}, None)["Parameter"]
+                found.append(shaped)  # type: ignore[arg-type]
+        if len(found) > limit:
+            raise PathTooLarge(
+                f"more than {limit} parameters under the path: the limit is"
+                f" PARAMETERS_SECRETS_EXTENSION_MAX_PATH_PARAMETERS={limit}"
+            )
+        token = data.get("NextToken")
+        if not token:
+            return found
+        payload = {**payload, "NextToken": token}
+    raise PathTooLarge(f"GetParametersByPath did not finish within its page limit for {path}")
+
+
+def _groups(
+    client: AwsClient,
+    service: Service,
+    ids: Sequence[str],
+    resources: Sequence[str],
+    failed: dict[str, ExtensionError],
+) -> list[list[str]]:
+    """`ids` grouped by the endpoint their `resources` resolve to; an id whose ARN is
+    refused is failed instead."""
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for ident, resource in zip(ids, resources, strict=True):
+        try:
+            endpoint = client.endpoint(service, resource)
+        except ExtensionError as exc:
+            if exc.status >= 500:  # no region or a bad override: nothing can succeed
+                raise
+            failed[ident] = exc
+            continue
+        groups.setdefault((endpoint.origin, endpoint.path, endpoint.region), []).append(ident)
+    return list(groups.values())
+
+
+def _list(data: Mapping[str, object], name: str) -> list[object]:
+    value = data.get(name)
+    return value if isinstance(value, list) else []
+
+
+def _selector(entry: NameEntry) -> str | None:
+    return f":{entry[2]}" if entry[2] is not None else (f":{entry[3]}" if entry[3] else None)
+
+
+def _match_secrets(
+    group: Sequence[str],
+    entries: list[object],
+    errors: list[object],
+    found: dict[str, dict[str, object]],
+    failed: dict[str, ExtensionError],
+) -> None:
+    """Give each requested id its entry (by name, ARN or partial ARN) or its error."""
+    wanted = set(group)
+    for raw in errors:
+        if isinstance(raw, Mapping) and raw.get("SecretId") in wanted:
+            # AWS names the field ErrorMessage; some emulators send Message.
+            message = raw.get("ErrorMessage") or raw.get("Message") or "the secret was not read"
+            failed[str(raw["SecretId"])] = UpstreamError(
+                _clean(str(message)),
+                status=400,
+                error_type=str(raw.get("ErrorCode") or "UnknownError"),
+            )
+    for raw in entries:
+        if not isinstance(raw, Mapping):
+            continue
+        name, arn = str(raw.get("Name")), str(raw.get("ARN"))
+        for ident in group:
+            if ident in found or ident in failed:
+                continue
+            partial = len(arn) == len(ident) + _PARTIAL_ARN_SUFFIX and arn.startswith(ident + "-")
+            if ident in (name, arn) or partial:
+                found[ident] = sdk_shapes.secret_value(raw)
+
+
+def _match_parameters(
+    entries: list[NameEntry], params: list[object]
+) -> list[tuple[NameEntry, Mapping[str, object]]]:
+    """Pair requested names with the parameters GetParameters returned, in no set order.
+
+    A version request takes the parameter of that version; a plain name the newest one
+    left; a label the one whose Selector names it, or failing an echoed Selector (some
+    emulators send none) whatever is left under that name.
+    """
+    left = [raw for raw in params if isinstance(raw, Mapping)]
+    pairs: list[tuple[NameEntry, Mapping[str, object]]] = []
+
+    def fits(entry: NameEntry, raw: Mapping[str, object]) -> bool:
+        if entry[1] not in (raw.get("Name"), raw.get("ARN")):
+            return False
+        if entry[2] is not None:
+            return _int(raw.get("Version")) == entry[2]
+        if entry[3] is not None:
+            return raw.get("Selector") in (f":{entry[3]}", None, "")
+        return not raw.get("Selector")
+
+    def take(entry: NameEntry) -> None:
+        chosen = [raw for raw in left if fits(entry, raw)]
+        if chosen:
+            best = max(chosen, key=lambda raw: _int(raw.get("Version")))
+            left.remove(best)
+            pairs.append((entry, best))
+
+    # Versions first, then plain names, then labels: the most exact claims go first.
+    for rank in (2, 0, 3):
+        for entry in entries:
+            plain = entry[2] is None and entry[3] is None
+            if (rank == 0 and plain) or (rank and entry[rank] is not None):
+                take(entry)
+    return pairs
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else -1
+
+
+def _clean(message: str) -> str:
+    # Imported here: aws_client imports this module.
+    from aws_client import clean_message  # noqa: PLC0415
+
+    return clean_message(message)
