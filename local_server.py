@@ -347,8 +347,15 @@ def _send_rest(sock: socket.socket, rest: memoryview, deadline: float) -> None:
 
 
 class LocalServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    """A loopback listener for one address family; the accept loop lives in Servers."""
+    """A loopback listener for one address family; the accept loop lives in Servers.
 
+    From socketserver this takes TCPServer's accept (get_request) and closing of a finished
+    connection (shutdown_request), and ThreadingMixIn's thread per connection. Not its
+    serve_forever, which serves one listener: Servers' one thread selects over both.
+    """
+
+    # A connection's thread must never hold up the exit or Servers.shutdown: with it,
+    # ThreadingMixIn neither keeps the threads nor joins them in server_close.
     daemon_threads = True
 
     def __init__(
@@ -422,9 +429,13 @@ def _drain(sock: socket.socket) -> None:
 
 
 def _accept(server: LocalServer) -> None:
+    """Take one connection in the steps of BaseServer's private _handle_request_noblock."""
     try:
         request, client_address = server.get_request()
     except OSError:  # the client gave up between readiness and accept
+        return
+    if not server.verify_request(request, client_address):
+        server.shutdown_request(request)
         return
     try:
         server.process_request(request, client_address)
