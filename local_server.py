@@ -260,11 +260,12 @@ class Handler(socketserver.BaseRequestHandler):
 
     From socketserver this takes the handler's life cycle (setup, handle and finish, run on
     the connection's own thread by LocalServer) and nothing else: not StreamRequestHandler's
-    files, not http.server. Requests are parsed by local_requests, whose size limits and
-    refusal of ambiguous bytes http.server's parser does not have; a reply is rendered into
-    one buffer and sent with one system call, where http.server's handler writes the head
-    and the body separately. Importing http.server (http.client, email, mimetypes, shutil)
-    would also cost about a quarter of the extension's start-up.
+    files, and nothing of http.server. Requests are parsed by local_requests, with its own
+    size limits answered in JSON (414, 431) and a 400 for a bare CR or NUL in the head, where
+    http.server answers in HTML and parses headers with the email package; a reply is
+    rendered into one buffer and sent with one system call, where BaseHTTPRequestHandler's
+    idiom writes the head and then the body. Importing http.server (http.client, email,
+    mimetypes, shutil) would also cost about a quarter of the extension's start-up.
 
     Timeouts are the kernel's (SO_RCVTIMEO, SO_SNDTIMEO) on a blocking socket rather than
     socket.settimeout, which would add a poll to every recv and send and a system call to
