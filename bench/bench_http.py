@@ -225,8 +225,10 @@ def main() -> None:
     )
     print(harness.table(title, header, rows))
     for (name, threads), name_runs in runs.items():
-        rps = ", ".join(f"{run['rps']:.0f} ({run['cpu_us']:.0f} us)" for run in name_runs)
-        print(f"\n{name} -t{threads} req/s (CPU per request) per round: {rps}", end="")
+        rounds = ", ".join(
+            f"{run['rps']:.0f} ({run['cpu_us']:.0f} us, {run['p99']:.2f} ms)" for run in name_runs
+        )
+        print(f"\n{name} -t{threads} req/s (CPU per request, p99) per round: {rounds}", end="")
     print()
 
 
