@@ -56,11 +56,17 @@ MAX_PARAMETER_NAMES = 10
 _ARN_PARAMETER = ":parameter/"
 _NOT_FOUND = f"unknown path: use {', '.join(_KNOWN_PATHS)} or /ping"
 
-_VERSION = re.compile(rb"HTTP/1\.[0-9]")
-_TOKEN_CHARS = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+# A whole request line, line end included, in one match: a token (the method), the target
+# and the version, one space apart, then CRLF or LF. The target has no control byte or space
+# (bytes above 0x7e are percent-encoded later), so there is no CR or NUL before the line end.
+_REQUEST_LINE = re.compile(rb"(%s) ([^\x00-\x20\x7f]+) (HTTP/1\.[0-9])\r?\n" % _TOKEN)
+# A header field's name and colon; the value is not scanned by a pattern, since it holds the
+# long session token and _content's two byte searches are faster over it.
+_FIELD_NAME = re.compile(rb"(%s):" % _TOKEN)
+# A refused request line of this shape has a bad target: empty, or a control byte in it.
+_LINE_SHAPE = re.compile(rb"%s [^ ]* HTTP/1\.[0-9]" % _TOKEN)
 _DIGITS = re.compile(r"[0-9]{1,19}")
-# Bytes never allowed raw in a request target; bytes above 0x7e are percent-encoded instead.
-_CONTROL = re.compile(rb"[\x00-\x20\x7f]")
 _PRINTABLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))
 _MAX_VERSION = 2**63 - 1
 
@@ -160,17 +166,22 @@ def read_request(rfile: LineReader) -> Request | None:
 
 
 def _request_line(line: bytes) -> tuple[str, str, bytes]:
-    parts = _content(line).split(b" ")
-    if len(parts) != 3 or not _TOKEN_CHARS.fullmatch(parts[0]) or not _VERSION.fullmatch(parts[2]):
-        raise BadRequest("malformed request line")
-    target = parts[1]
-    if not target or _CONTROL.search(target):
-        raise BadRequest("malformed request target")
+    match = _REQUEST_LINE.fullmatch(line)
+    if match is None:
+        raise _request_line_error(line)
+    method, target, version = match.groups()
     if target.isascii():
         text = target.decode("ascii")
     else:  # curl sends UTF-8 unescaped; escaping it lets the query decode as UTF-8
         text = urllib.parse.quote(target, safe=_PRINTABLE_ASCII)
-    return parts[0].decode("ascii"), text, parts[2]
+    return method.decode("ascii"), text, version
+
+
+def _request_line_error(line: bytes) -> BadRequest:
+    """What is wrong with a request line that _REQUEST_LINE refuses."""
+    if _LINE_SHAPE.fullmatch(_content(line)):  # _content raises for a bare CR or NUL
+        return BadRequest("malformed request target")
+    return BadRequest("malformed request line")
 
 
 def _headers(rfile: LineReader) -> dict[str, bytes] | None:
@@ -185,11 +196,12 @@ def _headers(rfile: LineReader) -> dict[str, bytes] | None:
         if line in (b"\r\n", b"\n"):
             return headers
         budget -= len(line)
-        name, colon, value = _content(line).partition(b":")
-        if not colon or not _TOKEN_CHARS.fullmatch(name):
+        content = _content(line)
+        match = _FIELD_NAME.match(content)
+        if match is None:
             raise BadRequest("malformed header field")
-        key = name.decode("ascii").lower()
-        value = value.strip(b" \t")
+        key = match.group(1).decode("ascii").lower()
+        value = content[match.end() :].strip(b" \t")
         headers[key] = headers[key] + b", " + value if key in headers else value
     raise HeaderFieldsTooLarge(
         f"header section over {MAX_HEADER_BYTES} bytes or {MAX_HEADERS} fields"
@@ -200,7 +212,10 @@ def _keep_alive(headers: dict[str, bytes], http10: bool) -> bool:
     # A request body is never read, so a request that has one ends the connection.
     if "transfer-encoding" in headers or headers.get("content-length", b"0") != b"0":
         return False
-    options = {part.strip().lower() for part in headers.get("connection", b"").split(b",")}
+    connection = headers.get("connection")
+    if connection is None:  # the usual case, without building the set
+        return not http10
+    options = {part.strip().lower() for part in connection.split(b",")}
     return b"keep-alive" in options if http10 else b"close" not in options
 
 

@@ -35,7 +35,7 @@ from errors import (
     Unauthorized,
 )
 from local_requests import Request
-from logs import log
+from logs import DEBUG, log
 from lookups import Lookups
 from services import SECRETS_MANAGER, SSM
 
@@ -52,6 +52,9 @@ _UNEXPECTED = "an unexpected error occurred while executing request"
 # before the client reads it; so after our last response we drain, within these bounds.
 LINGER_SECONDS = 1.0
 LINGER_BYTES = 1 << 20
+# How far the kernel's receive timeout may outlast a request head's deadline before it is
+# set again; within this, a read costs no extra system call.
+TIMEOUT_SLACK = 0.05
 
 
 class Reply:
@@ -97,23 +100,34 @@ class _Date:
 _date = _Date()
 
 
+# Reason phrases by status, looked up once each; only this module's statuses get here.
+_PHRASES: dict[int, str] = {}
+
+
+def _phrase(status: int) -> str:
+    phrase = _PHRASES.get(status)
+    if phrase is None:
+        try:
+            phrase = http.HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Error"
+        _PHRASES[status] = phrase
+    return phrase
+
+
 def render(reply: Reply, *, close: bool, http10: bool = False, head: bool = False) -> bytes:
     """Status line, headers and body as one buffer, so each response is one socket write."""
-    try:
-        phrase = http.HTTPStatus(reply.status).phrase
-    except ValueError:
-        phrase = "Error"
-    connection = "close" if close else ("keep-alive" if http10 else "")
-    lines = [
-        f"HTTP/1.1 {reply.status} {phrase}",
-        f"Content-Type: {reply.content_type}",
-        f"Content-Length: {len(reply.body)}",
-        f"Date: {_date()}",
-    ]
-    if connection:
-        lines.append(f"Connection: {connection}")
-    lines.append("\r\n")
-    return "\r\n".join(lines).encode("latin-1") + (b"" if head else reply.body)
+    if close:
+        connection = "Connection: close\r\n"
+    else:
+        connection = "Connection: keep-alive\r\n" if http10 else ""
+    text = (
+        f"HTTP/1.1 {reply.status} {_phrase(reply.status)}\r\n"
+        f"Content-Type: {reply.content_type}\r\n"
+        f"Content-Length: {len(reply.body)}\r\n"
+        f"Date: {_date()}\r\n{connection}\r\n"
+    )
+    return text.encode("latin-1") + (b"" if head else reply.body)
 
 
 class Api:
@@ -231,57 +245,95 @@ class Connections:
 _BUSY = render(error_reply(TooManyConnections("too many connections")), close=True)
 
 
-class DeadlineReader(io.RawIOBase):
-    """Socket reads that fail with TimeoutError once `deadline` (monotonic) has passed."""
+def _set_timeout(sock: socket.socket, option: int, seconds: float) -> None:
+    """Set the kernel's SO_RCVTIMEO or SO_SNDTIMEO: a blocking call then fails with EAGAIN.
 
-    def __init__(self, sock: socket.socket) -> None:
+    Unlike socket.settimeout, this keeps the socket blocking, so each recv or send is one
+    system call, with no poll before it. The value is a struct timeval of two native longs
+    (64-bit Linux, as on Lambda); never zero, which the kernel takes for no timeout at all.
+    """
+    micros = max(1, int(seconds * 1_000_000))
+    sec, usec = divmod(micros, 1_000_000)
+    order = sys.byteorder
+    sock.setsockopt(socket.SOL_SOCKET, option, sec.to_bytes(8, order) + usec.to_bytes(8, order))
+
+
+class DeadlineReader(io.RawIOBase):
+    """Socket reads that fail once `deadline` (monotonic) has passed.
+
+    The kernel's receive timeout stays at the idle timeout while a request head comes in one
+    piece, the usual case, so a read is one recv; a head that arrives in pieces has the
+    timeout cut to what is left before each further read, so trickling cannot stretch it.
+    """
+
+    def __init__(self, sock: socket.socket, timeout: float) -> None:
         self._sock = sock
+        self._timeout = timeout
         self.deadline = float("inf")
+        _set_timeout(sock, socket.SO_RCVTIMEO, timeout)
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
         remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("request head not received in time")
-        self._sock.settimeout(remaining)
+        if not remaining <= self._timeout <= remaining + TIMEOUT_SLACK:
+            if remaining <= 0:
+                raise TimeoutError("request head not received in time")
+            _set_timeout(self._sock, socket.SO_RCVTIMEO, remaining)
+            self._timeout = remaining
         return self._sock.recv_into(buffer)
 
 
-class Handler(socketserver.StreamRequestHandler):
-    """One keep-alive connection: reads requests and writes each reply in a single write.
+class Handler(socketserver.BaseRequestHandler):
+    """One keep-alive connection: reads requests and writes each reply in a single send.
 
-    Not http.server's handler: requests are parsed by local_requests and replies rendered
-    here, and importing http.server (http.client, email, mimetypes, shutil) would cost
-    about a quarter of the extension's start-up.
+    From socketserver this takes the handler's life cycle (setup, handle and finish, run on
+    the connection's own thread by LocalServer) and nothing else: not StreamRequestHandler's
+    files, and nothing of http.server. Requests are parsed by local_requests, with its own
+    size limits answered in JSON (414, 431) and a 400 for a bare CR or NUL in the head, where
+    http.server answers in HTML and parses headers with the email package; a reply is
+    rendered into one buffer and sent with one system call, where BaseHTTPRequestHandler's
+    idiom writes the head and then the body. Importing http.server (http.client, email,
+    mimetypes, shutil) would also cost about a quarter of the extension's start-up.
+
+    Timeouts are the kernel's (SO_RCVTIMEO, SO_SNDTIMEO) on a blocking socket rather than
+    socket.settimeout, which would add a poll to every recv and send and a system call to
+    every change of timeout; each request head must still arrive whole within the idle
+    timeout (DeadlineReader), and each reply be taken by the client within it.
     """
 
-    disable_nagle_algorithm = True  # without it a keep-alive client waits ~40 ms a request
+    # StreamRequestHandler's switch, kept under its name: without it a keep-alive client
+    # waits ~40 ms a request for the delayed ACK.
+    disable_nagle_algorithm = True
     server: LocalServer
+    request: socket.socket
 
     def setup(self) -> None:
+        sock = self.request
+        if self.disable_nagle_algorithm:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.idle_timeout = self.server.idle_timeout
+        _set_timeout(sock, socket.SO_SNDTIMEO, self.idle_timeout)
         self.answered_and_closing = False
-        super().setup()
+        self.close_connection = True
         # A per-recv timeout alone lets a client that trickles a byte now and then hold its
         # slot forever, so each request head must arrive whole within the idle timeout.
-        self.deadline_reader = DeadlineReader(self.request)
+        self.deadline_reader = DeadlineReader(sock, self.idle_timeout)
         self.rfile = io.BufferedReader(self.deadline_reader)
 
     def finish(self) -> None:
-        super().finish()
         if self.answered_and_closing:
             _drain(self.request)
 
     def handle(self) -> None:
-        self.close_connection = True
         self.handle_one_request()
         while not self.close_connection:
             self.handle_one_request()
 
     def handle_one_request(self) -> None:
         self.close_connection = True
-        self.deadline_reader.deadline = time.monotonic() + self.server.idle_timeout
+        self.deadline_reader.deadline = time.monotonic() + self.idle_timeout
         try:
             request = local_requests.read_request(self.rfile)
         except RequestError as exc:
@@ -291,32 +343,50 @@ class Handler(socketserver.StreamRequestHandler):
             return
         if request is None:
             return
-        started = time.perf_counter()
+        timed = log.level <= DEBUG  # the clock only when the line will be written
+        started = time.perf_counter() if timed else 0.0
         reply = self.server.api.respond(request)
         self.close_connection = not request.keep_alive
         head = request.method == "HEAD"
         self._write(render(reply, close=self.close_connection, http10=request.http10, head=head))
-        log.debug(
-            "%s %s %d %.2f ms",
-            reply.route,
-            reply.outcome,
-            reply.status,
-            (time.perf_counter() - started) * 1000,
-        )
+        if timed:
+            elapsed = (time.perf_counter() - started) * 1000
+            log.debug("%s %s %d %.2f ms", reply.route, reply.outcome, reply.status, elapsed)
 
     def _write(self, data: bytes) -> None:
+        sock = self.request
         try:
-            self.request.settimeout(self.server.idle_timeout)  # the head's deadline is over
-            self.wfile.write(data)
-        except OSError:  # the client left; nothing more to say on this connection
+            started = time.monotonic()
+            sent = sock.send(data)  # all of it, unless the client has stopped reading
+            if sent < len(data):
+                _send_rest(sock, memoryview(data)[sent:], started + self.idle_timeout)
+                _set_timeout(sock, socket.SO_SNDTIMEO, self.idle_timeout)
+        except OSError:  # the client left or stopped reading; nothing more to say here
             self.close_connection = True
         else:
             self.answered_and_closing = self.close_connection
 
 
-class LocalServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    """A loopback listener for one address family; the accept loop lives in Servers."""
+def _send_rest(sock: socket.socket, rest: memoryview, deadline: float) -> None:
+    """Send the rest of a reply by `deadline`, however slowly the client reads."""
+    while rest:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("reply not taken in time")
+        _set_timeout(sock, socket.SO_SNDTIMEO, remaining)
+        rest = rest[sock.send(rest) :]
 
+
+class LocalServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    """A loopback listener for one address family; the accept loop lives in Servers.
+
+    From socketserver this takes TCPServer's accept (get_request) and closing of a finished
+    connection (shutdown_request), and ThreadingMixIn's thread per connection. Not its
+    serve_forever, which serves one listener: Servers' one thread selects over both.
+    """
+
+    # A connection's thread must never hold up the exit or Servers.shutdown: with it,
+    # ThreadingMixIn neither keeps the threads nor joins them in server_close.
     daemon_threads = True
 
     def __init__(
@@ -390,9 +460,13 @@ def _drain(sock: socket.socket) -> None:
 
 
 def _accept(server: LocalServer) -> None:
+    """Take one connection in the steps of BaseServer's private _handle_request_noblock."""
     try:
         request, client_address = server.get_request()
     except OSError:  # the client gave up between readiness and accept
+        return
+    if not server.verify_request(request, client_address):
+        server.shutdown_request(request)
         return
     try:
         server.process_request(request, client_address)

@@ -145,3 +145,23 @@ def test_slowloris_trickling_faster_than_the_idle_timeout_cannot_hold_the_slots(
     finally:
         for trickler in tricklers:
             trickler.stop()
+
+
+def test_a_client_that_stops_reading_its_answers_is_given_up_on(
+    extension: ExtensionProcess,
+) -> None:
+    # More answers than the kernel's buffers on both sides hold, so the server's send blocks
+    # until the idle timeout ends it; a send without a deadline would wait for the client.
+    count = 100_000
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window
+        sock.settimeout(CLOSE_WITHIN_SECONDS)
+        sock.connect(("127.0.0.1", extension.port))
+        with contextlib.suppress(OSError):  # the server may give up before it has them all
+            sock.sendall(b"GET /ping HTTP/1.1\r\nHost: localhost\r\n\r\n" * count)
+        time.sleep(IDLE_TIMEOUT_SECONDS * 4)  # reading nothing meanwhile
+        answered = parse_responses(read_to_eof(sock), bodyless_last=True).statuses
+    assert answered, "the server answered nothing"
+    assert set(answered) == {200}
+    assert len(answered) < count, "the server waited for a client that had stopped reading"
+    assert _ping_status(extension.port) == 200

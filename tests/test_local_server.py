@@ -526,7 +526,7 @@ def test_pipelined_requests_are_answered_in_order(served: Served) -> None:
 
 
 def test_handler_sets_tcp_nodelay() -> None:
-    # Verified where it takes effect: StreamRequestHandler.setup sets TCP_NODELAY from this.
+    # Verified where it takes effect: Handler.setup sets TCP_NODELAY from this.
     assert local_server.Handler.disable_nagle_algorithm is True
 
 
