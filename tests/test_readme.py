@@ -6,6 +6,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cfnlint.api import lint_file
@@ -79,3 +80,33 @@ def test_every_iac_snippet_grants_the_reads(block: str, actions: set[str]) -> No
         policy = json.loads(text)
         granted = {s["Action"] for s in policy["Statement"] if s["Effect"] == "Allow"}
         assert granted == actions
+
+
+def test_batch_client_reads_every_secret(
+    extension_executable: Path, tmp_path: Path, moto: Moto, lambda_credentials: LambdaCredentials
+) -> None:
+    wanted = {"readme/batch+one": "batch-VALUE-1", "readme/batch two": "batch-VALUE-2"}
+    client = moto.boto3_client("secretsmanager")
+    for name, value in wanted.items():
+        client.create_secret(Name=name, SecretString=value)  # type: ignore[attr-defined]
+    # The README's batch permission, granted to the function's role for this test only.
+    iam: Any = moto.boto3_client("iam")
+    role = moto.role_arn.rsplit("/", 1)[1]
+    statement = {"Effect": "Allow", "Action": "secretsmanager:BatchGetSecretValue", "Resource": "*"}
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+    iam.put_role_policy(RoleName=role, PolicyName="readme-batch", PolicyDocument=policy)
+    try:
+        with start_standalone(
+            extension_executable, tmp_path / "ext.log", moto, lambda_credentials
+        ) as ext:
+            snippet = _blocks("Batch and path reads", "python")[0]
+            namespace: dict[str, object] = {}
+            exec(snippet.replace("localhost:2773", f"localhost:{ext.port}"), namespace)  # noqa: S102
+            os.environ["AWS_SESSION_TOKEN"] = lambda_credentials.session_token
+            get_secrets = namespace["get_secrets"]
+            assert callable(get_secrets)
+            assert get_secrets(list(wanted)) == wanted
+    finally:
+        iam.delete_role_policy(RoleName=role, PolicyName="readme-batch")
+        for name in wanted:
+            client.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)  # type: ignore[attr-defined]
