@@ -21,7 +21,9 @@ from services import BY_NAME, SECRETS_MANAGER, SSM, Service
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
-    from typing import Protocol
+    from typing import Protocol, TypeVar
+
+    R = TypeVar("R")
 
     class Upstream(Protocol):
         """What Lookups needs from aws_client.AwsClient: the two calls, in the Go SDK's shapes."""
@@ -253,6 +255,16 @@ class Lookups:
         """The cache's counters and the upstream and local ones, as GET /metrics answers."""
         return self.metrics.counters(self._cache.info())
 
+    def _counted(self, call: Callable[[], R]) -> R:
+        """call(), counted as one upstream call (failed or not) for GET /metrics."""
+        try:
+            result = call()
+        except Exception as exc:
+            self.metrics.upstream_call(error_type_of(exc))
+            raise
+        self.metrics.upstream_call(None)
+        return result
+
     def _logged(
         self,
         key: tuple[object, ...],
@@ -260,23 +272,19 @@ class Lookups:
         operation: str | None = None,
         selectors: tuple[str, ...] | None = None,
     ) -> Callable[[], bytes]:
+        """fetch, with a log line when it fails; the caller counts the upstream calls."""
+
         def logged() -> bytes:
             started = time.monotonic()
             try:
-                value = fetch()
+                return fetch()
             except ExtensionError as exc:
                 # The cache shares one fetch among concurrent misses: one record per fetch.
-                self.metrics.upstream_call(exc.error_type)
                 seconds = time.monotonic() - started
                 self._failures.record(
                     key, exc, exc.attempts, seconds, operation=operation, selectors=selectors
                 )
                 raise
-            except Exception as exc:
-                self.metrics.upstream_call(error_type_of(exc))
-                raise
-            self.metrics.upstream_call(None)
-            return value
 
         return logged
 
@@ -287,7 +295,7 @@ class Lookups:
         call: Callable[[], Mapping[str, object]],
         refresh: bool,
     ) -> tuple[bytes, str]:
-        fetch = self._logged(key, lambda: _encode(call()))
+        fetch = self._logged(key, lambda: _encode(self._counted(call)))
         ttl = self._ttl[service] if self._caching else 0
         return self._cache.get_or_fetch(key, ttl, fetch, refresh=refresh, on_stale=_stale_served)
 
@@ -306,7 +314,13 @@ class Lookups:
             logged = self._logged(key, fetch, operation)  # type: ignore[arg-type]
             return self._cache.get_or_fetch(key, ttl, logged, on_stale=_stale_served)[0]
 
-        return batches.resolve(get, keys, fetch_many, fetch_one)
+        # Counted here, per call AWS receives, not per key: one batch call serves many keys.
+        return batches.resolve(
+            get,
+            keys,
+            lambda indices: self._counted(lambda: fetch_many(indices)),
+            lambda index: self._counted(lambda: fetch_one(index)),
+        )
 
     def secret(
         self,
@@ -447,11 +461,13 @@ class Lookups:
         key = (SSM.name, path, recursive, with_decryption)
 
         def fetch() -> bytes:
-            found = self._client.get_parameters_by_path(
-                path,
-                recursive=recursive,
-                with_decryption=with_decryption,
-                limit=self._max_path_parameters,
+            found = self._counted(
+                lambda: self._client.get_parameters_by_path(
+                    path,
+                    recursive=recursive,
+                    with_decryption=with_decryption,
+                    limit=self._max_path_parameters,
+                )
             )
             return _encode({"NextToken": None, "Parameters": found, "ResultMetadata": {}})
 
@@ -520,9 +536,11 @@ class Lookups:
             try:
                 if service == SECRETS_MANAGER.name:
                     answers[index] = self.secret(ident)[0]
-                else:
+                elif service == SSM.name:
                     _, name, version, label = parameter_name(ident)
                     answers[index] = self.parameter(name, version, label)[0]
+                else:
+                    raise ValueError(f"no service named {service!r}")
             except ExtensionError as exc:
                 answers[index] = exc
             except Exception as exc:  # a bug costs this item, never the others

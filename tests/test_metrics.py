@@ -103,6 +103,18 @@ def test_counters_after_a_scripted_sequence(moto: Moto) -> None:
     assert "VALUE" not in text and TOKEN not in text and moto.secret_name not in text
 
 
+def test_a_batch_read_is_one_upstream_call_whatever_it_holds(moto: Moto) -> None:
+    names = [moto.secret_name, moto.binary_secret_name, "metrics/no-such-secret"]
+    batch = "/secretsmanager/batch?secretIds=" + ",".join(quote(n, safe="") for n in names)
+    with serving(moto, cache_size=10) as port:
+        assert status_and_body(port, batch)[0] == 200  # two values and one item error
+        assert status_and_body(port, SECRET + quote(moto.secret_name, safe=""))[0] == 200
+        counters = json.loads(status_and_body(port, "/metrics")[1])
+    # One BatchGetSecretValue for the three ids; the single read after it is a hit.
+    assert (counters["UpstreamCalls"], counters["UpstreamErrors"]) == (1, 0)
+    assert (counters["Hits"], counters["Misses"]) == (1, 3)
+
+
 def test_the_error_tables_are_bounded_and_hold_only_type_names() -> None:
     metrics = Metrics()
     for index in range(MAX_TYPES + 10):
