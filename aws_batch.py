@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 
 # BatchGetSecretValue answers every listed id at once; a NextToken past this is not followed.
 _MAX_BATCH_PAGES = 20
+# One BatchGetSecretValue answer holds up to 20 secrets of up to 64 KiB each, base64 (binary)
+# or JSON-escaped: past the 1 MiB that any single answer may have, so it gets 4 MiB.
+BATCH_SECRETS_MAX_BODY = 4 << 20
 _PATH_PAGE_SIZE = 10  # the most GetParametersByPath returns per page
 _PARTIAL_ARN_SUFFIX = 7  # "-" and the six random characters AWS appends to a secret's ARN
 
@@ -38,7 +41,13 @@ def batch_get_secret_value(client: AwsClient, secret_ids: Sequence[str]) -> Batc
         errors: list[object] = []
         payload: dict[str, object] = {"SecretIdList": group}
         for _ in range(_MAX_BATCH_PAGES):
-            data = client.call(SECRETS_MANAGER, payload, group[0], "BatchGetSecretValue")
+            data = client.call(
+                SECRETS_MANAGER,
+                payload,
+                group[0],
+                "BatchGetSecretValue",
+                max_body=BATCH_SECRETS_MAX_BODY,
+            )
             entries += _list(data, "SecretValues")
             errors += _list(data, "Errors")
             token = data.get("NextToken")

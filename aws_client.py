@@ -18,7 +18,7 @@ import endpoints
 import sdk_shapes
 import sigv4
 from config import AwsConfig
-from connection_pool import Pools, Response, TlsSettings
+from connection_pool import MAX_RESPONSE_BYTES, Pools, Response, TlsSettings
 from credentials import CredentialProvider, utc_now
 from errors import (
     ExtensionError,
@@ -122,10 +122,19 @@ class AwsClient:
         return endpoints.resolve(self._aws, service, resource_id)
 
     def call(
-        self, service: Service, payload: dict[str, object], resource_id: str, operation: str
+        self,
+        service: Service,
+        payload: dict[str, object],
+        resource_id: str,
+        operation: str,
+        *,
+        max_body: int = MAX_RESPONSE_BYTES,
     ) -> dict[str, object]:
-        """One signed call of `operation`, with retries and a deadline; the JSON it answers."""
-        return self._call(service, payload, resource_id, operation)
+        """One signed call of `operation`, with retries and a deadline; the JSON it answers.
+
+        An answer over `max_body` bytes is refused with 502 ResponseTooLargeException.
+        """
+        return self._call(service, payload, resource_id, operation, max_body)
 
     def close(self) -> None:
         """Close every idle upstream connection."""
@@ -137,6 +146,7 @@ class AwsClient:
         payload: dict[str, object],
         resource_id: str,
         operation: str | None = None,
+        max_body: int = MAX_RESPONSE_BYTES,
     ) -> dict[str, object]:
         target = service.target if operation is None else service.target_of(operation)
         endpoint = endpoints.resolve(self._aws, service, resource_id)
@@ -148,7 +158,7 @@ class AwsClient:
         while True:
             attempt += 1
             try:
-                return self._attempt(endpoint, target, body, deadline)
+                return self._attempt(endpoint, target, body, deadline, max_body)
             except ExtensionError as exc:
                 exc.attempts = attempt
                 if attempt >= MAX_ATTEMPTS or not _retryable(exc):
@@ -175,7 +185,12 @@ class AwsClient:
                 self._sleep(delay)
 
     def _attempt(
-        self, endpoint: endpoints.Endpoint, target: str, body: bytes, deadline: float
+        self,
+        endpoint: endpoints.Endpoint,
+        target: str,
+        body: bytes,
+        deadline: float,
+        max_body: int,
     ) -> dict[str, object]:
         creds = self._credentials.get(deadline)
         headers = {
@@ -198,7 +213,7 @@ class AwsClient:
         # Added after signing: proxies may rewrite it, and AWS does not need it signed.
         signed["User-Agent"] = USER_AGENT
         response = self._pools.get(endpoint.origin).request(
-            "POST", endpoint.path, signed, body, deadline=deadline
+            "POST", endpoint.path, signed, body, deadline=deadline, max_body=max_body
         )
         if response.status == 200:
             return _json_object(response)

@@ -42,14 +42,16 @@ _STALE_ERRORS = (
 )
 
 
-class _Request(namedtuple("_Request", "method path headers body")):
-    """What one request sends, handed on to a fresh connection if a reused one was stale."""
+class _Request(namedtuple("_Request", "method path headers body max_body")):
+    """What one request sends, handed on to a fresh connection if a reused one was stale,
+    and the most body bytes its answer may have."""
 
     __slots__ = ()
     method: str
     path: str
     headers: dict[str, str]
     body: bytes
+    max_body: int
 
 
 class Response:
@@ -132,9 +134,13 @@ class ConnectionPool:
         body: bytes,
         *,
         deadline: float | None = None,
+        max_body: int = MAX_RESPONSE_BYTES,
     ) -> Response:
-        """Send one request and read the whole response; `deadline` is a time.monotonic value."""
-        req = _Request(method, path, headers, body)
+        """Send one request and read the whole response; `deadline` is a time.monotonic value.
+
+        An answer with a body over `max_body` bytes is refused (ResponseTooLarge, 502).
+        """
+        req = _Request(method, path, headers, body, max_body)
         limit = _Deadline(deadline)
         if not self._slots.acquire(timeout=limit.remaining()):
             raise UpstreamTimeout("no upstream connection became free before the deadline")
@@ -223,7 +229,7 @@ class ConnectionPool:
             conn.close()
             raise
         try:
-            data = _read_body(response, sock, limit)
+            data = _read_body(response, sock, limit, req.max_body)
         except TimeoutError as exc:
             response.close()
             conn.close()
@@ -238,11 +244,9 @@ class ConnectionPool:
             response.close()
             conn.close()
             raise
-        if len(data) > MAX_RESPONSE_BYTES:
+        if len(data) > req.max_body:
             conn.close()
-            raise ResponseTooLarge(
-                f"the response from {self.origin} is over {MAX_RESPONSE_BYTES} bytes"
-            )
+            raise ResponseTooLarge(f"the response from {self.origin} is over {req.max_body} bytes")
         result = Response(
             status=response.status,
             headers={name.lower(): value for name, value in response.getheaders()},
@@ -317,9 +321,12 @@ class Pools:
 
 
 def _read_body(
-    response: http.client.HTTPResponse, sock: socket.socket | None, limit: _Deadline
+    response: http.client.HTTPResponse,
+    sock: socket.socket | None,
+    limit: _Deadline,
+    max_body: int,
 ) -> bytes:
-    """The body, up to one byte past MAX_RESPONSE_BYTES, read within the request's deadline.
+    """The body, up to one byte past `max_body`, read within the request's deadline.
 
     Each read gets only the time left, so a peer that trickles a byte at a time cannot stretch
     the request past its deadline; one byte past the limit tells a body at the limit from a
@@ -328,15 +335,15 @@ def _read_body(
     chunks: list[bytes] = []
     size = 0
     # A response that ends the connection closes the socket as its last byte is read.
-    while size <= MAX_RESPONSE_BYTES and not response.isclosed():
+    while size <= max_body and not response.isclosed():
         if sock is not None:
             sock.settimeout(limit.timeout())  # raises UpstreamTimeout once the deadline passed
-        chunk = response.read1(MAX_RESPONSE_BYTES + 1 - size)
+        chunk = response.read1(max_body + 1 - size)
         if not chunk:
             break
         chunks.append(chunk)
         size += len(chunk)
-    if size <= MAX_RESPONSE_BYTES and not response.isclosed():
+    if size <= max_body and not response.isclosed():
         # read1 never marks a fully read Content-Length body done; read() reads nothing more
         # here, but ends the response so that the connection can carry the next request.
         response.read()

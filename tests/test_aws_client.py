@@ -723,3 +723,21 @@ def test_an_unset_timeout_still_ends_a_trickling_upstream(
             assert time.monotonic() - started < 5.0  # the cap, not the 20 s body
         finally:
             client.close()
+
+
+def test_a_batch_of_large_secrets_may_pass_the_single_answer_limit(
+    moto: Moto, client: AwsClient
+) -> None:
+    # 20 secrets of 60 KB make a BatchGetSecretValue answer of about 1.2 MB: over the 1 MiB
+    # any single answer may have, under the batch's own limit.
+    sm: Any = moto.boto3_client("secretsmanager")
+    names = [f"large/batch-{i:02d}" for i in range(20)]
+    for index, name in enumerate(names):
+        sm.create_secret(Name=name, SecretString=chr(ord("a") + index) * 60_000)
+    try:
+        found, failed = client.batch_get_secret_value(names)
+        assert failed == {}
+        assert sum(len(str(found[name]["SecretString"])) for name in names) == 20 * 60_000
+    finally:
+        for name in names:
+            sm.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
