@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import aws_batch
 import endpoints
 import sdk_shapes
+import services
 import sigv4
 from config import AwsConfig
 from connection_pool import MAX_RESPONSE_BYTES, Pools, Response, TlsSettings
@@ -37,9 +38,6 @@ USER_AGENT = f"{NAME}/{VERSION} python/{sys.version_info[0]}.{sys.version_info[1
 MAX_ATTEMPTS = 3
 BACKOFF_BASE_SECONDS = 0.1
 BACKOFF_CAP_SECONDS = 2.0
-# With no *_TIMEOUT_MILLIS set, a request still ends: each socket operation is bounded, but an
-# upstream that trickles bytes, or a full pool, would otherwise hold a caller indefinitely.
-UNSET_TIMEOUT_CAP_SECONDS = 30.0
 MAX_MESSAGE_CHARS = 1000
 _CONTENT_TYPE = "application/x-amz-json-1.1"
 _XML_CODE = re.compile(r"<Code>(.*?)</Code>", re.DOTALL)
@@ -152,7 +150,7 @@ class AwsClient:
         endpoint = endpoints.resolve(self._aws, service, resource_id)
         body = json.dumps(payload, separators=(",", ":")).encode()
         timeout_ms = self._timeouts_ms[service]
-        seconds = timeout_ms / 1000 if timeout_ms else UNSET_TIMEOUT_CAP_SECONDS
+        seconds = timeout_ms / 1000 if timeout_ms else services.UNSET_TIMEOUT_SECONDS
         deadline = time.monotonic() + seconds
         attempt = 0
         while True:

@@ -14,87 +14,18 @@ import boot
 import config
 from cache import Cache
 from errors import ConfigError
+from lazy_client import LazyClient
 from lifecycle import ExtensionsApi
 from local_server import start
 from logs import DEBUG, log, setup
 from lookups import Lookups
 from metrics import emf_line
+from services import UNSET_TIMEOUT_SECONDS
 from version import NAME, VERSION
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
     import _socket
-    from collections.abc import Mapping, Sequence
-
-    from aws_batch import BatchResult, NameEntry
-    from aws_client import AwsClient
-
-# How long aws_client lets one call run when its service sets no timeout.
-UNSET_TIMEOUT_SECONDS = 30.0
-
-
-class LazyClient:
-    """The AWS client, imported and made at the first miss (or prefetch), not at start.
-
-    Its modules (http.client, ssl, hashlib, datetime and our signer) are over a third of the
-    extension's imports; a start without prefetch reaches `next` without them.
-    """
-
-    def __init__(self, settings: config.Config) -> None:
-        self._settings = settings
-        self._client: AwsClient | None = None
-        self._lock = threading.Lock()
-
-    def _get(self) -> AwsClient:
-        with self._lock:
-            if self._client is None:
-                from aws_client import AwsClient  # noqa: PLC0415 -- the point of this class
-
-                settings = self._settings
-                self._client = AwsClient(
-                    settings.aws,
-                    max_connections=settings.max_connections,
-                    secrets_manager_timeout_ms=settings.secrets_manager_timeout_ms,
-                    ssm_timeout_ms=settings.ssm_timeout_ms,
-                )
-            return self._client
-
-    def get_secret_value(
-        self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
-    ) -> Mapping[str, object]:
-        return self._get().get_secret_value(
-            secret_id, version_id=version_id, version_stage=version_stage
-        )
-
-    def get_parameter(
-        self,
-        name: str,
-        *,
-        version: int | None = None,
-        label: str | None = None,
-        with_decryption: bool = False,
-    ) -> Mapping[str, object]:
-        return self._get().get_parameter(
-            name, version=version, label=label, with_decryption=with_decryption
-        )
-
-    def batch_get_secret_value(self, secret_ids: Sequence[str]) -> BatchResult:
-        return self._get().batch_get_secret_value(secret_ids)
-
-    def get_parameters(self, names: Sequence[NameEntry], with_decryption: bool) -> BatchResult:
-        return self._get().get_parameters(names, with_decryption)
-
-    def get_parameters_by_path(
-        self, path: str, *, recursive: bool, with_decryption: bool, limit: int
-    ) -> list[dict[str, object]]:
-        return self._get().get_parameters_by_path(
-            path, recursive=recursive, with_decryption=with_decryption, limit=limit
-        )
-
-    def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
 
 
 def run(api: ExtensionsApi | None, name: str, sockets: list[_socket.socket]) -> int:

@@ -16,6 +16,12 @@ if TYPE_CHECKING:
     from typing import Final
 
 
+# How long one upstream call may take, retries included, when its service's *_TIMEOUT_MILLIS
+# is unset: each socket operation is bounded anyway, but an upstream that trickles bytes or a
+# full pool would otherwise hold a caller indefinitely.
+UNSET_TIMEOUT_SECONDS = 30.0
+
+
 class Service:
     """One service. `name` is what cache keys, prefetch entries and log lines call it.
 

@@ -17,6 +17,7 @@ import pytest
 
 import aws_client
 import log_capture
+import services
 import version
 from aws_client import AwsClient
 from config import AwsConfig
@@ -713,7 +714,7 @@ def test_an_unset_timeout_still_ends_a_trickling_upstream(
     moto: Moto, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Every socket read gets a byte in time, so only a total deadline can end the request.
-    monkeypatch.setattr(aws_client, "UNSET_TIMEOUT_CAP_SECONDS", 1.0)
+    monkeypatch.setattr(services, "UNSET_TIMEOUT_SECONDS", 1.0)
     with RawServer(trickle) as upstream:
         client = _client(_aws(moto, upstream.uri.removesuffix("/creds")))
         try:
