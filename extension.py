@@ -77,6 +77,8 @@ def _serve(
         # would carry the values and their TTLs into every restored sandbox.
         if settings.prefetch and not settings.snapstart:
             _prefetch(lookups, settings.prefetch, settings.prefetch_timeout_ms)
+        # While we wait on `next` (the GIL released) and Lambda starts the runtime.
+        threading.Thread(target=client.warm, name="warm-client", daemon=True).start()
         if api is None:
             while True:  # standalone: boot's signal waiter ends the process
                 threading.Event().wait()

@@ -6,6 +6,7 @@ extension's imports; a start without prefetch reaches `next` without them.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
@@ -70,6 +71,16 @@ class LazyClient:
         return self._get().get_parameters_by_path(
             path, recursive=recursive, with_decryption=with_decryption, limit=limit
         )
+
+    def warm(self) -> None:
+        """Import and make the client now, off the request path; failures wait for a request.
+
+        Started on a thread once the extension is serving: on Lambda the runtime's own init
+        runs meanwhile, so the first miss no longer pays for these imports.
+        """
+        # On failure the first request makes it again, and that request reports why.
+        with contextlib.suppress(Exception):
+            self._get()
 
     def close(self) -> None:
         with self._lock:

@@ -118,21 +118,31 @@ class ParameterName(namedtuple("ParameterName", "requested name version label"))
     label: str | None
 
 
-class ParameterBatchQuery(namedtuple("ParameterBatchQuery", "names with_decryption")):
+class SecretBatchQuery(namedtuple("SecretBatchQuery", "secret_ids refresh")):
+    """The validated query of GET /secretsmanager/batch."""
+
+    __slots__ = ()
+    secret_ids: tuple[str, ...]
+    refresh: bool
+
+
+class ParameterBatchQuery(namedtuple("ParameterBatchQuery", "names with_decryption refresh")):
     """The validated query of GET /systemsmanager/parameters/batch."""
 
     __slots__ = ()
     names: tuple[ParameterName, ...]
     with_decryption: bool
+    refresh: bool
 
 
-class PathQuery(namedtuple("PathQuery", "path recursive with_decryption")):
+class PathQuery(namedtuple("PathQuery", "path recursive with_decryption refresh")):
     """The validated query of GET /systemsmanager/parameters/get-by-path."""
 
     __slots__ = ()
     path: str
     recursive: bool
     with_decryption: bool
+    refresh: bool
 
 
 def is_forwarded(headers: dict[str, bytes]) -> bool:
@@ -296,9 +306,11 @@ def _id_list(pairs: list[tuple[str, str]], name: str, limit: int) -> list[str]:
     return items
 
 
-def secret_batch_query(query: str) -> tuple[str, ...]:
-    """Validate the query of the Secrets Manager batch endpoint: its secret ids."""
-    return tuple(_id_list(_pairs(query), "secretIds", MAX_SECRET_IDS))
+def secret_batch_query(query: str) -> SecretBatchQuery:
+    """Validate the query of the Secrets Manager batch endpoint."""
+    pairs = _pairs(query)
+    ids = tuple(_id_list(pairs, "secretIds", MAX_SECRET_IDS))
+    return SecretBatchQuery(ids, _refresh(_first(pairs)))
 
 
 def parameter_name(requested: str) -> ParameterName:
@@ -328,7 +340,8 @@ def parameter_batch_query(query: str) -> ParameterBatchQuery:
             f"names must list 1 to {MAX_PARAMETER_NAMES} ids separated by commas;"
             " it lists one more than once"
         )
-    return ParameterBatchQuery(names, _bool(_first(pairs), "withDecryption"))
+    values = _first(pairs)
+    return ParameterBatchQuery(names, _bool(values, "withDecryption"), _refresh(values))
 
 
 def path_query(query: str) -> PathQuery:
@@ -338,6 +351,7 @@ def path_query(query: str) -> PathQuery:
         path=_required(values, "path"),
         recursive=_bool(values, "recursive"),
         with_decryption=_bool(values, "withDecryption"),
+        refresh=_refresh(values),
     )
 
 

@@ -203,15 +203,18 @@ class Api:
         )
 
     def _secret_batch(self, query: str) -> tuple[bytes, str]:
-        return self._lookups.secret_batch(local_requests.secret_batch_query(query))
+        sq = local_requests.secret_batch_query(query)
+        return self._lookups.secret_batch(sq.secret_ids, refresh=sq.refresh)
 
     def _parameter_batch(self, query: str) -> tuple[bytes, str]:
         bq = local_requests.parameter_batch_query(query)
-        return self._lookups.parameter_batch(bq.names, bq.with_decryption)
+        return self._lookups.parameter_batch(bq.names, bq.with_decryption, refresh=bq.refresh)
 
     def _path(self, query: str) -> tuple[bytes, str]:
         pq = local_requests.path_query(query)
-        return self._lookups.parameters_by_path(pq.path, pq.recursive, pq.with_decryption)
+        return self._lookups.parameters_by_path(
+            pq.path, pq.recursive, pq.with_decryption, refresh=pq.refresh
+        )
 
 
 class Connections:

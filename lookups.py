@@ -305,14 +305,18 @@ class Lookups:
         keys: list[tuple[object, ...]],
         fetch_many: Callable[[list[int]], dict[int, bytes | ExtensionError]],
         fetch_one: Callable[[int], bytes],
+        refresh: bool,
     ) -> tuple[list[bytes | ExtensionError], ExtensionError | None]:
-        """Each key through the cache as a single read goes, the misses in one batch call."""
+        """Each key through the cache as a single read goes, the misses in one batch call
+        (with `refresh`, every key, as refreshNow asks of a single read)."""
         ttl = self._ttl[service] if self._caching else 0
         operation = service.batch_operation
 
         def get(key: Hashable, fetch: Callable[[], bytes]) -> bytes:
             logged = self._logged(key, fetch, operation)  # type: ignore[arg-type]
-            return self._cache.get_or_fetch(key, ttl, logged, on_stale=_stale_served)[0]
+            return self._cache.get_or_fetch(
+                key, ttl, logged, refresh=refresh, on_stale=_stale_served
+            )[0]
 
         # Counted here, per call AWS receives, not per key: one batch call serves many keys.
         return batches.resolve(
@@ -359,7 +363,9 @@ class Lookups:
 
         return self._get(SSM, key, call, refresh)
 
-    def secrets(self, secret_ids: Sequence[str]) -> list[bytes | ExtensionError]:
+    def secrets(
+        self, secret_ids: Sequence[str], *, refresh: bool = False
+    ) -> list[bytes | ExtensionError]:
         """Each id's GetSecretValue answer (as the single read caches it) or its error;
         the ids not cached are fetched in one BatchGetSecretValue call.
 
@@ -379,13 +385,18 @@ class Lookups:
             keys,
             fetch_many,
             lambda i: _encode(self._client.get_secret_value(secret_ids[i])),
+            refresh,
         )
         if failed is not None:
             raise failed
         return answers
 
     def parameters(
-        self, names: Sequence[tuple[str, str, int | None, str | None]], with_decryption: bool
+        self,
+        names: Sequence[tuple[str, str, int | None, str | None]],
+        with_decryption: bool,
+        *,
+        refresh: bool = False,
     ) -> list[bytes | ExtensionError]:
         """Each (requested, name, version, label)'s GetParameter answer (as the single read
         of name with that version or label caches it) or its error; the names not cached
@@ -408,16 +419,19 @@ class Lookups:
                 )
             )
 
-        answers, failed = self._many(SSM, keys, fetch_many, fetch_one)
+        answers, failed = self._many(SSM, keys, fetch_many, fetch_one, refresh)
         if failed is not None:
             raise failed
         return answers
 
-    def secret_batch(self, secret_ids: Sequence[str]) -> tuple[bytes, str]:
+    def secret_batch(
+        self, secret_ids: Sequence[str], *, refresh: bool = False
+    ) -> tuple[bytes, str]:
         """The BatchGetSecretValueOutput answer of the batch endpoint, as JSON bytes."""
         values: list[bytes] = []
         errors: list[dict[str, object]] = []
-        for ident, answer in zip(secret_ids, self.secrets(secret_ids), strict=True):
+        answers = self.secrets(secret_ids, refresh=refresh)
+        for ident, answer in zip(secret_ids, answers, strict=True):
             if isinstance(answer, ExtensionError):
                 error = {"ErrorCode": answer.error_type, "ErrorMessage": answer.message}
                 errors.append({**error, "SecretId": ident})
@@ -430,7 +444,11 @@ class Lookups:
         return body, "batch"
 
     def parameter_batch(
-        self, names: Sequence[tuple[str, str, int | None, str | None]], with_decryption: bool
+        self,
+        names: Sequence[tuple[str, str, int | None, str | None]],
+        with_decryption: bool,
+        *,
+        refresh: bool = False,
     ) -> tuple[bytes, str]:
         """The GetParametersOutput answer of the batch endpoint, as JSON bytes.
 
@@ -440,7 +458,8 @@ class Lookups:
         """
         values: list[bytes] = []
         invalid: list[str] = []
-        for entry, answer in zip(names, self.parameters(names, with_decryption), strict=True):
+        answers = self.parameters(names, with_decryption, refresh=refresh)
+        for entry, answer in zip(names, answers, strict=True):
             if isinstance(answer, ExtensionError):
                 if not _is_client_mistake(answer):
                     raise answer
@@ -454,7 +473,12 @@ class Lookups:
         return body, "batch"
 
     def parameters_by_path(
-        self, path: str, recursive: bool = False, with_decryption: bool = False
+        self,
+        path: str,
+        recursive: bool = False,
+        with_decryption: bool = False,
+        *,
+        refresh: bool = False,
     ) -> tuple[bytes, str]:
         """GetParametersByPath, every page, as one GetParametersByPathOutput; cached as one
         entry with the SSM TTL (its key never equals a single read's)."""
@@ -473,7 +497,7 @@ class Lookups:
 
         logged = self._logged(key, fetch, SSM.path_operation, _PATH_SELECTORS)
         ttl = self._ttl[SSM] if self._caching else 0
-        return self._cache.get_or_fetch(key, ttl, logged, on_stale=_stale_served)
+        return self._cache.get_or_fetch(key, ttl, logged, refresh=refresh, on_stale=_stale_served)
 
     def prefetch(self, entries: Sequence[tuple[str, str]]) -> None:
         """Warm the cache for ("secretsmanager", id) / ("ssm", name) entries: one batch call

@@ -115,6 +115,29 @@ def test_a_batch_read_is_one_upstream_call_whatever_it_holds(moto: Moto) -> None
     assert (counters["Hits"], counters["Misses"]) == (1, 3)
 
 
+@pytest.mark.parametrize(
+    "route",
+    [
+        "/secretsmanager/batch?secretIds={secret}",
+        "/systemsmanager/parameters/batch?names={param}",
+        "/systemsmanager/parameters/get-by-path?path=/&recursive=true",
+    ],
+)
+def test_refresh_now_on_batch_and_path_routes_goes_upstream_once_more(
+    moto: Moto, route: str
+) -> None:
+    target = route.format(
+        secret=quote(moto.secret_name, safe=""), param=quote(moto.param_string, safe="")
+    )
+    with serving(moto, cache_size=10) as port:
+        assert status_and_body(port, target)[0] == 200  # a miss: one call
+        assert status_and_body(port, target)[0] == 200  # a hit: none
+        assert status_and_body(port, target + "&refreshNow=1")[0] == 200  # one more
+        assert status_and_body(port, target + "&refreshNow=yes")[0] == 400
+        counters = json.loads(status_and_body(port, "/metrics")[1])
+    assert counters["UpstreamCalls"] == 2
+
+
 def test_the_error_tables_are_bounded_and_hold_only_type_names() -> None:
     metrics = Metrics()
     for index in range(MAX_TYPES + 10):
