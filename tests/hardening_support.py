@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,10 +117,23 @@ def read_to_eof(sock: socket.socket, limit: int = 1 << 24) -> bytes:
     return b"".join(chunks)
 
 
+def half_close(sock: socket.socket) -> None:
+    """Tell the server we are done sending, unless it already reset the connection.
+
+    A server that refuses a malformed request closes while our bytes are still unread, which
+    resets the connection; shutdown() then fails with ENOTCONN, like send() with EPIPE.
+    """
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError as exc:
+        if exc.errno != errno.ENOTCONN:
+            raise
+
+
 def exchange(port: int, data: bytes, *, timeout: float = 30.0) -> bytes:
     """Send `data` on a new connection, half-close, and return all the server answered."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         with contextlib.suppress(ConnectionResetError, BrokenPipeError):
             sock.sendall(data)
-            sock.shutdown(socket.SHUT_WR)
+            half_close(sock)
         return read_to_eof(sock)

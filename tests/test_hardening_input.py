@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import malformed_requests
 from conftest import SECRET_STRING_V2, Moto
 from extension_process import ExtensionProcess
-from hardening_support import exchange, parse_responses, read_to_eof, secret_path
+from hardening_support import exchange, half_close, parse_responses, read_to_eof, secret_path
 
 SEED = 20_240_611
 TOTAL_REQUESTS = 100_000
@@ -100,7 +100,7 @@ def _slowloris(port: int, done: threading.Event, tally: Tally) -> None:
                     for byte in SLOWLORIS_REQUEST:
                         sock.sendall(bytes([byte]))
                         time.sleep(SLOWLORIS_GAP_SECONDS)
-                    sock.shutdown(socket.SHUT_WR)
+                    half_close(sock)
                 parsed = parse_responses(read_to_eof(sock))
             if any(status < 400 for status in parsed.statuses) or len(parsed.statuses) > 1:
                 tally.fail(f"slowloris answered {parsed.statuses}")
