@@ -6,8 +6,9 @@ Init: time from Popen of the layer's executable (its sh launcher execs `python3 
 fake Extensions API receiving the first `next`, without and with prefetch (one secret and one
 parameter, fetched from moto in parallel). Floors, measured the same way and interleaved run by
 run: bare `python3 -I -S -c pass` (Popen to exit), and a minimal Python extension (-I -S,
-http.client + json, register, then `next`). `python3` is a symlink to the interpreter (a
-pyenv shim would add a bash start), as /var/lang/bin/python3 is on Lambda.
+http.server and threading imported, register, then `next`: harness.MINIMAL_EXTENSION).
+`python3` is a symlink to the interpreter (a pyenv shim would add a bash start), as
+/var/lang/bin/python3 is on Lambda.
 SHUTDOWN: from the fake sending SHUTDOWN to the reaped exit, with and without an idle
 keep-alive client connection open; floor: the minimal extension's exit.
 RSS: VmRSS once idle after the first `next` (floor: the minimal extension, blocked in `next`),
@@ -37,18 +38,6 @@ from fake_extensions_api import FakeExtensionsApi
 
 SECRETS = 1000
 SECRET_BYTES = 4096
-MINIMAL_EXTENSION = """\
-import http.client, json, os
-api = http.client.HTTPConnection(os.environ["AWS_LAMBDA_RUNTIME_API"])
-api.request("POST", "/2020-01-01/extension/register", json.dumps({"events": ["SHUTDOWN"]}),
-            {"Lambda-Extension-Name": "floor"})
-answer = api.getresponse()
-answer.read()
-ident = answer.getheader("Lambda-Extension-Identifier")
-api.request("GET", "/2020-01-01/extension/event/next",
-            headers={"Lambda-Extension-Identifier": ident})
-api.getresponse().read()
-"""
 
 
 class Sample:
@@ -81,7 +70,7 @@ def minimal_extension(s: harness.Setup, samples: Sample) -> None:
         fake.on_first_next = lambda: marks.append(time.perf_counter())
         env = {"PATH": s.path, "AWS_LAMBDA_RUNTIME_API": fake.address}
         started = time.perf_counter()
-        proc = subprocess.Popen([python3, "-I", "-S", "-c", MINIMAL_EXTENSION], env=env)
+        proc = subprocess.Popen([python3, "-I", "-S", "-c", harness.MINIMAL_EXTENSION], env=env)
         try:
             if not fake.first_next.wait(30):
                 raise RuntimeError("the minimal extension never called next")

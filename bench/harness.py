@@ -54,6 +54,21 @@ __all__ = [
     "free_port",
 ]
 
+# The floor for an extension's start: a Python extension that imports what a stdlib server
+# needs (http.server, threading), registers, and calls `next`. Run it with `python3 -I -S`.
+MINIMAL_EXTENSION = """\
+import http.client, http.server, json, os, threading
+api = http.client.HTTPConnection(os.environ["AWS_LAMBDA_RUNTIME_API"])
+api.request("POST", "/2020-01-01/extension/register", json.dumps({"events": ["SHUTDOWN"]}),
+            {"Lambda-Extension-Name": "minimal-ext"})
+answer = api.getresponse()
+answer.read()
+ident = answer.getheader("Lambda-Extension-Identifier")
+api.request("GET", "/2020-01-01/extension/event/next",
+            headers={"Lambda-Extension-Identifier": ident})
+api.getresponse().read()
+"""
+
 SECRET_PATH = "/secretsmanager/get?secretId="
 PARAM_PATH = "/systemsmanager/parameters/get?name="
 
