@@ -276,15 +276,15 @@ def test_a_secrets_batch_too_large_for_one_answer_is_split(
     # Each secret escapes to 360 kB ("\u0001" for every byte): twelve pass the 4 MiB one
     # batch answer may have, though each reads fine alone.
     sm: Any = moto.boto3_client("secretsmanager")
-    names = [f"deadline/large-{i:02d}" for i in range(12)]
+    names = [f"deadline/split-{i:02d}" for i in range(12)]
     for index, name in enumerate(names):
-        sm.create_secret(Name=name, SecretString=chr(index + 1) * 60_000)
+        sm.create_secret(Name=name, SecretString=f"{index}:" + "\x01" * 60_000)
     ext = start_extension()
     status, body = ext.get_json(SM_BATCH + ids(*names))
     assert status == 200, body
     assert body["Errors"] == []
     values = [item["SecretString"] for item in body["SecretValues"]]
-    assert values == [chr(index + 1) * 60_000 for index in range(12)]
+    assert values == [f"{index}:" + "\x01" * 60_000 for index in range(12)]
 
 
 def _client(moto: Moto, service: str, region: str) -> object:
