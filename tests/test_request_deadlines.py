@@ -57,17 +57,20 @@ class Rig:
     ext: ExtensionProcess
     moto: Moto
 
-    def timed(self, path: str) -> tuple[int, dict[str, Any], float]:
+    def get(self, path: str) -> tuple[int, Any]:
+        return _get(self.ext, path)
+
+    def timed(self, path: str) -> tuple[int, Any, float]:
         started = time.monotonic()
-        status, body = self.ext.get_json(path)
+        status, body = self.get(path)
         return status, body, time.monotonic() - started
 
     def calls(self, operation: str) -> int:
         targets = self.proxy.header_values("X-Amz-Target")
         return len([t for t in targets if t.endswith("." + operation)])
 
-    def metrics(self) -> dict[str, Any]:
-        status, body = self.ext.get_json("/metrics")
+    def metrics(self) -> Any:
+        status, body = self.get("/metrics")
         assert status == 200
         return body
 
@@ -134,7 +137,7 @@ def test_every_page_of_a_path_read_shares_the_request_deadline(rig: Rig) -> None
     assert (status, body["__type"]) == (504, "TimeoutException"), body
     assert seconds < 2.5, seconds
     rig.proxy.set_fault(None)
-    status, body = rig.ext.get_json(SSM_PATH + quote(path, safe=""))
+    status, body = rig.get(SSM_PATH + quote(path, safe=""))
     assert (status, len(body["Parameters"])) == (200, 45)
 
 
@@ -165,7 +168,7 @@ def test_a_read_waiting_on_other_requests_keeps_its_own_deadline(rig: Rig) -> No
     answers: list[int] = []
     batches = [
         threading.Thread(
-            target=lambda chunk=chunk: answers.append(rig.ext.get_json(SM_BATCH + ids(*chunk))[0])
+            target=lambda chunk=chunk: answers.append(rig.get(SM_BATCH + ids(*chunk))[0])
         )
         for chunk in ([keys[3]], keys[2:4], keys[1:3], keys[0:2])
     ]
@@ -188,7 +191,7 @@ def test_a_trickled_response_head_cannot_outlast_the_deadline(rig: Rig) -> None:
     status, body, seconds = rig.timed(param_path(name))
     assert (status, body["__type"]) == (504, "TimeoutException"), body
     assert seconds < 3.0, seconds
-    status, body = rig.ext.get_json(param_path(name))  # the next call is not trickled
+    status, body = rig.get(param_path(name))  # the next call is not trickled
     assert (status, body["Parameter"]["Value"]) == (200, "deadline-PARAM")
 
 
@@ -202,14 +205,14 @@ def test_a_secret_named_like_another_secrets_arn_is_never_taken_for_it(rig: Rig)
     arn_a = sm.create_secret(Name="Deadline/db", SecretString="value-of-A")["ARN"]
     name_b = arn_a.split(":secret:", 1)[1]
     sm.create_secret(Name=name_b, SecretString="value-of-B")
-    status, body = rig.ext.get_json(SM_BATCH + ids(name_b, arn_a))
+    status, body = rig.get(SM_BATCH + ids(name_b, arn_a))
     assert status == 200, body
     by_arn = {item["ARN"]: item["SecretString"] for item in body["SecretValues"]}
     assert by_arn[arn_a] == "value-of-A"
     assert sorted(by_arn.values()) == ["value-of-A", "value-of-B"]
     # The single reads of both ids are hits on what the batch cached: each its own value.
-    assert rig.ext.get_json(secret_path(arn_a))[1]["SecretString"] == "value-of-A"
-    assert rig.ext.get_json(secret_path(name_b))[1]["SecretString"] == "value-of-B"
+    assert rig.get(secret_path(arn_a))[1]["SecretString"] == "value-of-A"
+    assert rig.get(secret_path(name_b))[1]["SecretString"] == "value-of-B"
 
 
 def test_two_labels_of_one_parameter_are_never_swapped(rig: Rig) -> None:
@@ -221,11 +224,11 @@ def test_two_labels_of_one_parameter_are_never_swapped(rig: Rig) -> None:
         ssm.put_parameter(Name=name, Value=value, Type="String", Overwrite=True)
     ssm.label_parameter_version(Name=name, ParameterVersion=1, Labels=["one"])
     ssm.label_parameter_version(Name=name, ParameterVersion=2, Labels=["two"])
-    status, body = rig.ext.get_json(SSM_BATCH + ids(f"{name}:one", f"{name}:two", name))
+    status, body = rig.get(SSM_BATCH + ids(f"{name}:one", f"{name}:two", name))
     assert status == 200, body
     values = [(item["Selector"], item["Value"]) for item in body["Parameters"]]
     assert values == [(":one", "label-v1"), (":two", "label-v2"), (None, "label-v3")]
-    single = rig.ext.get_json(param_path(name) + "&label=two")[1]
+    single = rig.get(param_path(name) + "&label=two")[1]
     assert single["Parameter"]["Value"] == "label-v2"
 
 
@@ -236,18 +239,14 @@ def test_a_batch_refused_whole_does_not_fail_a_read_that_joined_it(rig: Rig) -> 
     rig.proxy.set_fault("validation", times=1, delay_ms=600)
     refused: list[tuple[int, dict[str, Any]]] = []
     batch = threading.Thread(
-        target=lambda: refused.append(
-            rig.ext.get_json(SM_BATCH + ids("deadline/joiner", "deadline/other"))
-        )
+        target=lambda: refused.append(rig.get(SM_BATCH + ids("deadline/joiner", "deadline/other")))
     )
     batch.start()
     time.sleep(0.2)  # the batch leads the flight of deadline/joiner by now
-    status, body = rig.ext.get_json(secret_path("deadline/joiner"))
+    status, body = rig.get(secret_path("deadline/joiner"))
     batch.join(timeout=30)
     assert (status, body.get("SecretString")) == (200, "joiner-VALUE"), body
-    assert [(code, answer["__type"]) for code, answer in refused] == [
-        (400, "ValidationException")
-    ]
+    assert [(code, answer["__type"]) for code, answer in refused] == [(400, "ValidationException")]
 
 
 def test_a_path_over_the_limit_is_refused_from_memory_and_counted_as_local(rig: Rig) -> None:
@@ -256,13 +255,13 @@ def test_a_path_over_the_limit_is_refused_from_memory_and_counted_as_local(rig: 
     before = rig.metrics()
     pages_before = rig.calls("GetParametersByPath")
     for _ in range(5):
-        status, body = rig.ext.get_json(SSM_PATH + quote(path, safe=""))
+        status, body = rig.get(SSM_PATH + quote(path, safe=""))
         assert (status, body["__type"]) == (400, "InvalidParameterException"), body
         assert f"MAX_PATH_PARAMETERS={MAX_PATH_PARAMETERS}" in body["message"]
     # Telling takes limit/10+1 pages once; the next four are answered without a call.
     assert rig.calls("GetParametersByPath") - pages_before == MAX_PATH_PARAMETERS // 10 + 1
     # A local refusal of the wrong ARN kind reaches no AWS at all.
-    status, body = rig.ext.get_json(secret_path("arn:aws:ssm:us-east-1:123456789012:parameter/x"))
+    status, body = rig.get(secret_path("arn:aws:ssm:us-east-1:123456789012:parameter/x"))
     assert (status, body["__type"]) == (400, "InvalidParameterException")
     after = rig.metrics()
     assert after["UpstreamErrors"] == before["UpstreamErrors"]
@@ -280,11 +279,15 @@ def test_a_secrets_batch_too_large_for_one_answer_is_split(
     for index, name in enumerate(names):
         sm.create_secret(Name=name, SecretString=f"{index}:" + "\x01" * 60_000)
     ext = start_extension()
-    status, body = ext.get_json(SM_BATCH + ids(*names))
+    status, body = _get(ext, SM_BATCH + ids(*names))
     assert status == 200, body
     assert body["Errors"] == []
     values = [item["SecretString"] for item in body["SecretValues"]]
     assert values == [f"{index}:" + "\x01" * 60_000 for index in range(12)]
+
+
+def _get(ext: ExtensionProcess, path: str) -> tuple[int, Any]:
+    return ext.get_json(path)
 
 
 def _client(moto: Moto, service: str, region: str) -> object:
