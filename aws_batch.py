@@ -87,12 +87,15 @@ def _secret_group(
             _secret_group(client, part, deadline, found, failed)
         return
     _match_secrets(group, entries, errors, found, failed)
-    for secret_id in group:
-        if secret_id not in found and secret_id not in failed:  # AWS left it out
-            try:
-                found[secret_id] = client.get_secret_value(secret_id, deadline=deadline)
-            except ExtensionError as exc:
-                failed[secret_id] = exc
+
+    def alone(one: list[str]) -> None:
+        try:
+            found[one[0]] = client.get_secret_value(one[0], deadline=deadline)
+        except ExtensionError as exc:
+            failed[one[0]] = exc
+
+    # AWS left these out, or answered them ambiguously: each asked for alone, all at once.
+    _each([[i] for i in group if i not in found and i not in failed], alone)
 
 
 def get_parameters(
@@ -122,18 +125,21 @@ def get_parameters(
         entries = [by_requested[name] for name in group if name not in failed]
         for entry, raw in _match_parameters(entries, _list(data, "Parameters")):
             found[entry[0]] = sdk_shapes.parameter({"Parameter": raw}, _selector(entry))
-        for entry in entries:
-            if entry[0] not in found:  # AWS left it out, or it is ambiguous: ask for it alone
-                try:
-                    found[entry[0]] = client.get_parameter(
-                        entry[1],
-                        version=entry[2],
-                        label=entry[3],
-                        with_decryption=with_decryption,
-                        deadline=deadline,
-                    )
-                except ExtensionError as exc:
-                    failed[entry[0]] = exc
+        # AWS left these out, or which is which cannot be told: each asked for alone, at once.
+        _each([[entry[0]] for entry in entries if entry[0] not in found], alone)
+
+    def alone(one: list[str]) -> None:
+        entry = by_requested[one[0]]
+        try:
+            found[entry[0]] = client.get_parameter(
+                entry[1],
+                version=entry[2],
+                label=entry[3],
+                with_decryption=with_decryption,
+                deadline=deadline,
+            )
+        except ExtensionError as exc:
+            failed[entry[0]] = exc
 
     _each(_groups(client, SSM, requested, bases, failed), one_group)
     return found, failed
@@ -202,8 +208,9 @@ def _groups(
 
 def _each(groups: list[list[str]], work: Callable[[list[str]], None]) -> None:
     """work(group) for every group, each on its own thread when there are several (one
-    per region named), so that they share the request's deadline rather than queue for
-    it; the first group's error (in the order given) is raised once all have ended."""
+    per region, or one per id read alone), so that they share the request's deadline
+    rather than queue for it; the first group's error (in the order given) is raised once
+    all have ended."""
     if len(groups) <= 1:
         for group in groups:
             work(group)

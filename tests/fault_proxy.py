@@ -5,7 +5,7 @@ always answers `Connection: close`), its bytes unchanged so SigV4 still verifies
 
 - "down": close each new client connection at accept.
 - "status_500" / "throttle" / "validation": answer a canned 500 InternalFailure / 400
-  ThrottlingException / 400 ValidationException, after `delay_ms` when one is given.
+  ThrottlingException / 400 ValidationException, after `hold_ms`.
 - "delay": wait `delay_ms` before forwarding.
 - "trickle": forward, then send the answer one byte every `delay_ms`.
 - "reset": send part of the response, then reset the connection (SO_LINGER 0).
@@ -45,6 +45,7 @@ class _Fault:
     kind: str
     remaining: int | None
     delay_ms: int
+    hold_ms: int = 0
 
 
 @dataclass
@@ -110,12 +111,16 @@ class FaultProxy:
         values = (_Message(head, b"").header(name.encode()) for head in heads)
         return [value.decode() for value in values if value is not None]
 
-    def set_fault(self, kind: str | None, *, times: int | None = None, delay_ms: int = 0) -> None:
-        """Inject `kind` (one of FAULTS) for the next `times` occasions; None clears it."""
+    def set_fault(
+        self, kind: str | None, *, times: int | None = None, delay_ms: int = 0, hold_ms: int = 0
+    ) -> None:
+        """Inject `kind` (one of FAULTS) for the next `times` occasions; None clears it.
+
+        `hold_ms` holds a canned answer back that long, as a slow refusal."""
         if kind is not None and kind not in FAULTS:
             raise ValueError(f"unknown fault {kind!r}")
         with self._lock:
-            self._fault = None if kind is None else _Fault(kind, times, delay_ms)
+            self._fault = None if kind is None else _Fault(kind, times, delay_ms, hold_ms)
 
     def close_idle(self) -> int:
         """Close every client connection that waits for its next request; return how many."""
@@ -214,7 +219,7 @@ class FaultProxy:
         if kind == "drop":
             return False
         if kind in _CANNED:
-            if fault is not None and self._stopping.wait(fault.delay_ms / 1000):
+            if fault is not None and self._stopping.wait(fault.hold_ms / 1000):
                 return False
             self._set_idle(sock, True)
             sock.sendall(_canned(kind))

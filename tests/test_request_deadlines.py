@@ -236,7 +236,7 @@ def test_a_batch_refused_whole_does_not_fail_a_read_that_joined_it(rig: Rig) -> 
     sm: Any = rig.moto.boto3_client("secretsmanager")
     sm.create_secret(Name="deadline/joiner", SecretString="joiner-VALUE")
     # The batch's call is held 0.6 s, then refused as a whole (as one malformed id would be).
-    rig.proxy.set_fault("validation", times=1, delay_ms=600)
+    rig.proxy.set_fault("validation", times=1, hold_ms=600)
     refused: list[tuple[int, dict[str, Any]]] = []
     batch = threading.Thread(
         target=lambda: refused.append(rig.get(SM_BATCH + ids("deadline/joiner", "deadline/other")))
