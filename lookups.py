@@ -549,6 +549,7 @@ class Lookups:
             except PathTooLarge as exc:
                 self._too_large.add(key, exc, ttl)
                 raise
+            self._too_large.discard(key)  # a refreshNow found it within the limit again
             return _encode({"NextToken": None, "Parameters": found, "ResultMetadata": {}})
 
         logged = self._logged(key, fetch, SSM.path_operation, _PATH_SELECTORS)
@@ -667,6 +668,10 @@ class _TooLarge:
             self._paths.move_to_end(key)
             while len(self._paths) > MAX_TRACKED_FAILURES:
                 self._paths.popitem(last=False)
+
+    def discard(self, key: Hashable) -> None:
+        with self._lock:
+            self._paths.pop(key, None)
 
     def check(self, key: Hashable) -> None:
         """Raise PathTooLarge again for a path found over the limit within its TTL."""

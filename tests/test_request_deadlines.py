@@ -267,6 +267,13 @@ def test_a_path_over_the_limit_is_refused_from_memory_and_counted_as_local(rig: 
     assert after["UpstreamErrors"] == before["UpstreamErrors"]
     assert after["LocalErrors"] - before["LocalErrors"] == 6
     assert after["UpstreamCalls"] - before["UpstreamCalls"] == 1
+    # Back within the limit: refreshNow reads it again, and from then on it is served.
+    ssm: Any = rig.moto.boto3_client("ssm")
+    ssm.delete_parameters(Names=[f"{path}p{i:02d}" for i in range(10)])
+    status, body = rig.get(SSM_PATH + quote(path, safe="") + "&refreshNow=true")
+    assert (status, len(body["Parameters"])) == (200, MAX_PATH_PARAMETERS - 5), body
+    status, body = rig.get(SSM_PATH + quote(path, safe=""))
+    assert (status, len(body["Parameters"])) == (200, MAX_PATH_PARAMETERS - 5), body
 
 
 def test_a_secrets_batch_too_large_for_one_answer_is_split(
