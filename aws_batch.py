@@ -3,10 +3,17 @@ and the pairing of what they answer with the ids asked for."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 
 import sdk_shapes
-from errors import ExtensionError, PathTooLarge, UpstreamError
+from errors import (
+    ExtensionError,
+    InvalidResponse,
+    PathTooLarge,
+    ResponseTooLarge,
+    UpstreamError,
+)
 from services import SECRETS_MANAGER, SSM, Service
 
 TYPE_CHECKING = False  # mypy takes it as True
@@ -28,18 +35,35 @@ if TYPE_CHECKING:
     BatchResult = tuple[dict[str, dict[str, object]], dict[str, ExtensionError]]
 
 
-def batch_get_secret_value(client: AwsClient, secret_ids: Sequence[str]) -> BatchResult:
+def batch_get_secret_value(
+    client: AwsClient, secret_ids: Sequence[str], deadline: float
+) -> BatchResult:
     """BatchGetSecretValue for the ids, one call per endpoint (one unless ARNs name
-    other regions): each found id's GetSecretValueOutput, and each failed id's error.
+    other regions, and then all at once), all within `deadline`: each found id's
+    GetSecretValueOutput, and each failed id's error.
 
     The whole call failing raises; an id AWS answers with an error is in the second map.
     """
     found: dict[str, dict[str, object]] = {}
     failed: dict[str, ExtensionError] = {}
-    for group in _groups(client, SECRETS_MANAGER, secret_ids, secret_ids, failed):
-        entries: list[object] = []
-        errors: list[object] = []
-        payload: dict[str, object] = {"SecretIdList": group}
+    groups = _groups(client, SECRETS_MANAGER, secret_ids, secret_ids, failed)
+    _each(groups, lambda group: _secret_group(client, group, deadline, found, failed))
+    return found, failed
+
+
+def _secret_group(
+    client: AwsClient,
+    group: list[str],
+    deadline: float,
+    found: dict[str, dict[str, object]],
+    failed: dict[str, ExtensionError],
+) -> None:
+    """One endpoint's ids; an answer too large for one call is asked for again in halves
+    (each secret alone fits a single read's limit)."""
+    entries: list[object] = []
+    errors: list[object] = []
+    payload: dict[str, object] = {"SecretIdList": group}
+    try:
         for _ in range(_MAX_BATCH_PAGES):
             data = client.call(
                 SECRETS_MANAGER,
@@ -47,6 +71,7 @@ def batch_get_secret_value(client: AwsClient, secret_ids: Sequence[str]) -> Batc
                 group[0],
                 "BatchGetSecretValue",
                 max_body=BATCH_SECRETS_MAX_BODY,
+                deadline=deadline,
             )
             entries += _list(data, "SecretValues")
             errors += _list(data, "Errors")
@@ -54,29 +79,42 @@ def batch_get_secret_value(client: AwsClient, secret_ids: Sequence[str]) -> Batc
             if not token:
                 break
             payload = {"SecretIdList": group, "NextToken": token}
-        _match_secrets(group, entries, errors, found, failed)
-        for secret_id in group:
-            if secret_id not in found and secret_id not in failed:  # AWS left it out
-                try:
-                    found[secret_id] = client.get_secret_value(secret_id)
-                except ExtensionError as exc:
-                    failed[secret_id] = exc
-    return found, failed
+    except ResponseTooLarge:
+        if len(group) == 1:
+            raise
+        half = len(group) // 2
+        for part in (group[:half], group[half:]):
+            _secret_group(client, part, deadline, found, failed)
+        return
+    _match_secrets(group, entries, errors, found, failed)
+
+    def alone(one: list[str]) -> None:
+        try:
+            found[one[0]] = client.get_secret_value(one[0], deadline=deadline)
+        except ExtensionError as exc:
+            failed[one[0]] = exc
+
+    # AWS left these out, or answered them ambiguously: each asked for alone, all at once.
+    _each([[i] for i in group if i not in found and i not in failed], alone)
 
 
 def get_parameters(
-    client: AwsClient, names: Sequence[NameEntry], with_decryption: bool
+    client: AwsClient, names: Sequence[NameEntry], with_decryption: bool, deadline: float
 ) -> BatchResult:
-    """GetParameters for the names, one call per endpoint: each found name's
-    GetParameterOutput (keyed by the name as requested), and each invalid name's error."""
+    """GetParameters for the names, one call per endpoint (all at once), within `deadline`:
+    each found name's GetParameterOutput (keyed by the name as requested), and each
+    invalid name's error."""
     found: dict[str, dict[str, object]] = {}
     failed: dict[str, ExtensionError] = {}
     by_requested = {entry[0]: entry for entry in names}
     requested = [entry[0] for entry in names]
     bases = [entry[1] for entry in names]
-    for group in _groups(client, SSM, requested, bases, failed):
+
+    def one_group(group: list[str]) -> None:
         payload = {"Names": group, "WithDecryption": with_decryption}
-        data = client.call(SSM, payload, by_requested[group[0]][1], "GetParameters")
+        data = client.call(
+            SSM, payload, by_requested[group[0]][1], "GetParameters", deadline=deadline
+        )
         for name in _list(data, "InvalidParameters"):
             if isinstance(name, str) and name in by_requested:
                 failed[name] = UpstreamError(
@@ -87,25 +125,38 @@ def get_parameters(
         entries = [by_requested[name] for name in group if name not in failed]
         for entry, raw in _match_parameters(entries, _list(data, "Parameters")):
             found[entry[0]] = sdk_shapes.parameter({"Parameter": raw}, _selector(entry))
-        for entry in entries:
-            if entry[0] not in found:  # AWS left it out: ask for it alone
-                try:
-                    found[entry[0]] = client.get_parameter(
-                        entry[1],
-                        version=entry[2],
-                        label=entry[3],
-                        with_decryption=with_decryption,
-                    )
-                except ExtensionError as exc:
-                    failed[entry[0]] = exc
+        # AWS left these out, or which is which cannot be told: each asked for alone, at once.
+        _each([[entry[0]] for entry in entries if entry[0] not in found], alone)
+
+    def alone(one: list[str]) -> None:
+        entry = by_requested[one[0]]
+        try:
+            found[entry[0]] = client.get_parameter(
+                entry[1],
+                version=entry[2],
+                label=entry[3],
+                with_decryption=with_decryption,
+                deadline=deadline,
+            )
+        except ExtensionError as exc:
+            failed[entry[0]] = exc
+
+    _each(_groups(client, SSM, requested, bases, failed), one_group)
     return found, failed
 
 
 def get_parameters_by_path(
-    client: AwsClient, path: str, recursive: bool, with_decryption: bool, limit: int
+    client: AwsClient,
+    path: str,
+    recursive: bool,
+    with_decryption: bool,
+    limit: int,
+    *,
+    deadline: float,
 ) -> list[dict[str, object]]:
     """Every parameter under `path` (each shaped as GetParameterOutput's Parameter),
-    following NextToken; PathTooLarge once there are more than `limit`."""
+    following NextToken, every page within the one `deadline`; PathTooLarge once there
+    are more than `limit`."""
     payload: dict[str, object] = {
         "Path": path,
         "Recursive": recursive,
@@ -116,7 +167,7 @@ def get_parameters_by_path(
     # AWS may answer a page with fewer items than asked (even none), so pages are
     # bounded separately from items.
     for _ in range(limit // _PATH_PAGE_SIZE + _MAX_BATCH_PAGES):
-        data = client.call(SSM, payload, path, "GetParametersByPath")
+        data = client.call(SSM, payload, path, "GetParametersByPath", deadline=deadline)
         for raw in _list(data, "Parameters"):
             if isinstance(raw, Mapping):
                 shaped = sdk_shapes.parameter({"Parameter": raw}, None)["Parameter"]
@@ -155,6 +206,33 @@ def _groups(
     return list(groups.values())
 
 
+def _each(groups: list[list[str]], work: Callable[[list[str]], None]) -> None:
+    """work(group) for every group, each on its own thread when there are several (one
+    per region, or one per id read alone), so that they share the request's deadline
+    rather than queue for it; the first group's error (in the order given) is raised once
+    all have ended."""
+    if len(groups) <= 1:
+        for group in groups:
+            work(group)
+        return
+    raised: list[BaseException | None] = [None] * len(groups)
+
+    def run(index: int) -> None:
+        try:
+            work(groups[index])
+        except BaseException as exc:  # handed to the request's thread below
+            raised[index] = exc
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(groups))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for exc in raised:
+        if exc is not None:
+            raise exc
+
+
 def _list(data: Mapping[str, object], name: str) -> list[object]:
     value = data.get(name)
     return value if isinstance(value, list) else []
@@ -171,7 +249,12 @@ def _match_secrets(
     found: dict[str, dict[str, object]],
     failed: dict[str, ExtensionError],
 ) -> None:
-    """Give each requested id its entry (by name, ARN or partial ARN) or its error."""
+    """Give each requested id its entry or its error.
+
+    An id takes the entry whose Name or ARN it equals; only when none does, the entry
+    whose ARN it is a partial ARN of (a secret *named* like another's ARN must never be
+    taken for it). More than one distinct secret for an id is an error, never a guess.
+    """
     wanted = set(group)
     for raw in errors:
         if isinstance(raw, Mapping) and raw.get("SecretId") in wanted:
@@ -182,16 +265,23 @@ def _match_secrets(
                 status=400,
                 error_type=str(raw.get("ErrorCode") or "UnknownError"),
             )
-    for raw in entries:
-        if not isinstance(raw, Mapping):
+    items = [raw for raw in entries if isinstance(raw, Mapping)]
+    for ident in group:
+        if ident in failed:
             continue
-        name, arn = str(raw.get("Name")), str(raw.get("ARN"))
-        for ident in group:
-            if ident in found or ident in failed:
-                continue
-            partial = len(arn) == len(ident) + _PARTIAL_ARN_SUFFIX and arn.startswith(ident + "-")
-            if ident in (name, arn) or partial:
-                found[ident] = sdk_shapes.secret_value(raw)
+        chosen = [raw for raw in items if ident in (raw.get("Name"), raw.get("ARN"))]
+        if not chosen:
+            chosen = [raw for raw in items if _is_partial_arn(ident, str(raw.get("ARN")))]
+        if len({str(raw.get("ARN")) for raw in chosen}) > 1:
+            failed[ident] = InvalidResponse(
+                "AWS answered more than one secret for this id; none is taken"
+            )
+        elif chosen:
+            found[ident] = sdk_shapes.secret_value(chosen[0])
+
+
+def _is_partial_arn(ident: str, arn: str) -> bool:
+    return len(arn) == len(ident) + _PARTIAL_ARN_SUFFIX and arn.startswith(ident + "-")
 
 
 def _match_parameters(
@@ -200,8 +290,10 @@ def _match_parameters(
     """Pair requested names with the parameters GetParameters returned, in no set order.
 
     A version request takes the parameter of that version; a plain name the newest one
-    left; a label the one whose Selector names it, or failing an echoed Selector (some
-    emulators send none) whatever is left under that name.
+    left; a label the one whose Selector names it. Without an echoed Selector (some
+    emulators send none) a label takes what is left under its name only when it is the
+    only label asked of that name and one parameter is left: two labels are never paired
+    by guesswork, and an unpaired one is read alone.
     """
     left = [raw for raw in params if isinstance(raw, Mapping)]
     pairs: list[tuple[NameEntry, Mapping[str, object]]] = []
@@ -212,7 +304,7 @@ def _match_parameters(
         if entry[2] is not None:
             return _int(raw.get("Version")) == entry[2]
         if entry[3] is not None:
-            return raw.get("Selector") in (f":{entry[3]}", None, "")
+            return raw.get("Selector") == f":{entry[3]}"
         return not raw.get("Selector")
 
     def take(entry: NameEntry) -> None:
@@ -228,6 +320,15 @@ def _match_parameters(
             plain = entry[2] is None and entry[3] is None
             if (rank == 0 and plain) or (rank and entry[rank] is not None):
                 take(entry)
+    paired = {id(entry) for entry, _ in pairs}
+    for entry in entries:
+        if entry[3] is None or id(entry) in paired:
+            continue
+        labels = [e for e in entries if e[1] == entry[1] and e[3] is not None]
+        rest = [raw for raw in left if entry[1] in (raw.get("Name"), raw.get("ARN"))]
+        if len(labels) == 1 and len(rest) == 1 and not rest[0].get("Selector"):
+            left.remove(rest[0])
+            pairs.append((entry, rest[0]))
     return pairs
 
 

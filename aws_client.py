@@ -72,8 +72,21 @@ class AwsClient:
         self._credentials = CredentialProvider(aws, now=now)
         self._pools = Pools(max_connections=max_connections, tls=TlsSettings(aws.ca_bundle))
 
+    def deadline(self, service: Service) -> float:
+        """When a local request for `service` that starts now must end (a time.monotonic
+        value): the service's `*_TIMEOUT_MILLIS`, or 30 s when unset. Every call the request
+        makes (pages, regions, retries) shares it."""
+        timeout_ms = self._timeouts_ms[service]
+        seconds = timeout_ms / 1000 if timeout_ms else services.UNSET_TIMEOUT_SECONDS
+        return time.monotonic() + seconds
+
     def get_secret_value(
-        self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
+        self,
+        secret_id: str,
+        *,
+        version_id: str | None = None,
+        version_stage: str | None = None,
+        deadline: float | None = None,
     ) -> dict[str, object]:
         """The secret in the Go SDK's GetSecretValueOutput shape."""
         payload: dict[str, object] = {"SecretId": secret_id}
@@ -81,7 +94,7 @@ class AwsClient:
             payload["VersionId"] = version_id
         if version_stage:
             payload["VersionStage"] = version_stage
-        data = self._call(SECRETS_MANAGER, payload, secret_id)
+        data = self._call(SECRETS_MANAGER, payload, secret_id, deadline=deadline)
         return sdk_shapes.secret_value(data)
 
     def get_parameter(
@@ -91,6 +104,7 @@ class AwsClient:
         version: int | None = None,
         label: str | None = None,
         with_decryption: bool = False,
+        deadline: float | None = None,
     ) -> dict[str, object]:
         """The parameter in the Go SDK's GetParameterOutput shape; a version wins over a label."""
         selector = f":{version}" if version is not None else (f":{label}" if label else None)
@@ -98,22 +112,44 @@ class AwsClient:
             "Name": name + (selector or ""),
             "WithDecryption": with_decryption,
         }
-        data = self._call(SSM, payload, name)
+        data = self._call(SSM, payload, name, deadline=deadline)
         return sdk_shapes.parameter(data, selector)
 
-    def batch_get_secret_value(self, secret_ids: Sequence[str]) -> BatchResult:
+    def batch_get_secret_value(
+        self, secret_ids: Sequence[str], *, deadline: float | None = None
+    ) -> BatchResult:
         """BatchGetSecretValue: see aws_batch.batch_get_secret_value."""
-        return aws_batch.batch_get_secret_value(self, secret_ids)
+        if deadline is None:
+            deadline = self.deadline(SECRETS_MANAGER)
+        return aws_batch.batch_get_secret_value(self, secret_ids, deadline)
 
-    def get_parameters(self, names: Sequence[NameEntry], with_decryption: bool) -> BatchResult:
+    def get_parameters(
+        self,
+        names: Sequence[NameEntry],
+        with_decryption: bool,
+        *,
+        deadline: float | None = None,
+    ) -> BatchResult:
         """GetParameters: see aws_batch.get_parameters."""
-        return aws_batch.get_parameters(self, names, with_decryption)
+        if deadline is None:
+            deadline = self.deadline(SSM)
+        return aws_batch.get_parameters(self, names, with_decryption, deadline)
 
     def get_parameters_by_path(
-        self, path: str, *, recursive: bool, with_decryption: bool, limit: int
+        self,
+        path: str,
+        *,
+        recursive: bool,
+        with_decryption: bool,
+        limit: int,
+        deadline: float | None = None,
     ) -> list[dict[str, object]]:
         """GetParametersByPath, every page: see aws_batch.get_parameters_by_path."""
-        return aws_batch.get_parameters_by_path(self, path, recursive, with_decryption, limit)
+        if deadline is None:
+            deadline = self.deadline(SSM)
+        return aws_batch.get_parameters_by_path(
+            self, path, recursive, with_decryption, limit, deadline=deadline
+        )
 
     def endpoint(self, service: Service, resource_id: str) -> endpoints.Endpoint:
         """Where a call for this resource goes (a 400 for an ARN of the wrong kind)."""
@@ -127,12 +163,15 @@ class AwsClient:
         operation: str,
         *,
         max_body: int = MAX_RESPONSE_BYTES,
+        deadline: float | None = None,
     ) -> dict[str, object]:
-        """One signed call of `operation`, with retries and a deadline; the JSON it answers.
+        """One signed call of `operation`, with retries, within `deadline` (the local
+        request's, a time.monotonic value; by default the service's timeout from now); the
+        JSON it answers.
 
         An answer over `max_body` bytes is refused with 502 ResponseTooLargeException.
         """
-        return self._call(service, payload, resource_id, operation, max_body)
+        return self._call(service, payload, resource_id, operation, max_body, deadline=deadline)
 
     def close(self) -> None:
         """Close every idle upstream connection."""
@@ -145,13 +184,14 @@ class AwsClient:
         resource_id: str,
         operation: str | None = None,
         max_body: int = MAX_RESPONSE_BYTES,
+        *,
+        deadline: float | None = None,
     ) -> dict[str, object]:
         target = service.target if operation is None else service.target_of(operation)
         endpoint = endpoints.resolve(self._aws, service, resource_id)
         body = json.dumps(payload, separators=(",", ":")).encode()
-        timeout_ms = self._timeouts_ms[service]
-        seconds = timeout_ms / 1000 if timeout_ms else services.UNSET_TIMEOUT_SECONDS
-        deadline = time.monotonic() + seconds
+        if deadline is None:
+            deadline = self.deadline(service)
         attempt = 0
         while True:
             attempt += 1

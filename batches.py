@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable, Sequence
 
-from errors import ExtensionError
+from errors import ExtensionError, is_transient
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -76,7 +76,10 @@ def resolve(
                 fetched.update(fetch_many(led))
             except ExtensionError as exc:
                 # Each led key fails with this very error; the cache may still serve some
-                # of them stale, as it would a single read.
+                # of them stale, as it would a single read. A refusal (not an outage) is
+                # about the call, not about any one key: a single read that joined one of
+                # these flights makes its own call instead of failing with it.
+                exc.of_many_keys = not is_transient(exc)
                 whole.append(exc)
                 fetched.update(dict.fromkeys(led, exc))
 

@@ -136,12 +136,15 @@ class Cache:
         *,
         refresh: bool = False,
         on_stale: StaleHook | None = None,
+        deadline: float | None = None,
     ) -> tuple[bytes, str]:
         """Return (value, outcome); see the module docstring. A failed fetch's error propagates.
 
         `on_stale(key, seconds expired, error)` is called for each stale serve, outside the
         lock. A fetch may use the cache for other keys; asking for its own key raises
-        RuntimeError.
+        RuntimeError. Waiting on another caller's fetch ends at `deadline` (a time.monotonic
+        value) with UpstreamTimeout; a fetch that failed for its leader's own reasons (an
+        error marked errors.of_another_call) is not the follower's: it fetches for itself.
         """
         if ttl <= 0 or self._max_size == 0:
             with self._lock:
@@ -172,8 +175,13 @@ class Cache:
                 self._coalesced += 1
         if leader:
             return self._lead(key, ttl, fetch, flight, on_stale)
-        flight.done.wait()
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if not flight.done.wait(left):
+            timeout = errors.UpstreamTimeout("the deadline passed waiting on another request")
+            return self._stale_or_raise(key, timeout, on_stale)
         if flight.error is not None:
+            if errors.of_another_call(flight.error):
+                return self.get_or_fetch(key, ttl, fetch, on_stale=on_stale, deadline=deadline)
             return self._stale_or_raise(key, flight.error, on_stale)
         return flight.value, "miss"
 
@@ -284,7 +292,8 @@ class Cache:
                 raise exc
             window = self._stale_window if self._is_transient(exc) else 0
             if window == 0 or now > entry.expiry + window:
-                if now >= entry.expiry:
+                # An error of a call for many keys says nothing of this one's entry.
+                if now >= entry.expiry and not errors.of_another_call(exc):
                     del self._data[key]
                 raise exc
             self._data.move_to_end(key)

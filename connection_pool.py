@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import io
 import select
 import socket
 import ssl
@@ -22,7 +23,8 @@ from logs import log
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
-    from typing import Final
+    from collections.abc import Callable
+    from typing import Any, Final
 
 # Bounds every socket operation even when the request itself has no deadline.
 DEFAULT_SOCKET_TIMEOUT = 10.0
@@ -265,8 +267,9 @@ class ConnectionPool:
             if conn.sock is not None:
                 conn.sock.settimeout(limit.timeout())
             conn.request(req.method, req.path, body=req.body, headers=req.headers)
-            if conn.sock is not None:
-                conn.sock.settimeout(limit.timeout())
+            # The status line and headers are read under the deadline too, one read at a
+            # time: a timeout set once would let a peer trickle the head for ever.
+            conn.response_class = _deadline_response(limit)  # type: ignore[assignment]
             return conn.getresponse()
         except TimeoutError as exc:
             raise UpstreamTimeout(f"request to {self.origin} timed out") from exc
@@ -318,6 +321,40 @@ class Pools:
             pools = list(self._pools.values())
         for pool in pools:
             pool.close()
+
+
+class _DeadlineRaw(io.RawIOBase):
+    """A socket's reads, each with only the time left before the deadline."""
+
+    def __init__(self, sock: socket.socket, limit: _Deadline) -> None:
+        super().__init__()
+        self._sock = sock
+        self._raw = sock.makefile("rb", buffering=0)  # holds the socket open, as http.client's
+        self._limit = limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        self._sock.settimeout(self._limit.timeout())  # UpstreamTimeout once the deadline passed
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def _deadline_response(limit: _Deadline) -> Callable[..., http.client.HTTPResponse]:
+    """An http.client response class that reads the whole response, head included, through
+    _DeadlineRaw."""
+
+    def make(sock: socket.socket, *args: Any, **kwargs: Any) -> http.client.HTTPResponse:
+        response = http.client.HTTPResponse(sock, *args, **kwargs)
+        response.fp.close()  # nothing was read from it yet
+        response.fp = io.BufferedReader(_DeadlineRaw(sock, limit))
+        return response
+
+    return make
 
 
 def _read_body(

@@ -26,6 +26,9 @@ class ExtensionError(Exception):
     status = 500
     error_type = "InternalFailure"
     attempts: int | None = None  # upstream calls made before giving up, when one was made
+    # Set on the refusal of a call made for many keys as a whole (say, a batch refused for
+    # one malformed id): it is no answer about any one of the others.
+    of_many_keys = False
 
     def __init__(self, message: str, *, status: int | None = None, error_type: str | None = None):
         super().__init__(message)
@@ -164,6 +167,11 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, UpstreamError):
         return exc.status >= 500 or exc.error_type in THROTTLING_TYPES
     return False
+
+
+def of_another_call(exc: BaseException) -> bool:
+    """True for a refusal of a call made for many keys as a whole (see of_many_keys)."""
+    return isinstance(exc, ExtensionError) and exc.of_many_keys
 
 
 class MissingRegion(ExtensionError):

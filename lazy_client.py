@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from aws_batch import BatchResult, NameEntry
     from aws_client import AwsClient
     from config import Config
+    from services import Service
 
 
 class LazyClient:
@@ -40,11 +41,19 @@ class LazyClient:
                 )
             return self._client
 
+    def deadline(self, service: Service) -> float:
+        return self._get().deadline(service)
+
     def get_secret_value(
-        self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
+        self,
+        secret_id: str,
+        *,
+        version_id: str | None = None,
+        version_stage: str | None = None,
+        deadline: float | None = None,
     ) -> Mapping[str, object]:
         return self._get().get_secret_value(
-            secret_id, version_id=version_id, version_stage=version_stage
+            secret_id, version_id=version_id, version_stage=version_stage, deadline=deadline
         )
 
     def get_parameter(
@@ -54,22 +63,45 @@ class LazyClient:
         version: int | None = None,
         label: str | None = None,
         with_decryption: bool = False,
+        deadline: float | None = None,
     ) -> Mapping[str, object]:
         return self._get().get_parameter(
-            name, version=version, label=label, with_decryption=with_decryption
+            name,
+            version=version,
+            label=label,
+            with_decryption=with_decryption,
+            deadline=deadline,
         )
 
-    def batch_get_secret_value(self, secret_ids: Sequence[str]) -> BatchResult:
-        return self._get().batch_get_secret_value(secret_ids)
+    def batch_get_secret_value(
+        self, secret_ids: Sequence[str], *, deadline: float | None = None
+    ) -> BatchResult:
+        return self._get().batch_get_secret_value(secret_ids, deadline=deadline)
 
-    def get_parameters(self, names: Sequence[NameEntry], with_decryption: bool) -> BatchResult:
-        return self._get().get_parameters(names, with_decryption)
+    def get_parameters(
+        self,
+        names: Sequence[NameEntry],
+        with_decryption: bool,
+        *,
+        deadline: float | None = None,
+    ) -> BatchResult:
+        return self._get().get_parameters(names, with_decryption, deadline=deadline)
 
     def get_parameters_by_path(
-        self, path: str, *, recursive: bool, with_decryption: bool, limit: int
+        self,
+        path: str,
+        *,
+        recursive: bool,
+        with_decryption: bool,
+        limit: int,
+        deadline: float | None = None,
     ) -> list[dict[str, object]]:
         return self._get().get_parameters_by_path(
-            path, recursive=recursive, with_decryption=with_decryption, limit=limit
+            path,
+            recursive=recursive,
+            with_decryption=with_decryption,
+            limit=limit,
+            deadline=deadline,
         )
 
     def warm(self) -> None:

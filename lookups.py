@@ -13,7 +13,14 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 import batches
 import services
 from cache import Cache
-from errors import THROTTLING_TYPES, ExtensionError, RequestError, error_type_of, is_transient
+from errors import (
+    THROTTLING_TYPES,
+    ExtensionError,
+    PathTooLarge,
+    RequestError,
+    error_type_of,
+    is_transient,
+)
 from local_requests import parameter_name
 from logs import log
 from metrics import Metrics
@@ -26,7 +33,10 @@ if TYPE_CHECKING:
     R = TypeVar("R")
 
     class Upstream(Protocol):
-        """What Lookups needs from aws_client.AwsClient: the two calls, in the Go SDK's shapes."""
+        """What Lookups needs from aws_client.AwsClient: the calls, in the Go SDK's shapes,
+        each within the deadline of the local request that made it."""
+
+        def deadline(self, service: Service) -> float: ...
 
         def get_secret_value(
             self,
@@ -34,6 +44,7 @@ if TYPE_CHECKING:
             *,
             version_id: str | None = None,
             version_stage: str | None = None,
+            deadline: float | None = None,
         ) -> Mapping[str, object]: ...
 
         def get_parameter(
@@ -43,20 +54,29 @@ if TYPE_CHECKING:
             version: int | None = None,
             label: str | None = None,
             with_decryption: bool = False,
+            deadline: float | None = None,
         ) -> Mapping[str, object]: ...
 
         def batch_get_secret_value(
-            self, secret_ids: Sequence[str]
+            self, secret_ids: Sequence[str], *, deadline: float | None = None
         ) -> tuple[Mapping[str, Mapping[str, object]], Mapping[str, ExtensionError]]: ...
 
         def get_parameters(
             self,
             names: Sequence[tuple[str, str, int | None, str | None]],
             with_decryption: bool,
+            *,
+            deadline: float | None = None,
         ) -> tuple[Mapping[str, Mapping[str, object]], Mapping[str, ExtensionError]]: ...
 
         def get_parameters_by_path(
-            self, path: str, *, recursive: bool, with_decryption: bool, limit: int
+            self,
+            path: str,
+            *,
+            recursive: bool,
+            with_decryption: bool,
+            limit: int,
+            deadline: float | None = None,
         ) -> Sequence[Mapping[str, object]]: ...
 
 
@@ -235,6 +255,7 @@ class Lookups:
         """With `cache_until_invoked` (SnapStart), nothing is cached until start_caching()."""
         self._client = client
         self._max_path_parameters = max_path_parameters
+        self._too_large = _TooLarge()
         self._cache = cache
         self._ttl = {SECRETS_MANAGER: secrets_manager_ttl, SSM: ssm_ttl}
         # Service name -> what one prefetch group of it fetches.
@@ -256,9 +277,18 @@ class Lookups:
         return self.metrics.counters(self._cache.info())
 
     def _counted(self, call: Callable[[], R]) -> R:
-        """call(), counted as one upstream call (failed or not) for GET /metrics."""
+        """call(), counted as one upstream call (failed or not) for GET /metrics.
+
+        A request refused here (an ARN of the wrong kind) reached no AWS at all; a path
+        over its limit is one that AWS answered well: neither is an upstream error.
+        """
         try:
             result = call()
+        except PathTooLarge:
+            self.metrics.upstream_call(None)
+            raise
+        except RequestError:
+            raise
         except Exception as exc:
             self.metrics.upstream_call(error_type_of(exc))
             raise
@@ -292,38 +322,44 @@ class Lookups:
         self,
         service: Service,
         key: tuple[object, ...],
-        call: Callable[[], Mapping[str, object]],
+        call: Callable[[float], Mapping[str, object]],
         refresh: bool,
     ) -> tuple[bytes, str]:
-        fetch = self._logged(key, lambda: _encode(self._counted(call)))
+        # One deadline for the local request: its call, retries and any wait on another's.
+        deadline = self._client.deadline(service)
+        fetch = self._logged(key, lambda: _encode(self._counted(lambda: call(deadline))))
         ttl = self._ttl[service] if self._caching else 0
-        return self._cache.get_or_fetch(key, ttl, fetch, refresh=refresh, on_stale=_stale_served)
+        return self._cache.get_or_fetch(
+            key, ttl, fetch, refresh=refresh, on_stale=_stale_served, deadline=deadline
+        )
 
     def _many(
         self,
         service: Service,
         keys: list[tuple[object, ...]],
-        fetch_many: Callable[[list[int]], dict[int, bytes | ExtensionError]],
-        fetch_one: Callable[[int], bytes],
+        fetch_many: Callable[[list[int], float], dict[int, bytes | ExtensionError]],
+        fetch_one: Callable[[int, float], bytes],
         refresh: bool,
     ) -> tuple[list[bytes | ExtensionError], ExtensionError | None]:
         """Each key through the cache as a single read goes, the misses in one batch call
-        (with `refresh`, every key, as refreshNow asks of a single read)."""
+        (with `refresh`, every key, as refreshNow asks of a single read), all within one
+        deadline: the calls and the waits on other requests' flights."""
         ttl = self._ttl[service] if self._caching else 0
         operation = service.batch_operation
+        deadline = self._client.deadline(service)
 
         def get(key: Hashable, fetch: Callable[[], bytes]) -> bytes:
             logged = self._logged(key, fetch, operation)  # type: ignore[arg-type]
             return self._cache.get_or_fetch(
-                key, ttl, logged, refresh=refresh, on_stale=_stale_served
+                key, ttl, logged, refresh=refresh, on_stale=_stale_served, deadline=deadline
             )[0]
 
         # Counted here, per call AWS receives, not per key: one batch call serves many keys.
         return batches.resolve(
             get,
             keys,
-            lambda indices: self._counted(lambda: fetch_many(indices)),
-            lambda index: self._counted(lambda: fetch_one(index)),
+            lambda indices: self._counted(lambda: fetch_many(indices, deadline)),
+            lambda index: self._counted(lambda: fetch_one(index, deadline)),
         )
 
     def secret(
@@ -337,9 +373,9 @@ class Lookups:
         """GetSecretValue as JSON bytes, and the cache outcome (hit, miss, stale, ...)."""
         key = (SECRETS_MANAGER.name, secret_id, version_id, version_stage)
 
-        def call() -> Mapping[str, object]:
+        def call(deadline: float) -> Mapping[str, object]:
             return self._client.get_secret_value(
-                secret_id, version_id=version_id, version_stage=version_stage
+                secret_id, version_id=version_id, version_stage=version_stage, deadline=deadline
             )
 
         return self._get(SECRETS_MANAGER, key, call, refresh)
@@ -356,9 +392,13 @@ class Lookups:
         """GetParameter as JSON bytes, and the cache outcome (hit, miss, stale, ...)."""
         key = (SSM.name, name, version, label, with_decryption)
 
-        def call() -> Mapping[str, object]:
+        def call(deadline: float) -> Mapping[str, object]:
             return self._client.get_parameter(
-                name, version=version, label=label, with_decryption=with_decryption
+                name,
+                version=version,
+                label=label,
+                with_decryption=with_decryption,
+                deadline=deadline,
             )
 
         return self._get(SSM, key, call, refresh)
@@ -376,15 +416,18 @@ class Lookups:
             (SECRETS_MANAGER.name, ident, None, None) for ident in secret_ids
         ]
 
-        def fetch_many(indices: list[int]) -> dict[int, bytes | ExtensionError]:
-            found, failed = self._client.batch_get_secret_value([secret_ids[i] for i in indices])
-            return _by_index(indices, [secret_ids[i] for i in indices], found, failed)
+        def fetch_many(indices: list[int], deadline: float) -> dict[int, bytes | ExtensionError]:
+            wanted = [secret_ids[i] for i in indices]
+            found, failed = self._client.batch_get_secret_value(wanted, deadline=deadline)
+            return _by_index(indices, wanted, found, failed)
 
         answers, failed = self._many(
             SECRETS_MANAGER,
             keys,
             fetch_many,
-            lambda i: _encode(self._client.get_secret_value(secret_ids[i])),
+            lambda i, deadline: _encode(
+                self._client.get_secret_value(secret_ids[i], deadline=deadline)
+            ),
             refresh,
         )
         if failed is not None:
@@ -406,16 +449,20 @@ class Lookups:
             (SSM.name, name, version, label, with_decryption) for _, name, version, label in names
         ]
 
-        def fetch_many(indices: list[int]) -> dict[int, bytes | ExtensionError]:
+        def fetch_many(indices: list[int], deadline: float) -> dict[int, bytes | ExtensionError]:
             wanted = [names[i] for i in indices]
-            found, failed = self._client.get_parameters(wanted, with_decryption)
+            found, failed = self._client.get_parameters(wanted, with_decryption, deadline=deadline)
             return _by_index(indices, [entry[0] for entry in wanted], found, failed)
 
-        def fetch_one(index: int) -> bytes:
+        def fetch_one(index: int, deadline: float) -> bytes:
             _, name, version, label = names[index]
             return _encode(
                 self._client.get_parameter(
-                    name, version=version, label=label, with_decryption=with_decryption
+                    name,
+                    version=version,
+                    label=label,
+                    with_decryption=with_decryption,
+                    deadline=deadline,
                 )
             )
 
@@ -483,21 +530,32 @@ class Lookups:
         """GetParametersByPath, every page, as one GetParametersByPathOutput; cached as one
         entry with the SSM TTL (its key never equals a single read's)."""
         key = (SSM.name, path, recursive, with_decryption)
+        deadline = self._client.deadline(SSM)  # every page shares it
+        ttl = self._ttl[SSM] if self._caching else 0
+        if not refresh:
+            self._too_large.check(key)
 
         def fetch() -> bytes:
-            found = self._counted(
-                lambda: self._client.get_parameters_by_path(
-                    path,
-                    recursive=recursive,
-                    with_decryption=with_decryption,
-                    limit=self._max_path_parameters,
+            try:
+                found = self._counted(
+                    lambda: self._client.get_parameters_by_path(
+                        path,
+                        recursive=recursive,
+                        with_decryption=with_decryption,
+                        limit=self._max_path_parameters,
+                        deadline=deadline,
+                    )
                 )
-            )
+            except PathTooLarge as exc:
+                self._too_large.add(key, exc, ttl)
+                raise
+            self._too_large.discard(key)  # a refreshNow found it within the limit again
             return _encode({"NextToken": None, "Parameters": found, "ResultMetadata": {}})
 
         logged = self._logged(key, fetch, SSM.path_operation, _PATH_SELECTORS)
-        ttl = self._ttl[SSM] if self._caching else 0
-        return self._cache.get_or_fetch(key, ttl, logged, refresh=refresh, on_stale=_stale_served)
+        return self._cache.get_or_fetch(
+            key, ttl, logged, refresh=refresh, on_stale=_stale_served, deadline=deadline
+        )
 
     def prefetch(self, entries: Sequence[tuple[str, str]]) -> None:
         """Warm the cache for ("secretsmanager", id) / ("ssm", name) entries: one batch call
@@ -590,6 +648,41 @@ class Lookups:
                 answers[index] = exc
         fetched = iter(self.parameters(names, False) if names else [])
         return [answers[i] if i in answers else next(fetched) for i in range(len(idents))]
+
+
+class _TooLarge:
+    """Paths found over the limit, refused again until the SSM TTL passes without a call:
+    telling takes limit/10+1 GetParametersByPath calls, an API with a low rate limit.
+    Bounded: MAX_TRACKED_FAILURES paths, the least recently found forgotten first."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._paths: OrderedDict[Hashable, tuple[float, str]] = OrderedDict()
+
+    def add(self, key: Hashable, exc: PathTooLarge, ttl: float) -> None:
+        if ttl <= 0:
+            return
+        with self._lock:
+            self._paths[key] = (self._clock() + ttl, exc.message)
+            self._paths.move_to_end(key)
+            while len(self._paths) > MAX_TRACKED_FAILURES:
+                self._paths.popitem(last=False)
+
+    def discard(self, key: Hashable) -> None:
+        with self._lock:
+            self._paths.pop(key, None)
+
+    def check(self, key: Hashable) -> None:
+        """Raise PathTooLarge again for a path found over the limit within its TTL."""
+        with self._lock:
+            found = self._paths.get(key)
+            if found is None:
+                return
+            if self._clock() >= found[0]:
+                del self._paths[key]
+                return
+        raise PathTooLarge(found[1])
 
 
 def _by_index(

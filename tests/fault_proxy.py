@@ -4,8 +4,10 @@ Clients keep their connections; each request goes upstream on a fresh connection
 always answers `Connection: close`), its bytes unchanged so SigV4 still verifies. Faults:
 
 - "down": close each new client connection at accept.
-- "status_500" / "throttle": answer a canned 500 InternalFailure / 400 ThrottlingException.
+- "status_500" / "throttle" / "validation": answer a canned 500 InternalFailure / 400
+  ThrottlingException / 400 ValidationException, after `hold_ms`.
 - "delay": wait `delay_ms` before forwarding.
+- "trickle": forward, then send the answer one byte every `delay_ms`.
 - "reset": send part of the response, then reset the connection (SO_LINGER 0).
 - "drop": read the request, then close the connection without an answer.
 
@@ -26,11 +28,12 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import BinaryIO
 
-FAULTS = ("down", "status_500", "throttle", "delay", "reset", "drop")
+FAULTS = ("down", "status_500", "throttle", "validation", "delay", "trickle", "reset", "drop")
 _ACCEPT_FAULTS = ("down",)
 _CANNED = {
     "status_500": (500, "Internal Server Error", "InternalFailure", "injected 500"),
     "throttle": (400, "Bad Request", "ThrottlingException", "Rate exceeded"),
+    "validation": (400, "Bad Request", "ValidationException", "injected refusal"),
 }
 _MAX_HEADER_LINES = 200
 _SOCKET_TIMEOUT = 30.0
@@ -42,6 +45,7 @@ class _Fault:
     kind: str
     remaining: int | None
     delay_ms: int
+    hold_ms: int = 0
 
 
 @dataclass
@@ -107,12 +111,16 @@ class FaultProxy:
         values = (_Message(head, b"").header(name.encode()) for head in heads)
         return [value.decode() for value in values if value is not None]
 
-    def set_fault(self, kind: str | None, *, times: int | None = None, delay_ms: int = 0) -> None:
-        """Inject `kind` (one of FAULTS) for the next `times` occasions; None clears it."""
+    def set_fault(
+        self, kind: str | None, *, times: int | None = None, delay_ms: int = 0, hold_ms: int = 0
+    ) -> None:
+        """Inject `kind` (one of FAULTS) for the next `times` occasions; None clears it.
+
+        `hold_ms` holds a canned answer back that long, as a slow refusal."""
         if kind is not None and kind not in FAULTS:
             raise ValueError(f"unknown fault {kind!r}")
         with self._lock:
-            self._fault = None if kind is None else _Fault(kind, times, delay_ms)
+            self._fault = None if kind is None else _Fault(kind, times, delay_ms, hold_ms)
 
     def close_idle(self) -> int:
         """Close every client connection that waits for its next request; return how many."""
@@ -204,11 +212,15 @@ class FaultProxy:
 
     def _answer(self, sock: socket.socket, request: _Message) -> bool:
         """Answer one request; False when the connection must end."""
-        fault = self._take_fault(("status_500", "throttle", "delay", "reset", "drop"))
+        fault = self._take_fault(
+            ("status_500", "throttle", "validation", "delay", "trickle", "reset", "drop")
+        )
         kind = fault.kind if fault else None
         if kind == "drop":
             return False
         if kind in _CANNED:
+            if fault is not None and self._stopping.wait(fault.hold_ms / 1000):
+                return False
             self._set_idle(sock, True)
             sock.sendall(_canned(kind))
             return True
@@ -217,6 +229,12 @@ class FaultProxy:
         response = self._forward(request)
         if kind == "reset":
             _send_then_reset(sock, response, self._stopping)
+            return False
+        if fault is not None and kind == "trickle":
+            for at in range(len(response)):
+                if self._stopping.wait(fault.delay_ms / 1000):
+                    return False
+                sock.sendall(response[at : at + 1])
             return False
         keep_alive = request.header(b"connection") != b"close"
         # Idle from the moment the client can have its answer, so close_idle() sees it.

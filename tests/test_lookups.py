@@ -45,8 +45,16 @@ class RecordingUpstream:
         if ident == self.fail:
             raise self.error
 
+    def deadline(self, service: object) -> float:
+        return time.monotonic() + 30
+
     def get_secret_value(
-        self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
+        self,
+        secret_id: str,
+        *,
+        version_id: str | None = None,
+        version_stage: str | None = None,
+        deadline: float | None = None,
     ) -> dict[str, object]:
         self._record(("secret", secret_id, version_id, version_stage), secret_id)
         return {"Name": secret_id, "SecretString": SECRET_VALUE, "SecretBinary": None}
@@ -58,19 +66,24 @@ class RecordingUpstream:
         version: int | None = None,
         label: str | None = None,
         with_decryption: bool = False,
+        deadline: float | None = None,
     ) -> dict[str, object]:
         self._record(("parameter", name, version, label, with_decryption), name)
         return {"Parameter": {"Name": name, "Value": PARAM_VALUE}, "ResultMetadata": {}}
 
     def batch_get_secret_value(
-        self, secret_ids: Sequence[str]
+        self, secret_ids: Sequence[str], *, deadline: float | None = None
     ) -> tuple[dict[str, dict[str, object]], dict[str, ExtensionError]]:
         self._record(("secrets", *secret_ids), "<batch>")
         found = {i: self.answer_secret(i) for i in secret_ids if i != self.fail}
         return found, {i: self.error for i in secret_ids if i == self.fail}
 
     def get_parameters(
-        self, names: Sequence[tuple[str, str, int | None, str | None]], with_decryption: bool
+        self,
+        names: Sequence[tuple[str, str, int | None, str | None]],
+        with_decryption: bool,
+        *,
+        deadline: float | None = None,
     ) -> tuple[dict[str, dict[str, object]], dict[str, ExtensionError]]:
         self._record(("parameters", *(entry[0] for entry in names), with_decryption), "<batch>")
         found = {entry[0]: self.answer_parameter(entry[1]) for entry in names}
@@ -79,7 +92,13 @@ class RecordingUpstream:
         }
 
     def get_parameters_by_path(
-        self, path: str, *, recursive: bool, with_decryption: bool, limit: int
+        self,
+        path: str,
+        *,
+        recursive: bool,
+        with_decryption: bool,
+        limit: int,
+        deadline: float | None = None,
     ) -> list[dict[str, object]]:
         self._record(("path", path, recursive, with_decryption), path)
         return [{"Name": path + "x", "Value": PARAM_VALUE}]
@@ -218,8 +237,16 @@ class FailingUpstream:
         self.error = error
         self.calls = 0
 
+    def deadline(self, service: object) -> float:
+        return time.monotonic() + 30
+
     def get_secret_value(
-        self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
+        self,
+        secret_id: str,
+        *,
+        version_id: str | None = None,
+        version_stage: str | None = None,
+        deadline: float | None = None,
     ) -> dict[str, object]:
         self.calls += 1
         raise self.error
@@ -231,22 +258,35 @@ class FailingUpstream:
         version: int | None = None,
         label: str | None = None,
         with_decryption: bool = False,
+        deadline: float | None = None,
     ) -> dict[str, object]:
         self.calls += 1
         raise self.error
 
-    def batch_get_secret_value(self, secret_ids: Sequence[str]) -> Batch:
+    def batch_get_secret_value(
+        self, secret_ids: Sequence[str], *, deadline: float | None = None
+    ) -> Batch:
         self.calls += 1
         raise self.error
 
     def get_parameters(
-        self, names: Sequence[tuple[str, str, int | None, str | None]], with_decryption: bool
+        self,
+        names: Sequence[tuple[str, str, int | None, str | None]],
+        with_decryption: bool,
+        *,
+        deadline: float | None = None,
     ) -> Batch:
         self.calls += 1
         raise self.error
 
     def get_parameters_by_path(
-        self, path: str, *, recursive: bool, with_decryption: bool, limit: int
+        self,
+        path: str,
+        *,
+        recursive: bool,
+        with_decryption: bool,
+        limit: int,
+        deadline: float | None = None,
     ) -> list[dict[str, object]]:
         self.calls += 1
         raise self.error
@@ -430,7 +470,7 @@ class SlowBatchUpstream(RecordingUpstream):
         self.batch_error: ExtensionError | None = None
 
     def batch_get_secret_value(
-        self, secret_ids: Sequence[str]
+        self, secret_ids: Sequence[str], *, deadline: float | None = None
     ) -> tuple[dict[str, dict[str, object]], dict[str, ExtensionError]]:
         found = super().batch_get_secret_value(secret_ids)
         time.sleep(self.delay)

@@ -251,8 +251,16 @@ class CountingUpstream:
     def __init__(self) -> None:
         self.calls = 0
 
+    def deadline(self, service: object) -> float:
+        return time.monotonic() + 30
+
     def get_secret_value(
-        self, secret_id: str, *, version_id: str | None = None, version_stage: str | None = None
+        self,
+        secret_id: str,
+        *,
+        version_id: str | None = None,
+        version_stage: str | None = None,
+        deadline: float | None = None,
     ) -> dict[str, object]:
         self.calls += 1
         return {"Name": secret_id, "SecretString": "snap-VALUE"}
@@ -260,16 +268,24 @@ class CountingUpstream:
     def get_parameter(self, name: str, **selectors: object) -> dict[str, object]:
         raise AssertionError("no parameter is read here")
 
-    def batch_get_secret_value(self, secret_ids: object) -> tuple[dict[str, Any], dict[str, Any]]:
+    def batch_get_secret_value(
+        self, secret_ids: object, *, deadline: float | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         raise AssertionError("no batch is read here")
 
     def get_parameters(
-        self, names: object, with_decryption: bool
+        self, names: object, with_decryption: bool, *, deadline: float | None = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         raise AssertionError("no batch is read here")
 
     def get_parameters_by_path(
-        self, path: str, *, recursive: bool, with_decryption: bool, limit: int
+        self,
+        path: str,
+        *,
+        recursive: bool,
+        with_decryption: bool,
+        limit: int,
+        deadline: float | None = None,
     ) -> list[dict[str, object]]:
         raise AssertionError("no path is read here")
 
