@@ -22,6 +22,11 @@ once: a hit beyond that is served without starting one. A failed refresh leaves 
 it was. Counted: each refresh started, and each call that waited on another's fetch
 (coalesced).
 
+Bytes: besides `max_size` entries, the values held never pass `max_bytes` in all (each
+entry counted as its value's length plus ENTRY_OVERHEAD for the key and bookkeeping); the
+least recently used go first. A value larger than `max_bytes` alone is returned to its
+callers but never stored, and it replaces (drops) the key's older entry.
+
 Errors are never stored. A failed miss that serves no stale value drops its expired entry,
 so a value that AWS has since denied or deleted is never served stale later.
 
@@ -39,6 +44,9 @@ from collections.abc import Callable, Hashable
 import errors
 
 INF = float("inf")
+# What an entry costs beyond its value's bytes: the key tuple and its strings, the entry
+# object and the OrderedDict's node. Generous, so many small entries are not undercounted.
+ENTRY_OVERHEAD = 512
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -49,7 +57,8 @@ if TYPE_CHECKING:
 class CacheInfo(
     namedtuple(
         "CacheInfo",
-        "hits misses stale evictions fetches size max_size refreshes_ahead coalesced",
+        "hits misses stale evictions fetches size max_size refreshes_ahead coalesced"
+        " bytes max_bytes",
     )
 ):
     """Counters since creation and the current size."""
@@ -64,13 +73,16 @@ class CacheInfo(
     max_size: int
     refreshes_ahead: int
     coalesced: int
+    bytes: int
+    max_bytes: int
 
 
 class _Entry:
-    __slots__ = ("expiry", "refresh_at", "seq", "value")
+    __slots__ = ("expiry", "refresh_at", "seq", "size", "value")
 
     def __init__(self, value: bytes, expiry: float, refresh_at: float, seq: int) -> None:
         self.value = value
+        self.size = len(value) + ENTRY_OVERHEAD
         self.expiry = expiry
         self.refresh_at = refresh_at  # from then on a hit starts a refresh-ahead
         self.seq = seq
@@ -92,12 +104,13 @@ class _Flight:
 
 
 class Cache:
-    """LRU of at most max_size entries; the lock guards bookkeeping only, never a fetch."""
+    """LRU of at most max_size entries and max_bytes; the lock guards bookkeeping only."""
 
     def __init__(
         self,
         max_size: int,
         *,
+        max_bytes: int = 32 << 20,
         stale_if_error: float = 300.0,
         is_transient: Callable[[BaseException], bool] = errors.is_transient,
         clock: Callable[[], float] = time.monotonic,
@@ -105,13 +118,16 @@ class Cache:
         refresh_deadline: float = 30.0,
         max_refreshes: int = 8,
     ) -> None:
-        if max_size < 0 or stale_if_error < 0 or refresh_deadline < 0 or max_refreshes < 0:
+        if min(max_size, max_bytes, stale_if_error, refresh_deadline, max_refreshes) < 0:
             raise ValueError(
-                "max_size, stale_if_error, refresh_deadline and max_refreshes must be >= 0"
+                "max_size, max_bytes, stale_if_error, refresh_deadline and max_refreshes"
+                " must be >= 0"
             )
         if not 0 <= refresh_ahead < 1:
             raise ValueError("refresh_ahead must be a fraction of the TTL, from 0 up to 1")
         self._max_size = max_size
+        self._max_bytes = max_bytes
+        self._bytes = 0  # the sizes of the entries in _data
         self._ahead = refresh_ahead
         self._ahead_deadline = refresh_deadline
         self._max_refreshes = max_refreshes
@@ -143,7 +159,7 @@ class Cache:
         lock. A fetch may use the cache for other keys; asking for its own key raises
         RuntimeError.
         """
-        if ttl <= 0 or self._max_size == 0:
+        if ttl <= 0 or self._max_size == 0 or self._max_bytes == 0:
             with self._lock:
                 self._fetches += 1
             return fetch(), "bypass"
@@ -262,17 +278,26 @@ class Cache:
         return value, "refresh"
 
     def _store(self, key: Hashable, value: bytes, ttl: float, seq: int) -> None:
-        """Insert as most recent and evict beyond the cap; the caller holds the lock."""
+        """Insert as most recent and evict beyond the caps; the caller holds the lock."""
         old = self._data.get(key)
         if old is not None and old.seq > seq:
             return
         now = self._clock()
         refresh_at = now + ttl - ttl * self._ahead if self._ahead else INF
-        self._data[key] = _Entry(value, now + ttl, refresh_at, seq)
-        self._data.move_to_end(key)
-        while len(self._data) > self._max_size:
-            self._data.popitem(last=False)
+        entry = _Entry(value, now + ttl, refresh_at, seq)
+        if old is not None:
+            self._drop(key)
+        if entry.size > self._max_bytes:
+            return  # too large to keep at all; the older value of the key is gone too
+        self._data[key] = entry
+        self._bytes += entry.size
+        while len(self._data) > self._max_size or self._bytes > self._max_bytes:
+            self._bytes -= self._data.popitem(last=False)[1].size
             self._evictions += 1
+
+    def _drop(self, key: Hashable) -> None:
+        """Remove the entry of `key`; the caller holds the lock."""
+        self._bytes -= self._data.pop(key).size
 
     def _stale_or_raise(
         self, key: Hashable, exc: BaseException, on_stale: StaleHook | None
@@ -285,7 +310,7 @@ class Cache:
             window = self._stale_window if self._is_transient(exc) else 0
             if window == 0 or now > entry.expiry + window:
                 if now >= entry.expiry:
-                    del self._data[key]
+                    self._drop(key)
                 raise exc
             self._data.move_to_end(key)
             self._stale += 1
@@ -307,4 +332,6 @@ class Cache:
                 self._max_size,
                 self._refreshes_ahead,
                 self._coalesced,
+                self._bytes,
+                self._max_bytes,
             )

@@ -55,6 +55,7 @@ def _serve(
         client,
         Cache(
             settings.effective_cache_size,
+            max_bytes=settings.cache_max_mb << 20,
             stale_if_error=settings.stale_if_error_seconds,
             refresh_ahead=settings.refresh_ahead_percent / 100,
             refresh_deadline=_refresh_deadline(settings),

@@ -55,6 +55,10 @@ LINGER_BYTES = 1 << 20
 # How far the kernel's receive timeout may outlast a request head's deadline before it is
 # set again; within this, a read costs no extra system call.
 TIMEOUT_SLACK = 0.05
+# Up to this, a body is copied behind its head and sent with send(); a larger one (a cached
+# path read can be megabytes) goes out with sendmsg() straight from the cached bytes, so a
+# client that reads slowly or not at all holds no copy of it. One system call either way.
+COPY_LIMIT = 64 << 10
 
 
 class Reply:
@@ -117,6 +121,11 @@ def _phrase(status: int) -> str:
 
 def render(reply: Reply, *, close: bool, http10: bool = False, head: bool = False) -> bytes:
     """Status line, headers and body as one buffer, so each response is one socket write."""
+    return render_head(reply, close=close, http10=http10) + (b"" if head else reply.body)
+
+
+def render_head(reply: Reply, *, close: bool, http10: bool = False) -> bytes:
+    """Status line and headers of `reply`, ending in the blank line."""
     if close:
         connection = "Connection: close\r\n"
     else:
@@ -127,7 +136,7 @@ def render(reply: Reply, *, close: bool, http10: bool = False, head: bool = Fals
         f"Content-Length: {len(reply.body)}\r\n"
         f"Date: {_date()}\r\n{connection}\r\n"
     )
-    return text.encode("latin-1") + (b"" if head else reply.body)
+    return text.encode("latin-1")
 
 
 class Api:
@@ -295,10 +304,11 @@ class Handler(socketserver.BaseRequestHandler):
     the connection's own thread by LocalServer) and nothing else: not StreamRequestHandler's
     files, and nothing of http.server. Requests are parsed by local_requests, with its own
     size limits answered in JSON (414, 431) and a 400 for a bare CR or NUL in the head, where
-    http.server answers in HTML and parses headers with the email package; a reply is
-    rendered into one buffer and sent with one system call, where BaseHTTPRequestHandler's
-    idiom writes the head and then the body. Importing http.server (http.client, email,
-    mimetypes, shutil) would also cost about a quarter of the extension's start-up.
+    http.server answers in HTML and parses headers with the email package; a reply is sent
+    with one system call (one buffer, or a head and a large body by sendmsg), where
+    BaseHTTPRequestHandler's idiom writes the head and then the body. Importing http.server
+    (http.client, email, mimetypes, shutil) would also cost about a quarter of the
+    extension's start-up.
 
     Timeouts are the kernel's (SO_RCVTIMEO, SO_SNDTIMEO) on a blocking socket rather than
     socket.settimeout, which would add a poll to every recv and send and a system call to
@@ -350,19 +360,25 @@ class Handler(socketserver.BaseRequestHandler):
         started = time.perf_counter() if timed else 0.0
         reply = self.server.api.respond(request)
         self.close_connection = not request.keep_alive
-        head = request.method == "HEAD"
-        self._write(render(reply, close=self.close_connection, http10=request.http10, head=head))
+        head = render_head(reply, close=self.close_connection, http10=request.http10)
+        self._write(head, b"" if request.method == "HEAD" else reply.body)
         if timed:
             elapsed = (time.perf_counter() - started) * 1000
             log.debug("%s %s %d %.2f ms", reply.route, reply.outcome, reply.status, elapsed)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, head: bytes, body: bytes = b"") -> None:
         sock = self.request
         try:
             started = time.monotonic()
-            sent = sock.send(data)  # all of it, unless the client has stopped reading
-            if sent < len(data):
-                _send_rest(sock, memoryview(data)[sent:], started + self.idle_timeout)
+            if len(body) <= COPY_LIMIT:
+                data = head + body
+                sent = sock.send(data)  # all of it, unless the client has stopped reading
+                parts = [memoryview(data)]
+            else:
+                parts = [memoryview(head), memoryview(body)]
+                sent = sock.sendmsg(parts)
+            if sent < len(head) + len(body):
+                _send_rest(sock, parts, sent, started + self.idle_timeout)
                 _set_timeout(sock, socket.SO_SNDTIMEO, self.idle_timeout)
         except OSError:  # the client left or stopped reading; nothing more to say here
             self.close_connection = True
@@ -370,14 +386,21 @@ class Handler(socketserver.BaseRequestHandler):
             self.answered_and_closing = self.close_connection
 
 
-def _send_rest(sock: socket.socket, rest: memoryview, deadline: float) -> None:
-    """Send the rest of a reply by `deadline`, however slowly the client reads."""
-    while rest:
+def _send_rest(sock: socket.socket, parts: list[memoryview], sent: int, deadline: float) -> None:
+    """Send what is left of `parts` after the first `sent` bytes by `deadline`, however
+    slowly the client reads, without joining them."""
+    while parts:
+        while parts and sent >= len(parts[0]):
+            sent -= len(parts[0])
+            del parts[0]
+        if not parts:
+            return
+        parts[0] = parts[0][sent:]
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError("reply not taken in time")
         _set_timeout(sock, socket.SO_SNDTIMEO, remaining)
-        rest = rest[sock.send(rest) :]
+        sent = sock.sendmsg(parts)
 
 
 class LocalServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
