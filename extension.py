@@ -71,6 +71,8 @@ def _serve(
         token=settings.auth_token,
         max_connections=settings.max_client_connections,
         idle_timeout=settings.idle_timeout_seconds,
+        # Replies that clients do not read may pin as many bytes again as the cache holds.
+        max_held_bytes=settings.cache_max_mb << 20,
     )
     log.info("%s %s listening on %s", NAME, VERSION, settings.summary())
     try:

@@ -59,6 +59,11 @@ TIMEOUT_SLACK = 0.05
 # path read can be megabytes) goes out with sendmsg() straight from the cached bytes, so a
 # client that reads slowly or not at all holds no copy of it. One system call either way.
 COPY_LIMIT = 64 << 10
+# Past HeldReplies' bound, a reply is given up on once its client takes nothing for this long.
+STALL_SECONDS = 1.0
+INF = float("inf")
+# The default bound of HeldReplies (the extension passes the cache's byte bound).
+MAX_HELD_BYTES = 32 << 20
 
 
 class Reply:
@@ -254,6 +259,46 @@ class Connections:
                 sock.shutdown(socket.SHUT_RDWR)
 
 
+class HeldReplies:
+    """The large bodies that replies wait to finish sending to clients that read slowly or
+    not at all, up to `limit` bytes in all.
+
+    A body is counted once however many connections send it: a cached answer is shared, not
+    copied. Past the limit a reply is given up on (the connection closed) as soon as its
+    client takes nothing for STALL_SECONDS, rather than held for the idle timeout, so that
+    clients that never read cannot pin much more than `limit` bytes of evicted or uncached
+    answers, while one that reads still gets the whole of a reply larger than the limit.
+    Bodies up to COPY_LIMIT are not counted: the connection cap bounds them.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._held: dict[int, list[Any]] = {}  # id(body) -> [body, connections sending it]
+        self._bytes = 0
+
+    def hold(self, body: bytes) -> bool:
+        """Count `body` as held by one more connection; False when that would pass the limit."""
+        with self._lock:
+            entry = self._held.get(id(body))
+            if entry is not None:
+                entry[1] += 1
+                return True
+            if self._bytes + len(body) > self._limit:
+                return False
+            self._held[id(body)] = [body, 1]
+            self._bytes += len(body)
+            return True
+
+    def release(self, body: bytes) -> None:
+        with self._lock:
+            entry = self._held[id(body)]
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._held[id(body)]
+                self._bytes -= len(body)
+
+
 _BUSY = render(error_reply(TooManyConnections("too many connections")), close=True)
 
 
@@ -376,19 +421,46 @@ class Handler(socketserver.BaseRequestHandler):
                 parts = [memoryview(data)]
             else:
                 parts = [memoryview(head), memoryview(body)]
-                sent = sock.sendmsg(parts)
+                # Without waiting: a client that does not read must not hold the body on
+                # this thread before HeldReplies has counted it.
+                try:
+                    sent = sock.sendmsg(parts, (), socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    sent = 0
             if sent < len(head) + len(body):
-                _send_rest(sock, parts, sent, started + self.idle_timeout)
+                if len(parts) == 1:
+                    _send_rest(sock, parts, sent, started + self.idle_timeout)
+                else:
+                    self._send_held(parts, sent, body, started + self.idle_timeout)
                 _set_timeout(sock, socket.SO_SNDTIMEO, self.idle_timeout)
         except OSError:  # the client left or stopped reading; nothing more to say here
             self.close_connection = True
         else:
             self.answered_and_closing = self.close_connection
 
+    def _send_held(self, parts: list[memoryview], sent: int, body: bytes, deadline: float) -> None:
+        held = self.server.held
+        if not held.hold(body):
+            # Past the bound, a client must keep taking bytes to keep its reply.
+            _send_rest(self.request, parts, sent, deadline, stall=STALL_SECONDS)
+            return
+        try:
+            _send_rest(self.request, parts, sent, deadline)
+        finally:
+            held.release(body)
 
-def _send_rest(sock: socket.socket, parts: list[memoryview], sent: int, deadline: float) -> None:
+
+def _send_rest(
+    sock: socket.socket,
+    parts: list[memoryview],
+    sent: int,
+    deadline: float,
+    *,
+    stall: float = INF,
+) -> None:
     """Send what is left of `parts` after the first `sent` bytes by `deadline`, however
-    slowly the client reads, without joining them."""
+    slowly the client reads (as long as each `stall` seconds takes some), without joining
+    them."""
     while parts:
         while parts and sent >= len(parts[0]):
             sent -= len(parts[0])
@@ -399,7 +471,7 @@ def _send_rest(sock: socket.socket, parts: list[memoryview], sent: int, deadline
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError("reply not taken in time")
-        _set_timeout(sock, socket.SO_SNDTIMEO, remaining)
+        _set_timeout(sock, socket.SO_SNDTIMEO, min(remaining, stall))
         sent = sock.sendmsg(parts)
 
 
@@ -416,12 +488,18 @@ class LocalServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     daemon_threads = True
 
     def __init__(
-        self, sock: socket.socket, api: Api, connections: Connections, idle_timeout: float
+        self,
+        sock: socket.socket,
+        api: Api,
+        connections: Connections,
+        idle_timeout: float,
+        held: HeldReplies | None = None,
     ) -> None:
         """Serve on `sock`, already bound and listening (boot opens it before the imports)."""
         self.address_family = sock.family
         self.api = api
         self.connections = connections
+        self.held = held if held is not None else HeldReplies(MAX_HELD_BYTES)
         self.idle_timeout = idle_timeout
         # Without bind_and_activate the base class makes a socket it never uses: swap it.
         super().__init__(sock.getsockname()[:2], Handler, bind_and_activate=False)
@@ -547,9 +625,12 @@ def start(
     token: str | None,
     max_connections: int = 256,
     idle_timeout: float = 60.0,
+    max_held_bytes: int = MAX_HELD_BYTES,
 ) -> Servers:
     """Serve on boot's listening `sockets`, or else listen on `port` as boot.listen does.
 
+    Replies larger than COPY_LIMIT that clients are slow to take hold at most
+    `max_held_bytes` of bodies in all (HeldReplies).
     boot.listen's OSError (such as the port being taken) propagates.
     With no token, every secret and parameter request is refused with 401.
     """
@@ -559,8 +640,9 @@ def start(
         sockets = boot.listen(port)
     api = Api(lookups, token)
     connections = Connections(max_connections)
+    held = HeldReplies(max_held_bytes)
     servers = [
-        LocalServer(socket.socket(fileno=raw.detach()), api, connections, idle_timeout)
+        LocalServer(socket.socket(fileno=raw.detach()), api, connections, idle_timeout, held)
         for raw in sockets
     ]
     if len(servers) == 1:
