@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import sdk_shapes
-from errors import ExtensionError, PathTooLarge, UpstreamError
+from errors import ExtensionError, InvalidResponse, PathTooLarge, UpstreamError
 from services import SECRETS_MANAGER, SSM, Service
 
 TYPE_CHECKING = False  # mypy takes it as True
@@ -174,7 +174,9 @@ def _match_secrets(
     """Give each requested id its entry (by name, ARN or partial ARN) or its error."""
     wanted = set(group)
     for raw in errors:
-        if isinstance(raw, Mapping) and raw.get("SecretId") in wanted:
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("SecretId"), str):
+            raise InvalidResponse("AWS sent an Errors item without a SecretId string")
+        if raw["SecretId"] in wanted:
             # AWS names the field ErrorMessage; some emulators send Message.
             message = raw.get("ErrorMessage") or raw.get("Message") or "the secret was not read"
             failed[str(raw["SecretId"])] = UpstreamError(
