@@ -239,7 +239,8 @@ class Config:
 
 
 def _redact_url(url: str) -> str:
-    """The URL without its userinfo, which may hold a password."""
+    """The URL without its userinfo or query, either of which may hold a password or a
+    token (AWS_CONTAINER_CREDENTIALS_FULL_URI may carry one in its query string)."""
     # Imported here, not at the top: config is read before registering with Lambda, which
     # waits on it, and only a function with a custom endpoint ever has a URL to redact.
     import urllib.parse  # noqa: PLC0415
@@ -248,9 +249,11 @@ def _redact_url(url: str) -> str:
         parts = urllib.parse.urlsplit(url)
     except ValueError:
         return "<unparseable URL>"
-    if "@" not in parts.netloc:
-        return url
-    return parts._replace(netloc="<redacted>@" + parts.netloc.rpartition("@")[2]).geturl()
+    if parts.query or parts.fragment:
+        parts = parts._replace(query="<redacted>" if parts.query else "", fragment="")
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc="<redacted>@" + parts.netloc.rpartition("@")[2])
+    return parts.geturl()
 
 
 def _host(url: str | None) -> str:

@@ -84,13 +84,18 @@ MAX_TRACKED_FAILURES = 256
 # Across all keys: beyond this many lines per interval, failures are only counted.
 MAX_LINES_PER_INTERVAL = 100
 _MAX_LOGGED_ID = 512
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# An id made only of these is logged as it is; any other is quoted (see _printable).
+_PLAIN_ID = re.compile(r"[A-Za-z0-9/_.:@+-]+")
 
 
 def _printable(ident: str) -> str:
-    """An id as one safe log token: control characters escaped, and at most _MAX_LOGGED_ID."""
-    text = _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", ident)
-    return text if len(text) <= _MAX_LOGGED_ID else text[:_MAX_LOGGED_ID] + "..."
+    """An id as one log token that always parses back into the fields it was written with:
+    plain if made of name characters only, else a JSON string, quoted and ASCII (so a space,
+    an "=", a quote, a control character or a line or bidi separator such as U+2028 or U+202E
+    is escaped); at most _MAX_LOGGED_ID characters, cut ones followed by "..."."""
+    text = ident[:_MAX_LOGGED_ID]
+    shown = text if _PLAIN_ID.fullmatch(text) else json.dumps(text)
+    return shown if len(ident) <= _MAX_LOGGED_ID else shown + "..."
 
 
 def _is_client_mistake(exc: ExtensionError) -> bool:
@@ -548,9 +553,14 @@ class Lookups:
             answers = [ExtensionError(str(exc), error_type=type(exc).__name__)] * len(idents)
         for ident, answer in zip(idents, answers, strict=True):
             if isinstance(answer, ExtensionError):
-                log.warning("prefetch of %s %s failed: %s", service, ident, error_type_of(answer))
+                log.warning(
+                    "prefetch of %s %s failed: %s",
+                    service,
+                    _printable(ident),
+                    error_type_of(answer),
+                )
             else:
-                log.debug("prefetched %s %s", service, ident)
+                log.debug("prefetched %s %s", service, _printable(ident))
 
     def _prefetch_singly(self, service: str, idents: list[str]) -> list[bytes | ExtensionError]:
         answers: list[bytes | ExtensionError] = [b""] * len(idents)
@@ -583,13 +593,22 @@ class Lookups:
     def _prefetch_parameters(self, idents: list[str]) -> list[bytes | ExtensionError]:
         names: list[tuple[str, str, int | None, str | None]] = []
         answers: dict[int, bytes | ExtensionError] = {}
+        # Items that name one cache key (`/p:1` and `/p:01`) share one place in the batch:
+        # a key listed twice would wait on its own flight.
+        places: dict[tuple[object, ...], int] = {}
+        place_of: dict[int, int] = {}
         for index, ident in enumerate(idents):
             try:
-                names.append(tuple(parameter_name(ident)))
+                entry = tuple(parameter_name(ident))
             except ExtensionError as exc:
                 answers[index] = exc
-        fetched = iter(self.parameters(names, False) if names else [])
-        return [answers[i] if i in answers else next(fetched) for i in range(len(idents))]
+                continue
+            if entry[1:] not in places:
+                places[entry[1:]] = len(names)
+                names.append(entry)
+            place_of[index] = places[entry[1:]]
+        fetched = self.parameters(names, False) if names else []
+        return [answers[i] if i in answers else fetched[place_of[i]] for i in range(len(idents))]
 
 
 def _by_index(
