@@ -9,6 +9,9 @@ Outcomes of `get_or_fetch`, and how the counters of `info()` move:
   `stale_if_error` seconds past its expiry (now <= expiry + stale_if_error; 0: never).
   Counts a miss and a stale serve. The entry stays, expired, so later failures in the window
   serve it too; it is never a hit. The caller's `on_stale` hears of each stale serve.
+  After such a failure the key is not fetched again for `stale_retry` seconds, nor waited
+  for while a fetch of it is in flight: misses are served stale at once, so an outage costs
+  one fetch per key every `stale_retry` seconds rather than one (with its retries) per read.
 - "refresh": refresh=True fetched regardless of any entry. Counts a fetch only.
 - "bypass": caching is off for this call (max_size 0 or ttl <= 0). Counts a fetch only: no
   lookup happened, so it is neither hit nor miss.
@@ -78,11 +81,15 @@ class CacheInfo(
 
 
 class _Entry:
-    __slots__ = ("expiry", "refresh_at", "seq", "size", "value")
+    __slots__ = ("error", "expiry", "refresh_at", "retry_at", "seq", "size", "value")
 
     def __init__(self, value: bytes, expiry: float, refresh_at: float, seq: int) -> None:
         self.value = value
         self.size = len(value) + ENTRY_OVERHEAD
+        # Set once a failed fetch served this entry stale: the failure, and until when
+        # misses are served stale without fetching again.
+        self.error: BaseException | None = None
+        self.retry_at = -INF
         self.expiry = expiry
         self.refresh_at = refresh_at  # from then on a hit starts a refresh-ahead
         self.seq = seq
@@ -117,11 +124,13 @@ class Cache:
         refresh_ahead: float = 0.0,
         refresh_deadline: float = 30.0,
         max_refreshes: int = 8,
+        stale_retry: float = 1.0,
     ) -> None:
-        if min(max_size, max_bytes, stale_if_error, refresh_deadline, max_refreshes) < 0:
+        bounds = (max_size, max_bytes, stale_if_error, refresh_deadline, max_refreshes, stale_retry)
+        if min(bounds) < 0:
             raise ValueError(
-                "max_size, max_bytes, stale_if_error, refresh_deadline and max_refreshes"
-                " must be >= 0"
+                "max_size, max_bytes, stale_if_error, refresh_deadline, max_refreshes and"
+                " stale_retry must be >= 0"
             )
         if not 0 <= refresh_ahead < 1:
             raise ValueError("refresh_ahead must be a fraction of the TTL, from 0 up to 1")
@@ -133,6 +142,7 @@ class Cache:
         self._max_refreshes = max_refreshes
         self._refreshing = 0
         self._stale_window = stale_if_error
+        self._stale_retry = stale_retry
         self._is_transient = is_transient
         self._clock = clock
         self._lock = threading.Lock()
@@ -165,6 +175,13 @@ class Cache:
             return fetch(), "bypass"
         if refresh:
             return self._refresh(key, ttl, fetch)
+        failed = self._data.get(key)  # unlocked, only to keep the check below off the hits
+        if failed is not None and failed.error is not None:
+            stale = self._stale_while_failing(key)
+            if stale is not None:
+                if on_stale is not None:
+                    on_stale(key, stale[1], stale[2])
+                return stale[0], "stale"
         with self._lock:
             entry = self._data.get(key)
             flight = self._flights.get(key)
@@ -192,6 +209,23 @@ class Cache:
         if flight.error is not None:
             return self._stale_or_raise(key, flight.error, on_stale)
         return flight.value, "miss"
+
+    def _stale_while_failing(self, key: Hashable) -> tuple[bytes, float, BaseException] | None:
+        """(value, seconds expired, error) of an entry to serve stale without fetching: one
+        whose last fetch failed under `stale_retry` seconds ago, or is being fetched again."""
+        with self._lock:
+            entry = self._data.get(key)
+            if entry is None or entry.error is None:
+                return None
+            now = self._clock()
+            if now < entry.expiry or now > entry.expiry + self._stale_window:
+                return None
+            if key not in self._flights and now >= entry.retry_at:
+                return None
+            self._data.move_to_end(key)
+            self._misses += 1
+            self._stale += 1
+            return entry.value, now - entry.expiry, entry.error
 
     def _lead(
         self,
@@ -314,6 +348,7 @@ class Cache:
                 raise exc
             self._data.move_to_end(key)
             self._stale += 1
+            entry.error, entry.retry_at = exc, now + self._stale_retry
             value, age = entry.value, now - entry.expiry
         if on_stale is not None:
             on_stale(key, age, exc)

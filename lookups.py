@@ -107,7 +107,8 @@ def _is_client_mistake(exc: ExtensionError) -> bool:
 
 
 class FailureLog:
-    """Logs upstream failures: the first per (key, error type) at once, repeats in summary.
+    """Logs upstream failures and stale serves: the first per (key, error type) at once,
+    repeats in summary.
 
     A repeat within `interval` seconds of the last line for its key is only counted; the
     next failure after that logs one line with the count. Names and ARNs are logged, never
@@ -178,6 +179,28 @@ class FailureLog:
             f" (and {repeats} more like it in the last {self._interval:.0f} s)" if repeats else "",
         )
 
+    def stale(self, key: Hashable, age: float, exc: BaseException) -> None:
+        """Log (or count) one stale serve of cache key `key`, by the rules of record(): one
+        warning naming the key's service and id, never the value."""
+        repeats, dropped = self._admit((key, "stale " + error_type_of(exc)))
+        if dropped:
+            log.warning(
+                "%d upstream failure lines were not logged in the last %.0f s (too many)",
+                dropped,
+                self._interval,
+            )
+        if repeats is None:
+            return
+        name, ident = key[:2] if isinstance(key, tuple) else (key, "")
+        log.warning(
+            "serving %s %s stale, expired %.0f s ago: fetch failed: %s%s",
+            name,
+            _printable(str(ident)),
+            age,
+            error_type_of(exc),
+            f" (and {repeats} more like it in the last {self._interval:.0f} s)" if repeats else "",
+        )
+
     def _admit(self, item: tuple[Hashable, str]) -> tuple[int | None, int]:
         """(repeats to report, or None to stay silent; lines dropped in the last window)."""
         with self._lock:
@@ -202,18 +225,6 @@ class FailureLog:
                 self._seen.popitem(last=False)
             self._lines += 1
             return repeats, dropped
-
-
-def _stale_served(key: Hashable, age: float, exc: BaseException) -> None:
-    """One warning per stale serve, naming the key's service and id, never the value."""
-    name, ident = key[:2] if isinstance(key, tuple) else (key, "")
-    log.warning(
-        "serving %s %s stale, expired %.0f s ago: fetch failed: %s",
-        name,
-        _printable(str(ident)),
-        age,
-        error_type_of(exc),
-    )
 
 
 def _encode(result: object) -> bytes:
@@ -302,7 +313,9 @@ class Lookups:
     ) -> tuple[bytes, str]:
         fetch = self._logged(key, lambda: _encode(self._counted(call)))
         ttl = self._ttl[service] if self._caching else 0
-        return self._cache.get_or_fetch(key, ttl, fetch, refresh=refresh, on_stale=_stale_served)
+        return self._cache.get_or_fetch(
+            key, ttl, fetch, refresh=refresh, on_stale=self._failures.stale
+        )
 
     def _many(
         self,
@@ -320,7 +333,7 @@ class Lookups:
         def get(key: Hashable, fetch: Callable[[], bytes]) -> bytes:
             logged = self._logged(key, fetch, operation)  # type: ignore[arg-type]
             return self._cache.get_or_fetch(
-                key, ttl, logged, refresh=refresh, on_stale=_stale_served
+                key, ttl, logged, refresh=refresh, on_stale=self._failures.stale
             )[0]
 
         # Counted here, per call AWS receives, not per key: one batch call serves many keys.
@@ -502,7 +515,9 @@ class Lookups:
 
         logged = self._logged(key, fetch, SSM.path_operation, _PATH_SELECTORS)
         ttl = self._ttl[SSM] if self._caching else 0
-        return self._cache.get_or_fetch(key, ttl, logged, refresh=refresh, on_stale=_stale_served)
+        return self._cache.get_or_fetch(
+            key, ttl, logged, refresh=refresh, on_stale=self._failures.stale
+        )
 
     def prefetch(self, entries: Sequence[tuple[str, str]]) -> None:
         """Warm the cache for ("secretsmanager", id) / ("ssm", name) entries: one batch call

@@ -259,9 +259,55 @@ def test_stale_entry_is_kept_but_never_a_hit(clock: FakeClock) -> None:
     clock.now = 1020.0
     assert cache.get_or_fetch(KEY, 10, timeout) == (VALUE, "stale")
     assert cache.info().size == 1
+    clock.now = 1021.0  # stale_retry (1 s) after the last failure: fetched again
     assert cache.get_or_fetch(KEY, 10, const(b"v2")) == (b"v2", "miss")
     assert cache.get_or_fetch(KEY, 10, timeout) == (b"v2", "hit")
     assert cache.info().hits == 1
+
+
+def test_after_a_failure_served_stale_readers_do_not_fetch_again_for_stale_retry(
+    clock: FakeClock,
+) -> None:
+    cache = expired_cache(clock)
+    upstream = Upstream(UpstreamTimeout("deadline exceeded"))
+    heard: list[float] = []
+    on_stale = lambda key, age, exc: heard.append(age)  # noqa: E731
+    assert cache.get_or_fetch(KEY, 10, upstream, on_stale=on_stale) == (VALUE, "stale")
+    for now in (1010.5, 1010.9):
+        clock.now = now
+        assert cache.get_or_fetch(KEY, 10, upstream, on_stale=on_stale) == (VALUE, "stale")
+    assert upstream.calls == 1
+    assert heard == pytest.approx([0.0, 0.5, 0.9])
+    clock.now = 1011.0
+    assert cache.get_or_fetch(KEY, 10, upstream) == (VALUE, "stale")
+    assert upstream.calls == 2
+    info = cache.info()
+    assert (info.misses, info.stale, info.fetches) == (5, 4, 3)  # the first store included
+
+
+def test_while_a_failing_key_is_fetched_again_readers_get_stale_at_once(
+    clock: FakeClock,
+) -> None:
+    cache = expired_cache(clock)
+    assert cache.get_or_fetch(KEY, 10, failing(UpstreamTimeout("x"))) == (VALUE, "stale")
+    clock.now = 1011.0
+    entered, release = threading.Event(), threading.Event()
+
+    def slow() -> bytes:
+        entered.set()
+        release.wait(10)
+        raise UpstreamTimeout("still down")
+
+    leader = threading.Thread(target=cache.get_or_fetch, args=(KEY, 10, slow))
+    leader.start()
+    try:
+        assert entered.wait(10)
+        # Not a follower of the failing flight: served at once, with no fetch of its own.
+        assert cache.get_or_fetch(KEY, 10, Upstream()) == (VALUE, "stale")
+        assert cache.info().coalesced == 0
+    finally:
+        release.set()
+        leader.join(10)
 
 
 def test_no_stale_without_a_cached_entry(clock: FakeClock) -> None:
