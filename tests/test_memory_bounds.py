@@ -4,10 +4,8 @@ clients do not read holding no copy of the body (RSS read from /proc)."""
 from __future__ import annotations
 
 import contextlib
-import http.server
 import json
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ import pytest
 from conftest import LambdaCredentials, Moto
 from extension_process import ExtensionProcess
 from hardening_support import get_request, rss_kib, secret_path, start_standalone
+from path_pages import PathPages
 from stub_upstream import StubUpstream, response
 
 # Near the largest answer the client accepts (1 MiB), so each entry is as big as they come.
@@ -87,71 +86,16 @@ def test_the_cache_is_bounded_by_bytes_not_only_by_entries(
     assert int(counters["CacheSize"]) < 10, counters  # type: ignore[call-overload]
 
 
-class PathPages:
-    """A stub GetParametersByPath upstream: every path has PAGES pages of 10 parameters of
-    VALUE_CHARS each (far past SSM's 8 KiB, to make answers as large as a high
-    MAX_PATH_PARAMETERS allows with less work), linked by NextToken."""
-
-    PAGES = 10
-    VALUE_CHARS = 90_000
-
-    def __init__(self) -> None:
-        pages = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                page = int(request.get("NextToken") or 0)
-                body = pages.page(request["Path"], page)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-amz-json-1.1")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def page(self, path: str, page: int) -> bytes:
-        params = [
-            {
-                "Name": f"{path.rstrip('/')}/p{page}-{index}",
-                "Type": "String",
-                "Value": "v" * self.VALUE_CHARS,
-                "Version": 1,
-                "LastModifiedDate": 1700000000.0,
-                "ARN": f"arn:aws:ssm:us-east-1:123456789012:parameter{path}/p{page}-{index}",
-                "DataType": "text",
-            }
-            for index in range(10)
-        ]
-        answer: dict[str, object] = {"Parameters": params}
-        if page + 1 < self.PAGES:
-            answer["NextToken"] = str(page + 1)
-        return json.dumps(answer).encode()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self._thread.join(5)
-
-
-PATH_REPLY_BYTES = PathPages.PAGES * 10 * PathPages.VALUE_CHARS  # and a little more
+# Far past SSM's 8 KiB values, to make answers as large as a high MAX_PATH_PARAMETERS allows
+# with fewer upstream pages.
+PATH_REPLY_BYTES = 10 * 10 * 90_000  # and a little more
 
 
 @pytest.fixture
 def path_upstream(
     extension_executable: Path, tmp_path: Path, moto: Moto, lambda_credentials: LambdaCredentials
 ) -> Iterator[Callable[..., ExtensionProcess]]:
-    pages = PathPages()
+    pages = PathPages(pages=10, value_chars=90_000)
     try:
         with contextlib.ExitStack() as stack:
 
