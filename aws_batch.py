@@ -257,7 +257,9 @@ def _match_secrets(
     """
     wanted = set(group)
     for raw in errors:
-        if isinstance(raw, Mapping) and raw.get("SecretId") in wanted:
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("SecretId"), str):
+            raise InvalidResponse("AWS sent an Errors item without a SecretId string")
+        if raw["SecretId"] in wanted:
             # AWS names the field ErrorMessage; some emulators send Message.
             message = raw.get("ErrorMessage") or raw.get("Message") or "the secret was not read"
             failed[str(raw["SecretId"])] = UpstreamError(

@@ -76,9 +76,7 @@ class AwsClient:
         """When a local request for `service` that starts now must end (a time.monotonic
         value): the service's `*_TIMEOUT_MILLIS`, or 30 s when unset. Every call the request
         makes (pages, regions, retries) shares it."""
-        timeout_ms = self._timeouts_ms[service]
-        seconds = timeout_ms / 1000 if timeout_ms else services.UNSET_TIMEOUT_SECONDS
-        return time.monotonic() + seconds
+        return services.deadline_after(self._timeouts_ms[service])
 
     def get_secret_value(
         self,
@@ -267,16 +265,33 @@ def _retryable(exc: ExtensionError) -> bool:
 
 def _json_object(response: Response) -> dict[str, object]:
     try:
-        data = json.loads(response.body)
-    except ValueError as exc:
+        data = json.loads(response.body, parse_constant=_no_constant, parse_float=_finite)
+    except (ValueError, RecursionError) as exc:
         raise InvalidResponse("AWS sent a response that is not JSON") from exc
     if not isinstance(data, dict):
         raise InvalidResponse("AWS sent a JSON response that is not an object")
     return data
 
 
+def _no_constant(name: str) -> object:
+    # NaN and Infinity are not JSON (RFC 8259); Python's parser takes them, and its encoder
+    # would send them on to clients whose parsers do not.
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value - value != 0:  # inf or nan: 1e400 overflows to inf
+        raise ValueError(f"{text} is not a finite number")
+    return value
+
+
 def upstream_error(response: Response, redact: Iterable[str | None] = ()) -> UpstreamError:
     """The AWS error in `response`, with AWS's status, type and a cleaned message."""
+    if not 400 <= response.status <= 599:
+        # Not an error status, or one without a body (1xx, 204, 304): passing it on would
+        # send a client a JSON body its framing does not allow, desynchronising keep-alive.
+        return InvalidResponse(f"AWS answered HTTP {response.status}, not an answer or an error")
     error_type, message = _parse_error(response)
     if not error_type:
         error_type = "InternalFailure" if response.status >= 500 else "UnknownError"

@@ -69,6 +69,11 @@ if [ -x /var/lang/bin/python3 ]; then py=/var/lang/bin/python3
 elif ! command -v python3 >/dev/null 2>&1; then py=; fi
 if [ -n "$py" ]; then
 main='{{main}}'
+# glibc's malloc: a fixed mmap threshold gives each large buffer (a reply, an upstream
+# answer) back to the kernel when freed, where the dynamic one would keep megabytes in each
+# thread's arena; and two arenas, not 8 per core, for threads that mostly wait.
+export MALLOC_MMAP_THRESHOLD_="${{MALLOC_MMAP_THRESHOLD_:-131072}}"
+export MALLOC_ARENA_MAX="${{MALLOC_ARENA_MAX:-2}}"
 if env --block-signal=TERM true 2>/dev/null; then
 exec env --block-signal=TERM,INT "$py" -I -S -c "$main" "$0" "$@"; fi
 exec "$py" -I -S -c "$main" "$0" "$@"; fi

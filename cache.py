@@ -9,6 +9,9 @@ Outcomes of `get_or_fetch`, and how the counters of `info()` move:
   `stale_if_error` seconds past its expiry (now <= expiry + stale_if_error; 0: never).
   Counts a miss and a stale serve. The entry stays, expired, so later failures in the window
   serve it too; it is never a hit. The caller's `on_stale` hears of each stale serve.
+  After such a failure the key is not fetched again for `stale_retry` seconds, nor waited
+  for while a fetch of it is in flight: misses are served stale at once, so an outage costs
+  one fetch per key every `stale_retry` seconds rather than one (with its retries) per read.
 - "refresh": refresh=True fetched regardless of any entry. Counts a fetch only.
 - "bypass": caching is off for this call (max_size 0 or ttl <= 0). Counts a fetch only: no
   lookup happened, so it is neither hit nor miss.
@@ -21,6 +24,11 @@ deadline); after that, readers join the flight as misses do. At most `max_refres
 once: a hit beyond that is served without starting one. A failed refresh leaves the entry as
 it was. Counted: each refresh started, and each call that waited on another's fetch
 (coalesced).
+
+Bytes: besides `max_size` entries, the values held never pass `max_bytes` in all (each
+entry counted as its value's length plus ENTRY_OVERHEAD for the key and bookkeeping); the
+least recently used go first. A value larger than `max_bytes` alone is returned to its
+callers but never stored, and it replaces (drops) the key's older entry.
 
 Errors are never stored. A failed miss that serves no stale value drops its expired entry,
 so a value that AWS has since denied or deleted is never served stale later.
@@ -39,6 +47,9 @@ from collections.abc import Callable, Hashable
 import errors
 
 INF = float("inf")
+# What an entry costs beyond its value's bytes: the key tuple and its strings, the entry
+# object and the OrderedDict's node. Generous, so many small entries are not undercounted.
+ENTRY_OVERHEAD = 512
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -49,7 +60,8 @@ if TYPE_CHECKING:
 class CacheInfo(
     namedtuple(
         "CacheInfo",
-        "hits misses stale evictions fetches size max_size refreshes_ahead coalesced",
+        "hits misses stale evictions fetches size max_size refreshes_ahead coalesced"
+        " bytes max_bytes",
     )
 ):
     """Counters since creation and the current size."""
@@ -64,13 +76,20 @@ class CacheInfo(
     max_size: int
     refreshes_ahead: int
     coalesced: int
+    bytes: int
+    max_bytes: int
 
 
 class _Entry:
-    __slots__ = ("expiry", "refresh_at", "seq", "value")
+    __slots__ = ("error", "expiry", "refresh_at", "retry_at", "seq", "size", "value")
 
     def __init__(self, value: bytes, expiry: float, refresh_at: float, seq: int) -> None:
         self.value = value
+        self.size = len(value) + ENTRY_OVERHEAD
+        # Set once a failed fetch served this entry stale: the failure, and until when
+        # misses are served stale without fetching again.
+        self.error: BaseException | None = None
+        self.retry_at = -INF
         self.expiry = expiry
         self.refresh_at = refresh_at  # from then on a hit starts a refresh-ahead
         self.seq = seq
@@ -92,31 +111,38 @@ class _Flight:
 
 
 class Cache:
-    """LRU of at most max_size entries; the lock guards bookkeeping only, never a fetch."""
+    """LRU of at most max_size entries and max_bytes; the lock guards bookkeeping only."""
 
     def __init__(
         self,
         max_size: int,
         *,
+        max_bytes: int = 32 << 20,
         stale_if_error: float = 300.0,
         is_transient: Callable[[BaseException], bool] = errors.is_transient,
         clock: Callable[[], float] = time.monotonic,
         refresh_ahead: float = 0.0,
         refresh_deadline: float = 30.0,
         max_refreshes: int = 8,
+        stale_retry: float = 1.0,
     ) -> None:
-        if max_size < 0 or stale_if_error < 0 or refresh_deadline < 0 or max_refreshes < 0:
+        bounds = (max_size, max_bytes, stale_if_error, refresh_deadline, max_refreshes, stale_retry)
+        if min(bounds) < 0:
             raise ValueError(
-                "max_size, stale_if_error, refresh_deadline and max_refreshes must be >= 0"
+                "max_size, max_bytes, stale_if_error, refresh_deadline, max_refreshes and"
+                " stale_retry must be >= 0"
             )
         if not 0 <= refresh_ahead < 1:
             raise ValueError("refresh_ahead must be a fraction of the TTL, from 0 up to 1")
         self._max_size = max_size
+        self._max_bytes = max_bytes
+        self._bytes = 0  # the sizes of the entries in _data
         self._ahead = refresh_ahead
         self._ahead_deadline = refresh_deadline
         self._max_refreshes = max_refreshes
         self._refreshing = 0
         self._stale_window = stale_if_error
+        self._stale_retry = stale_retry
         self._is_transient = is_transient
         self._clock = clock
         self._lock = threading.Lock()
@@ -146,12 +172,19 @@ class Cache:
         value) with UpstreamTimeout; a fetch that failed for its leader's own reasons (an
         error marked errors.of_another_call) is not the follower's: it fetches for itself.
         """
-        if ttl <= 0 or self._max_size == 0:
+        if ttl <= 0 or self._max_size == 0 or self._max_bytes == 0:
             with self._lock:
                 self._fetches += 1
             return fetch(), "bypass"
         if refresh:
             return self._refresh(key, ttl, fetch)
+        failed = self._data.get(key)  # unlocked, only to keep the check below off the hits
+        if failed is not None and failed.error is not None:
+            stale = self._stale_while_failing(key)
+            if stale is not None:
+                if on_stale is not None:
+                    on_stale(key, stale[1], stale[2])
+                return stale[0], "stale"
         with self._lock:
             entry = self._data.get(key)
             flight = self._flights.get(key)
@@ -184,6 +217,23 @@ class Cache:
                 return self.get_or_fetch(key, ttl, fetch, on_stale=on_stale, deadline=deadline)
             return self._stale_or_raise(key, flight.error, on_stale)
         return flight.value, "miss"
+
+    def _stale_while_failing(self, key: Hashable) -> tuple[bytes, float, BaseException] | None:
+        """(value, seconds expired, error) of an entry to serve stale without fetching: one
+        whose last fetch failed under `stale_retry` seconds ago, or is being fetched again."""
+        with self._lock:
+            entry = self._data.get(key)
+            if entry is None or entry.error is None:
+                return None
+            now = self._clock()
+            if now < entry.expiry or now > entry.expiry + self._stale_window:
+                return None
+            if key not in self._flights and now >= entry.retry_at:
+                return None
+            self._data.move_to_end(key)
+            self._misses += 1
+            self._stale += 1
+            return entry.value, now - entry.expiry, entry.error
 
     def _lead(
         self,
@@ -270,17 +320,26 @@ class Cache:
         return value, "refresh"
 
     def _store(self, key: Hashable, value: bytes, ttl: float, seq: int) -> None:
-        """Insert as most recent and evict beyond the cap; the caller holds the lock."""
+        """Insert as most recent and evict beyond the caps; the caller holds the lock."""
         old = self._data.get(key)
         if old is not None and old.seq > seq:
             return
         now = self._clock()
         refresh_at = now + ttl - ttl * self._ahead if self._ahead else INF
-        self._data[key] = _Entry(value, now + ttl, refresh_at, seq)
-        self._data.move_to_end(key)
-        while len(self._data) > self._max_size:
-            self._data.popitem(last=False)
+        entry = _Entry(value, now + ttl, refresh_at, seq)
+        if old is not None:
+            self._drop(key)
+        if entry.size > self._max_bytes:
+            return  # too large to keep at all; the older value of the key is gone too
+        self._data[key] = entry
+        self._bytes += entry.size
+        while len(self._data) > self._max_size or self._bytes > self._max_bytes:
+            self._bytes -= self._data.popitem(last=False)[1].size
             self._evictions += 1
+
+    def _drop(self, key: Hashable) -> None:
+        """Remove the entry of `key`; the caller holds the lock."""
+        self._bytes -= self._data.pop(key).size
 
     def _stale_or_raise(
         self, key: Hashable, exc: BaseException, on_stale: StaleHook | None
@@ -294,10 +353,11 @@ class Cache:
             if window == 0 or now > entry.expiry + window:
                 # An error of a call for many keys says nothing of this one's entry.
                 if now >= entry.expiry and not errors.of_another_call(exc):
-                    del self._data[key]
+                    self._drop(key)
                 raise exc
             self._data.move_to_end(key)
             self._stale += 1
+            entry.error, entry.retry_at = exc, now + self._stale_retry
             value, age = entry.value, now - entry.expiry
         if on_stale is not None:
             on_stale(key, age, exc)
@@ -316,4 +376,6 @@ class Cache:
                 self._max_size,
                 self._refreshes_ahead,
                 self._coalesced,
+                self._bytes,
+                self._max_bytes,
             )

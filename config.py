@@ -31,6 +31,10 @@ MAX_PREFETCH = 100
 # Parameters one path read may return: each page of 10 is a call to AWS, and the answer
 # is held in the cache as one entry.
 MAX_PATH_PARAMETERS = 10_000
+# The cache's bound in bytes, in MiB: the smallest Lambda has 128 MB for the function, its
+# runtime and this extension together, so by default a quarter of it, at most 1 GiB.
+DEFAULT_CACHE_MAX_MB = 32
+MAX_CACHE_MAX_MB = 1024
 # Lambda's longest invocation: a longer upstream deadline can never matter.
 MAX_TIMEOUT_MS = 900_000
 # Past half of an entry's life, refreshing ahead would just halve the TTL.
@@ -119,6 +123,7 @@ class Config:
         "auth_token",
         "aws",
         "cache_enabled",
+        "cache_max_mb",
         "cache_size",
         "function_name",
         "http_port",
@@ -146,6 +151,7 @@ class Config:
         *,
         cache_enabled: bool,
         cache_size: int,
+        cache_max_mb: int,
         http_port: int,
         log_level: str,
         log_json: bool,
@@ -170,6 +176,7 @@ class Config:
     ) -> None:
         self.cache_enabled: Final = cache_enabled
         self.cache_size: Final = cache_size
+        self.cache_max_mb: Final = cache_max_mb  # the cache's bound in bytes, in MiB
         self.http_port: Final = http_port
         self.log_level: Final = log_level
         self.log_json: Final = log_json
@@ -232,7 +239,8 @@ class Config:
 
 
 def _redact_url(url: str) -> str:
-    """The URL without its userinfo, which may hold a password."""
+    """The URL without its userinfo or query, either of which may hold a password or a
+    token (AWS_CONTAINER_CREDENTIALS_FULL_URI may carry one in its query string)."""
     # Imported here, not at the top: config is read before registering with Lambda, which
     # waits on it, and only a function with a custom endpoint ever has a URL to redact.
     import urllib.parse  # noqa: PLC0415
@@ -241,9 +249,11 @@ def _redact_url(url: str) -> str:
         parts = urllib.parse.urlsplit(url)
     except ValueError:
         return "<unparseable URL>"
-    if "@" not in parts.netloc:
-        return url
-    return parts._replace(netloc="<redacted>@" + parts.netloc.rpartition("@")[2]).geturl()
+    if parts.query or parts.fragment:
+        parts = parts._replace(query="<redacted>" if parts.query else "", fragment="")
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc="<redacted>@" + parts.netloc.rpartition("@")[2])
+    return parts.geturl()
 
 
 def _host(url: str | None) -> str:
@@ -434,6 +444,9 @@ def load(env: Mapping[str, str]) -> Config:
     return Config(
         cache_enabled=read.flag(PREFIX + "CACHE_ENABLED", True),
         cache_size=read.number(PREFIX + "CACHE_SIZE", 1000, 0, 1000),
+        cache_max_mb=read.number(
+            PREFIX + "CACHE_MAX_MB", DEFAULT_CACHE_MAX_MB, 1, MAX_CACHE_MAX_MB
+        ),
         http_port=read.port(PREFIX + "HTTP_PORT", 2773),
         log_level=read.log_level(PREFIX + "LOG_LEVEL", "info"),
         log_json=log_format == "json",

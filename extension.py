@@ -55,6 +55,7 @@ def _serve(
         client,
         Cache(
             settings.effective_cache_size,
+            max_bytes=settings.cache_max_mb << 20,
             stale_if_error=settings.stale_if_error_seconds,
             refresh_ahead=settings.refresh_ahead_percent / 100,
             refresh_deadline=_refresh_deadline(settings),
@@ -70,6 +71,8 @@ def _serve(
         token=settings.auth_token,
         max_connections=settings.max_client_connections,
         idle_timeout=settings.idle_timeout_seconds,
+        # Replies that clients do not read may pin as many bytes again as the cache holds.
+        max_held_bytes=settings.cache_max_mb << 20,
     )
     log.info("%s %s listening on %s", NAME, VERSION, settings.summary())
     try:

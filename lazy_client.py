@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import threading
 
+from services import SECRETS_MANAGER, deadline_after
+
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -42,7 +44,11 @@ class LazyClient:
             return self._client
 
     def deadline(self, service: Service) -> float:
-        return self._get().deadline(service)
+        # From the settings alone: a cache hit must not wait for the client to be made.
+        settings = self._settings
+        if service is SECRETS_MANAGER:
+            return deadline_after(settings.secrets_manager_timeout_ms)
+        return deadline_after(settings.ssm_timeout_ms)
 
     def get_secret_value(
         self,

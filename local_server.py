@@ -55,6 +55,15 @@ LINGER_BYTES = 1 << 20
 # How far the kernel's receive timeout may outlast a request head's deadline before it is
 # set again; within this, a read costs no extra system call.
 TIMEOUT_SLACK = 0.05
+# Up to this, a body is copied behind its head and sent with send(); a larger one (a cached
+# path read can be megabytes) goes out with sendmsg() straight from the cached bytes, so a
+# client that reads slowly or not at all holds no copy of it. One system call either way.
+COPY_LIMIT = 64 << 10
+# Past HeldReplies' bound, a reply is given up on once its client takes nothing for this long.
+STALL_SECONDS = 1.0
+INF = float("inf")
+# The default bound of HeldReplies (the extension passes the cache's byte bound).
+MAX_HELD_BYTES = 32 << 20
 
 
 class Reply:
@@ -117,6 +126,11 @@ def _phrase(status: int) -> str:
 
 def render(reply: Reply, *, close: bool, http10: bool = False, head: bool = False) -> bytes:
     """Status line, headers and body as one buffer, so each response is one socket write."""
+    return render_head(reply, close=close, http10=http10) + (b"" if head else reply.body)
+
+
+def render_head(reply: Reply, *, close: bool, http10: bool = False) -> bytes:
+    """Status line and headers of `reply`, ending in the blank line."""
     if close:
         connection = "Connection: close\r\n"
     else:
@@ -127,7 +141,7 @@ def render(reply: Reply, *, close: bool, http10: bool = False, head: bool = Fals
         f"Content-Length: {len(reply.body)}\r\n"
         f"Date: {_date()}\r\n{connection}\r\n"
     )
-    return text.encode("latin-1") + (b"" if head else reply.body)
+    return text.encode("latin-1")
 
 
 class Api:
@@ -245,6 +259,46 @@ class Connections:
                 sock.shutdown(socket.SHUT_RDWR)
 
 
+class HeldReplies:
+    """The large bodies that replies wait to finish sending to clients that read slowly or
+    not at all, up to `limit` bytes in all.
+
+    A body is counted once however many connections send it: a cached answer is shared, not
+    copied. Past the limit a reply is given up on (the connection closed) as soon as its
+    client takes nothing for STALL_SECONDS, rather than held for the idle timeout, so that
+    clients that never read cannot pin much more than `limit` bytes of evicted or uncached
+    answers, while one that reads still gets the whole of a reply larger than the limit.
+    Bodies up to COPY_LIMIT are not counted: the connection cap bounds them.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._held: dict[int, list[Any]] = {}  # id(body) -> [body, connections sending it]
+        self._bytes = 0
+
+    def hold(self, body: bytes) -> bool:
+        """Count `body` as held by one more connection; False when that would pass the limit."""
+        with self._lock:
+            entry = self._held.get(id(body))
+            if entry is not None:
+                entry[1] += 1
+                return True
+            if self._bytes + len(body) > self._limit:
+                return False
+            self._held[id(body)] = [body, 1]
+            self._bytes += len(body)
+            return True
+
+    def release(self, body: bytes) -> None:
+        with self._lock:
+            entry = self._held[id(body)]
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._held[id(body)]
+                self._bytes -= len(body)
+
+
 _BUSY = render(error_reply(TooManyConnections("too many connections")), close=True)
 
 
@@ -295,10 +349,11 @@ class Handler(socketserver.BaseRequestHandler):
     the connection's own thread by LocalServer) and nothing else: not StreamRequestHandler's
     files, and nothing of http.server. Requests are parsed by local_requests, with its own
     size limits answered in JSON (414, 431) and a 400 for a bare CR or NUL in the head, where
-    http.server answers in HTML and parses headers with the email package; a reply is
-    rendered into one buffer and sent with one system call, where BaseHTTPRequestHandler's
-    idiom writes the head and then the body. Importing http.server (http.client, email,
-    mimetypes, shutil) would also cost about a quarter of the extension's start-up.
+    http.server answers in HTML and parses headers with the email package; a reply is sent
+    with one system call (one buffer, or a head and a large body by sendmsg), where
+    BaseHTTPRequestHandler's idiom writes the head and then the body. Importing http.server
+    (http.client, email, mimetypes, shutil) would also cost about a quarter of the
+    extension's start-up.
 
     Timeouts are the kernel's (SO_RCVTIMEO, SO_SNDTIMEO) on a blocking socket rather than
     socket.settimeout, which would add a poll to every recv and send and a system call to
@@ -350,34 +405,74 @@ class Handler(socketserver.BaseRequestHandler):
         started = time.perf_counter() if timed else 0.0
         reply = self.server.api.respond(request)
         self.close_connection = not request.keep_alive
-        head = request.method == "HEAD"
-        self._write(render(reply, close=self.close_connection, http10=request.http10, head=head))
+        head = render_head(reply, close=self.close_connection, http10=request.http10)
+        self._write(head, b"" if request.method == "HEAD" else reply.body)
         if timed:
             elapsed = (time.perf_counter() - started) * 1000
             log.debug("%s %s %d %.2f ms", reply.route, reply.outcome, reply.status, elapsed)
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, head: bytes, body: bytes = b"") -> None:
         sock = self.request
         try:
             started = time.monotonic()
-            sent = sock.send(data)  # all of it, unless the client has stopped reading
-            if sent < len(data):
-                _send_rest(sock, memoryview(data)[sent:], started + self.idle_timeout)
+            if len(body) <= COPY_LIMIT:
+                data = head + body
+                sent = sock.send(data)  # all of it, unless the client has stopped reading
+                parts = [memoryview(data)]
+            else:
+                parts = [memoryview(head), memoryview(body)]
+                # Without waiting: a client that does not read must not hold the body on
+                # this thread before HeldReplies has counted it.
+                try:
+                    sent = sock.sendmsg(parts, (), socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    sent = 0
+            if sent < len(head) + len(body):
+                if len(parts) == 1:
+                    _send_rest(sock, parts, sent, started + self.idle_timeout)
+                else:
+                    self._send_held(parts, sent, body, started + self.idle_timeout)
                 _set_timeout(sock, socket.SO_SNDTIMEO, self.idle_timeout)
         except OSError:  # the client left or stopped reading; nothing more to say here
             self.close_connection = True
         else:
             self.answered_and_closing = self.close_connection
 
+    def _send_held(self, parts: list[memoryview], sent: int, body: bytes, deadline: float) -> None:
+        held = self.server.held
+        if not held.hold(body):
+            # Past the bound, a client must keep taking bytes to keep its reply.
+            _send_rest(self.request, parts, sent, deadline, stall=STALL_SECONDS)
+            return
+        try:
+            _send_rest(self.request, parts, sent, deadline)
+        finally:
+            held.release(body)
 
-def _send_rest(sock: socket.socket, rest: memoryview, deadline: float) -> None:
-    """Send the rest of a reply by `deadline`, however slowly the client reads."""
-    while rest:
+
+def _send_rest(
+    sock: socket.socket,
+    parts: list[memoryview],
+    sent: int,
+    deadline: float,
+    *,
+    stall: float = INF,
+) -> None:
+    """Send what is left of `parts` after the first `sent` bytes by `deadline`, however
+    slowly the client reads (as long as each `stall` seconds takes some), without joining
+    them."""
+    while parts:
+        while parts and sent >= len(parts[0]):
+            sent -= len(parts[0])
+            del parts[0]
+        if not parts:
+            return
+        parts[0] = parts[0][sent:]
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError("reply not taken in time")
-        _set_timeout(sock, socket.SO_SNDTIMEO, remaining)
-        rest = rest[sock.send(rest) :]
+        _set_timeout(sock, socket.SO_SNDTIMEO, min(remaining, stall))
+        sent = sock.sendmsg(parts)
 
 
 class LocalServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
@@ -393,12 +488,18 @@ class LocalServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     daemon_threads = True
 
     def __init__(
-        self, sock: socket.socket, api: Api, connections: Connections, idle_timeout: float
+        self,
+        sock: socket.socket,
+        api: Api,
+        connections: Connections,
+        idle_timeout: float,
+        held: HeldReplies | None = None,
     ) -> None:
         """Serve on `sock`, already bound and listening (boot opens it before the imports)."""
         self.address_family = sock.family
         self.api = api
         self.connections = connections
+        self.held = held if held is not None else HeldReplies(MAX_HELD_BYTES)
         self.idle_timeout = idle_timeout
         # Without bind_and_activate the base class makes a socket it never uses: swap it.
         super().__init__(sock.getsockname()[:2], Handler, bind_and_activate=False)
@@ -524,9 +625,12 @@ def start(
     token: str | None,
     max_connections: int = 256,
     idle_timeout: float = 60.0,
+    max_held_bytes: int = MAX_HELD_BYTES,
 ) -> Servers:
     """Serve on boot's listening `sockets`, or else listen on `port` as boot.listen does.
 
+    Replies larger than COPY_LIMIT that clients are slow to take hold at most
+    `max_held_bytes` of bodies in all (HeldReplies).
     boot.listen's OSError (such as the port being taken) propagates.
     With no token, every secret and parameter request is refused with 401.
     """
@@ -536,8 +640,9 @@ def start(
         sockets = boot.listen(port)
     api = Api(lookups, token)
     connections = Connections(max_connections)
+    held = HeldReplies(max_held_bytes)
     servers = [
-        LocalServer(socket.socket(fileno=raw.detach()), api, connections, idle_timeout)
+        LocalServer(socket.socket(fileno=raw.detach()), api, connections, idle_timeout, held)
         for raw in sockets
     ]
     if len(servers) == 1:

@@ -9,6 +9,8 @@ about 4 ms (15 M instructions) of the extension's init.
 from __future__ import annotations
 
 import json
+import os
+import select
 import sys
 import threading
 import time
@@ -23,14 +25,25 @@ DEBUG, INFO, WARN, ERROR = 10, 20, 30, 40
 # "none" sits above ERROR so that nothing passes; "warn" is spelled as Lambda users write it.
 LEVELS = {"debug": DEBUG, "info": INFO, "warn": WARN, "error": ERROR, "none": ERROR + 10}
 _LEVEL_NAMES = {DEBUG: "DEBUG", INFO: "INFO", WARN: "WARN", ERROR: "ERROR"}
+# Bounds on what one line may cost its caller when stdout is not being read: the wait for
+# another thread's line, and the wait for room in the pipe. Past either, the line is dropped
+# (and counted, and the count logged once there is room again).
+LOCK_WAIT_SECONDS = 0.2
+ROOM_WAIT_SECONDS = 0.1
+# A line of at most this many bytes is written whole by one write() that cannot block once
+# poll() says the pipe has room, and never interleaves with another writer's (POSIX
+# PIPE_BUF); longer lines are cut to it.
+MAX_LINE_BYTES = 4096
 
 
 class Logger:
     """The part of `logging.Logger` the modules use: `log.info(msg, *args)` and its siblings.
 
     The message is %-formatted with `args` only when the level is enabled, and only if there
-    are args. Each line goes out in one write followed by a flush, under a lock, because
-    Lambda reads stdout and lines from concurrent threads must not interleave.
+    are args. Each line goes out in one write, under a lock, because Lambda reads stdout and
+    lines from concurrent threads must not interleave. To stdout (`fd`) a line never blocks
+    its caller for long, whoever stops reading: see LOCK_WAIT_SECONDS and ROOM_WAIT_SECONDS;
+    while lines are being dropped, a line does not wait for room at all.
     """
 
     def __init__(self) -> None:
@@ -38,6 +51,9 @@ class Logger:
         self.level = WARN
         self.json_format = False
         self.stream: TextIO | None = None  # None: sys.stderr at the time of writing
+        self.fd: int | None = None  # set: lines go to this descriptor, not to `stream`
+        self.dropped = 0  # lines not written since the last one that was
+        self._poll: select.poll | None = None
         self._lock = threading.Lock()
 
     def debug(self, msg: str, *args: object) -> None:
@@ -58,10 +74,10 @@ class Logger:
 
     def _write(self, level: int, msg: str, args: tuple[object, ...]) -> None:
         message = msg % args if args else msg
-        if self.json_format:
-            line = _json_line(_LEVEL_NAMES[level], message)
-        else:
-            line = f"[{NAME}] {_LEVEL_NAMES[level]} {message}"
+        line = self._format(level, message)
+        if self.fd is not None:
+            self._write_fd(self.fd, line)
+            return
         stream = self.stream if self.stream is not None else sys.stderr
         with self._lock:
             try:
@@ -69,6 +85,47 @@ class Logger:
                 stream.flush()
             except (OSError, ValueError):
                 pass  # stdout closed or broken: a log line is not worth the process
+
+    def _format(self, level: int, message: str) -> str:
+        if self.json_format:
+            return _json_line(_LEVEL_NAMES[level], message)
+        return f"[{NAME}] {_LEVEL_NAMES[level]} {message}"
+
+    def _write_fd(self, fd: int, line: str) -> None:
+        if not self._lock.acquire(timeout=LOCK_WAIT_SECONDS):
+            self.dropped += 1  # a lost count or two under contention is harmless
+            return
+        try:
+            # Once a line found no room, the next ones only look: a stdout nobody reads
+            # costs each line one wait until it is read again, not one wait per line.
+            wait = 0.0 if self.dropped else ROOM_WAIT_SECONDS
+            if self.dropped and self._room(wait):
+                notice = f"{self.dropped} log lines dropped: stdout was not being read"
+                if self._put(fd, self._format(WARN, notice)):
+                    self.dropped = 0
+            if not (self._room(wait) and self._put(fd, line)):
+                self.dropped += 1
+        finally:
+            self._lock.release()
+
+    def _room(self, wait: float) -> bool:
+        """Whether a line can be written without blocking, after waiting up to `wait` s."""
+        if self._poll is None:
+            return True
+        try:
+            return bool(self._poll.poll(wait * 1000))
+        except OSError:
+            return False
+
+    def _put(self, fd: int, line: str) -> bool:
+        data = line.encode("utf-8", "replace")
+        if len(data) >= MAX_LINE_BYTES:
+            data = data[: MAX_LINE_BYTES - 4] + b"..."
+        try:
+            os.write(fd, data + b"\n")
+        except OSError:
+            return False  # stdout closed or broken: a log line is not worth the process
+        return True
 
 
 def _json_line(level: str, message: str) -> str:
@@ -89,3 +146,15 @@ def setup(level: str, *, json_format: bool, stream: TextIO | None = None) -> Non
     log.level = LEVELS[level]
     log.json_format = json_format
     log.stream = stream if stream is not None else sys.stdout
+    log.fd = log._poll = None
+    if stream is None:
+        # Straight to the descriptor, past the TextIOWrapper's buffer and lock, so that a
+        # full pipe costs a line a bounded wait (Logger._write_fd), never a blocked thread.
+        try:
+            sys.stdout.flush()
+            fd = sys.stdout.fileno()
+            poll = select.poll()
+            poll.register(fd, select.POLLOUT)
+        except (AttributeError, OSError, ValueError):
+            return  # no real stdout (closed, or replaced by an object without a descriptor)
+        log.fd, log._poll = fd, poll

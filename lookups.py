@@ -104,13 +104,18 @@ MAX_TRACKED_FAILURES = 256
 # Across all keys: beyond this many lines per interval, failures are only counted.
 MAX_LINES_PER_INTERVAL = 100
 _MAX_LOGGED_ID = 512
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# An id made only of these is logged as it is; any other is quoted (see _printable).
+_PLAIN_ID = re.compile(r"[A-Za-z0-9/_.:@+-]+")
 
 
 def _printable(ident: str) -> str:
-    """An id as one safe log token: control characters escaped, and at most _MAX_LOGGED_ID."""
-    text = _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", ident)
-    return text if len(text) <= _MAX_LOGGED_ID else text[:_MAX_LOGGED_ID] + "..."
+    """An id as one log token that always parses back into the fields it was written with:
+    plain if made of name characters only, else a JSON string, quoted and ASCII (so a space,
+    an "=", a quote, a control character or a line or bidi separator such as U+2028 or U+202E
+    is escaped); at most _MAX_LOGGED_ID characters, cut ones followed by "..."."""
+    text = ident[:_MAX_LOGGED_ID]
+    shown = text if _PLAIN_ID.fullmatch(text) else json.dumps(text)
+    return shown if len(ident) <= _MAX_LOGGED_ID else shown + "..."
 
 
 def _is_client_mistake(exc: ExtensionError) -> bool:
@@ -122,7 +127,8 @@ def _is_client_mistake(exc: ExtensionError) -> bool:
 
 
 class FailureLog:
-    """Logs upstream failures: the first per (key, error type) at once, repeats in summary.
+    """Logs upstream failures and stale serves: the first per (key, error type) at once,
+    repeats in summary.
 
     A repeat within `interval` seconds of the last line for its key is only counted; the
     next failure after that logs one line with the count. Names and ARNs are logged, never
@@ -193,6 +199,28 @@ class FailureLog:
             f" (and {repeats} more like it in the last {self._interval:.0f} s)" if repeats else "",
         )
 
+    def stale(self, key: Hashable, age: float, exc: BaseException) -> None:
+        """Log (or count) one stale serve of cache key `key`, by the rules of record(): one
+        warning naming the key's service and id, never the value."""
+        repeats, dropped = self._admit((key, "stale " + error_type_of(exc)))
+        if dropped:
+            log.warning(
+                "%d upstream failure lines were not logged in the last %.0f s (too many)",
+                dropped,
+                self._interval,
+            )
+        if repeats is None:
+            return
+        name, ident = key[:2] if isinstance(key, tuple) else (key, "")
+        log.warning(
+            "serving %s %s stale, expired %.0f s ago: fetch failed: %s%s",
+            name,
+            _printable(str(ident)),
+            age,
+            error_type_of(exc),
+            f" (and {repeats} more like it in the last {self._interval:.0f} s)" if repeats else "",
+        )
+
     def _admit(self, item: tuple[Hashable, str]) -> tuple[int | None, int]:
         """(repeats to report, or None to stay silent; lines dropped in the last window)."""
         with self._lock:
@@ -217,18 +245,6 @@ class FailureLog:
                 self._seen.popitem(last=False)
             self._lines += 1
             return repeats, dropped
-
-
-def _stale_served(key: Hashable, age: float, exc: BaseException) -> None:
-    """One warning per stale serve, naming the key's service and id, never the value."""
-    name, ident = key[:2] if isinstance(key, tuple) else (key, "")
-    log.warning(
-        "serving %s %s stale, expired %.0f s ago: fetch failed: %s",
-        name,
-        _printable(str(ident)),
-        age,
-        error_type_of(exc),
-    )
 
 
 def _encode(result: object) -> bytes:
@@ -330,7 +346,7 @@ class Lookups:
         fetch = self._logged(key, lambda: _encode(self._counted(lambda: call(deadline))))
         ttl = self._ttl[service] if self._caching else 0
         return self._cache.get_or_fetch(
-            key, ttl, fetch, refresh=refresh, on_stale=_stale_served, deadline=deadline
+            key, ttl, fetch, refresh=refresh, on_stale=self._failures.stale, deadline=deadline
         )
 
     def _many(
@@ -351,7 +367,7 @@ class Lookups:
         def get(key: Hashable, fetch: Callable[[], bytes]) -> bytes:
             logged = self._logged(key, fetch, operation)  # type: ignore[arg-type]
             return self._cache.get_or_fetch(
-                key, ttl, logged, refresh=refresh, on_stale=_stale_served, deadline=deadline
+                key, ttl, logged, refresh=refresh, on_stale=self._failures.stale, deadline=deadline
             )[0]
 
         # Counted here, per call AWS receives, not per key: one batch call serves many keys.
@@ -554,7 +570,7 @@ class Lookups:
 
         logged = self._logged(key, fetch, SSM.path_operation, _PATH_SELECTORS)
         return self._cache.get_or_fetch(
-            key, ttl, logged, refresh=refresh, on_stale=_stale_served, deadline=deadline
+            key, ttl, logged, refresh=refresh, on_stale=self._failures.stale, deadline=deadline
         )
 
     def prefetch(self, entries: Sequence[tuple[str, str]]) -> None:
@@ -606,9 +622,14 @@ class Lookups:
             answers = [ExtensionError(str(exc), error_type=type(exc).__name__)] * len(idents)
         for ident, answer in zip(idents, answers, strict=True):
             if isinstance(answer, ExtensionError):
-                log.warning("prefetch of %s %s failed: %s", service, ident, error_type_of(answer))
+                log.warning(
+                    "prefetch of %s %s failed: %s",
+                    service,
+                    _printable(ident),
+                    error_type_of(answer),
+                )
             else:
-                log.debug("prefetched %s %s", service, ident)
+                log.debug("prefetched %s %s", service, _printable(ident))
 
     def _prefetch_singly(self, service: str, idents: list[str]) -> list[bytes | ExtensionError]:
         answers: list[bytes | ExtensionError] = [b""] * len(idents)
@@ -641,13 +662,22 @@ class Lookups:
     def _prefetch_parameters(self, idents: list[str]) -> list[bytes | ExtensionError]:
         names: list[tuple[str, str, int | None, str | None]] = []
         answers: dict[int, bytes | ExtensionError] = {}
+        # Items that name one cache key (`/p:1` and `/p:01`) share one place in the batch:
+        # a key listed twice would wait on its own flight.
+        places: dict[tuple[object, ...], int] = {}
+        place_of: dict[int, int] = {}
         for index, ident in enumerate(idents):
             try:
-                names.append(tuple(parameter_name(ident)))
+                entry = tuple(parameter_name(ident))
             except ExtensionError as exc:
                 answers[index] = exc
-        fetched = iter(self.parameters(names, False) if names else [])
-        return [answers[i] if i in answers else next(fetched) for i in range(len(idents))]
+                continue
+            if entry[1:] not in places:
+                places[entry[1:]] = len(names)
+                names.append(entry)
+            place_of[index] = places[entry[1:]]
+        fetched = self.parameters(names, False) if names else []
+        return [answers[i] if i in answers else fetched[place_of[i]] for i in range(len(idents))]
 
 
 class _TooLarge:

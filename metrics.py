@@ -79,6 +79,8 @@ class Metrics:
         result["LocalErrorsByType"] = local
         result["CacheSize"] = cache.size
         result["CacheMaxSize"] = cache.max_size
+        result["CacheBytes"] = cache.bytes
+        result["CacheMaxBytes"] = cache.max_bytes
         return result
 
 

@@ -9,9 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
+from errors import InvalidResponse
+
 
 def iso_date(value: object) -> str | None:
-    """Epoch seconds (int or float) as ISO-8601 UTC with milliseconds and Z; None stays None."""
+    """Epoch seconds (int or float) as ISO-8601 UTC with milliseconds and Z; None stays None.
+
+    A number no date can have raises InvalidResponse."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -20,8 +24,11 @@ def iso_date(value: object) -> str | None:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return None
     # Whole milliseconds first, so 40.499 never becomes 40.498999.
-    seconds, millis = divmod(round(value * 1000), 1000)
-    stamp = datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    try:
+        seconds, millis = divmod(round(value * 1000), 1000)
+        stamp = datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    except (OverflowError, OSError, ValueError) as exc:  # past year 9999, or not a number
+        raise InvalidResponse(f"AWS sent a date that is out of range: {value!r}") from exc
     return f"{stamp}.{millis:03d}Z"
 
 

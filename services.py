@@ -11,6 +11,8 @@ never falls through to "the other service".
 
 from __future__ import annotations
 
+import time
+
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
     from typing import Final
@@ -20,6 +22,12 @@ if TYPE_CHECKING:
 # is unset: each socket operation is bounded anyway, but an upstream that trickles bytes or a
 # full pool would otherwise hold a caller indefinitely.
 UNSET_TIMEOUT_SECONDS = 30.0
+
+
+def deadline_after(timeout_ms: int) -> float:
+    """The time.monotonic() by which a local request that starts now must end, given its
+    service's `*_TIMEOUT_MILLIS` (0: UNSET_TIMEOUT_SECONDS)."""
+    return time.monotonic() + (timeout_ms / 1000 if timeout_ms else UNSET_TIMEOUT_SECONDS)
 
 
 class Service:

@@ -11,12 +11,14 @@ import logs
 
 @contextlib.contextmanager
 def restored() -> Iterator[None]:
-    """Whatever the block does to logs.log's level, format or stream is undone at its end."""
-    saved = logs.log.level, logs.log.json_format, logs.log.stream
+    """Whatever the block does to logs.log's level, format, stream or descriptor is undone
+    at its end."""
+    log = logs.log
+    saved = log.level, log.json_format, log.stream, log.fd, log._poll
     try:
         yield
     finally:
-        logs.log.level, logs.log.json_format, logs.log.stream = saved
+        log.level, log.json_format, log.stream, log.fd, log._poll = saved
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ from collections.abc import Callable, Hashable
 
 import pytest
 
-from cache import Cache
+from cache import ENTRY_OVERHEAD, Cache
 from conftest import wait_until
 from errors import UpstreamConnectionError, UpstreamError, UpstreamTimeout
 
@@ -109,7 +109,29 @@ def test_hit_returns_cached_value_without_fetching(clock: FakeClock) -> None:
     assert cache.get_or_fetch(KEY, 10, upstream) == (b"v1", "miss")
     assert cache.get_or_fetch(KEY, 10, upstream) == (b"v1", "hit")
     assert upstream.calls == 1
-    assert cache.info() == (1, 1, 0, 0, 1, 1, 10, 0, 0)
+    assert cache.info()[:9] == (1, 1, 0, 0, 1, 1, 10, 0, 0)
+
+
+def test_bytes_bound_evicts_the_least_recent_and_never_stores_an_oversized_value(
+    clock: FakeClock,
+) -> None:
+    size = 1000 + ENTRY_OVERHEAD  # what one 1000-byte value counts for
+    cache = Cache(100, max_bytes=3 * size, clock=clock)
+    for key in ("a", "b", "c"):
+        cache.get_or_fetch(key, 10, lambda: b"x" * 1000)
+    assert (cache.info().bytes, cache.info().size) == (3 * size, 3)
+    cache.get_or_fetch("a", 10, Upstream())  # a hit: "b" is now the least recent
+    cache.get_or_fetch("d", 10, lambda: b"y" * 1000)
+    info = cache.info()
+    assert (info.size, info.bytes, info.evictions, info.max_bytes) == (3, 3 * size, 1, 3 * size)
+    assert cache.get_or_fetch("a", 10, Upstream())[1] == "hit"
+    # Too large alone: returned, not stored, and the older value of its key is dropped.
+    big = b"z" * (3 * size)
+    assert cache.get_or_fetch("a", 10, lambda: big, refresh=True) == (big, "refresh")
+    info = cache.info()
+    assert (info.size, info.bytes) == (2, 2 * size)
+    assert cache.get_or_fetch("a", 10, lambda: b"new")[1] == "miss"
+    assert cache.info().bytes == 2 * size + 3 + ENTRY_OVERHEAD
 
 
 def test_hit_refreshes_recency(clock: FakeClock) -> None:
@@ -156,7 +178,7 @@ def test_disabled_caching_bypasses(clock: FakeClock, max_size: int, ttl: float) 
     assert cache.get_or_fetch(KEY, ttl, upstream) == (b"v2", "bypass")
     assert cache.get_or_fetch(KEY, ttl, upstream, refresh=True) == (b"v3", "bypass")
     assert upstream.calls == 3
-    assert cache.info() == (0, 0, 0, 0, 3, 0, max_size, 0, 0)
+    assert cache.info()[:9] == (0, 0, 0, 0, 3, 0, max_size, 0, 0)
 
 
 def test_ttl_zero_for_one_call_leaves_the_stored_entry(clock: FakeClock) -> None:
@@ -176,7 +198,7 @@ def test_an_error_is_not_cached(clock: FakeClock) -> None:
     assert cache.info().size == 0
     assert cache.get_or_fetch(KEY, 10, upstream) == (b"v1", "miss")
     assert upstream.calls == 2
-    assert cache.info() == (0, 2, 0, 0, 2, 1, 10, 0, 0)
+    assert cache.info()[:9] == (0, 2, 0, 0, 2, 1, 10, 0, 0)
 
 
 def test_invalid_arguments_are_refused() -> None:
@@ -237,9 +259,55 @@ def test_stale_entry_is_kept_but_never_a_hit(clock: FakeClock) -> None:
     clock.now = 1020.0
     assert cache.get_or_fetch(KEY, 10, timeout) == (VALUE, "stale")
     assert cache.info().size == 1
+    clock.now = 1021.0  # stale_retry (1 s) after the last failure: fetched again
     assert cache.get_or_fetch(KEY, 10, const(b"v2")) == (b"v2", "miss")
     assert cache.get_or_fetch(KEY, 10, timeout) == (b"v2", "hit")
     assert cache.info().hits == 1
+
+
+def test_after_a_failure_served_stale_readers_do_not_fetch_again_for_stale_retry(
+    clock: FakeClock,
+) -> None:
+    cache = expired_cache(clock)
+    upstream = Upstream(UpstreamTimeout("deadline exceeded"))
+    heard: list[float] = []
+    on_stale = lambda key, age, exc: heard.append(age)  # noqa: E731
+    assert cache.get_or_fetch(KEY, 10, upstream, on_stale=on_stale) == (VALUE, "stale")
+    for now in (1010.5, 1010.9):
+        clock.now = now
+        assert cache.get_or_fetch(KEY, 10, upstream, on_stale=on_stale) == (VALUE, "stale")
+    assert upstream.calls == 1
+    assert heard == pytest.approx([0.0, 0.5, 0.9])
+    clock.now = 1011.0
+    assert cache.get_or_fetch(KEY, 10, upstream) == (VALUE, "stale")
+    assert upstream.calls == 2
+    info = cache.info()
+    assert (info.misses, info.stale, info.fetches) == (5, 4, 3)  # the first store included
+
+
+def test_while_a_failing_key_is_fetched_again_readers_get_stale_at_once(
+    clock: FakeClock,
+) -> None:
+    cache = expired_cache(clock)
+    assert cache.get_or_fetch(KEY, 10, failing(UpstreamTimeout("x"))) == (VALUE, "stale")
+    clock.now = 1011.0
+    entered, release = threading.Event(), threading.Event()
+
+    def slow() -> bytes:
+        entered.set()
+        release.wait(10)
+        raise UpstreamTimeout("still down")
+
+    leader = threading.Thread(target=cache.get_or_fetch, args=(KEY, 10, slow))
+    leader.start()
+    try:
+        assert entered.wait(10)
+        # Not a follower of the failing flight: served at once, with no fetch of its own.
+        assert cache.get_or_fetch(KEY, 10, Upstream()) == (VALUE, "stale")
+        assert cache.info().coalesced == 0
+    finally:
+        release.set()
+        leader.join(10)
 
 
 def test_no_stale_without_a_cached_entry(clock: FakeClock) -> None:
@@ -280,7 +348,7 @@ def test_refresh_fetches_past_a_fresh_entry_and_stores(clock: FakeClock) -> None
     assert cache.get_or_fetch(KEY, 10, const(b"v3")) == (b"v2", "hit")
     assert cache.get_or_fetch("cold", 10, const(b"c1"), refresh=True) == (b"c1", "refresh")
     assert cache.get_or_fetch("cold", 10, const(b"c2")) == (b"c1", "hit")
-    assert cache.info() == (2, 1, 0, 0, 3, 2, 10, 0, 0)
+    assert cache.info()[:9] == (2, 1, 0, 0, 3, 2, 10, 0, 0)
 
 
 @pytest.mark.parametrize("error", [TRANSIENT[0], PERMANENT[1]], ids=repr)
@@ -360,7 +428,7 @@ def test_64_callers_of_a_cold_key_share_one_fetch() -> None:
     run_threads(64, caller)
     assert upstream.calls == 1
     assert results == [(VALUE, "miss")] * 64
-    assert cache.info() == (0, 64, 0, 0, 1, 1, 10, 0, 63)
+    assert cache.info()[:9] == (0, 64, 0, 0, 1, 1, 10, 0, 63)
 
 
 def test_a_failed_fetch_reaches_every_waiter_and_is_not_cached() -> None:

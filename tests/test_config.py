@@ -78,6 +78,7 @@ def test_every_variable_is_read() -> None:
 # Every whole-number setting: variable, attribute, default, minimum, maximum.
 NUMBERS = [
     ("PARAMETERS_SECRETS_EXTENSION_CACHE_SIZE", "cache_size", 1000, 0, 1000),
+    ("PARAMETERS_SECRETS_EXTENSION_CACHE_MAX_MB", "cache_max_mb", 32, 1, 1024),
     ("PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS", "max_connections", 3, 1, 100),
     ("SECRETS_MANAGER_TTL", "secrets_manager_ttl", 300, 0, 300),
     ("SSM_PARAMETER_STORE_TTL", "ssm_ttl", 300, 0, 300),

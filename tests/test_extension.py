@@ -19,6 +19,7 @@ from conftest import (
     LambdaCredentials,
     Moto,
     free_port,
+    wait_until,
 )
 from extension_process import TOKEN_HEADER, ExtensionProcess, lambda_env
 from fake_extensions_api import IDENTIFIER, FakeExtensionsApi
@@ -267,6 +268,9 @@ def test_json_log_format(
         extension_executable, tmp_path, moto, lambda_credentials, None, AWS_LAMBDA_LOG_FORMAT="JSON"
     ) as ext:
         ext.wait_listening()
+        # The server answers /ping a moment before the main thread logs that it listens,
+        # and SIGTERM ends the process at once: wait for the line rather than race it.
+        wait_until(lambda: "listening on port" in ext.output(), 10, "the listening line")
         ext.proc.send_signal(signal.SIGTERM)
         assert ext.proc.wait(timeout=5) == 0
         records = [json.loads(line) for line in ext.output().splitlines() if line.strip()]

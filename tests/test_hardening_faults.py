@@ -24,6 +24,7 @@ TIMEOUT_MILLIS = 1500
 DELAY_MILLIS = 4000  # well past TIMEOUT_MILLIS, so every attempt misses the deadline
 SECRET_TTL_SECONDS = 1
 EXPIRY_WAIT_SECONDS = 1.3
+STALE_RETRY_SECONDS = 1.1  # the cache's stale_retry, and a little more
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ def test_upstream_fault_hits_misses_stale_and_recovery(rig: Rig, fault: Fault) -
     assert rig.ext.proc.poll() is None
 
     rig.proxy.set_fault(None)
+    time.sleep(STALE_RETRY_SECONDS)  # a key just served stale is not fetched again before
     status, body = rig.secret(stale_secret)
     assert status == 200 and body["SecretString"] == "stale-VALUE-2"
     status, body = rig.secret(miss_secret)

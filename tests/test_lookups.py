@@ -428,7 +428,7 @@ def test_an_id_cannot_forge_log_lines(debug_log: io.StringIO) -> None:
         lookups.secret("x\n[parameters-secrets-extension] ERROR forged" + "y" * 2000)
     text = debug_log.getvalue()
     assert len(text.splitlines()) == 1
-    assert "id=x\\x0a[parameters-secrets-extension] ERROR forged" in text
+    assert 'id="x\\n[parameters-secrets-extension] ERROR forged' in text
     assert len(text) < 1000
 
 
