@@ -4,10 +4,10 @@ Plain HTTP/1.1 over a raw socket, one connection per call. Registration is the f
 the extension does and Lambda starts the function's runtime only after it, so this module
 imports nothing the interpreter has not already loaded but `_socket` (http.client alone
 costs about 20 ms to import), and leaves json until an event or error needs it, and errors
-(a module of many classes) until a call fails.
+(a module of many classes) until a call fails. Not even `__future__`: annotations that name
+what is imported only for type checking are quoted instead. tests/test_import_order.py
+checks all of this on the built executable.
 """
-
-from __future__ import annotations
 
 import _socket
 import time
@@ -106,10 +106,12 @@ def _header_value(value: str) -> str:
 
 def _connect(runtime_api: str, timeout: float | None) -> _socket.socket:
     host, _, port = runtime_api.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not host.isascii() or not port.isdigit():
         raise _error(f"AWS_LAMBDA_RUNTIME_API is not host:port: {runtime_api!r}")
+    # As bytes: given a str, getaddrinfo encodes the host with the idna codec, whose import
+    # (re, enum, unicodedata, ...) costs more than the interpreter's whole start.
     family, kind, proto, _, address = _socket.getaddrinfo(
-        host.strip("[]"), int(port), 0, _socket.SOCK_STREAM
+        host.strip("[]").encode("ascii"), int(port), 0, _socket.SOCK_STREAM
     )[0]
     sock = _socket.socket(family, kind, proto)
     try:
@@ -190,7 +192,7 @@ def _dechunk(data: bytes) -> bytes:
         position = start + size + 2
 
 
-def _error(message: str, path: str = "", status: int | None = None) -> ExtensionsApiError:
+def _error(message: str, path: str = "", status: int | None = None) -> "ExtensionsApiError":
     """The ExtensionsApiError to raise; a RuntimeError, as callers expect."""
     from errors import ExtensionsApiError  # noqa: PLC0415 -- not before registering
 
