@@ -458,18 +458,22 @@ def run_mode(ctx: Context, variants: list[str], rounds: int, warm: int, pin: boo
     bare_ms = statistics.median(bare) * 1e3
     print(f"| bare `python3 -I -S -c pass` (Popen to exit) | {bare_ms:.1f} | | | | |\n")
     goals = []
+    # Issue 18's goals; pinned to one CPU the first answer may take up to 1.75x.
+    answer_goals = (1.75, 1.75) if pin else (1.25, 1.4)
     if {"ext-prefetch", "zero-cost"} <= med.keys():
         ratio = med["ext-prefetch"]["first"] / med["zero-cost"]["first"]
-        goals.append(f"first answer, ext-prefetch / zero-cost: {ratio:.2f} (goal <= 1.3)")
+        goals.append(
+            f"first answer, ext-prefetch / zero-cost: {ratio:.2f} (goal <= {answer_goals[0]})"
+        )
     if {"ext", "zero-cost"} <= med.keys():
         ratio = med["ext"]["first"] / med["zero-cost"]["first"]
-        goals.append(f"first answer, ext / zero-cost: {ratio:.2f} (goal <= 1.4)")
+        goals.append(f"first answer, ext / zero-cost: {ratio:.2f} (goal <= {answer_goals[1]})")
     if "ext" in med:
         ratio = med["ext"]["register"] / bare_ms
-        goals.append(f"exec->register, ext / bare python: {ratio:.2f} (goal <= 2.0)")
+        goals.append(f"exec->register, ext / bare python: {ratio:.2f} (goal <= 1.5)")
     if {"ext", "minimal-ext"} <= med.keys():
         ratio = med["ext"]["next"] / med["minimal-ext"]["next"]
-        goals.append(f"exec->first next, ext / minimal-ext: {ratio:.2f} (goal <= 1.10)")
+        goals.append(f"exec->first next, ext / minimal-ext: {ratio:.2f} (goal <= 1.0)")
     for line in goals:
         print(f"- {line}")
     print()
