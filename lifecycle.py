@@ -14,6 +14,8 @@ import time
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from errors import ExtensionsApiError
 
 BASE = "/2020-01-01/extension"
@@ -41,12 +43,15 @@ class ExtensionsApi:
             raise _error("Extensions API register answered without an identifier")
         return self.identifier
 
-    def next_event(self) -> dict[str, object]:
-        """Block until Lambda sends the next event (INVOKE or SHUTDOWN)."""
+    def next_event(self, on_sent: "Callable[[], None] | None" = None) -> dict[str, object]:
+        """Block until Lambda sends the next event (INVOKE or SHUTDOWN).
+
+        `on_sent()` is called once the request has left, while the answer is awaited.
+        """
         import json  # noqa: PLC0415 -- not before registering: json brings re
 
         self.initialized = True
-        _, _, data = self._call("GET", "/event/next", wait_forever=True)
+        _, _, data = self._call("GET", "/event/next", wait_forever=True, on_sent=on_sent)
         try:
             event = json.loads(data)
         except ValueError as exc:
@@ -72,6 +77,7 @@ class ExtensionsApi:
         headers: dict[str, str] | None = None,
         *,
         wait_forever: bool = False,
+        on_sent: "Callable[[], None] | None" = None,
     ) -> tuple[int, dict[str, str], bytes]:
         """One request, within self.timeout unless `wait_forever`."""
         timeout = None if wait_forever else self.timeout
@@ -88,6 +94,8 @@ class ExtensionsApi:
         sock = _connect(self.runtime_api, timeout)
         try:
             sock.sendall(request)
+            if on_sent is not None:
+                on_sent()
             status, response_headers, data = _parse(_receive(sock, deadline))
         finally:
             sock.close()
