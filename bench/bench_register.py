@@ -1,6 +1,6 @@
 """Where the time from exec to `register` goes, as shares of a bare interpreter's start.
 
-Usage: python bench/bench_register.py [--runs N] [--python PATH]
+Usage: python bench/bench_register.py [--runs N] [--python PATH] [--pin]
 
 Six ways to start, each adding one piece to the one before, interleaved run by run (the order
 rotates) and timed from Popen to the fake Extensions API receiving `register` (the first, the
@@ -14,7 +14,8 @@ floor the goal names, to its exit):
   +sh         the layer's executable with its launcher stripped of the `env --block-signal` probe
   +env        the layer's executable as built (probe, then exec through env)
 Each step's median minus the previous one's is that piece's cost. `python3` is a symlink to
-the interpreter, as /var/lang/bin/python3 is on Lambda.
+the interpreter, as /var/lang/bin/python3 is on Lambda. --pin runs every step under
+`taskset -c 0`, as a 1-vCPU function's sandbox (the fake Extensions API stays unpinned).
 """
 
 from __future__ import annotations
@@ -70,8 +71,9 @@ def without_probe(executable: Path, out: Path) -> Path:
 class Timer:
     """Popen to the fake's `register` (or to exit); one fake Extensions API for every run."""
 
-    def __init__(self, fake: FakeExtensionsApi, path: str) -> None:
+    def __init__(self, fake: FakeExtensionsApi, path: str, prefix: list[str]) -> None:
         self.fake = fake
+        self.prefix = prefix
         self.env = {"PATH": path, "AWS_LAMBDA_RUNTIME_API": fake.address}
         self.arrived = threading.Event()
         self.at = 0.0
@@ -83,7 +85,7 @@ class Timer:
 
     def to_exit(self, command: list[str]) -> float:
         started = time.perf_counter()
-        proc = subprocess.Popen(command, env=self.env)
+        proc = subprocess.Popen([*self.prefix, *command], env=self.env)
         if harness.wait_exit(proc, 10) != 0:
             raise RuntimeError(f"{command[:3]} failed")
         return (time.perf_counter() - started) * 1000
@@ -94,7 +96,7 @@ class Timer:
         env = {**self.env, "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(harness.free_port())}
         started = time.perf_counter()
         proc = subprocess.Popen(
-            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [*self.prefix, *command], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         try:
             if not self.arrived.wait(10):
@@ -110,6 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=41, help="runs of each step (default 41)")
     parser.add_argument("--python", help="the interpreter (default: this one)")
+    parser.add_argument("--pin", action="store_true", help="run each step under taskset -c 0")
     args = parser.parse_args()
     python = Path(args.python or sys.executable).resolve()
     with tempfile.TemporaryDirectory(prefix="bench-register-") as tmp_name:
@@ -125,7 +128,7 @@ def main() -> None:
         )
         main_program = launcher_program(executable)
         with FakeExtensionsApi() as fake:
-            timer = Timer(fake, path)
+            timer = Timer(fake, path, ["taskset", "-c", "0"] if args.pin else [])
             steps: dict[str, Callable[[], float]] = {
                 "bare": lambda: timer.to_exit([python3, "-I", "-S", "-c", "pass"]),
                 "+http": lambda: timer.to_register([python3, "-I", "-S", "-c", RAW_REGISTER]),
@@ -146,7 +149,8 @@ def main() -> None:
                 for name in STEPS[turn:] + STEPS[:turn]:
                     samples[name].append(steps[name]())
     print(f"# bench_register: {harness.machine()}, python {harness.python_version(python)}")
-    print(f"# {args.runs} interleaved runs of each; medians\n")
+    pinned = ", pinned to one CPU (taskset -c 0)" if args.pin else ""
+    print(f"# {args.runs} interleaved runs of each{pinned}; medians\n")
     bare = harness.median(samples["bare"])
     print("| step | Popen to register (bare: to exit) | added | added / bare |")
     print("|---|---:|---:|---:|")
