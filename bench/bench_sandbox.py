@@ -108,9 +108,10 @@ class Emulator:
     def address(self) -> str:
         return f"127.0.0.1:{self._server.server_address[1]}"
 
-    def _mark(self, name: str) -> None:
+    def _mark(self, name: str, at: float | None = None) -> None:
+        """Record `name` at perf_counter `at` (default: now), relative to the start."""
         with self._changed:
-            self.marks.setdefault(name, time.perf_counter() - self.start)
+            self.marks.setdefault(name, (at or time.perf_counter()) - self.start)
             self._changed.notify_all()
 
     def wait(self, ready: str, count: int, timeout: float) -> float:
@@ -166,12 +167,15 @@ class Emulator:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 path = self.path
                 if path == EXT_BASE + "/register":
+                    # "register reaches Lambda": the arrival, not the moment after answering,
+                    # which a pinned extension woken by the answer can delay by a time slice.
+                    arrived = time.perf_counter()
                     ident = f"ext-{len(emulator._extension_events)}"
                     emulator._extension_events[ident] = queue.Queue()
                     info = {"functionName": "fn", "functionVersion": "$LATEST", "handler": "h"}
                     headers = {"Lambda-Extension-Identifier": ident}
                     self._reply(200, json.dumps(info).encode(), headers)
-                    emulator._mark(f"register:{ident}")
+                    emulator._mark(f"register:{ident}", arrived)
                     return
                 if path.startswith(RUNTIME_BASE + "/invocation/") and path.endswith("/response"):
                     request_id = path.split("/")[-2]
