@@ -30,7 +30,10 @@ from fake_extensions_api import FakeExtensionsApi
 # fails here.
 PRE_REGISTER = {"boot", "lifecycle", "version", "_socket", "gc"}
 LINE = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|( *)(\S+)\s*$")
-PYTHONS = {**interpreters(), "current": str(Path(sys.executable).resolve())}
+# Each Python 3.10+ that build_layer compiles for, and the one running the tests.
+PYTHONS = {version: str(Path(path).resolve()) for version, path in interpreters().items()}
+if str(Path(sys.executable).resolve()) not in PYTHONS.values():
+    PYTHONS["current"] = str(Path(sys.executable).resolve())
 
 
 def imported(stderr: str) -> list[tuple[int, str]]:
@@ -67,7 +70,7 @@ def python(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, frozens
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     wrapper = bin_dir / "python3"
-    wrapper.write_text(f'#!/bin/sh\nexec {real} -X importtime "$@"\n')
+    wrapper.write_text(f'#!/bin/sh\nexec "{real}" -X importtime "$@"\n')
     wrapper.chmod(0o755)
     baseline = frozenset(name for _, name in imported(bare.stderr))
     assert "encodings" in baseline, bare.stderr  # -X importtime took effect
