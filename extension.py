@@ -65,6 +65,9 @@ def _serve(
         cache_until_invoked=settings.snapstart,
         max_path_parameters=settings.max_path_parameters,
     )
+    # Before serving (boot's sockets listen already): once a request can be answered, the
+    # line is out, whatever signal follows.
+    log.info("%s %s listening on %s", NAME, VERSION, settings.summary())
     servers = start(
         lookups,
         sockets=sockets,
@@ -72,7 +75,6 @@ def _serve(
         max_connections=settings.max_client_connections,
         idle_timeout=settings.idle_timeout_seconds,
     )
-    log.info("%s %s listening on %s", NAME, VERSION, settings.summary())
     try:
         # Under SnapStart nothing may be fetched before the first invoke: the snapshot
         # would carry the values and their TTLs into every restored sandbox.
