@@ -5,14 +5,15 @@ extension does before `register` delays the function's own init. This module the
 uses nothing but modules that are built in or already loaded by the interpreter: it takes
 the stop signals, binds and listens on the port (from then on the kernel's backlog holds
 any connection until the server accepts it), registers, and only then imports `extension`.
+Not `os` (under -S the interpreter has not loaded it; about a quarter of its start) nor
+`__future__`: `posix` is built in, and annotations naming what only type checking imports
+are quoted. tests/test_import_order.py checks what the built executable imports.
 """
-
-from __future__ import annotations
 
 import _socket
 import _thread
 import gc
-import os
+import posix
 import sys
 
 import lifecycle
@@ -42,7 +43,7 @@ options:
   --version  show the version and exit
 """
 
-_stop_hooks: list[Callable[[str], None]] = []
+_stop_hooks: "list[Callable[[str], None]]" = []
 
 
 def main() -> int:
@@ -54,10 +55,9 @@ def main() -> int:
     if len(sys.argv) > 1:
         return _command_line(sys.argv[1:])
     # Lambda insists that Lambda-Extension-Name equals the executable's file name.
-    name = os.path.basename(sys.argv[0])
-    env = os.environ
-    port = http_port(env.get(PORT_VARIABLE, ""))
-    runtime_api = env.get("AWS_LAMBDA_RUNTIME_API") or None
+    name = sys.argv[0].rpartition("/")[2]
+    port = http_port(getenv(PORT_VARIABLE))
+    runtime_api = getenv("AWS_LAMBDA_RUNTIME_API") or None
     api = lifecycle.ExtensionsApi(runtime_api) if runtime_api else None
     try:
         sockets = listen(port)
@@ -65,7 +65,7 @@ def main() -> int:
         message = f"cannot listen on port {port}: {exc.strerror or exc}"
         return _fail_early(api, name, "Extension.PortUnavailable", message)
     if api is not None:
-        snapstart = env.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start"
+        snapstart = getenv("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start"
         try:
             api.register(name, ["INVOKE", "SHUTDOWN"] if snapstart else ["SHUTDOWN"])
         except (OSError, RuntimeError, ValueError) as exc:
@@ -81,7 +81,13 @@ def main() -> int:
     return extension.run(api, name, sockets)
 
 
-def at_stop(hook: Callable[[str], None]) -> None:
+def getenv(name: str) -> str:
+    """The variable's value as os.environ would give it, or "" when unset."""
+    value = posix.environ.get(name.encode(), b"")  # bytes, undecoded
+    return value.decode("utf-8", "surrogateescape")  # os.fsdecode's codec, built in
+
+
+def at_stop(hook: "Callable[[str], None]") -> None:
     """Call `hook("SIGTERM")` (or SIGINT) on a stop signal, just before the process exits."""
     _stop_hooks.append(hook)
 
@@ -96,7 +102,7 @@ def _stop_on_signal() -> None:
             pass
     # At once, whatever the main thread is doing: the listeners, connections and upstream
     # calls in flight hold nothing that must outlive the process.
-    os._exit(0)
+    posix._exit(0)
 
 
 def _command_line(args: list[str]) -> int:
@@ -150,7 +156,7 @@ def _fail_early(
     """fail() before the configuration is read: log at info, in Lambda's log format."""
     from logs import setup  # noqa: PLC0415 -- only on this path, before extension's imports
 
-    log_format = os.environ.get("AWS_LAMBDA_LOG_FORMAT", "").strip().lower()
+    log_format = getenv("AWS_LAMBDA_LOG_FORMAT").strip().lower()
     setup("info", json_format=log_format == "json")
     return fail(api, name, error_type, message)
 

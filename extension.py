@@ -26,6 +26,7 @@ from version import NAME, VERSION
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
     import _socket
+    from collections.abc import Callable
 
 
 def run(api: ExtensionsApi | None, name: str, sockets: list[_socket.socket]) -> int:
@@ -65,6 +66,9 @@ def _serve(
         cache_until_invoked=settings.snapstart,
         max_path_parameters=settings.max_path_parameters,
     )
+    # Before serving (boot's sockets listen already): once a request can be answered, the
+    # line is out, whatever signal follows.
+    log.info("%s %s listening on %s", NAME, VERSION, settings.summary())
     servers = start(
         lookups,
         sockets=sockets,
@@ -74,18 +78,21 @@ def _serve(
         # Replies that clients do not read may pin as many bytes again as the cache holds.
         max_held_bytes=settings.cache_max_mb << 20,
     )
-    log.info("%s %s listening on %s", NAME, VERSION, settings.summary())
     try:
         # Under SnapStart nothing may be fetched before the first invoke: the snapshot
         # would carry the values and their TTLs into every restored sandbox.
         if settings.prefetch and not settings.snapstart:
             _prefetch(lookups, settings.prefetch, settings.prefetch_timeout_ms)
-        # While we wait on `next` (the GIL released) and Lambda starts the runtime.
-        threading.Thread(target=client.warm, name="warm-client", daemon=True).start()
+        # While we wait on `next` (the GIL released) and Lambda starts the runtime. Only
+        # once `next` has left: started before, the import holds the GIL each time the
+        # main thread gives it up in a system call, and `next` (the end of Lambda's init)
+        # leaves up to a switch interval (5 ms) later per call.
+        warm = threading.Thread(target=client.warm, name="warm-client", daemon=True)
         if api is None:
+            warm.start()
             while True:  # standalone: boot's signal waiter ends the process
                 threading.Event().wait()
-        code = _wait_for_shutdown(api, lookups)
+        code = _wait_for_shutdown(api, lookups, warm.start)
         if code == 0 and settings.metrics == "emf":
             _write_emf(lookups, settings.function_name)
         return code
@@ -123,10 +130,14 @@ def _write_emf(lookups: Lookups, function_name: str) -> None:
         log.warning("could not write the metrics line: stdout is closed")
 
 
-def _wait_for_shutdown(api: ExtensionsApi, lookups: Lookups) -> int:
+def _wait_for_shutdown(
+    api: ExtensionsApi, lookups: Lookups, on_first_sent: Callable[[], None]
+) -> int:
+    on_sent: Callable[[], None] | None = on_first_sent
     while True:
         try:
-            event = api.next_event()
+            event = api.next_event(on_sent)
+            on_sent = None
         except (OSError, RuntimeError) as exc:
             log.error("lost the Extensions API: %s", exc)
             return 1

@@ -4,16 +4,18 @@ Plain HTTP/1.1 over a raw socket, one connection per call. Registration is the f
 the extension does and Lambda starts the function's runtime only after it, so this module
 imports nothing the interpreter has not already loaded but `_socket` (http.client alone
 costs about 20 ms to import), and leaves json until an event or error needs it, and errors
-(a module of many classes) until a call fails.
+(a module of many classes) until a call fails. Not even `__future__`: annotations that name
+what is imported only for type checking are quoted instead. tests/test_import_order.py
+checks all of this on the built executable.
 """
-
-from __future__ import annotations
 
 import _socket
 import time
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from errors import ExtensionsApiError
 
 BASE = "/2020-01-01/extension"
@@ -41,12 +43,15 @@ class ExtensionsApi:
             raise _error("Extensions API register answered without an identifier")
         return self.identifier
 
-    def next_event(self) -> dict[str, object]:
-        """Block until Lambda sends the next event (INVOKE or SHUTDOWN)."""
+    def next_event(self, on_sent: "Callable[[], None] | None" = None) -> dict[str, object]:
+        """Block until Lambda sends the next event (INVOKE or SHUTDOWN).
+
+        `on_sent()` is called once the request has left, while the answer is awaited.
+        """
         import json  # noqa: PLC0415 -- not before registering: json brings re
 
         self.initialized = True
-        _, _, data = self._call("GET", "/event/next", wait_forever=True)
+        _, _, data = self._call("GET", "/event/next", wait_forever=True, on_sent=on_sent)
         try:
             event = json.loads(data)
         except ValueError as exc:
@@ -72,6 +77,7 @@ class ExtensionsApi:
         headers: dict[str, str] | None = None,
         *,
         wait_forever: bool = False,
+        on_sent: "Callable[[], None] | None" = None,
     ) -> tuple[int, dict[str, str], bytes]:
         """One request, within self.timeout unless `wait_forever`."""
         timeout = None if wait_forever else self.timeout
@@ -88,6 +94,8 @@ class ExtensionsApi:
         sock = _connect(self.runtime_api, timeout)
         try:
             sock.sendall(request)
+            if on_sent is not None:
+                on_sent()
             status, response_headers, data = _parse(_receive(sock, deadline))
         finally:
             sock.close()
@@ -106,10 +114,12 @@ def _header_value(value: str) -> str:
 
 def _connect(runtime_api: str, timeout: float | None) -> _socket.socket:
     host, _, port = runtime_api.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not host.isascii() or not port.isdigit():
         raise _error(f"AWS_LAMBDA_RUNTIME_API is not host:port: {runtime_api!r}")
+    # As bytes: given a str, getaddrinfo encodes the host with the idna codec, whose import
+    # (re, enum, unicodedata, ...) costs more than the interpreter's whole start.
     family, kind, proto, _, address = _socket.getaddrinfo(
-        host.strip("[]"), int(port), 0, _socket.SOCK_STREAM
+        host.strip("[]").encode("ascii"), int(port), 0, _socket.SOCK_STREAM
     )[0]
     sock = _socket.socket(family, kind, proto)
     try:
@@ -190,7 +200,7 @@ def _dechunk(data: bytes) -> bytes:
         position = start + size + 2
 
 
-def _error(message: str, path: str = "", status: int | None = None) -> ExtensionsApiError:
+def _error(message: str, path: str = "", status: int | None = None) -> "ExtensionsApiError":
     """The ExtensionsApiError to raise; a RuntimeError, as callers expect."""
     from errors import ExtensionsApiError  # noqa: PLC0415 -- not before registering
 

@@ -108,9 +108,10 @@ class Emulator:
     def address(self) -> str:
         return f"127.0.0.1:{self._server.server_address[1]}"
 
-    def _mark(self, name: str) -> None:
+    def _mark(self, name: str, at: float | None = None) -> None:
+        """Record `name` at perf_counter `at` (default: now), relative to the start."""
         with self._changed:
-            self.marks.setdefault(name, time.perf_counter() - self.start)
+            self.marks.setdefault(name, (at or time.perf_counter()) - self.start)
             self._changed.notify_all()
 
     def wait(self, ready: str, count: int, timeout: float) -> float:
@@ -166,12 +167,15 @@ class Emulator:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 path = self.path
                 if path == EXT_BASE + "/register":
+                    # "register reaches Lambda": the arrival, not the moment after answering,
+                    # which a pinned extension woken by the answer can delay by a time slice.
+                    arrived = time.perf_counter()
                     ident = f"ext-{len(emulator._extension_events)}"
                     emulator._extension_events[ident] = queue.Queue()
                     info = {"functionName": "fn", "functionVersion": "$LATEST", "handler": "h"}
                     headers = {"Lambda-Extension-Identifier": ident}
                     self._reply(200, json.dumps(info).encode(), headers)
-                    emulator._mark(f"register:{ident}")
+                    emulator._mark(f"register:{ident}", arrived)
                     return
                 if path.startswith(RUNTIME_BASE + "/invocation/") and path.endswith("/response"):
                     request_id = path.split("/")[-2]
@@ -458,18 +462,22 @@ def run_mode(ctx: Context, variants: list[str], rounds: int, warm: int, pin: boo
     bare_ms = statistics.median(bare) * 1e3
     print(f"| bare `python3 -I -S -c pass` (Popen to exit) | {bare_ms:.1f} | | | | |\n")
     goals = []
+    # Issue 18's goals; pinned to one CPU the first answer may take up to 1.75x.
+    answer_goals = (1.75, 1.75) if pin else (1.25, 1.4)
     if {"ext-prefetch", "zero-cost"} <= med.keys():
         ratio = med["ext-prefetch"]["first"] / med["zero-cost"]["first"]
-        goals.append(f"first answer, ext-prefetch / zero-cost: {ratio:.2f} (goal <= 1.3)")
+        goals.append(
+            f"first answer, ext-prefetch / zero-cost: {ratio:.2f} (goal <= {answer_goals[0]})"
+        )
     if {"ext", "zero-cost"} <= med.keys():
         ratio = med["ext"]["first"] / med["zero-cost"]["first"]
-        goals.append(f"first answer, ext / zero-cost: {ratio:.2f} (goal <= 1.4)")
+        goals.append(f"first answer, ext / zero-cost: {ratio:.2f} (goal <= {answer_goals[1]})")
     if "ext" in med:
         ratio = med["ext"]["register"] / bare_ms
-        goals.append(f"exec->register, ext / bare python: {ratio:.2f} (goal <= 2.0)")
+        goals.append(f"exec->register, ext / bare python: {ratio:.2f} (goal <= 1.5)")
     if {"ext", "minimal-ext"} <= med.keys():
         ratio = med["ext"]["next"] / med["minimal-ext"]["next"]
-        goals.append(f"exec->first next, ext / minimal-ext: {ratio:.2f} (goal <= 1.10)")
+        goals.append(f"exec->first next, ext / minimal-ext: {ratio:.2f} (goal <= 1.0)")
     for line in goals:
         print(f"- {line}")
     print()

@@ -24,6 +24,7 @@ RUNS = (
     ("bench_batch.py",),
     ("bench_process.py",),
     ("bench_process.py", "--awake"),
+    ("bench_register.py",),
 )
 
 

@@ -37,6 +37,9 @@ class FakeExtensionsApi:
         self.events: queue.Queue[dict[str, object]] = queue.Queue()
         self.registered = threading.Event()  # set once a registration has been answered
         self.first_next = threading.Event()
+        # Runs in the server thread when a registration has arrived, before it is answered:
+        # the extension is then waiting for the answer.
+        self.on_register: Callable[[], None] | None = None
         # Runs in the server thread when the first `next` arrives, before it blocks: the
         # moment Lambda would end the init phase.
         self.on_first_next: Callable[[], None] | None = None
@@ -111,6 +114,8 @@ class FakeExtensionsApi:
                 call = self._call()
                 if self.path == BASE + "/register":
                     fake.calls.registrations.append(call)
+                    if fake.on_register is not None:
+                        fake.on_register()
                     body = {"functionName": "fn", "functionVersion": "$LATEST", "handler": "h"}
                     self._reply(200, body, {"Lambda-Extension-Identifier": IDENTIFIER})
                     fake.registered.set()

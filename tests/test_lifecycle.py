@@ -55,6 +55,29 @@ def test_next_blocks_until_an_event_arrives() -> None:
         assert got == [{"eventType": "SHUTDOWN", "shutdownReason": "timeout", "deadlineMs": 500}]
 
 
+def test_on_sent_runs_once_while_next_waits() -> None:
+    with FakeExtensionsApi() as fake:
+        api = ExtensionsApi(fake.address)
+        api.register("x", ["SHUTDOWN"])
+        sent = threading.Event()
+        calls: list[int] = []
+
+        def on_sent() -> None:
+            calls.append(len(got))
+            sent.set()
+
+        got: list[dict[str, object]] = []
+        waiter = threading.Thread(target=lambda: got.append(api.next_event(on_sent)))
+        waiter.start()
+        assert sent.wait(10)
+        assert fake.first_next.wait(10)  # the request had left: the fake has it
+        assert got == []  # and the answer is still awaited
+        fake.shutdown_extension()
+        waiter.join(10)
+        assert calls == [0]
+        assert got[0]["eventType"] == "SHUTDOWN"
+
+
 def test_unexpected_status_is_an_error() -> None:
     with FakeExtensionsApi() as fake:
         api = ExtensionsApi(fake.address)

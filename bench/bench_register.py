@@ -1,0 +1,167 @@
+"""Where the time from exec to `register` goes, as shares of a bare interpreter's start.
+
+Usage: python bench/bench_register.py [--runs N] [--python PATH] [--pin]
+
+Six ways to start, each adding one piece to the one before, interleaved run by run (the order
+rotates) and timed from Popen to the fake Extensions API receiving `register` (the first, the
+floor the goal names, to its exit):
+  bare        python3 -I -S -c pass, Popen to exit
+  +http       python3 -I -S, a `register` on a raw socket (_socket, as lifecycle sends it)
+  +zip        the same after putting the layer's zipapp on sys.path and importing `version`
+              from it (zipimport reads the archive's directory)
+  +ours       python3 -I -S -c <the launcher's program> <zipapp>: boot, lifecycle, the signal
+              waiter, listening, register (no shell)
+  +sh         the layer's executable with its launcher stripped of the `env --block-signal` probe
+  +env        the layer's executable as built (probe, then exec through env)
+Each step's median minus the previous one's is that piece's cost. `python3` is a symlink to
+the interpreter, as /var/lang/bin/python3 is on Lambda. --pin runs every step under
+`taskset -c 0`, as a 1-vCPU function's sandbox (the fake Extensions API stays unpinned).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import harness
+
+from fake_extensions_api import FakeExtensionsApi
+
+PROBE = "if env --block-signal=TERM "  # the launcher's probe line starts so
+RAW_REGISTER = """\
+import _socket, posix
+host, _, port = posix.environ[b"AWS_LAMBDA_RUNTIME_API"].rpartition(b":")
+sock = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+sock.connect((host.decode(), int(port)))
+body = b'{"events": ["SHUTDOWN"]}'
+sock.sendall(b"POST /2020-01-01/extension/register HTTP/1.1\\r\\nHost: x\\r\\n"
+             b"Lambda-Extension-Name: raw\\r\\nContent-Type: application/json\\r\\n"
+             b"Content-Length: 24\\r\\nConnection: close\\r\\n\\r\\n" + body)
+sock.recv(4096)
+"""
+STEPS = ("bare", "+http", "+zip", "+ours", "+sh", "+env")
+
+
+def launcher_program(executable: Path) -> str:
+    """The -c program the launcher passes to python3 (between main=' and the closing quote)."""
+    data = executable.read_bytes()
+    script = data[: data.index(b"PK\x03\x04")].decode()
+    return script.split("main='", 1)[1].split("'\n", 1)[0]
+
+
+def without_probe(executable: Path, out: Path) -> Path:
+    """The executable with its launcher exec'ing python3 directly, skipping env.
+
+    The probe's two lines become a comment of the same length: the zip's offsets stay valid.
+    """
+    data = executable.read_bytes()
+    cut = data.index(b"\n" + PROBE.encode()) + 1
+    end = data.index(b"; fi\n", cut) + len(b"; fi\n")
+    out.write_bytes(data[:cut] + b"#" * (end - cut - 1) + b"\n" + data[end:])
+    out.chmod(0o755)
+    return out
+
+
+class Timer:
+    """Popen to the fake's `register` (or to exit); one fake Extensions API for every run."""
+
+    def __init__(self, fake: FakeExtensionsApi, path: str, prefix: list[str]) -> None:
+        self.fake = fake
+        self.prefix = prefix
+        self.env = {"PATH": path, "AWS_LAMBDA_RUNTIME_API": fake.address}
+        self.arrived = threading.Event()
+        self.at = 0.0
+        fake.on_register = self._mark
+
+    def _mark(self) -> None:
+        self.at = time.perf_counter()
+        self.arrived.set()
+
+    def to_exit(self, command: list[str]) -> float:
+        started = time.perf_counter()
+        proc = subprocess.Popen([*self.prefix, *command], env=self.env)
+        if harness.wait_exit(proc, 10) != 0:
+            raise RuntimeError(f"{command[:3]} failed")
+        return (time.perf_counter() - started) * 1000
+
+    def to_register(self, command: list[str]) -> float:
+        self.arrived.clear()
+        self.fake.registered.clear()
+        env = {**self.env, "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(harness.free_port())}
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            [*self.prefix, *command], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            if not self.arrived.wait(10):
+                raise RuntimeError(f"no register from {command[:3]}")
+            self.fake.registered.wait(10)  # answered: killing it now breaks no reply
+            return (self.at - started) * 1000
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=41, help="runs of each step (default 41)")
+    parser.add_argument("--python", help="the interpreter (default: this one)")
+    parser.add_argument("--pin", action="store_true", help="run each step under taskset -c 0")
+    args = parser.parse_args()
+    python = Path(args.python or sys.executable).resolve()
+    with tempfile.TemporaryDirectory(prefix="bench-register-") as tmp_name:
+        tmp = Path(tmp_name)
+        _, executable = harness.build_layer(python, tmp)
+        no_probe = without_probe(executable, tmp / "opt" / "extensions" / "no-probe")
+        path = harness.interpreter_path(python, tmp)
+        python3 = path.split(":")[0] + "/python3"
+        version = ".".join(harness.python_version(python).split(".")[:2])
+        zip_first = (
+            f"import sys; sys.path[:0] = [{str(executable)!r} + '/pyc/{version}', "
+            f"{str(executable)!r}]; import version\n"
+        )
+        main_program = launcher_program(executable)
+        with FakeExtensionsApi() as fake:
+            timer = Timer(fake, path, ["taskset", "-c", "0"] if args.pin else [])
+            steps: dict[str, Callable[[], float]] = {
+                "bare": lambda: timer.to_exit([python3, "-I", "-S", "-c", "pass"]),
+                "+http": lambda: timer.to_register([python3, "-I", "-S", "-c", RAW_REGISTER]),
+                "+zip": lambda: timer.to_register(
+                    [python3, "-I", "-S", "-c", zip_first + RAW_REGISTER]
+                ),
+                "+ours": lambda: timer.to_register(
+                    [python3, "-I", "-S", "-c", main_program, str(executable)]
+                ),
+                "+sh": lambda: timer.to_register([str(no_probe)]),
+                "+env": lambda: timer.to_register([str(executable)]),
+            }
+            samples: dict[str, list[float]] = {name: [] for name in STEPS}
+            for name in STEPS:  # warm-up: page cache
+                steps[name]()
+            for run in range(args.runs):
+                turn = run % len(STEPS)
+                for name in STEPS[turn:] + STEPS[:turn]:
+                    samples[name].append(steps[name]())
+    print(f"# bench_register: {harness.machine()}, python {harness.python_version(python)}")
+    pinned = ", pinned to one CPU (taskset -c 0)" if args.pin else ""
+    print(f"# {args.runs} interleaved runs of each{pinned}; medians\n")
+    bare = harness.median(samples["bare"])
+    print("| step | Popen to register (bare: to exit) | added | added / bare |")
+    print("|---|---:|---:|---:|")
+    previous = 0.0
+    for name in STEPS:
+        med = harness.median(samples[name])
+        added = med - previous
+        print(f"| {name} | {med:.2f} ms | {added:+.2f} ms | {added / bare:+.2f} |")
+        previous = med
+    print(f"\nexec -> register / bare: {previous / bare:.2f} (goal <= 1.5)")
+
+
+if __name__ == "__main__":
+    main()

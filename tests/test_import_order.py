@@ -1,0 +1,137 @@
+"""What the built executable imports before `register`: only what the interpreter loads anyway.
+
+Lambda starts the function's runtime only once every extension has registered, so each module
+imported before `register` delays the function. The layer's executable is run as Lambda runs
+it (sh launcher, `python3 -I -S`), with a `python3` on PATH that adds `-X importtime`: the
+launcher's -I hides PYTHONPROFILEIMPORTTIME, not a command-line option. The interpreter then
+writes a line to stderr, unbuffered, as each import completes. The fake Extensions API takes a
+copy of that stderr when `register` arrives, while the extension waits for the answer; minus
+what a bare `python3 -I -S -c pass` imports, it must be exactly PRE_REGISTER.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from build_layer import interpreters
+from conftest import LambdaCredentials, Moto, free_port
+from extension_process import ExtensionProcess, lambda_env
+from fake_extensions_api import FakeExtensionsApi
+
+# Beyond the bare interpreter's own: our three modules, and the two of the standard library
+# that listening and the signal set-up cannot do without (_socket is a shared library in
+# lib-dynload, gc a built-in module not imported at start). A change that imports more before
+# `register` (os, __future__, the idna codec that a str host makes getaddrinfo import, ...)
+# fails here.
+PRE_REGISTER = {"boot", "lifecycle", "version", "_socket", "gc"}
+LINE = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|( *)(\S+)\s*$")
+# Each Python 3.10+ that build_layer compiles for, and the one running the tests.
+PYTHONS = {version: str(Path(path).resolve()) for version, path in interpreters().items()}
+if str(Path(sys.executable).resolve()) not in PYTHONS.values():
+    PYTHONS["current"] = str(Path(sys.executable).resolve())
+
+
+def imported(stderr: str) -> list[tuple[int, str]]:
+    """(nesting depth, module) of each -X importtime line, in the order the imports ended."""
+    found = []
+    for line in stderr.splitlines():
+        match = LINE.match(line)
+        if match:
+            found.append((len(match.group(1)) // 2, match.group(2)))
+    return found
+
+
+def before_extension(lines: list[tuple[int, str]]) -> set[str]:
+    """The modules imported before `import extension` began (it ends a depth-0 group)."""
+    names = [name for _, name in lines]
+    if "extension" not in names:
+        raise AssertionError(f"extension was never imported: {names}")
+    end = names.index("extension")
+    while end > 0 and lines[end - 1][0] > 0:  # extension's own imports end before it does
+        end -= 1
+    return set(names[:end])
+
+
+@pytest.fixture(params=sorted(PYTHONS))
+def python(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, frozenset[str]]:
+    """(PATH whose python3 adds -X importtime, the bare interpreter's own imports)."""
+    real = PYTHONS[request.param]
+    bare = subprocess.run(
+        [real, "-X", "importtime", "-I", "-S", "-c", "pass"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "python3"
+    wrapper.write_text(f'#!/bin/sh\nexec "{real}" -X importtime "$@"\n')
+    wrapper.chmod(0o755)
+    baseline = frozenset(name for _, name in imported(bare.stderr))
+    assert "encodings" in baseline, bare.stderr  # -X importtime took effect
+    return f"{bin_dir}:/usr/bin:/bin", baseline
+
+
+def test_nothing_but_built_ins_before_register(
+    extension_executable: Path,
+    tmp_path: Path,
+    moto: Moto,
+    lambda_credentials: LambdaCredentials,
+    python: tuple[str, frozenset[str]],
+) -> None:
+    path, bare = python
+    stderr = tmp_path / "stderr"
+    with FakeExtensionsApi() as fake:
+        at_register: list[str] = []
+        fake.on_register = lambda: at_register.append(stderr.read_text())
+        env = lambda_env(moto, lambda_credentials, free_port(), fake.address, PATH=path)
+        with stderr.open("w") as err:
+            proc = subprocess.Popen([str(extension_executable)], env=env, stderr=err)
+            try:
+                assert fake.first_next.wait(30), stderr.read_text()
+            finally:
+                proc.kill()
+                proc.wait(10)
+    assert len(at_register) == 1
+    registered = {name for _, name in imported(at_register[0])}
+    assert registered - bare == PRE_REGISTER
+    # The same seen from the import order: nothing more between register and `extension`.
+    assert before_extension(imported(stderr.read_text())) - bare == PRE_REGISTER
+
+
+def test_nothing_but_built_ins_before_listening_standalone(
+    extension_executable: Path,
+    tmp_path: Path,
+    moto: Moto,
+    lambda_credentials: LambdaCredentials,
+    python: tuple[str, frozenset[str]],
+) -> None:
+    """Without AWS_LAMBDA_RUNTIME_API boot listens, then imports `extension` to serve."""
+    path, bare = python
+    env = lambda_env(moto, lambda_credentials, free_port(), None, PATH=path)
+    with ExtensionProcess(extension_executable, env, tmp_path / "out") as ext:
+        ext.wait_listening()
+        lines = imported(ext.output())
+    assert before_extension(lines) - bare == PRE_REGISTER
+
+
+@pytest.mark.parametrize("argument", ["--help", "--version"])
+def test_help_and_version_import_nothing_more(
+    extension_executable: Path, python: tuple[str, frozenset[str]], argument: str
+) -> None:
+    path, bare = python
+    done = subprocess.run(
+        [str(extension_executable), argument],
+        env={"PATH": path},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    assert "parameters-secrets-extension" in done.stdout
+    assert {name for _, name in imported(done.stderr)} - bare == PRE_REGISTER
