@@ -203,7 +203,9 @@ def interpreters() -> dict[str, str]:
     return found
 
 
-def compile_all(sources: list[Path], pythons: dict[str, str]) -> dict[str, dict[str, bytes]]:
+def compile_all(
+    sources: list[Path], pythons: dict[str, str], versions: tuple[str, ...] = BYTECODE_VERSIONS
+) -> dict[str, dict[str, bytes]]:
     """Each version's .pyc of `sources`, compiled by that version, all in parallel.
 
     A version whose interpreter is missing or fails is reported on stderr and left out:
@@ -233,7 +235,7 @@ def compile_all(sources: list[Path], pythons: dict[str, str]) -> dict[str, dict[
             )
             continue
         compiled[version] = {name: bytes.fromhex(pyc) for name, pyc in result["pyc"].items()}
-    for version in BYTECODE_VERSIONS:
+    for version in versions:
         if version not in compiled and version not in pythons:
             sys.stderr.write(
                 f"build_layer: no python{version} found (~/.pyenv/versions/{version}.*/bin/python"
@@ -253,7 +255,9 @@ def build_zipapp(
     # so no version reads and refuses another's .pyc for its magic number.
     # Stored rather than deflated: 1-3 ms less to import, and the layer zip compresses it.
     sources = runtime_modules(root)  # sorted
-    compiled = compile_all(sources, interpreters() if pythons is None else pythons)
+    # The layer's own interpreter runs it, never another: .pyc for its version alone.
+    versions = BYTECODE_VERSIONS if choose is CHOOSE_RUNTIME else tuple(pythons or ())
+    compiled = compile_all(sources, interpreters() if pythons is None else pythons, versions)
     main = main_program(tuple(sorted(compiled)))
     entries: list[tuple[str, bytes, int]] = [("__main__.py", main.encode(), 0o644)]
     for path in sources:
@@ -339,17 +343,24 @@ def main(argv: list[str] | None = None) -> int:
     output: Path = args.output or ROOT / "dist" / f"{NAME}-{args.arch}.zip"
     if args.sources is not None and not args.with_python:
         parser.error("--sources goes with --with-python")
-    bundled = None
     if args.with_python:
         # Imported here: the small layer's build needs none of it (nor its toolchain).
         from bundled_python.layer import bundled_files  # noqa: PLC0415
 
         try:
-            bundled = bundled_entries(*bundled_files(args.arch, args.sources))
+            bundle = bundled_files(args.arch, args.sources)
         except RuntimeError as exc:
             sys.stderr.write(f"build_layer: {exc}\n")
             return 1
-    data = build_layer(ROOT, bundled=bundled)
+        # Only the bundled interpreter runs this zipapp: .pyc for its version alone.
+        major_minor = ".".join(bundle.version.split(".")[:2])
+        data = build_layer(
+            ROOT,
+            pythons={major_minor: str(bundle.compiler)},
+            bundled=bundled_entries(bundle.version, bundle.python, bundle.stdlib),
+        )
+    else:
+        data = build_layer(ROOT)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(data)
     print(f"{output}  {len(data)} bytes  sha256 {hashlib.sha256(data).hexdigest()}")

@@ -1,7 +1,8 @@
 """Build the layer's own CPython: static OpenSSL and zlib, glibc 2.17 symbols, modules built in.
 
 One entry point, `interpreter(arch)`, returns a directory holding `bin/python3` (stripped)
-and `Lib/` (the standard library's sources, from which stdlib.py's modules are taken).
+and its whole standard library as source in `lib/python3.13/` (STDLIB): a working Python
+where it runs (the cross build's build Python), from which stdlib.py's modules are taken.
 The result is cached under the build cache, keyed by everything that goes into it, so only
 the first build on a machine compiles (about 2-3 minutes per architecture on 2 cores).
 
@@ -25,6 +26,7 @@ import tempfile
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote
 
 from bundled_python import pins
 
@@ -36,89 +38,34 @@ OPENSSL_TARGET = {"x86_64": "linux-x86_64", "arm64": "linux-aarch64"}
 # Fixed file times and build paths, so that two builds of the same inputs are identical.
 SOURCE_DATE_EPOCH = "315532800"
 BUILD_PATH = "/build"  # what the work directory is called in the binary's debug strings
+INSTALL_PREFIX = "/build/prefix"  # zlib's and OpenSSL's, as they know it
 DOWNLOAD_TIMEOUT = 60
+_MAJOR, _MINOR = pins.CPYTHON.version.split(".")[:2]
+STDLIB = f"lib/python{_MAJOR}.{_MINOR}"  # where CPython looks for it from bin/python3
 
 # OpenSSL: a static library with what TLS 1.2/1.3 to AWS and hashlib/hmac need; no
 # config file read at start (the system's openssl.cnf must not change our TLS), no
 # dynamically loaded engines or providers, no command-line tool.
-OPENSSL_OPTIONS = (
-    "no-shared",
-    "no-module",
-    "no-dso",
-    "no-engine",
-    "no-legacy",
-    "no-autoload-config",
-    "no-apps",
-    "no-tests",
-    "no-docs",
-    "no-ui-console",
-    "no-async",
-    "no-afalgeng",
-    "no-padlockeng",
-    "no-comp",
-    "no-zlib",
-    "no-ssl3",
-    "no-dtls",
-    "no-srp",
-    "no-srtp",
-    "no-quic",
-    "no-http",
-    "no-cms",
-    "no-cmp",
-    "no-ts",
-    "no-ct",
-    "no-rfc3779",
-    "no-gost",
-    "no-sm2",
-    "no-sm3",
-    "no-sm4",
-    "no-idea",
-    "no-camellia",
-    "no-aria",
-    "no-seed",
-    "no-rc2",
-    "no-rc4",
-    "no-md4",
-    "no-mdc2",
-    "no-whirlpool",
-    "no-bf",
-    "no-cast",
-    "no-ec2m",
-    "no-ml-dsa",
-    "no-slh-dsa",
-    "no-siv",
-    "no-ocb",
-    "no-argon2",
+OPENSSL_OPTIONS = tuple(
+    """
+    no-shared no-module no-dso no-engine no-legacy no-autoload-config no-apps no-tests
+    no-docs no-ui-console no-async no-afalgeng no-padlockeng no-comp no-zlib
+    no-ssl3 no-tls1 no-tls1_1 no-dtls no-srp no-srtp no-psk no-quic no-http no-ocsp
+    no-nextprotoneg no-cms no-cmp no-ts no-ct no-rfc3779 no-gost no-sm2 no-sm3 no-sm4
+    no-idea no-camellia no-aria no-seed no-rc2 no-rc4 no-md4 no-mdc2 no-whirlpool no-bf
+    no-cast no-des no-dsa no-ec2m no-ml-dsa no-slh-dsa no-siv no-ocb no-argon2
+    no-siphash no-blake2
+    """.split()  # noqa: SIM905 -- read as one list, not one line per word
 )
-# CPython's optional modules that stay in (built into the binary). Every other module of
-# Modules/Setup.stdlib.in is disabled; the ones always built in (Setup.bootstrap) stay.
+# CPython's optional modules that stay in, built into the binary; every other module of
+# Modules/Setup.stdlib.in is disabled (those of Setup.bootstrap are always in). No _md5,
+# _sha1, _sha3: hashlib takes those from OpenSSL; _sha2 is random's, _blake2 hashlib's.
 KEPT_MODULES = frozenset(
-    {
-        "array",
-        "binascii",
-        "math",
-        "select",
-        "fcntl",
-        "unicodedata",
-        "zlib",
-        "_bisect",
-        "_blake2",
-        "_contextvars",
-        "_datetime",
-        "_hashlib",
-        "_heapq",
-        "_json",
-        "_md5",
-        "_posixsubprocess",
-        "_queue",
-        "_random",
-        "_sha1",
-        "_sha2",
-        "_sha3",
-        "_socket",
-        "_ssl",
-        "_struct",
-    }
+    """
+    array binascii fcntl math select unicodedata zlib _bisect _blake2 _contextvars
+    _datetime _hashlib _heapq _json _posixsubprocess _queue _random _sha2 _socket _ssl
+    _struct
+    """.split()  # noqa: SIM905 -- read as one list, not one line per word
 )
 CPYTHON_OPTIONS = (
     "--prefix=/opt/parameters-secrets-extension",  # unused: the files are found relative to bin/
@@ -173,7 +120,7 @@ def cache_key(arch: str) -> str:
 
 
 def interpreter(arch: str, sources: Path | None = None, log: Log | None = None) -> Path:
-    """The cached build for `arch` (bin/python3 and Lib/), building it first if absent."""
+    """The cached build for `arch` (bin/python3 and STDLIB), building it first if absent."""
     log = log or _stderr
     root = cache_root()
     done = root / "python" / cache_key(arch)
@@ -186,22 +133,29 @@ def interpreter(arch: str, sources: Path | None = None, log: Log | None = None) 
         source.name: fetch(source, root / "downloads", sources, log) for source in pins.SOURCES
     }
     zig = zig_compiler(root / "tools", log)
-    work = root / "work" / arch
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    log(f"building CPython {pins.CPYTHON.version} for {arch} in {work} (2-3 minutes)")
-    staged = _build(arch, tarballs, zig, work, build_python, log)
+    # A directory of its own: builds running at once (another checkout's) never meet.
+    (root / "work").mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{done.name}.", dir=root / "work"))
+    log(f"building CPython {pins.CPYTHON.version} for {arch} in {work} (a few minutes)")
+    staged = _build(arch, tarballs, zig, work, build_python, log=log)
+    done.parent.mkdir(parents=True, exist_ok=True)
     final = Path(tempfile.mkdtemp(prefix=f".{done.name}.", dir=done.parent))
     (final / "bin").mkdir()
     shutil.copy2(staged, final / "bin" / "python3")
     shutil.copytree(
         work / "cpython" / "Lib",
-        final / "Lib",
-        ignore=shutil.ignore_patterns("test", "__pycache__"),
+        final / STDLIB,
+        ignore=shutil.ignore_patterns("test", "idlelib", "tkinter", "turtledemo", "__pycache__"),
     )
+    (final / STDLIB / "lib-dynload").mkdir()  # CPython warns at start without it
     final.chmod(0o755)
-    final.rename(done)  # atomic: a concurrent or interrupted build never leaves half an entry
     shutil.rmtree(work, ignore_errors=True)
+    try:
+        final.rename(done)  # atomic: an interrupted build never leaves half an entry
+    except OSError:  # another build of the same inputs finished first: keep its result
+        shutil.rmtree(final, ignore_errors=True)
+        if not (done / "bin" / "python3").is_file():
+            raise
     return done
 
 
@@ -209,7 +163,10 @@ def fetch(source: pins.Source, downloads: Path, local: Path | None, log: Log) ->
     """`source`'s tarball, verified: from the download cache, `local`, or its URLs in order."""
     downloads.mkdir(parents=True, exist_ok=True)
     target = downloads / source.filename
-    candidates = [target] + ([local / source.filename] if local else [])
+    candidates = [target]
+    if local is not None:  # the pinned name, or the name it has at any of its URLs
+        names = [source.filename, *(unquote(url.rsplit("/", 1)[-1]) for url in source.urls)]
+        candidates += [local / name for name in dict.fromkeys(names)]
     for path in candidates:
         if path.is_file():
             if _sha256(path) == source.sha256:
@@ -222,9 +179,10 @@ def fetch(source: pins.Source, downloads: Path, local: Path | None, log: Log) ->
         partial = target.with_name(target.name + ".part")
         try:
             log(f"downloading {url}")
-            with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as response:  # noqa: S310 -- pinned https/http URLs, hash-checked below
-                with partial.open("wb") as file:
-                    shutil.copyfileobj(response, file)
+            # Pinned http(s) URLs; the file is hash-checked below.
+            request = urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT)  # noqa: S310
+            with request as response, partial.open("wb") as file:
+                shutil.copyfileobj(response, file)
         except OSError as exc:
             log(f"  not available: {exc}")
             errors.append(f"{url}: {exc}")
@@ -284,12 +242,27 @@ def zig_compiler(tools: Path, log: Log) -> Path:
 
 
 def _build(
-    arch: str, tarballs: dict[str, Path], zig: Path, work: Path, build_python: Path | None, log: Log
+    arch: str,
+    tarballs: dict[str, Path],
+    zig: Path,
+    work: Path,
+    build_python: Path | None,
+    *,
+    log: Log,
 ) -> Path:
-    prefix = work / "prefix"  # zlib's and OpenSSL's headers and static libraries
+    # zlib's and OpenSSL's headers and static libraries: installed under work/ with DESTDIR,
+    # so that the paths OpenSSL compiles in are INSTALL_PREFIX's, the same in every build.
+    prefix = Path(f"{work}{INSTALL_PREFIX}")
     tools = _toolchain(arch, zig, work)
     # -O2: without an -O flag zig adds trapping UBSan checks; -g0: the binary is stripped.
-    flags = f"-O2 -g0 -fno-sanitize=undefined -Wno-error=date-time -ffile-prefix-map={work}={BUILD_PATH}"
+    flags = " ".join(
+        (
+            "-O2 -g0 -fno-sanitize=undefined",
+            "-ffunction-sections -fdata-sections",  # so that the linker drops what is unused
+            "-Wno-error=date-time",  # __DATE__ is fixed by SOURCE_DATE_EPOCH
+            f"-ffile-prefix-map={work}={BUILD_PATH}",
+        )
+    )
     env = {
         "PATH": f"{tools}:{os.environ.get('PATH', '/usr/bin:/bin')}",
         "HOME": str(work),
@@ -306,12 +279,12 @@ def _build(
     zlib = _unpack(tarballs["zlib"], work / "zlib")
     run(
         "zlib configure",
-        ["./configure", "--static", f"--prefix={prefix}"],
+        ["./configure", "--static", f"--prefix={INSTALL_PREFIX}"],
         zlib,
         CFLAGS=f"{flags} -fPIC",
     )
     run("zlib make", ["make", "-j2", "libz.a"], zlib)
-    run("zlib install", ["make", "install"], zlib)
+    run("zlib install", ["make", "install", f"DESTDIR={work}"], zlib)
 
     openssl = _unpack(tarballs["openssl"], work / "openssl")
     run(
@@ -320,17 +293,18 @@ def _build(
             "perl",
             "./Configure",
             OPENSSL_TARGET[arch],
-            f"--prefix={prefix}",
+            f"--prefix={INSTALL_PREFIX}",
             "--libdir=lib",
             # Where Amazon Linux keeps its CA files: the defaults if the launcher found no bundle.
             "--openssldir=/etc/pki/tls",
             *OPENSSL_OPTIONS,
             *flags.split(),
+            "-Os",  # a smaller layer; the hot loops are OpenSSL's assembly either way
         ],
         openssl,
     )
     run("openssl make", ["make", "-j2", "build_libs"], openssl)
-    run("openssl install", ["make", "install_dev"], openssl)
+    run("openssl install", ["make", "install_dev", f"DESTDIR={work}"], openssl)
 
     cpython = _unpack(tarballs["cpython"], work / "cpython")
     disabled = sorted(set(_optional_modules(cpython)) - KEPT_MODULES)
@@ -355,11 +329,11 @@ def _build(
             *(f"py_cv_module_{name}=n/a" for name in disabled),
             "MODULE_BUILDTYPE=static",  # every kept module compiled into the binary
             f"CFLAGS={flags}",
-            f"OPT=-DNDEBUG -fwrapv {flags}",
+            "OPT=-DNDEBUG -fwrapv",  # CPython's default adds -g -O3
             f"CPPFLAGS=-I{prefix}/include",
             # -s: stripped by the linker, no strip tool needed. (Zig's linker writes no DT_RELR,
             # which glibc < 2.36 cannot load; the tests check.)
-            f"LDFLAGS=-L{prefix}/lib -s",
+            f"LDFLAGS=-L{prefix}/lib -s -Wl,--gc-sections",
             f"ZLIB_CFLAGS=-I{prefix}/include",
             f"ZLIB_LIBS=-L{prefix}/lib -lz",
         ],

@@ -10,8 +10,8 @@ from typing import NamedTuple
 from bundled_python import build, pins, stdlib
 
 # Run by the host's build of the same CPython: prints {name-in-zip: pyc hex} for each module
-# file named on its command line (relative to Lib/). Hash-based, unchecked (PEP 552): the
-# zip holds no source to check against, and the bytes depend on nothing but the source.
+# file named on its command line (relative to the stdlib directory). Hash-based, unchecked
+# (PEP 552): the zip holds no source to check against; the bytes depend on the source alone.
 COMPILE = """\
 import importlib.util, json, marshal, sys
 lib, pyc = sys.argv[1], {}
@@ -30,13 +30,14 @@ class Bundle(NamedTuple):
     version: str  # CPython's, such as "3.13.15"
     python: bytes  # the stripped executable
     stdlib: list[tuple[str, bytes]]  # (path in the stdlib zip, .pyc), in a fixed order
+    compiler: Path  # the same CPython built for this machine, to compile the zipapp's .pyc
 
 
 def bundled_files(arch: str, sources: Path | None = None) -> Bundle:
     """The interpreter for `arch` and the compiled stdlib modules the extension uses."""
     built = build.interpreter(arch, sources)
     host = build.interpreter(build.host_arch(), sources)  # runs here, compiles for both
-    lib = built / "Lib"
+    lib = built / build.STDLIB
     files = module_files(lib, stdlib.MODULES)
     result = subprocess.run(  # noqa: S603 -- our own interpreter and script
         [
@@ -59,7 +60,8 @@ def bundled_files(arch: str, sources: Path | None = None) -> Bundle:
         raise build.BuildError(f"compiling the stdlib modules failed:\n{result.stderr[-2000:]}")
     compiled = json.loads(result.stdout)
     python = (built / "bin" / "python3").read_bytes()
-    return Bundle(pins.CPYTHON.version, python, sorted(compiled.items()))
+    stdlib_pyc = [(name, bytes.fromhex(pyc)) for name, pyc in sorted(compiled.items())]
+    return Bundle(pins.CPYTHON.version, python, stdlib_pyc, host / "bin" / "python3")
 
 
 def module_files(lib: Path, modules: tuple[str, ...]) -> list[str]:

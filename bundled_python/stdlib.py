@@ -22,7 +22,6 @@ MODULES = (
     "bisect",
     "codecs",
     "collections",
-    "collections.abc",
     "contextlib",
     "copy",
     "copyreg",
