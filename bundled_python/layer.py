@@ -42,7 +42,6 @@ def bundled_files(arch: str, sources: Path | None = None) -> Bundle:
     result = subprocess.run(  # noqa: S603 -- our own interpreter and script
         [
             str(host / "bin" / "python3"),
-            "-I",
             "-S",
             "-X",
             "no_debug_ranges",
@@ -54,6 +53,7 @@ def bundled_files(arch: str, sources: Path | None = None) -> Bundle:
         capture_output=True,
         text=True,
         check=False,
+        # Not -I, which would ignore PYTHONHASHSEED: the .pyc bytes depend on set order.
         env={"PYTHONHASHSEED": "0"},
     )
     if result.returncode != 0:
