@@ -4,7 +4,7 @@ One entry point, `interpreter(arch)`, returns a directory holding `bin/python3` 
 and its whole standard library as source in `lib/python3.13/` (STDLIB): a working Python
 where it runs (the cross build's build Python), from which stdlib.py's modules are taken.
 The result is cached under the build cache, keyed by everything that goes into it, so only
-the first build on a machine compiles (about 2-3 minutes per architecture on 2 cores).
+the first build on a machine compiles (3-4 minutes per architecture on 2 quiet cores).
 
 Steps: fetch and verify the pinned sources (upstream, else Debian's mirror, or a directory
 given with --sources), obtain Zig from PyPI, then with `zig cc -target <arch>-linux-gnu.2.17`
@@ -148,6 +148,8 @@ def interpreter(arch: str, sources: Path | None = None, log: Log | None = None) 
         ignore=shutil.ignore_patterns("test", "idlelib", "tkinter", "turtledemo", "__pycache__"),
     )
     (final / STDLIB / "lib-dynload").mkdir()  # CPython warns at start without it
+    if arch == host_arch():
+        _precompile(final)
     final.chmod(0o755)
     shutil.rmtree(work, ignore_errors=True)
     try:
@@ -260,7 +262,6 @@ def _build(
             "-O2 -g0 -fno-sanitize=undefined",
             "-ffunction-sections -fdata-sections",  # so that the linker drops what is unused
             "-Wno-error=date-time",  # __DATE__ is fixed by SOURCE_DATE_EPOCH
-            f"-ffile-prefix-map={work}={BUILD_PATH}",
         )
     )
     env = {
@@ -373,8 +374,11 @@ def _toolchain(arch: str, zig: Path, work: Path) -> Path:
     (configure, OpenSSL's Perl, make) sees an ordinary one-word compiler."""
     tools = work / "bin"
     tools.mkdir()
+    # The work directory's name is mapped in cc itself, not in CFLAGS: OpenSSL writes its
+    # CFLAGS into the binary, and they must be the same in every build.
     commands = {
-        "cc": f"cc -target {CPU[arch]}-linux-gnu.{pins.GLIBC}",
+        "cc": f"cc -target {CPU[arch]}-linux-gnu.{pins.GLIBC} "
+        f"-ffile-prefix-map={work}={BUILD_PATH}",
         "ar": "ar",
         "ranlib": "ranlib",
     }
@@ -383,6 +387,23 @@ def _toolchain(arch: str, zig: Path, work: Path) -> Path:
         script.write_text(f'#!/bin/sh\nexec "{zig}" {command} "$@"\n')
         script.chmod(0o755)
     return tools
+
+
+def _precompile(python: Path) -> None:
+    """Write the .pyc of `python`'s whole stdlib with `python` itself, once, in the cache.
+
+    The bytes `marshal` writes depend on what the compiling process has loaded, and from
+    where (a module compiled from source or read from .pyc). With every .pyc present
+    from the start, each later run that compiles with this interpreter (the stdlib zip,
+    the zipapp's .pyc) starts from the same state, and gives the same bytes.
+    """
+    command = [str(python / "bin" / "python3"), "-S", "-m", "compileall", "-q"]
+    command += ["--invalidation-mode", "unchecked-hash", str(python / STDLIB)]
+    result = subprocess.run(  # noqa: S603 -- our interpreter; only PYTHONHASHSEED in its env
+        command, capture_output=True, text=True, check=False, env={"PYTHONHASHSEED": "0"}
+    )
+    if result.returncode != 0:
+        raise BuildError(f"compiling the stdlib's .pyc failed:\n{result.stdout[-2000:]}")
 
 
 def _optional_modules(cpython: Path) -> list[str]:

@@ -4,12 +4,13 @@ The one place these are written. To move to a new release, change a version, its
 name and its hash (README: "Keeping the interpreter current"); the build cache is keyed
 by these, so the next build compiles afresh.
 
-Each source lists the places that serve exactly the pinned file, upstream first. Debian's
-orig tarballs of python3.13 and openssl are upstream's release files unchanged (Debian
-ships upstream's signature beside them), so both places must give the same sha256.
-Debian repacks zlib (the "dfsg" tarball), so zlib is pinned to Debian's file alone: it is
-the one whose hash was verified. Every file is checked against its hash before use,
-whichever place it came from.
+Each source lists the places expected to serve exactly the pinned file, upstream first.
+The hashes are those of the files Debian's mirror serves (the pool's "orig" tarballs, the
+ones `apt-get source` fetches): that is where they could be verified. For python3.13 and
+openssl Debian's orig tarball is upstream's release file, renamed (openssl's comes with
+upstream's signature); should upstream's bytes differ, its file is refused for its hash
+and Debian's used. Debian repacks zlib (the "dfsg" tarball), so zlib lists Debian alone.
+Every file is checked against its hash before use, wherever it came from.
 """
 
 from __future__ import annotations
