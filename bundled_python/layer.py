@@ -11,7 +11,7 @@ from bundled_python import build, pins, stdlib
 
 # Run by the host's build of the same CPython: prints {name-in-zip: pyc hex} for each module
 # file named on its command line (relative to the stdlib directory). Hash-based, unchecked
-# (PEP 552): the zip holds no source to check against; the bytes depend on the source alone.
+# (PEP 552): the zip holds no source to check against.
 COMPILE = """\
 import importlib.util, json, marshal, sys
 lib, pyc = sys.argv[1], {}
