@@ -103,7 +103,8 @@ MODULES = (
     "encodings.latin_1",
     "encodings.punycode",
     "encodings.utf_8",
-    # Frozen into the binary, listed so that the zip is complete without them.
+    # importlib; its _bootstrap modules are also frozen into the binary, and listed so that
+    # the zip is complete without the frozen copies.
     "importlib",
     "importlib._bootstrap",
     "importlib._bootstrap_external",
