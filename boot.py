@@ -40,7 +40,7 @@ serves until SIGTERM or SIGINT. Settings come from environment variables (see RE
 
 options:
   --help     show this message and exit
-  --version  show the version and exit
+  --version  show the version, and the Python and OpenSSL it runs with, and exit
 """
 
 _stop_hooks: "list[Callable[[str], None]]" = []
@@ -110,10 +110,18 @@ def _command_line(args: list[str]) -> int:
         sys.stdout.write(USAGE)
         return 0
     if args == ["--version"]:
-        sys.stdout.write(f"{NAME} {VERSION}\n")
+        sys.stdout.write(f"{NAME} {VERSION}\n{_runtime_versions()}")
         return 0
     sys.stderr.write(f"{NAME}: unexpected arguments {' '.join(args)!r}\n\n{USAGE}")
     return 2
+
+
+def _runtime_versions() -> str:
+    """The interpreter and the OpenSSL this process runs with (the layer's own or the runtime's)."""
+    import ssl  # noqa: PLC0415 -- only for --version: ssl is not imported before registering
+
+    python = sys.version.split()[0]
+    return f"Python {python} ({sys.executable})\n{ssl.OPENSSL_VERSION}\n"
 
 
 def http_port(raw: str) -> int:

@@ -1,6 +1,7 @@
 """Build the Lambda layer zip: `extensions/parameters-secrets-extension`, one executable zipapp.
 
-Usage: python build_layer.py --arch x86_64|arm64 [--output PATH]   (--help for details)
+Usage: python build_layer.py --arch x86_64|arm64 [--with-python [--sources DIR]] [--output PATH]
+(--help for details)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ ROOT = Path(__file__).resolve().parent
 ARCHES = ("x86_64", "arm64")
 LAYER_ENTRY = f"extensions/{NAME}"
 # Everything else top-level is runtime code; __main__.py is generated below.
+# The interpreter's build (--with-python) lives in bundled_python/, outside this glob.
 NOT_SHIPPED = frozenset({"build_layer.py", "__main__.py"})
 ZIP_EPOCH = 315532800  # 1980-01-01T00:00:00Z, the earliest time a zip entry can hold
 # PEP 552 hash-based and unchecked: a timestamp .pyc would be compared with the entry's DOS
@@ -62,14 +64,13 @@ sys.exit(boot.main())
 # staying blocked (GNU env >= 8.31 can do that across exec) until the extension takes it.
 # The probe for that option is `env --version`, which execs nothing: 1-2 ms less than
 # running a program such as `true` under it.
+# {choose} sets $py to the interpreter, or to nothing when there is none: CHOOSE_RUNTIME
+# in the small layer, CHOOSE_BUNDLED in the layer built --with-python.
 LAUNCHER_TEMPLATE = f"""\
 #!/bin/sh
-# {NAME}: a Python zipapp; this prefix runs it with Lambda's python3, else PATH's, isolated.
+# {NAME}: a Python zipapp; this prefix runs it with {{interpreter}}, isolated.
 trap 'exit 0' TERM INT
-py=python3
-if [ -x /var/lang/bin/python3 ]; then py=/var/lang/bin/python3
-elif ! command -v python3 >/dev/null 2>&1; then py=; fi
-if [ -n "$py" ]; then
+{{choose}}if [ -n "$py" ]; then
 main='{{main}}'
 # glibc's malloc: a fixed mmap threshold gives each large buffer (a reply, an upstream
 # answer) back to the kernel when freed, where the dynamic one would keep megabytes in each
@@ -82,6 +83,46 @@ exec "$py" -I -S -c "$main" "$0" "$@"; fi
 echo "{NAME} needs python3 >= 3.10 at /var/lang/bin/python3 or on PATH; none found" >&2
 exit 127
 """
+
+CHOOSE_RUNTIME = (
+    "Lambda's python3, else PATH's",
+    """\
+py=python3
+if [ -x /var/lang/bin/python3 ]; then py=/var/lang/bin/python3
+elif ! command -v python3 >/dev/null 2>&1; then py=; fi
+""",
+)
+# The layer's own interpreter, found from this file's place (Lambda unpacks layers at /opt,
+# tests anywhere), always: it starts faster than the runtime's (BENCHMARKS.md). Only glibc
+# is loaded dynamically, so LD_LIBRARY_PATH and LD_PRELOAD go; -I makes it ignore the
+# PYTHON* variables. Its OpenSSL reads no openssl.cnf and knows no CA bundle but
+# Amazon Linux's, so the first bundle found here is given to it (unless the function
+# names one with SSL_CERT_FILE).
+CA_BUNDLES = (
+    "/etc/pki/tls/certs/ca-bundle.crt",  # Amazon Linux, Fedora, RHEL
+    "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Alpine, Gentoo
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",  # CentOS, RHEL 7+
+    "/etc/ssl/ca-bundle.pem",  # openSUSE
+    "/etc/pki/tls/cacert.pem",  # OpenELEC
+    "/etc/ssl/cert.pem",  # Alpine, BSDs
+)
+BUNDLED_DIR = NAME  # the layer's directory that holds the interpreter: /opt/<NAME>/
+BUNDLED_PYTHON = f"{BUNDLED_DIR}/bin/python3"
+CHOOSE_BUNDLED = (
+    "the layer's own python3",
+    f"""\
+case $0 in */*) py=${{0%/*}}/../{BUNDLED_PYTHON};; *) py=../{BUNDLED_PYTHON};; esac
+if [ -z "${{SSL_CERT_FILE-}}" ]; then
+for f in {" ".join(CA_BUNDLES)}; do
+if [ -r "$f" ]; then export SSL_CERT_FILE="$f"; break; fi; done; fi
+unset LD_LIBRARY_PATH LD_PRELOAD
+""",
+)
+
+LIB_DYNLOAD_README = (
+    b"Empty on purpose: CPython looks for this directory when it starts. This interpreter\n"
+    b"loads no extension module from it: all of them are built into bin/python3.\n"
+)
 
 BYTECODE_VERSIONS = ("3.10", "3.11", "3.12", "3.13", "3.14")
 # Run by each interpreter: prints {"version": "X.Y", "pyc": {name: hex}} for the modules
@@ -107,11 +148,16 @@ def main_program(versions: tuple[str, ...]) -> str:
     return MAIN_TEMPLATE.replace("{versions}", f"({listed.rstrip()})")
 
 
-def launcher(main: str) -> str:
+def launcher(main: str, choose: tuple[str, str] = CHOOSE_RUNTIME) -> str:
     """The sh prefix, running `main` with -c (single-quoted: it holds no single quote)."""
     if "'" in main:
         raise ValueError("the -c program must not contain a single quote")
-    return LAUNCHER_TEMPLATE.replace("{main}", main)
+    interpreter, lines = choose
+    return (
+        LAUNCHER_TEMPLATE.replace("{interpreter}", interpreter)
+        .replace("{choose}", lines)
+        .replace("{main}", main)
+    )
 
 
 def runtime_modules(root: Path) -> list[Path]:
@@ -164,7 +210,9 @@ def interpreters() -> dict[str, str]:
     return found
 
 
-def compile_all(sources: list[Path], pythons: dict[str, str]) -> dict[str, dict[str, bytes]]:
+def compile_all(
+    sources: list[Path], pythons: dict[str, str], versions: tuple[str, ...] = BYTECODE_VERSIONS
+) -> dict[str, dict[str, bytes]]:
     """Each version's .pyc of `sources`, compiled by that version, all in parallel.
 
     A version whose interpreter is missing or fails is reported on stderr and left out:
@@ -194,7 +242,7 @@ def compile_all(sources: list[Path], pythons: dict[str, str]) -> dict[str, dict[
             )
             continue
         compiled[version] = {name: bytes.fromhex(pyc) for name, pyc in result["pyc"].items()}
-    for version in BYTECODE_VERSIONS:
+    for version in versions:
         if version not in compiled and version not in pythons:
             sys.stderr.write(
                 f"build_layer: no python{version} found (~/.pyenv/versions/{version}.*/bin/python"
@@ -203,7 +251,9 @@ def compile_all(sources: list[Path], pythons: dict[str, str]) -> dict[str, dict[
     return compiled
 
 
-def build_zipapp(root: Path, pythons: dict[str, str] | None = None) -> bytes:
+def build_zipapp(
+    root: Path, pythons: dict[str, str] | None = None, choose: tuple[str, str] = CHOOSE_RUNTIME
+) -> bytes:
     """The executable: the sh launcher, then a zip of the modules, __main__ and pyc/X.Y/."""
     # Shipping .pyc, measured (bench/bench_zipapp_import.py; 2 shared cores, 94 KB of
     # modules, median of 41 interleaved `python -I -S` processes importing extension):
@@ -212,7 +262,9 @@ def build_zipapp(root: Path, pythons: dict[str, str] | None = None) -> bytes:
     # so no version reads and refuses another's .pyc for its magic number.
     # Stored rather than deflated: 1-3 ms less to import, and the layer zip compresses it.
     sources = runtime_modules(root)  # sorted
-    compiled = compile_all(sources, interpreters() if pythons is None else pythons)
+    # The layer's own interpreter runs it, never another: .pyc for its version alone.
+    versions = BYTECODE_VERSIONS if choose is CHOOSE_RUNTIME else tuple(pythons or ())
+    compiled = compile_all(sources, interpreters() if pythons is None else pythons, versions)
     main = main_program(tuple(sorted(compiled)))
     entries: list[tuple[str, bytes, int]] = [("__main__.py", main.encode(), 0o644)]
     for path in sources:
@@ -222,13 +274,36 @@ def build_zipapp(root: Path, pythons: dict[str, str] | None = None) -> bytes:
         for version in sorted(compiled):
             pyc = compiled[version][path.name]
             entries.append((f"pyc/{version}/{path.stem}.pyc", pyc, 0o644))
-    return write_zip(entries, zipfile.ZIP_STORED, prefix=launcher(main).encode())
+    return write_zip(entries, zipfile.ZIP_STORED, prefix=launcher(main, choose).encode())
 
 
-def build_layer(root: Path, pythons: dict[str, str] | None = None) -> bytes:
-    """The layer zip: the executable alone, at extensions/<name>, mode 0755."""
-    executable = build_zipapp(root, pythons)
-    return write_zip([(LAYER_ENTRY, executable, 0o755)], zipfile.ZIP_DEFLATED)
+def build_layer(
+    root: Path,
+    pythons: dict[str, str] | None = None,
+    bundled: list[tuple[str, bytes, int]] | None = None,
+) -> bytes:
+    """The layer zip: the executable at extensions/<name>, mode 0755, alone or followed by
+    the `bundled` interpreter's files (under BUNDLED_DIR/), which its launcher then runs."""
+    if bundled is None:
+        executable = build_zipapp(root, pythons)
+        return write_zip([(LAYER_ENTRY, executable, 0o755)], zipfile.ZIP_DEFLATED)
+    executable = build_zipapp(root, pythons, CHOOSE_BUNDLED)
+    return write_zip([(LAYER_ENTRY, executable, 0o755), *bundled], zipfile.ZIP_DEFLATED)
+
+
+def bundled_entries(
+    version: str, python: bytes, stdlib: list[tuple[str, bytes]]
+) -> list[tuple[str, bytes, int]]:
+    """The interpreter's files in the layer, laid out as CPython looks for them from
+    bin/python3: lib/pythonXY.zip is its standard library (found from the executable's
+    place), lib/pythonX.Y/lib-dynload/ must exist or it warns at every start."""
+    major, minor = version.split(".")[:2]
+    stdlib_zip = write_zip([(name, pyc, 0o644) for name, pyc in stdlib], zipfile.ZIP_STORED)
+    return [
+        (BUNDLED_PYTHON, python, 0o755),
+        (f"{BUNDLED_DIR}/lib/python{major}{minor}.zip", stdlib_zip, 0o644),
+        (f"{BUNDLED_DIR}/lib/python{major}.{minor}/lib-dynload/README", LIB_DYNLOAD_README, 0o644),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,8 +316,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--arch",
         choices=ARCHES,
-        help="the architecture the layer is published for (required). It only names the "
-        "output file: the content is pure Python and the same for both.",
+        help="the architecture the layer is published for (required). Without --with-python "
+        "it only names the output file: the content is pure Python and the same for both.",
+    )
+    parser.add_argument(
+        "--with-python",
+        action="store_true",
+        help="also put in the layer a small CPython of our own, built for --arch from pinned "
+        "sources (bundled_python/pins.py), so the extension runs on every Lambda runtime. "
+        "The first build on a machine downloads and compiles (minutes); later ones reuse the "
+        "build cache ($XDG_CACHE_HOME or ~/.cache, /" + NAME + ").",
+    )
+    parser.add_argument(
+        "--sources",
+        type=Path,
+        metavar="DIR",
+        help="with --with-python: take the source tarballs from DIR (named as in "
+        "bundled_python/pins.py) instead of downloading them; each is hash-checked",
     )
     parser.add_argument(
         "--output",
@@ -258,7 +348,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.arch is None:
         parser.error("the following arguments are required: --arch")
     output: Path = args.output or ROOT / "dist" / f"{NAME}-{args.arch}.zip"
-    data = build_layer(ROOT)
+    if args.sources is not None and not args.with_python:
+        parser.error("--sources goes with --with-python")
+    if args.with_python:
+        # Imported here: the small layer's build needs none of it (nor its toolchain).
+        from bundled_python.layer import bundled_files  # noqa: PLC0415
+
+        try:
+            bundle = bundled_files(args.arch, args.sources)
+        except RuntimeError as exc:
+            sys.stderr.write(f"build_layer: {exc}\n")
+            return 1
+        # Only the bundled interpreter runs this zipapp: .pyc for its version alone.
+        major_minor = ".".join(bundle.version.split(".")[:2])
+        data = build_layer(
+            ROOT,
+            pythons={major_minor: str(bundle.compiler)},
+            bundled=bundled_entries(bundle.version, bundle.python, bundle.stdlib),
+        )
+    else:
+        data = build_layer(ROOT)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(data)
     print(f"{output}  {len(data)} bytes  sha256 {hashlib.sha256(data).hexdigest()}")

@@ -1,0 +1,107 @@
+"""The --with-python layer: its zip size per architecture and how fast its interpreter starts.
+
+Usage: python bench/bench_bundled_python.py [--runs N] [--arch x86_64 [--arch arm64]]
+
+Builds each layer with `build_layer.py --arch A --with-python` (from the build cache when
+warm), prints its size, then times whole processes on this machine, the two interpreters
+taking turns within each round so that the shared machine's noise falls on both alike:
+  - `python3 -I -S -c pass`: the bundled x86_64 interpreter against ~/.pyenv's 3.13, the
+    runtime-like floor the goal names (≤ 1.0x);
+  - the same, importing the extension's modules from the layer's zipapp (.pyc for 3.13).
+Median and minimum of N rounds, and the ratio of the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from harness import unpack_layer  # noqa: E402
+
+import build_layer  # noqa: E402
+
+FLOOR = sorted(Path.home().glob(".pyenv/versions/3.13.*/bin/python3"))
+IMPORT = "import sys; sys.path[:0] = [sys.argv[1] + '/pyc/3.13', sys.argv[1]]; import extension"
+
+
+def build(arch: str, out: Path) -> Path:
+    """The --with-python layer for `arch`, built by the real command."""
+    output = out / f"layer-{arch}.zip"
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "build_layer.py"),
+            "--arch",
+            arch,
+            "--with-python",
+            "--output",
+            str(output),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return output
+
+
+def time_runs(commands: dict[str, list[str]], runs: int) -> dict[str, list[float]]:
+    """Seconds per process for each command, the commands taking turns within a round."""
+    times: dict[str, list[float]] = {label: [] for label in commands}
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    for _ in range(runs):
+        for label, command in commands.items():
+            started = time.perf_counter()
+            subprocess.run(command, check=True, env=env, cwd="/")
+            times[label].append(time.perf_counter() - started)
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=41)
+    parser.add_argument("--arch", action="append", choices=build_layer.ARCHES)
+    args = parser.parse_args()
+    if not FLOOR:
+        sys.exit("no ~/.pyenv/versions/3.13.*/bin/python3: the floor this benchmark names")
+    floor = str(FLOOR[-1])
+    print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        for arch in args.arch or ["x86_64"]:
+            size = build(arch, out).stat().st_size
+            print(f"layer zip {arch}: {size} bytes ({size / 1e6:.2f} MB)")
+        executable = unpack_layer((out / "layer-x86_64.zip").read_bytes(), out / "opt")
+        bundled = str(out / "opt" / build_layer.BUNDLED_PYTHON)
+        zipapp = str(executable)
+        rows = {
+            "-I -S -c pass": ({"bundled": [bundled], floor: [floor]}, ["-I", "-S", "-c", "pass"]),
+            "-I -S import extension": (
+                {"bundled": [bundled], floor: [floor]},
+                ["-I", "-S", "-c", IMPORT, zipapp],
+            ),
+        }
+        for title, (pythons, arguments) in rows.items():
+            commands = {label: [*python, *arguments] for label, python in pythons.items()}
+            times = time_runs(commands, args.runs)
+            medians = {label: statistics.median(samples) for label, samples in times.items()}
+            print(f"\n{title} ({args.runs} interleaved runs)")
+            for label, samples in times.items():
+                print(
+                    f"  {label}: median {medians[label] * 1000:.1f} ms, "
+                    f"min {min(samples) * 1000:.1f} ms"
+                )
+            print(f"  bundled / floor: {medians['bundled'] / medians[floor]:.2f}x")
+    print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

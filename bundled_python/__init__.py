@@ -1,0 +1,5 @@
+"""The CPython that `build_layer.py --with-python` puts in the layer. Build code: never shipped.
+
+pins.py: the source and tool versions with their hashes; stdlib.py: the standard-library
+modules the layer carries; build.py: fetch, verify, compile, cache.
+"""

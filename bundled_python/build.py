@@ -1,0 +1,439 @@
+"""Build the layer's own CPython: static OpenSSL and zlib, glibc 2.17 symbols, modules built in.
+
+One entry point, `interpreter(arch)`, returns a directory holding `bin/python3` (stripped)
+and its whole standard library as source in `lib/python3.13/` (STDLIB): a working Python
+where it runs (the cross build's build Python), from which stdlib.py's modules are taken.
+The result is cached under the build cache, keyed by everything that goes into it, so only
+the first build on a machine compiles (3-4 minutes per architecture on 2 quiet cores).
+
+Steps: fetch and verify the pinned sources (upstream, else Debian's mirror, or a directory
+given with --sources), obtain Zig from PyPI, then with `zig cc -target <arch>-linux-gnu.2.17`
+build zlib and OpenSSL as static libraries and CPython against them. The arm64 build is a
+cross build; CPython's needs a build Python of the same version: the host's own build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import unquote
+
+from bundled_python import pins
+
+HERE = Path(__file__).resolve().parent
+CACHE_NAME = "parameters-secrets-extension"
+# Our arch names (Lambda's) -> the GNU/Zig CPU names.
+CPU = {"x86_64": "x86_64", "arm64": "aarch64"}
+OPENSSL_TARGET = {"x86_64": "linux-x86_64", "arm64": "linux-aarch64"}
+# Fixed file times and build paths, so that two builds of the same inputs are identical.
+SOURCE_DATE_EPOCH = "315532800"
+BUILD_PATH = "/build"  # what the work directory is called in the binary's debug strings
+INSTALL_PREFIX = "/build/prefix"  # zlib's and OpenSSL's, as they know it
+DOWNLOAD_TIMEOUT = 60
+_MAJOR, _MINOR = pins.CPYTHON.version.split(".")[:2]
+STDLIB = f"lib/python{_MAJOR}.{_MINOR}"  # where CPython looks for it from bin/python3
+
+# OpenSSL: a static library with what TLS 1.2/1.3 to AWS and hashlib/hmac need; no
+# config file read at start (the system's openssl.cnf must not change our TLS), no
+# dynamically loaded engines or providers, no command-line tool.
+OPENSSL_OPTIONS = tuple(
+    """
+    no-shared no-module no-dso no-engine no-legacy no-autoload-config no-apps no-tests
+    no-docs no-ui-console no-async no-afalgeng no-padlockeng no-comp no-zlib
+    no-ssl3 no-tls1 no-tls1_1 no-dtls no-srp no-srtp no-psk no-quic no-http no-ocsp
+    no-nextprotoneg no-cms no-cmp no-ts no-ct no-rfc3779 no-gost no-sm2 no-sm3 no-sm4
+    no-idea no-camellia no-aria no-seed no-rc2 no-rc4 no-md4 no-mdc2 no-whirlpool no-bf
+    no-cast no-des no-dsa no-ec2m no-ml-dsa no-slh-dsa no-siv no-ocb no-argon2
+    no-siphash no-blake2
+    """.split()  # noqa: SIM905 -- read as one list, not one line per word
+)
+# CPython's optional modules that stay in, built into the binary; every other module of
+# Modules/Setup.stdlib.in is disabled (those of Setup.bootstrap are always in). No _md5,
+# _sha1, _sha3: hashlib takes those from OpenSSL; _sha2 is random's, _blake2 hashlib's.
+KEPT_MODULES = frozenset(
+    """
+    array binascii fcntl math select unicodedata zlib _bisect _blake2 _contextvars
+    _datetime _hashlib _heapq _json _posixsubprocess _queue _random _sha2 _socket _ssl
+    _struct
+    """.split()  # noqa: SIM905 -- read as one list, not one line per word
+)
+CPYTHON_OPTIONS = (
+    "--prefix=/opt/parameters-secrets-extension",  # unused: the files are found relative to bin/
+    "--disable-shared",
+    "--disable-test-modules",
+    "--without-ensurepip",
+    "--without-doc-strings",
+    "--without-mimalloc",
+    "--with-pkg-config=no",
+    "--with-openssl-rpath=no",
+    "--with-ssl-default-suites=openssl",
+)
+
+
+class BuildError(RuntimeError):
+    """A step of the interpreter build failed; the message says which and where its log is."""
+
+
+Log = Callable[[str], None]
+
+
+def cache_root() -> Path:
+    """$XDG_CACHE_HOME/parameters-secrets-extension, else ~/.cache/parameters-secrets-extension."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / CACHE_NAME
+
+
+def host_arch() -> str:
+    """The build machine's architecture in our names (the native build runs on it)."""
+    machine = platform.machine().lower()
+    for arch, cpu in CPU.items():
+        if machine in (cpu, arch, "amd64" if arch == "x86_64" else arch):
+            return arch
+    raise BuildError(f"cannot build the interpreter on a {machine} machine: x86_64 or arm64 only")
+
+
+def cache_key(arch: str) -> str:
+    """The inputs of one architecture's build, hashed: sources, Zig, this package's code."""
+    inputs = {
+        "arch": arch,
+        "sources": {source.name: source.sha256 for source in pins.SOURCES},
+        "zig": [pins.ZIG_VERSION, sorted(pins.ZIG_WHEEL_SHA256.values())],
+        "glibc": pins.GLIBC,
+        # The build's code. stdlib.py is not in it: the module list only changes the zip.
+        "code": {
+            name: hashlib.sha256((HERE / name).read_bytes()).hexdigest()
+            for name in ("build.py", "pins.py")
+        },
+    }
+    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+    return f"{arch}-{pins.CPYTHON.version}-{digest[:16]}"
+
+
+def interpreter(arch: str, sources: Path | None = None, log: Log | None = None) -> Path:
+    """The cached build for `arch` (bin/python3 and STDLIB), building it first if absent."""
+    log = log or _stderr
+    root = cache_root()
+    done = root / "python" / cache_key(arch)
+    if (done / "bin" / "python3").is_file():
+        return done
+    build_python = None
+    if arch != host_arch():  # a cross build needs the same CPython running on this machine
+        build_python = interpreter(host_arch(), sources, log) / "bin" / "python3"
+    tarballs = {
+        source.name: fetch(source, root / "downloads", sources, log) for source in pins.SOURCES
+    }
+    zig = zig_compiler(root / "tools", log)
+    # A directory of its own: builds running at once (another checkout's) never meet.
+    (root / "work").mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{done.name}.", dir=root / "work"))
+    log(f"building CPython {pins.CPYTHON.version} for {arch} in {work} (a few minutes)")
+    staged = _build(arch, tarballs, zig, work, build_python, log=log)
+    done.parent.mkdir(parents=True, exist_ok=True)
+    final = Path(tempfile.mkdtemp(prefix=f".{done.name}.", dir=done.parent))
+    (final / "bin").mkdir()
+    shutil.copy2(staged, final / "bin" / "python3")
+    shutil.copytree(
+        work / "cpython" / "Lib",
+        final / STDLIB,
+        ignore=shutil.ignore_patterns("test", "idlelib", "tkinter", "turtledemo", "__pycache__"),
+    )
+    (final / STDLIB / "lib-dynload").mkdir()  # CPython warns at start without it
+    if arch == host_arch():
+        _precompile(final)
+    final.chmod(0o755)
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        final.rename(done)  # atomic: an interrupted build never leaves half an entry
+    except OSError:  # another build of the same inputs finished first: keep its result
+        shutil.rmtree(final, ignore_errors=True)
+        if not (done / "bin" / "python3").is_file():
+            raise
+    return done
+
+
+def fetch(source: pins.Source, downloads: Path, local: Path | None, log: Log) -> Path:
+    """`source`'s tarball, verified: from the download cache, `local`, or its URLs in order."""
+    downloads.mkdir(parents=True, exist_ok=True)
+    target = downloads / source.filename
+    candidates = [target]
+    if local is not None:  # the pinned name, or the name it has at any of its URLs
+        names = [source.filename, *(unquote(url.rsplit("/", 1)[-1]) for url in source.urls)]
+        candidates += [local / name for name in dict.fromkeys(names)]
+    for path in candidates:
+        if path.is_file():
+            if _sha256(path) == source.sha256:
+                return path
+            log(f"{path}: sha256 is not the pinned {source.sha256}; not used")
+    if local is not None:
+        raise BuildError(f"--sources {local}: no {source.filename} with sha256 {source.sha256}")
+    errors = []
+    for url in source.urls:
+        partial = target.with_name(target.name + ".part")
+        try:
+            log(f"downloading {url}")
+            # Pinned http(s) URLs; the file is hash-checked below.
+            request = urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT)  # noqa: S310
+            with request as response, partial.open("wb") as file:
+                shutil.copyfileobj(response, file)
+        except OSError as exc:
+            log(f"  not available: {exc}")
+            errors.append(f"{url}: {exc}")
+            continue
+        digest = _sha256(partial)
+        if digest != source.sha256:
+            partial.unlink()
+            errors.append(f"{url}: sha256 {digest}, not the pinned {source.sha256}")
+            continue
+        partial.rename(target)
+        return target
+    raise BuildError(
+        f"cannot obtain {source.filename} ({source.name} {source.version}):\n  "
+        + "\n  ".join(errors)
+        + "\nDownload it by hand and pass its directory with --sources DIR."
+    )
+
+
+def zig_compiler(tools: Path, log: Log) -> Path:
+    """The pinned Zig from its PyPI wheel, installed once into the cache with pip."""
+    target = tools / f"ziglang-{pins.ZIG_VERSION}"
+    zig = target / "ziglang" / "zig"
+    if zig.is_file():
+        return zig
+    cpu = CPU[host_arch()]
+    tools.mkdir(parents=True, exist_ok=True)
+    requirement = tools / f"ziglang-{pins.ZIG_VERSION}.txt"
+    requirement.write_text(
+        f"ziglang=={pins.ZIG_VERSION} --hash=sha256:{pins.ZIG_WHEEL_SHA256[cpu]}\n"
+    )
+    staging = Path(tempfile.mkdtemp(prefix=".ziglang.", dir=tools))
+    log(f"installing ziglang {pins.ZIG_VERSION} from PyPI into {target}")
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--require-hashes",
+        "--target",
+        str(staging),
+        "-r",
+        str(requirement),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603 -- our own pip
+    if result.returncode != 0 or not (staging / "ziglang" / "zig").is_file():
+        shutil.rmtree(staging, ignore_errors=True)
+        raise BuildError(
+            f"cannot install ziglang {pins.ZIG_VERSION} with pip ({' '.join(command)}):\n"
+            + result.stderr[-2000:]
+        )
+    staging.rename(target)
+    return zig
+
+
+def _build(
+    arch: str,
+    tarballs: dict[str, Path],
+    zig: Path,
+    work: Path,
+    build_python: Path | None,
+    *,
+    log: Log,
+) -> Path:
+    # zlib's and OpenSSL's headers and static libraries: installed under work/ with DESTDIR,
+    # so that the paths OpenSSL compiles in are INSTALL_PREFIX's, the same in every build.
+    prefix = Path(f"{work}{INSTALL_PREFIX}")
+    tools = _toolchain(arch, zig, work)
+    # -O2: without an -O flag zig adds trapping UBSan checks; -g0: the binary is stripped.
+    flags = " ".join(
+        (
+            "-O2 -g0 -fno-sanitize=undefined",
+            "-ffunction-sections -fdata-sections",  # so that the linker drops what is unused
+            "-Wno-error=date-time",  # __DATE__ is fixed by SOURCE_DATE_EPOCH
+        )
+    )
+    env = {
+        "PATH": f"{tools}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "HOME": str(work),
+        "LANG": "C",
+        "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH,
+        "ZIG_GLOBAL_CACHE_DIR": str(work / "zig-cache"),
+        "ZIG_LOCAL_CACHE_DIR": str(work / "zig-cache"),
+        "CC": "cc",
+        "AR": "ar",
+        "RANLIB": "ranlib",
+    }
+    run = _Runner(work, env, log)
+
+    zlib = _unpack(tarballs["zlib"], work / "zlib")
+    run(
+        "zlib configure",
+        ["./configure", "--static", f"--prefix={INSTALL_PREFIX}"],
+        zlib,
+        CFLAGS=f"{flags} -fPIC",
+    )
+    run("zlib make", ["make", "-j2", "libz.a"], zlib)
+    run("zlib install", ["make", "install", f"DESTDIR={work}"], zlib)
+
+    openssl = _unpack(tarballs["openssl"], work / "openssl")
+    run(
+        "openssl configure",
+        [
+            "perl",
+            "./Configure",
+            OPENSSL_TARGET[arch],
+            f"--prefix={INSTALL_PREFIX}",
+            "--libdir=lib",
+            # Where Amazon Linux keeps its CA files: the defaults if the launcher found no bundle.
+            "--openssldir=/etc/pki/tls",
+            *OPENSSL_OPTIONS,
+            *flags.split(),
+            "-Os",  # a smaller layer; the hot loops are OpenSSL's assembly either way
+        ],
+        openssl,
+    )
+    run("openssl make", ["make", "-j2", "build_libs"], openssl)
+    run("openssl install", ["make", "install_dev", f"DESTDIR={work}"], openssl)
+
+    cpython = _unpack(tarballs["cpython"], work / "cpython")
+    disabled = sorted(set(_optional_modules(cpython)) - KEPT_MODULES)
+    cross = []
+    if build_python is not None:
+        cross = [
+            f"--host={CPU[arch]}-linux-gnu",
+            f"--build={CPU[host_arch()]}-linux-gnu",
+            f"--with-build-python={build_python}",
+            # What configure cannot run a test program to find out on another CPU.
+            "ac_cv_buggy_getaddrinfo=no",
+            "ac_cv_file__dev_ptmx=yes",
+            "ac_cv_file__dev_ptc=no",
+        ]
+    run(
+        "cpython configure",
+        [
+            "./configure",
+            *CPYTHON_OPTIONS,
+            f"--with-openssl={prefix}",
+            *cross,
+            *(f"py_cv_module_{name}=n/a" for name in disabled),
+            "MODULE_BUILDTYPE=static",  # every kept module compiled into the binary
+            f"CFLAGS={flags}",
+            "OPT=-DNDEBUG -fwrapv",  # CPython's default adds -g -O3
+            f"CPPFLAGS=-I{prefix}/include",
+            # -s: stripped by the linker, no strip tool needed. (Zig's linker writes no DT_RELR,
+            # which glibc < 2.36 cannot load; the tests check.)
+            f"LDFLAGS=-L{prefix}/lib -s -Wl,--gc-sections",
+            f"ZLIB_CFLAGS=-I{prefix}/include",
+            f"ZLIB_LIBS=-L{prefix}/lib -lz",
+        ],
+        cpython,
+    )
+    run("cpython make", ["make", "-j2", "python"], cpython)
+    return cpython / "python"
+
+
+class _Runner:
+    """Runs build steps with one environment, each step's output in work/<step>.log."""
+
+    def __init__(self, work: Path, env: dict[str, str], log: Log) -> None:
+        self.work, self.env, self.log = work, env, log
+
+    def __call__(self, step: str, command: list[str], cwd: Path, **extra: str) -> None:
+        log_path = self.work / (step.replace(" ", "-") + ".log")
+        self.log(f"  {step}")
+        with log_path.open("wb") as output:
+            result = subprocess.run(  # noqa: S603 -- the build's own commands
+                command,
+                cwd=cwd,
+                env={**self.env, **extra},
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
+        if result.returncode != 0:
+            tail = log_path.read_text(errors="replace").splitlines()[-30:]
+            raise BuildError(
+                f"{step} failed (exit {result.returncode}); its log: {log_path}\n" + "\n".join(tail)
+            )
+
+
+def _toolchain(arch: str, zig: Path, work: Path) -> Path:
+    """cc, ar and ranlib for `arch`: small scripts calling zig, so that every build system
+    (configure, OpenSSL's Perl, make) sees an ordinary one-word compiler."""
+    tools = work / "bin"
+    tools.mkdir()
+    # The work directory's name is mapped in cc itself, not in CFLAGS: OpenSSL writes its
+    # CFLAGS into the binary, and they must be the same in every build.
+    commands = {
+        "cc": f"cc -target {CPU[arch]}-linux-gnu.{pins.GLIBC} "
+        f"-ffile-prefix-map={work}={BUILD_PATH}",
+        "ar": "ar",
+        "ranlib": "ranlib",
+    }
+    for name, command in commands.items():
+        script = tools / name
+        script.write_text(f'#!/bin/sh\nexec "{zig}" {command} "$@"\n')
+        script.chmod(0o755)
+    return tools
+
+
+def _precompile(python: Path) -> None:
+    """Write the .pyc of `python`'s whole stdlib with `python` itself, once, in the cache.
+
+    The bytes `marshal` writes depend on what the compiling process has loaded, and from
+    where (a module compiled from source or read from .pyc). With every .pyc present
+    from the start, each later run that compiles with this interpreter (the stdlib zip,
+    the zipapp's .pyc) starts from the same state, and gives the same bytes.
+    """
+    command = [str(python / "bin" / "python3"), "-S", "-m", "compileall", "-q"]
+    command += ["--invalidation-mode", "unchecked-hash", str(python / STDLIB)]
+    result = subprocess.run(  # noqa: S603 -- our interpreter; only PYTHONHASHSEED in its env
+        command, capture_output=True, text=True, check=False, env={"PYTHONHASHSEED": "0"}
+    )
+    if result.returncode != 0:
+        raise BuildError(f"compiling the stdlib's .pyc failed:\n{result.stdout[-2000:]}")
+
+
+def _optional_modules(cpython: Path) -> list[str]:
+    """The names of Modules/Setup.stdlib.in's modules: the ones configure may build."""
+    names = []
+    for line in (cpython / "Modules" / "Setup.stdlib.in").read_text().splitlines():
+        if line.startswith("@MODULE_") and "_TRUE@" in line:
+            names.append(line.split("_TRUE@", 1)[1].split()[0])
+    return names
+
+
+def _unpack(tarball: Path, target: Path) -> Path:
+    """Extract `tarball` (one top directory) into `target` itself."""
+    staging = target.with_name(target.name + ".unpack")
+    staging.mkdir()
+    with tarfile.open(tarball) as archive:
+        archive.extractall(staging, filter="data")
+    (top,) = staging.iterdir()
+    top.rename(target)
+    staging.rmdir()
+    return target
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _stderr(message: str) -> None:
+    sys.stderr.write(f"build_layer: {message}\n")

@@ -1,0 +1,111 @@
+"""The standard-library modules the --with-python layer carries, compiled, in its stdlib zip.
+
+A module missing here is an ImportError in production, so the list errs on the side of
+completeness. It is what the extension imports (every route exercised, under the bundled
+interpreter) with everything those modules import in turn, plus what is only imported at
+run time: the codecs a str.encode or a locale can ask for, traceback's printing of an
+uncaught exception, email.generator for printing an http.client message.
+tests/test_stdlib_modules.py fails when the extension comes to import a module not listed.
+The C modules (_ssl, _json, unicodedata, ...) are built into the binary: see build.py.
+"""
+
+from __future__ import annotations
+
+MODULES = (
+    "__future__",
+    "_collections_abc",
+    "_colorize",
+    "_weakrefset",
+    "abc",
+    "ast",
+    "base64",
+    "bisect",
+    "codecs",
+    "collections",
+    "contextlib",
+    "copy",
+    "copyreg",
+    "datetime",
+    "enum",
+    "functools",
+    "genericpath",
+    "hashlib",
+    "heapq",
+    "hmac",
+    "html",
+    "html.entities",
+    "http",
+    "http.client",
+    "io",
+    "ipaddress",
+    "keyword",
+    "linecache",
+    "operator",
+    "os",
+    "posixpath",
+    "quopri",
+    "random",
+    "re",
+    "re._casefix",
+    "re._compiler",
+    "re._constants",
+    "re._parser",
+    "reprlib",
+    "selectors",
+    "signal",
+    "socket",
+    "socketserver",
+    "ssl",
+    "stat",
+    "string",
+    "stringprep",
+    "struct",
+    "textwrap",
+    "threading",
+    "token",
+    "tokenize",
+    "traceback",
+    "types",
+    "typing",
+    "urllib",
+    "urllib.parse",
+    "warnings",
+    "weakref",
+    "zipimport",
+    # json
+    "json",
+    "json.decoder",
+    "json.encoder",
+    "json.scanner",
+    # http.client parses headers with email's compat32 parser
+    "email",
+    "email._encoded_words",
+    "email._parseaddr",
+    "email._policybase",
+    "email.base64mime",
+    "email.charset",
+    "email.encoders",
+    "email.errors",
+    "email.feedparser",
+    "email.generator",
+    "email.header",
+    "email.iterators",
+    "email.message",
+    "email.parser",
+    "email.quoprimime",
+    "email.utils",
+    # Codecs: the interpreter's own (utf-8), ssl's host names (idna, punycode), and the
+    # stdio encodings a C or Latin-1 locale gives.
+    "encodings",
+    "encodings.aliases",
+    "encodings.ascii",
+    "encodings.idna",
+    "encodings.latin_1",
+    "encodings.punycode",
+    "encodings.utf_8",
+    # importlib; its _bootstrap modules are also frozen into the binary, and listed so that
+    # the zip is complete without the frozen copies.
+    "importlib",
+    "importlib._bootstrap",
+    "importlib._bootstrap_external",
+)

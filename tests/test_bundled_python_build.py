@@ -1,0 +1,151 @@
+"""bundled_python/build.py and the --with-python launcher, without compiling anything.
+
+The interpreter's build itself is exercised by the tests that build the layer (and by
+test_stdlib_modules.py); these check what decides whether a build may run at all: the
+hash check of every source, the cache key, and how the launcher starts the interpreter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from harness import unpack_layer
+
+import build_layer
+from bundled_python import build, pins
+
+NAME = "parameters-secrets-extension"
+# A stand-in for the bundled interpreter: reports how the launcher ran it.
+FAKE_PYTHON = """#!/bin/sh
+printf '%s\\0' "$@" > "${0%/*}/argv"
+env > "${0%/*}/env"
+"""
+
+
+def source(tmp_path: Path, data: bytes) -> pins.Source:
+    """A pinned source whose file is `data`, served from nowhere reachable."""
+    return pins.Source(
+        name="demo",
+        version="1.0",
+        filename="demo-1.0.tar.gz",
+        sha256=hashlib.sha256(data).hexdigest(),
+        urls=("http://127.0.0.1:9/pool/d/demo/demo_1.0.orig.tar.gz",),
+    )
+
+
+def test_sources_dir_file_is_used_under_its_pinned_or_mirror_name(tmp_path: Path) -> None:
+    local = tmp_path / "sources"
+    local.mkdir()
+    pinned = source(tmp_path, b"the release")
+    (local / "demo_1.0.orig.tar.gz").write_bytes(b"the release")  # the name at its URL
+    found = build.fetch(pinned, tmp_path / "downloads", local, lambda _: None)
+    assert found.read_bytes() == b"the release"
+
+
+def test_a_file_with_another_hash_is_refused(tmp_path: Path) -> None:
+    local = tmp_path / "sources"
+    local.mkdir()
+    pinned = source(tmp_path, b"the release")
+    (local / "demo-1.0.tar.gz").write_bytes(b"the release, altered")
+    messages: list[str] = []
+    with pytest.raises(build.BuildError, match=r"no demo-1\.0\.tar\.gz with sha256"):
+        build.fetch(pinned, tmp_path / "downloads", local, messages.append)
+    assert any("sha256 is not the pinned" in message for message in messages)
+
+
+def test_an_unreachable_source_says_how_to_provide_it(tmp_path: Path) -> None:
+    pinned = source(tmp_path, b"the release")
+    with pytest.raises(build.BuildError, match="--sources DIR"):
+        build.fetch(pinned, tmp_path / "downloads", None, lambda _: None)
+    assert list((tmp_path / "downloads").iterdir()) == []  # no partial file left
+
+
+def test_every_pin_is_a_sha256_and_names_its_version() -> None:
+    for pinned in pins.SOURCES:
+        assert len(pinned.sha256) == 64 and int(pinned.sha256, 16) >= 0
+        assert pinned.version in pinned.filename
+        assert pinned.urls and all(pinned.version in url for url in pinned.urls)
+    assert set(pins.ZIG_WHEEL_SHA256) == {"x86_64", "aarch64"}
+
+
+def test_cache_key_depends_on_the_arch_and_lives_under_xdg_cache_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert build.cache_key("x86_64") != build.cache_key("arm64")
+    assert build.cache_key("arm64") == build.cache_key("arm64")
+    assert build.cache_key("arm64").startswith(f"arm64-{pins.CPYTHON.version}-")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert build.cache_root() == tmp_path / NAME
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert build.cache_root() == Path.home() / ".cache" / NAME
+
+
+@pytest.fixture
+def bundled_layer(tmp_path: Path) -> Path:
+    """A --with-python layer whose interpreter is FAKE_PYTHON, unpacked; its executable."""
+    entries = [(build_layer.BUNDLED_PYTHON, FAKE_PYTHON.encode(), 0o755)]
+    layer = build_layer.build_layer(build_layer.ROOT, pythons={}, bundled=entries)
+    return unpack_layer(layer, tmp_path / "opt")
+
+
+def launched(executable: Path, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    # stderr: ld.so's word on the LD_PRELOAD that sh and env still see
+    subprocess.run(
+        [str(executable), "--version"], env=env, check=True, timeout=30, capture_output=True
+    )
+    bin_dir = executable.parent.parent / NAME / "bin"
+    argv = (bin_dir / "argv").read_text().split("\0")[:-1]
+    seen = dict(
+        line.split("=", 1) for line in (bin_dir / "env").read_text().splitlines() if "=" in line
+    )
+    return argv, seen
+
+
+def test_launcher_runs_the_layers_interpreter_isolated(bundled_layer: Path) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "LD_LIBRARY_PATH": "/var/task/lib",
+        "LD_PRELOAD": "/var/task/lib/hook.so",
+        "PYTHONPATH": "/var/task",
+    }
+    argv, seen = launched(bundled_layer, env)
+    assert argv[:3] == ["-I", "-S", "-c"] and argv[4:] == [str(bundled_layer), "--version"]
+    assert "LD_LIBRARY_PATH" not in seen and "LD_PRELOAD" not in seen
+    present = [path for path in build_layer.CA_BUNDLES if os.access(path, os.R_OK)]
+    if present:
+        assert seen["SSL_CERT_FILE"] == present[0]
+    else:
+        assert "SSL_CERT_FILE" not in seen
+
+
+def test_launcher_keeps_the_functions_own_ca_bundle(bundled_layer: Path) -> None:
+    _, seen = launched(bundled_layer, {"PATH": "/usr/bin:/bin", "SSL_CERT_FILE": "/x/ca.pem"})
+    assert seen["SSL_CERT_FILE"] == "/x/ca.pem"
+
+
+def test_launcher_finds_its_interpreter_when_started_by_a_relative_path(
+    bundled_layer: Path,
+) -> None:
+    subprocess.run(
+        ["sh", bundled_layer.name, "--help"],
+        cwd=bundled_layer.parent,
+        env={"PATH": "/usr/bin:/bin"},
+        check=True,
+        timeout=30,
+    )
+    argv = (bundled_layer.parent.parent / NAME / "bin" / "argv").read_text().split("\0")[:-1]
+    assert argv[-1] == "--help"
+
+
+def test_small_layer_launcher_is_unchanged_by_the_bundled_variant() -> None:
+    main = build_layer.main_program(("3.13",))
+    small = build_layer.launcher(main)
+    assert "/var/lang/bin/python3" in small and NAME + "/bin/python3" not in small
+    bundled = build_layer.launcher(main, build_layer.CHOOSE_BUNDLED)
+    # Both end the same way: only the lines that set $py differ.
+    assert small.split('if [ -n "$py" ]', 1)[1] == bundled.split('if [ -n "$py" ]', 1)[1]
+    assert "{" + "choose}" not in bundled and "{" + "interpreter}" not in bundled
