@@ -6,10 +6,11 @@ where it runs (the cross build's build Python), from which stdlib.py's modules a
 The result is cached under the build cache, keyed by everything that goes into it, so only
 the first build on a machine compiles (3-4 minutes per architecture on 2 quiet cores).
 
-Steps: fetch and verify the pinned sources (upstream, else Debian's mirror, or a directory
-given with --sources), obtain Zig from PyPI, then with `zig cc -target <arch>-linux-gnu.2.17`
-build zlib and OpenSSL as static libraries and CPython against them. The arm64 build is a
-cross build; CPython's needs a build Python of the same version: the host's own build.
+Steps: obtain and verify the pinned sources (sources.py: upstream, else Debian's source
+packages, or a directory given with --sources), obtain Zig from PyPI, then with
+`zig cc -target <arch>-linux-gnu.2.17` build zlib and OpenSSL as static libraries and
+CPython against them. The arm64 build is a cross build; CPython's needs a build Python
+of the same version: the host's own build.
 """
 
 from __future__ import annotations
@@ -23,12 +24,10 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import unquote
 
-from bundled_python import pins
+from bundled_python import pins, sources
 
 HERE = Path(__file__).resolve().parent
 CACHE_NAME = "parameters-secrets-extension"
@@ -39,7 +38,6 @@ OPENSSL_TARGET = {"x86_64": "linux-x86_64", "arm64": "linux-aarch64"}
 SOURCE_DATE_EPOCH = "315532800"
 BUILD_PATH = "/build"  # what the work directory is called in the binary's debug strings
 INSTALL_PREFIX = "/build/prefix"  # zlib's and OpenSSL's, as they know it
-DOWNLOAD_TIMEOUT = 60
 _MAJOR, _MINOR = pins.CPYTHON.version.split(".")[:2]
 STDLIB = f"lib/python{_MAJOR}.{_MINOR}"  # where CPython looks for it from bin/python3
 
@@ -109,17 +107,15 @@ def cache_key(arch: str) -> str:
         "sources": {source.name: source.sha256 for source in pins.SOURCES},
         "zig": [pins.ZIG_VERSION, sorted(pins.ZIG_WHEEL_SHA256.values())],
         "glibc": pins.GLIBC,
-        # The build's code. stdlib.py is not in it: the module list only changes the zip.
-        "code": {
-            name: hashlib.sha256((HERE / name).read_bytes()).hexdigest()
-            for name in ("build.py", "pins.py")
-        },
+        # The build's code. Not stdlib.py (the module list only changes the zip), nor
+        # sources.py or the pins' URLs: where a file came from cannot change it (its hash).
+        "code": hashlib.sha256((HERE / "build.py").read_bytes()).hexdigest(),
     }
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
     return f"{arch}-{pins.CPYTHON.version}-{digest[:16]}"
 
 
-def interpreter(arch: str, sources: Path | None = None, log: Log | None = None) -> Path:
+def interpreter(arch: str, local: Path | None = None, log: Log | None = None) -> Path:
     """The cached build for `arch` (bin/python3 and STDLIB), building it first if absent."""
     log = log or _stderr
     root = cache_root()
@@ -128,9 +124,9 @@ def interpreter(arch: str, sources: Path | None = None, log: Log | None = None) 
         return done
     build_python = None
     if arch != host_arch():  # a cross build needs the same CPython running on this machine
-        build_python = interpreter(host_arch(), sources, log) / "bin" / "python3"
+        build_python = interpreter(host_arch(), local, log) / "bin" / "python3"
     tarballs = {
-        source.name: fetch(source, root / "downloads", sources, log) for source in pins.SOURCES
+        source.name: _fetch(source, root / "downloads", local, log) for source in pins.SOURCES
     }
     zig = zig_compiler(root / "tools", log)
     # A directory of its own: builds running at once (another checkout's) never meet.
@@ -161,46 +157,11 @@ def interpreter(arch: str, sources: Path | None = None, log: Log | None = None) 
     return done
 
 
-def fetch(source: pins.Source, downloads: Path, local: Path | None, log: Log) -> Path:
-    """`source`'s tarball, verified: from the download cache, `local`, or its URLs in order."""
-    downloads.mkdir(parents=True, exist_ok=True)
-    target = downloads / source.filename
-    candidates = [target]
-    if local is not None:  # the pinned name, or the name it has at any of its URLs
-        names = [source.filename, *(unquote(url.rsplit("/", 1)[-1]) for url in source.urls)]
-        candidates += [local / name for name in dict.fromkeys(names)]
-    for path in candidates:
-        if path.is_file():
-            if _sha256(path) == source.sha256:
-                return path
-            log(f"{path}: sha256 is not the pinned {source.sha256}; not used")
-    if local is not None:
-        raise BuildError(f"--sources {local}: no {source.filename} with sha256 {source.sha256}")
-    errors = []
-    for url in source.urls:
-        partial = target.with_name(target.name + ".part")
-        try:
-            log(f"downloading {url}")
-            # Pinned http(s) URLs; the file is hash-checked below.
-            request = urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT)  # noqa: S310
-            with request as response, partial.open("wb") as file:
-                shutil.copyfileobj(response, file)
-        except OSError as exc:
-            log(f"  not available: {exc}")
-            errors.append(f"{url}: {exc}")
-            continue
-        digest = _sha256(partial)
-        if digest != source.sha256:
-            partial.unlink()
-            errors.append(f"{url}: sha256 {digest}, not the pinned {source.sha256}")
-            continue
-        partial.rename(target)
-        return target
-    raise BuildError(
-        f"cannot obtain {source.filename} ({source.name} {source.version}):\n  "
-        + "\n  ".join(errors)
-        + "\nDownload it by hand and pass its directory with --sources DIR."
-    )
+def _fetch(source: pins.Source, downloads: Path, local: Path | None, log: Log) -> Path:
+    try:
+        return sources.fetch(source, downloads, local, log)
+    except sources.SourceError as exc:
+        raise BuildError(str(exc)) from exc
 
 
 def zig_compiler(tools: Path, log: Log) -> Path:
@@ -425,14 +386,6 @@ def _unpack(tarball: Path, target: Path) -> Path:
     top.rename(target)
     staging.rmdir()
     return target
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _stderr(message: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from harness import unpack_layer
 
 import build_layer
-from bundled_python import build, pins
+from bundled_python import build, pins, sources
 
 NAME = "parameters-secrets-extension"
 # A stand-in for the bundled interpreter: reports how the launcher ran it.
@@ -33,7 +34,10 @@ def source(tmp_path: Path, data: bytes) -> pins.Source:
         version="1.0",
         filename="demo-1.0.tar.gz",
         sha256=hashlib.sha256(data).hexdigest(),
-        urls=("http://127.0.0.1:9/pool/d/demo/demo_1.0.orig.tar.gz",),
+        urls=("http://127.0.0.1:9/release/demo-1.0.tar.gz",),
+        debian_package="demo",
+        debian_version="1.0-1",
+        debian_file="demo_1.0.orig.tar.gz",
     )
 
 
@@ -42,7 +46,7 @@ def test_sources_dir_file_is_used_under_its_pinned_or_mirror_name(tmp_path: Path
     local.mkdir()
     pinned = source(tmp_path, b"the release")
     (local / "demo_1.0.orig.tar.gz").write_bytes(b"the release")  # the name at its URL
-    found = build.fetch(pinned, tmp_path / "downloads", local, lambda _: None)
+    found = sources.fetch(pinned, tmp_path / "downloads", local, lambda _: None)
     assert found.read_bytes() == b"the release"
 
 
@@ -52,23 +56,58 @@ def test_a_file_with_another_hash_is_refused(tmp_path: Path) -> None:
     pinned = source(tmp_path, b"the release")
     (local / "demo-1.0.tar.gz").write_bytes(b"the release, altered")
     messages: list[str] = []
-    with pytest.raises(build.BuildError, match=r"no demo-1\.0\.tar\.gz with sha256"):
-        build.fetch(pinned, tmp_path / "downloads", local, messages.append)
+    with pytest.raises(sources.SourceError, match=r"no demo-1\.0\.tar\.gz with sha256"):
+        sources.fetch(pinned, tmp_path / "downloads", local, messages.append)
     assert any("sha256 is not the pinned" in message for message in messages)
 
 
-def test_an_unreachable_source_says_how_to_provide_it(tmp_path: Path) -> None:
+def test_an_unreachable_source_says_how_to_provide_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sources, "APT_SOURCES", (tmp_path / "no-apt-sources",))
     pinned = source(tmp_path, b"the release")
-    with pytest.raises(build.BuildError, match="--sources DIR"):
-        build.fetch(pinned, tmp_path / "downloads", None, lambda _: None)
+    with pytest.raises(sources.SourceError, match="--sources DIR"):
+        sources.fetch(pinned, tmp_path / "downloads", None, lambda _: None)
     assert list((tmp_path / "downloads").iterdir()) == []  # no partial file left
+
+
+def test_debian_archives_are_read_from_both_apt_source_formats(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listed = tmp_path / "sources.list.d"
+    listed.mkdir()
+    (listed / "debian.sources").write_text(
+        "Types: deb\nURIs: http://mirror.invalid/debian\nSuites: bookworm bookworm-updates\n\n"
+        "Types: deb\nURIs: http://mirror.invalid/debian-security\nSuites: bookworm-security\n"
+    )
+    (listed / "extra.list").write_text(
+        "# a comment\ndeb [arch=amd64] http://other.invalid/debian/ trixie main\n"
+        "deb http://other.invalid/debian-security trixie-security main\n"
+    )
+    monkeypatch.setattr(sources, "APT_SOURCES", (tmp_path / "sources.list", listed))
+    assert sources.debian_archives() == [
+        "http://other.invalid/debian",
+        "http://mirror.invalid/debian",
+    ]
+
+
+@pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs Debian's apt-get")
+def test_a_pinned_source_comes_from_its_debian_source_package(tmp_path: Path) -> None:
+    """The route a machine without upstream access (CI's) takes: apt-get source, verified."""
+    if not sources.debian_archives():
+        pytest.skip("this machine's apt sources name no Debian archive")
+    zlib = pins.ZLIB
+    found = sources.fetch(zlib, tmp_path / "downloads", None, lambda _: None)
+    assert found.name == zlib.filename
+    assert hashlib.sha256(found.read_bytes()).hexdigest() == zlib.sha256
 
 
 def test_every_pin_is_a_sha256_and_names_its_version() -> None:
     for pinned in pins.SOURCES:
         assert len(pinned.sha256) == 64 and int(pinned.sha256, 16) >= 0
         assert pinned.version in pinned.filename
-        assert pinned.urls and all(pinned.version in url for url in pinned.urls)
+        assert all(pinned.version in url for url in pinned.urls)
+        assert pinned.version in pinned.debian_version and pinned.version in pinned.debian_file
     assert set(pins.ZIG_WHEEL_SHA256) == {"x86_64", "aarch64"}
 
 
