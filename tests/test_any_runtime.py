@@ -263,7 +263,7 @@ def test_the_arm64_layer_serves_under_qemu(
 
 
 @pytest.mark.parametrize("arch", with_python.ARCHES)
-def test_version_names_the_interpreter_and_openssl(
+def test_version_names_the_pinned_python_and_openssl(
     layers: Callable[[str], Layer], arch: str, tmp_path: Path
 ) -> None:
     layer = layers(arch)
@@ -275,8 +275,13 @@ def test_version_names_the_interpreter_and_openssl(
         [str(command), "--version"], capture_output=True, text=True, check=False, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    assert re.search(r"Python 3\.13\.\d+", done.stdout), done.stdout
-    assert re.search(r"OpenSSL 3\.\d+\.\d+", done.stdout), done.stdout
+    from bundled_python import pins
+
+    # The pinned releases, and the interpreter is the layer's own.
+    python = re.search(rf"^Python {re.escape(pins.CPYTHON.version)} \((.*)\)$", done.stdout, re.M)
+    assert python is not None, done.stdout
+    assert Path(python.group(1)).resolve() == layer.interpreter.resolve()
+    assert re.search(rf"^OpenSSL {re.escape(pins.OPENSSL.version)} ", done.stdout, re.M)
 
 
 # --- loadability ----------------------------------------------------------------------------
