@@ -344,10 +344,10 @@ SYSTEM_FILES = re.compile(
     r"|libresolv\.so\.\d+)"
     r"|/etc/(nsswitch\.conf|hosts|host\.conf|resolv\.conf|gai\.conf|services|localtime)"
     r"|/usr/share/zoneinfo/.*"
-    r"|/usr/lib/locale/.*|/usr/lib/([\w-]+/)?gconv/.*"  # glibc's locale data
+    r"|/usr/lib/locale/.*|/usr/share/locale/locale\.alias|/usr/lib/([\w-]+/)?gconv/.*"  # glibc's
     r"|"
     + "|".join(re.escape(path) for path in node_sandbox.SYSTEM_CA_BUNDLES)
-    + r"|/etc/ssl/certs/[0-9a-f]{8}\.\d+"  # OpenSSL's hashed lookup in the CA directory
+    + r"|/etc/(ssl|pki/tls)/certs/[0-9a-f]{8}\.\d+"  # OpenSSL's hashed lookup in a CA directory
     r"|/(proc|dev|sys)/.*"
 )
 _TRACED = re.compile(r'^\d+ +(execve|open|openat|openat2)\((?:AT_FDCWD, )?"([^"]*)"', re.MULTILINE)
@@ -374,7 +374,7 @@ def _poisoned(directory: Path) -> dict[str, str]:
 
 def _traced_lifecycle(executable: Path, function: Function, tmp_path: Path) -> list[str]:
     """Register, a TLS miss, a hit and SHUTDOWN under strace -f; every path the extension's
-    processes executed or opened (successfully), in order."""
+    processes executed or opened (successfully), in order, normalised."""
     strace = require("strace", "strace")
     trace = tmp_path / "strace.txt"
     traced = tmp_path / "traced"
@@ -398,7 +398,9 @@ def _traced_lifecycle(executable: Path, function: Function, tmp_path: Path) -> l
             assert (status, body.get("SecretString")) == (200, SECRET_STRING_V2), ext.output()
         fake.shutdown_extension()
         assert ext.proc.wait(30) == 0, ext.output()
-    return [path for _, path in _TRACED.findall(trace.read_text())]
+    # Normalised: the launcher runs `<dir>/../parameters-secrets-extension/bin/python3`, and
+    # a path that climbs out of the layer with `..` must not pass for one inside it.
+    return [os.path.normpath(path) for _, path in _TRACED.findall(trace.read_text())]
 
 
 def _outside(paths: list[str], layer: Path, allowed_executables: set[str]) -> list[str]:
