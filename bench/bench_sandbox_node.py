@@ -116,7 +116,7 @@ def main() -> None:
             print(
                 f"# Python sandbox: extension on python {harness.python_version(s.python)} "
                 f"({s.python}); Node.js sandbox: node {node_version(node)}, "
-                f"the layer's own python {harness.python_version(bundled)}"
+                f"the layer's own python {python_version(bundled)}"
             )
             print(f"# {args.rounds} rounds, {args.warm} warm invokes each; medians in ms\n")
             for pin in (False, True):
@@ -134,6 +134,16 @@ def main() -> None:
             f"interleaved): the layer's own {floor['bundled'] * 1e3:.1f} ms, the runtime's "
             f"{floor['runtime'] * 1e3:.1f} ms: {ratio:.2f} (goal <= 1.0)"
         )
+
+
+def python_version(python: Path) -> str:
+    """X.Y.Z, asking only sys (the layer's interpreter carries the extension's modules only)."""
+    return subprocess.run(
+        [str(python), "-I", "-S", "-c", "import sys; print(sys.version.split()[0])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 def uptime() -> str:
