@@ -28,7 +28,7 @@ import sys
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import bench_sandbox
 import node_sandbox
@@ -168,17 +168,13 @@ def node_context(
     moto: Moto,
     function: Function,
     tmp_path_factory: pytest.TempPathFactory,
-) -> node_sandbox.NodeContext:
+) -> Iterator[node_sandbox.NodeContext]:
     require("node", "nodejs")
     require("npm", "npm")
     require_namespaces()
-    sm = moto.boto3_client("secretsmanager")
-    # test_sandbox.py may have made it already, with the same value.
-    with contextlib.suppress(sm.exceptions.ResourceExistsException):  # type: ignore[attr-defined]
-        sm.create_secret(Name=bench_sandbox.SECRET_ID, SecretString=bench_sandbox.SECRET_VALUE)  # type: ignore[attr-defined]
     node = node_sandbox.node()
     assert node is not None
-    return node_sandbox.NodeContext(
+    context = node_sandbox.NodeContext(
         extension=layers("x86_64").executable,  # tests wrap it with isolated()
         node=node,
         runtime_client=node_sandbox.runtime_client(),
@@ -186,6 +182,18 @@ def node_context(
         tmp=tmp_path_factory.mktemp("node"),
         zero_cost_port=0,  # no zero-cost variant here
     )
+    # The sandbox's secret, as test_sandbox.py makes it (and leaves it): made here only if
+    # absent, and then removed again, so that either module may run first.
+    sm: Any = moto.boto3_client("secretsmanager")
+    made = False
+    with contextlib.suppress(sm.exceptions.ResourceExistsException):
+        sm.create_secret(Name=bench_sandbox.SECRET_ID, SecretString=bench_sandbox.SECRET_VALUE)
+        made = True
+    try:
+        yield context
+    finally:
+        if made:
+            sm.delete_secret(SecretId=bench_sandbox.SECRET_ID, ForceDeleteWithoutRecovery=True)
 
 
 def _with_extension(ctx: node_sandbox.NodeContext, wrapper: Path) -> node_sandbox.NodeContext:
