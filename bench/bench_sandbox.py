@@ -248,7 +248,7 @@ class Context:
 class Result:
     """Seconds since the sandbox's first Popen, and the answers' JSON."""
 
-    __slots__ = ("answers", "ext_next", "first_answer", "init", "register", "warm")
+    __slots__ = ("answers", "exit_codes", "ext_next", "first_answer", "init", "register", "warm")
 
     def __init__(  # noqa: PLR0917 -- one field each
         self,
@@ -265,6 +265,7 @@ class Result:
         self.first_answer = first_answer
         self.warm = warm
         self.answers = answers
+        self.exit_codes: list[int] = []  # the extensions', in start order
 
 
 def free_port() -> int:
@@ -277,7 +278,6 @@ def free_port() -> int:
 
 def cold_start(variant: str, ctx: Context, *, warm: int = 0, pin: bool = False) -> Result:
     """One sandbox from nothing to `1 + warm` answered invokes, then its shutdown."""
-    prefix = ["taskset", "-c", "0"] if pin else []
     task = ctx.tmp / f"task-{variant}"
     task.mkdir(exist_ok=True)
     (task / "app.py").write_text(HANDLERS[variant])
@@ -300,21 +300,55 @@ def cold_start(variant: str, ctx: Context, *, warm: int = 0, pin: bool = False) 
     }
     if variant == "ext-prefetch":
         env["PARAMETERS_SECRETS_EXTENSION_PREFETCH"] = f"secretsmanager:{SECRET_ID}"
+    runtime = Runtime(
+        command=[str(ctx.runtime_python), "-m", "awslambdaric", "app.handler"],
+        env={"PYTHONPATH": str(task)},
+        task=task,
+    )
+    return run_sandbox(extensions, runtime, env, ctx.tmp / f"{variant}.log", warm=warm, pin=pin)
+
+
+class Runtime:
+    """How to start a runtime: its command, what it adds to the environment, its task root."""
+
+    def __init__(self, command: list[str], env: dict[str, str], task: Path) -> None:
+        self.command = command
+        self.env = env
+        self.task = task
+
+
+def run_sandbox(
+    extensions: list[list[str]],
+    runtime: Runtime,
+    env: dict[str, str],
+    log: Path,
+    *,
+    warm: int = 0,
+    pin: bool = False,
+) -> Result:
+    """Lambda's init order for any runtime: extensions, their registration, the runtime, the
+    invokes, SHUTDOWN to the extensions and SIGKILL to the runtime.
+
+    `env` is what every process gets (Lambda gives extensions the function's environment);
+    the runtime gets the function's variables and `runtime.env` on top. The extensions' exit
+    codes are in the result, in order.
+    """
+    prefix = ["taskset", "-c", "0"] if pin else []
     emulator = Emulator()
-    env["AWS_LAMBDA_RUNTIME_API"] = emulator.address
+    env = {**env, "AWS_LAMBDA_RUNTIME_API": emulator.address}
     runtime_env = {
         **env,
         "_HANDLER": "app.handler",
-        "LAMBDA_TASK_ROOT": str(task),
+        "LAMBDA_TASK_ROOT": str(runtime.task),
         "AWS_LAMBDA_FUNCTION_NAME": "fn",
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1769",
         "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/fn",
         "AWS_LAMBDA_LOG_STREAM_NAME": "stream",
-        "PYTHONPATH": str(task),
+        **runtime.env,
     }
     processes: list[subprocess.Popen[bytes]] = []
-    logs = (ctx.tmp / f"{variant}.log").open("wb")
+    logs = log.open("wb")
     try:
         emulator.start = time.perf_counter()
         for command in extensions:
@@ -322,14 +356,14 @@ def cold_start(variant: str, ctx: Context, *, warm: int = 0, pin: bool = False) 
                 subprocess.Popen([*prefix, *command], env=env, stdout=logs, stderr=logs)
             )
         register = emulator.wait("register:", len(extensions), 30) if extensions else None
-        runtime = subprocess.Popen(
-            [*prefix, str(ctx.runtime_python), "-m", "awslambdaric", "app.handler"],
+        started = subprocess.Popen(
+            [*prefix, *runtime.command],
             env=runtime_env,
-            cwd=task,
+            cwd=runtime.task,
             stdout=logs,
             stderr=logs,
         )
-        processes.append(runtime)
+        processes.append(started)
         ext_next = emulator.wait("next:", len(extensions), 60) if extensions else None
         init = max(emulator.wait("runtime-next", 1, 60), ext_next or 0.0)
         answers = []
@@ -344,10 +378,12 @@ def cold_start(variant: str, ctx: Context, *, warm: int = 0, pin: bool = False) 
             else:
                 warm_times.append(at - sent)
         emulator.shutdown_extensions()
-        runtime.kill()  # Lambda ends the runtime with SIGKILL
-        for proc in processes:
-            proc.wait(10)
-        return Result(register, ext_next, init, first_answer, warm_times, answers)
+        started.kill()  # Lambda ends the runtime with SIGKILL
+        exit_codes = [proc.wait(10) for proc in processes[:-1]]
+        started.wait(10)
+        result = Result(register, ext_next, init, first_answer, warm_times, answers)
+        result.exit_codes = exit_codes
+        return result
     finally:
         for proc in processes:
             if proc.poll() is None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +112,55 @@ def test_batch_client_reads_every_secret(
         iam.delete_role_policy(RoleName=role, PolicyName="readme-batch")
         for name in wanted:
             client.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)  # type: ignore[attr-defined]
+
+
+# --- any runtime: the layer built --with-python --------------------------------------------
+
+
+def test_quick_start_builds_a_layer_per_runtime_family() -> None:
+    quick = _section("Quick start")
+    commands = re.findall(r"^ {4}(python build_layer\.py .*)$", quick, re.MULTILINE)
+    assert commands == [
+        "python build_layer.py --arch arm64",
+        "python build_layer.py --arch arm64 --with-python",
+    ]
+    comments = re.findall(r"^ {4}# (.*)$", quick, re.MULTILINE)
+    assert "Python" in comments[0] and "Node.js" in comments[1] and "without Python" in quick
+    # The option is the build's own, as its --help describes it.
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "build_layer.py"), "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "--with-python" in done.stdout
+
+
+def test_the_interpreter_section_names_the_pinned_releases() -> None:
+    from bundled_python import pins
+
+    section = _section("Keeping the interpreter current")
+    found = re.search(r"CPython (\S+) with OpenSSL (\S+) and\s+zlib (\S+),", section)
+    assert found is not None
+    assert found.groups() == (pins.CPYTHON.version, pins.OPENSSL.version, pins.ZLIB.version)
+    assert "`bundled_python/pins.py`" in section and (ROOT / "bundled_python/pins.py").is_file()
+    # The fields it tells the reader to change are the pin's fields.
+    for field in re.findall(r"`(\w+)`", section.split("1. ", 1)[1].split("2. ", 1)[0]):
+        assert field in pins.Source._fields
+    # The sample output of --version shows the same releases.
+    assert f"\n    Python {pins.CPYTHON.version} (" in section
+    assert f"\n    OpenSSL {pins.OPENSSL.version} " in section
+
+
+def test_an_image_without_python_gets_the_whole_layer_at_opt() -> None:
+    import build_layer
+
+    (dockerfile,) = [b for b in _blocks("Container images", "dockerfile") if "COPY layer/" in b]
+    assert "python" not in dockerfile.splitlines()[0].lower()  # FROM an image without Python
+    copy = re.search(r"^COPY (\S+)/ (\S+)$", dockerfile, re.MULTILINE)
+    assert copy is not None and copy.group(2) == "/opt/"
+    section = _section("Container images")
+    assert f"-d {copy.group(1)}`" in section  # the directory the layer was unzipped into
+    # The two directories the text says must stay side by side are the layer's.
+    assert f"`{build_layer.BUNDLED_DIR}/`" in section
+    assert build_layer.LAYER_ENTRY.startswith("extensions/") and "`extensions/`" in section

@@ -1,0 +1,488 @@
+"""The layer built `--with-python` works on any runtime: it carries its own interpreter.
+
+- A Node.js function (AWS's Node runtime client, no python3 anywhere on PATH) reads a secret
+  at init and on every invoke through the extension, which reaches moto over TLS and trusts
+  the test CA only because the CA is where the system keeps its bundle.
+- The arm64 layer runs under qemu-user-static: start, register, a TLS miss, a hit, SHUTDOWN.
+- Both binaries load on Amazon Linux 2 and 2023: glibc 2.17 symbols at most, no DT_RELR,
+  nothing but the glibc family needed.
+- The interpreter opens nothing outside the layer but the system's loader, glibc, name
+  service and CA files, even with PYTHONPATH, PYTHONHOME and LD_LIBRARY_PATH set.
+- Two builds of the same pinned sources give byte-identical layer zips.
+
+The layers come from this checkout's `python build_layer.py --arch <arch> --with-python`
+(its interpreter cached by build_layer.py). The tools are Debian packages that .ci/run
+installs: nodejs and npm, qemu-user-static, libc6-arm64-cross, binutils, strace, gcc and
+util-linux's unshare (user and mount namespaces). Without one, its tests skip, except under
+CI=true, where they fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import bench_sandbox
+import node_sandbox
+import pytest
+import with_python
+
+import elf_facts
+from conftest import SECRET_STRING_V2, LambdaCredentials, Moto, free_port
+from extension_process import ExtensionProcess
+from fake_extensions_api import FakeExtensionsApi
+from fault_proxy import FaultProxy
+from hardening_support import secret_path
+from tls_certs import Pki, make_pki
+
+ROOT = Path(__file__).resolve().parent.parent
+LOADER = {"x86_64": "/lib64/ld-linux-x86-64.so.2", "arm64": "/lib/ld-linux-aarch64.so.1"}
+MACHINE = {"x86_64": "Advanced Micro Devices X86-64", "arm64": "AArch64"}
+OLDEST_GLIBC = (2, 17)  # Amazon Linux 2 has 2.26; 2.17 is the floor the build promises
+QEMU_START = 120  # seconds: an emulated interpreter starts many times slower
+
+
+def _missing(what: str) -> None:
+    """Skip, or under CI fail: CI installs every tool these tests need."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} (CI installs it: .ci/run)")
+    pytest.skip(what)
+
+
+def require(tool: str, package: str) -> str:
+    found = shutil.which(tool)
+    if found is None:
+        _missing(f"{tool} not found (Debian: apt-get install {package})")
+    return str(found)
+
+
+def require_namespaces() -> None:
+    """unshare can make a user and mount namespace here (not every container allows it)."""
+    require("unshare", "util-linux")
+    done = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "true"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        _missing(f"no user and mount namespaces: {done.stderr.strip()}")
+
+
+def require_arm64_emulation() -> None:
+    require("qemu-aarch64-static", "qemu-user-static")
+    if not Path(node_sandbox.AARCH64_SYSROOT, "lib", "ld-linux-aarch64.so.1").is_file():
+        _missing(f"no aarch64 glibc at {node_sandbox.AARCH64_SYSROOT} (libc6-arm64-cross)")
+    require_namespaces()
+
+
+class Layer(NamedTuple):
+    zip: Path
+    opt: Path  # unpacked as Lambda unpacks it at /opt
+    executable: Path  # opt/extensions/parameters-secrets-extension
+
+    @property
+    def interpreter(self) -> Path:
+        return with_python.interpreter(self.opt)
+
+
+@pytest.fixture(scope="session")
+def layers(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Layer]:
+    """The with-python layer of an architecture, built on first use."""
+    built: dict[str, Layer] = {}
+
+    def get(arch: str) -> Layer:
+        if arch not in built:
+            out = tmp_path_factory.mktemp(f"with-python-{arch}")
+            layer_zip = with_python.build(arch, out / f"layer-{arch}.zip")
+            executable = with_python.unpack(layer_zip, out / "opt")
+            built[arch] = Layer(layer_zip, out / "opt", executable)
+        return built[arch]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"), "lambda")
+
+
+@pytest.fixture(scope="module")
+def tls_moto(moto: Moto, pki: Pki) -> Iterator[FaultProxy]:
+    """Moto (signatures checked) behind TLS, with a certificate of the test CA."""
+    with FaultProxy(moto.host, moto.port, ssl_context=pki.server_context()) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="module")
+def no_python_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = node_sandbox.path_without_python(tmp_path_factory.mktemp("no-python") / "bin")
+    assert shutil.which("python3", path=path) is None
+    assert shutil.which("sh", path=path) is not None  # the rest of the system is there
+    return path
+
+
+class Function(NamedTuple):
+    """A function's side of the tests: its environment, and moto over TLS behind it."""
+
+    env: dict[str, str]  # no SSL_CERT_FILE, SSL_CERT_DIR nor AWS_CA_BUNDLE; no python3 on PATH
+    upstream: FaultProxy  # counts the requests that reached moto
+    ca_file: Path  # the test CA's certificate, for the system bundle's place
+    secret_name: str  # in moto; its value is SECRET_STRING_V2
+
+
+@pytest.fixture(scope="module")
+def function(
+    moto: Moto,
+    lambda_credentials: LambdaCredentials,
+    tls_moto: FaultProxy,
+    pki: Pki,
+    no_python_path: str,
+) -> Function:
+    env = {
+        "PATH": no_python_path,
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": lambda_credentials.access_key,
+        "AWS_SECRET_ACCESS_KEY": lambda_credentials.secret_key,
+        "AWS_SESSION_TOKEN": lambda_credentials.session_token,
+        "AWS_ENDPOINT_URL": f"https://127.0.0.1:{tls_moto.port}",
+    }
+    return Function(env, tls_moto, pki.ca_file, moto.secret_name)
+
+
+# --- a Node.js function ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def node_context(
+    layers: Callable[[str], Layer],
+    moto: Moto,
+    function: Function,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[node_sandbox.NodeContext]:
+    require("node", "nodejs")
+    require("npm", "npm")
+    require_namespaces()
+    node = node_sandbox.node()
+    assert node is not None
+    context = node_sandbox.NodeContext(
+        extension=layers("x86_64").executable,  # tests wrap it with isolated()
+        node=node,
+        runtime_client=node_sandbox.runtime_client(),
+        env=function.env,
+        tmp=tmp_path_factory.mktemp("node"),
+        zero_cost_port=0,  # no zero-cost variant here
+    )
+    # The sandbox's secret, as test_sandbox.py makes it (and leaves it): made here only if
+    # absent, and then removed again, so that either module may run first.
+    sm: Any = moto.boto3_client("secretsmanager")
+    made = False
+    with contextlib.suppress(sm.exceptions.ResourceExistsException):
+        sm.create_secret(Name=bench_sandbox.SECRET_ID, SecretString=bench_sandbox.SECRET_VALUE)
+        made = True
+    try:
+        yield context
+    finally:
+        if made:
+            sm.delete_secret(SecretId=bench_sandbox.SECRET_ID, ForceDeleteWithoutRecovery=True)
+
+
+def _with_extension(ctx: node_sandbox.NodeContext, wrapper: Path) -> node_sandbox.NodeContext:
+    return node_sandbox.NodeContext(
+        extension=wrapper,
+        node=ctx.node,
+        runtime_client=ctx.runtime_client,
+        env=ctx.env,
+        tmp=ctx.tmp,
+        zero_cost_port=ctx.zero_cost_port,
+    )
+
+
+def test_a_node_function_reads_at_init_and_on_every_invoke(
+    node_context: node_sandbox.NodeContext, function: Function, tmp_path: Path
+) -> None:
+    # The test CA is the system's CA bundle, in the extension's own mount namespace.
+    wrapper = node_sandbox.isolated(
+        node_context.extension, tmp_path / "extension", ca_bundle=function.ca_file
+    )
+    before = function.upstream.requests_received
+    result = node_sandbox.cold_start("ext-init", _with_extension(node_context, wrapper), warm=2)
+    secret = bench_sandbox.SECRET_VALUE
+    assert result.answers == [{"value": secret, "init": secret}] * 3
+    assert result.register is not None and result.ext_next is not None
+    assert 0 < result.register <= result.ext_next <= result.init <= result.first_answer
+    assert result.exit_codes == [0]  # SHUTDOWN: the extension exits 0 on its own
+    # The init read was the one miss, signed and over TLS; every invoke's read was a hit.
+    assert function.upstream.requests_received - before == 1
+
+
+def test_without_the_ca_in_the_system_bundle_the_tls_miss_fails(
+    node_context: node_sandbox.NodeContext, function: Function, tmp_path: Path
+) -> None:
+    # The same sandbox with the system's own CA bundle: the test CA is nowhere, so the trust
+    # in the test above came from the system bundle and from nothing else.
+    wrapper = node_sandbox.isolated(node_context.extension, tmp_path / "extension")
+    before = function.upstream.requests_received
+    with pytest.raises(RuntimeError, match="init/error"):
+        node_sandbox.cold_start("ext-init", _with_extension(node_context, wrapper))
+    assert function.upstream.requests_received == before
+    log = (node_context.tmp / "node-ext-init.log").read_text(errors="replace")
+    assert "not trusted" in log
+
+
+# --- arm64 under qemu -----------------------------------------------------------------------
+
+
+def test_the_arm64_layer_serves_under_qemu(
+    layers: Callable[[str], Layer], function: Function, tmp_path: Path
+) -> None:
+    require_arm64_emulation()
+    layer = layers("arm64")
+    assert elf_facts.machine(layer.interpreter) == MACHINE["arm64"]
+    wrapper = node_sandbox.isolated(
+        layer.executable, tmp_path / "extension", ca_bundle=function.ca_file, aarch64=True
+    )
+    fake = FakeExtensionsApi()
+    env = {
+        **function.env,
+        "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(free_port()),
+        "AWS_LAMBDA_RUNTIME_API": fake.address,
+    }
+    before = function.upstream.requests_received
+    with fake, ExtensionProcess(wrapper, env, tmp_path / "extension.log") as ext:
+        assert fake.first_next.wait(QEMU_START), ext.output()
+        assert len(fake.calls.registrations) == 1
+        path = secret_path(function.secret_name)
+        for _ in range(2):  # a miss over TLS, then a hit
+            status, body = ext.get_json(path)
+            assert (status, body.get("SecretString")) == (200, SECRET_STRING_V2), ext.output()
+            assert function.upstream.requests_received - before == 1
+        fake.shutdown_extension()
+        assert ext.proc.wait(60) == 0, ext.output()
+
+
+@pytest.mark.parametrize("arch", with_python.ARCHES)
+def test_version_names_the_pinned_python_and_openssl(
+    layers: Callable[[str], Layer], arch: str, tmp_path: Path
+) -> None:
+    layer = layers(arch)
+    command = layer.executable
+    if arch != "x86_64":
+        require_arm64_emulation()
+        command = node_sandbox.isolated(command, tmp_path / "extension", aarch64=True)
+    done = subprocess.run(
+        [str(command), "--version"], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    from bundled_python import pins
+
+    # The pinned releases, and the interpreter is the layer's own.
+    python = re.search(rf"^Python {re.escape(pins.CPYTHON.version)} \((.*)\)$", done.stdout, re.M)
+    assert python is not None, done.stdout
+    assert Path(python.group(1)).resolve() == layer.interpreter.resolve()
+    assert re.search(rf"^OpenSSL {re.escape(pins.OPENSSL.version)} ", done.stdout, re.M)
+
+
+# --- loadability ----------------------------------------------------------------------------
+
+
+def _loadability_problems(path: Path) -> list[str]:
+    problems = []
+    versions = elf_facts.glibc_requirements(path)
+    named = sorted(v for v in versions if not re.fullmatch(r"[0-9.]+", v))
+    if named:
+        problems.append(f"needs GLIBC_{', GLIBC_'.join(named)}")
+    numeric = [elf_facts.version_tuple(v) for v in versions if re.fullmatch(r"[0-9.]+", v)]
+    if max(numeric, default=(0,)) > OLDEST_GLIBC:
+        problems.append(f"needs GLIBC_{'.'.join(map(str, max(numeric)))}")
+    if any(tag.startswith("RELR") for tag, _ in elf_facts.dynamic_tags(path)):
+        problems.append("has DT_RELR (glibc < 2.36 cannot load it)")
+    others = [lib for lib in elf_facts.needed(path) if not elf_facts.GLIBC_FAMILY.fullmatch(lib)]
+    if others:
+        problems.append(f"needs {', '.join(others)}")
+    return problems
+
+
+@pytest.mark.parametrize("arch", with_python.ARCHES)
+def test_the_interpreter_loads_on_amazon_linux_2_and_2023(
+    layers: Callable[[str], Layer], arch: str
+) -> None:
+    require("readelf", "binutils")
+    layer = layers(arch)
+    (binary,) = with_python.elf_files(layer.opt)  # one native file: everything is built in
+    assert elf_facts.machine(binary) == MACHINE[arch]
+    assert elf_facts.program_interpreter(binary) == LOADER[arch]
+    assert elf_facts.glibc_requirements(binary)  # dynamic glibc: NSS and getaddrinfo work
+    assert _loadability_problems(binary) == []
+
+
+def test_the_loadability_checks_see_what_they_look_for(tmp_path: Path) -> None:
+    # A binary built the way today's toolchains do: packed relocations, a C++ library and
+    # the build machine's glibc. Every check must object.
+    require("readelf", "binutils")
+    gcc = require("gcc", "gcc")
+    source = tmp_path / "r.c"
+    source.write_text("int x; int *p = &x;\nint main(void) { return *p; }\n")
+    binary = tmp_path / "r"
+    flags = ["-pie", "-fPIE", "-Wl,-z,pack-relative-relocs", "-Wl,--no-as-needed"]
+    subprocess.run([gcc, *flags, str(source), "-o", str(binary), "-lstdc++"], check=True)
+    problems = " | ".join(_loadability_problems(binary))
+    assert "DT_RELR" in problems
+    assert "libstdc++.so.6" in problems
+    assert re.search(r"needs GLIBC_2\.(1[89]|[2-9]\d)", problems), problems
+
+
+# --- isolation ------------------------------------------------------------------------------
+
+# What the process may open outside the layer: the dynamic loader's cache, glibc and its
+# name-service modules, name resolution and time zone files, the CA bundle, the kernel's
+# files. Nothing that Python imports or OpenSSL configures itself from.
+SYSTEM_FILES = re.compile(
+    r"/etc/ld\.so\.cache"
+    r"|/(usr/)?lib(64)?/([\w-]+/)?(" + elf_facts.GLIBC_FAMILY.pattern + r"|libnss_\w+\.so\.\d+"
+    r"|libresolv\.so\.\d+)"
+    r"|/etc/(nsswitch\.conf|hosts|host\.conf|resolv\.conf|gai\.conf|services|localtime)"
+    r"|/usr/share/zoneinfo/.*"
+    r"|/usr/lib/locale/.*|/usr/share/locale/locale\.alias|/usr/lib/([\w-]+/)?gconv/.*"  # glibc's
+    r"|"
+    + "|".join(re.escape(path) for path in node_sandbox.SYSTEM_CA_BUNDLES)
+    + r"|/etc/(ssl|pki/tls)/certs/[0-9a-f]{8}\.\d+"  # OpenSSL's hashed lookup in a CA directory
+    r"|/(proc|dev|sys)/.*"
+)
+_TRACED = re.compile(r'^\d+ +(execve|open|openat|openat2)\((?:AT_FDCWD, )?"([^"]*)"', re.MULTILINE)
+
+
+def _poisoned(directory: Path) -> dict[str, str]:
+    """A function that sets PYTHONPATH, PYTHONHOME and LD_LIBRARY_PATH to its own code."""
+    for module in ("sitecustomize", "usercustomize", "json", "ssl", "socket", "http", "os"):
+        (directory / f"{module}.py").write_text("raise ImportError('the function shadowed me')\n")
+    stdlib = directory / "lib" / "python3.13"
+    stdlib.mkdir(parents=True)
+    (stdlib / "os.py").write_text("raise ImportError('PYTHONHOME was used')\n")
+    (directory / "lib" / "python313.zip").write_bytes(b"not a zip")
+    for library in ("libm.so.6", "libz.so.1", "libssl.so.3", "libcrypto.so.3", "libffi.so.8"):
+        (directory / library).write_bytes(b"not a library")
+    return {
+        "PYTHONPATH": str(directory),
+        "PYTHONHOME": str(directory),
+        "PYTHONUSERBASE": str(directory),
+        "PYTHONSTARTUP": str(directory / "os.py"),
+        "LD_LIBRARY_PATH": f"{directory}:{directory / 'lib'}",
+    }
+
+
+def _traced_lifecycle(executable: Path, function: Function, tmp_path: Path) -> list[str]:
+    """Register, a TLS miss, a hit and SHUTDOWN under strace -f; every path the extension's
+    processes executed or opened (successfully), in order, normalised."""
+    strace = require("strace", "strace")
+    trace = tmp_path / "strace.txt"
+    traced = tmp_path / "traced"
+    traced.write_text(
+        "#!/bin/sh\n"
+        f"exec {strace} -f -qq -e trace=execve,open,openat,openat2 -e status=successful "
+        f'-o {trace} {executable} "$@"\n'
+    )
+    traced.chmod(0o755)
+    wrapper = node_sandbox.isolated(traced, tmp_path / "extension", ca_bundle=function.ca_file)
+    fake = FakeExtensionsApi()
+    env = {
+        **function.env,
+        "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": str(free_port()),
+        "AWS_LAMBDA_RUNTIME_API": fake.address,
+    }
+    with fake, ExtensionProcess(wrapper, env, tmp_path / "extension.log") as ext:
+        assert fake.first_next.wait(60), ext.output()
+        for _ in range(2):
+            status, body = ext.get_json(secret_path(function.secret_name))
+            assert (status, body.get("SecretString")) == (200, SECRET_STRING_V2), ext.output()
+        fake.shutdown_extension()
+        assert ext.proc.wait(30) == 0, ext.output()
+    # Normalised: the launcher runs `<dir>/../parameters-secrets-extension/bin/python3`, and
+    # a path that climbs out of the layer with `..` must not pass for one inside it.
+    return [os.path.normpath(path) for _, path in _TRACED.findall(trace.read_text())]
+
+
+def _outside(paths: list[str], layer: Path, allowed_executables: set[str]) -> list[str]:
+    """The paths neither inside `layer` nor system files the process may use."""
+    found = []
+    for path in paths:
+        if Path(path).is_relative_to(layer) or SYSTEM_FILES.fullmatch(path):
+            continue
+        if os.path.realpath(path) in allowed_executables:
+            continue
+        found.append(path)
+    return found
+
+
+def test_the_bundled_interpreter_opens_nothing_outside_the_layer(
+    layers: Callable[[str], Layer], function: Function, tmp_path: Path
+) -> None:
+    require_namespaces()
+    layer = layers("x86_64")
+    task = tmp_path / "task"
+    task.mkdir()
+    poisoned = function._replace(env={**function.env, **_poisoned(task)})
+    paths = _traced_lifecycle(layer.executable, poisoned, tmp_path)
+    assert str(layer.interpreter) in paths  # it ran, from the layer
+    # The launcher runs `env` (and `env ... true` to see what env can do).
+    path = function.env["PATH"]
+    commands = {os.path.realpath(shutil.which(c, path=path) or c) for c in ("env", "true")}
+    assert _outside(paths, layer.opt, commands) == []
+
+
+def test_the_trace_sees_an_interpreter_outside_the_layer(
+    extension_executable: Path, function: Function, tmp_path: Path
+) -> None:
+    # The small layer runs the python3 on PATH, whose standard library lies outside the
+    # layer: the same check must name those files.
+    require_namespaces()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    python = Path(sys.executable).resolve()
+    (bin_dir / "python3").symlink_to(python)
+    with_python3 = function._replace(env={**function.env, "PATH": f"{bin_dir}:/usr/bin:/bin"})
+    paths = _traced_lifecycle(extension_executable, with_python3, tmp_path)
+    outside = _outside(paths, extension_executable.parent.parent, set())
+    assert str(python) in {os.path.realpath(path) for path in outside}
+    assert any(path.endswith((".py", ".pyc")) for path in outside), outside
+
+
+# --- reproducible ---------------------------------------------------------------------------
+
+
+def test_two_builds_of_the_pinned_sources_are_byte_identical(
+    layers: Callable[[str], Layer], tmp_path: Path
+) -> None:
+    first = {arch: layers(arch).zip for arch in with_python.ARCHES}
+    # A second build from nothing: a cache of its own, sharing only the downloaded sources
+    # and the compiler (inputs, each checked against its pinned hash by the build).
+    shared = node_sandbox.CACHE
+    fresh = tmp_path / "cache"
+    (fresh / shared.name).mkdir(parents=True)
+    for name in ("downloads", "tools"):
+        if (shared / name).is_dir():
+            (fresh / shared.name / name).symlink_to(shared / name)
+    env = {**os.environ, "XDG_CACHE_HOME": str(fresh)}
+    for arch in with_python.ARCHES:
+        second = with_python.build(arch, tmp_path / f"again-{arch}.zip", env=env)
+        assert _zip_differences(first[arch], second) == []
+        assert first[arch].read_bytes() == second.read_bytes()
+    # Both interpreters were compiled again, not taken from the first build's cache.
+    assert len(list(fresh.rglob("bin/python3"))) == len(with_python.ARCHES)
+
+
+def _zip_differences(one: Path, other: Path) -> list[str]:
+    """The entries whose name, bytes, time or mode differ: what to look at when zips differ."""
+    with zipfile.ZipFile(one) as a, zipfile.ZipFile(other) as b:
+        left = {i.filename: (a.read(i), i.date_time, i.external_attr) for i in a.infolist()}
+        right = {i.filename: (b.read(i), i.date_time, i.external_attr) for i in b.infolist()}
+    return sorted(name for name in left.keys() | right.keys() if left.get(name) != right.get(name))
