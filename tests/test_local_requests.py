@@ -6,9 +6,9 @@ import io
 
 import pytest
 
-import local_requests as lr
-import services
-from errors import RequestError
+from parameters_secrets_extension import services
+from parameters_secrets_extension.errors import RequestError
+from parameters_secrets_extension.local_api import request_head as lr
 
 
 def read(raw: bytes) -> lr.Request | None:

@@ -10,8 +10,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-import log_capture
-import logs
+from parameters_secrets_extension import logs
+from tests import log_capture
 
 
 @pytest.fixture(autouse=True)

@@ -10,9 +10,8 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-import log_capture
 from cache import Cache
-from errors import (
+from parameters_secrets_extension.errors import (
     ExtensionError,
     MissingCredentials,
     RequestError,
@@ -20,7 +19,8 @@ from errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from lookups import FailureLog, Lookups
+from parameters_secrets_extension.lookups import FailureLog, Lookups
+from tests import log_capture
 
 Batch = tuple[dict[str, dict[str, object]], dict[str, ExtensionError]]
 SECRET_VALUE = "lookups-SECRET-value"

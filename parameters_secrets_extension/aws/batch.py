@@ -6,19 +6,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 
-import sdk_shapes
-from errors import (
+from ..errors import (
     ExtensionError,
     InvalidResponse,
     PathTooLarge,
     ResponseTooLarge,
     UpstreamError,
 )
-from services import SECRETS_MANAGER, SSM, Service
+from ..services import SECRETS_MANAGER, SSM, Service
+from . import sdk_shapes
 
 TYPE_CHECKING = False  # mypy takes it as True
 if TYPE_CHECKING:
-    from aws_client import AwsClient
+    from .client import AwsClient
 
 # BatchGetSecretValue answers every listed id at once; a NextToken past this is not followed.
 _MAX_BATCH_PAGES = 20
@@ -340,6 +340,6 @@ def _int(value: object) -> int:
 
 def _clean(message: str) -> str:
     # Imported here: aws_client imports this module.
-    from aws_client import clean_message  # noqa: PLC0415
+    from .client import clean_message  # noqa: PLC0415
 
     return clean_message(message)

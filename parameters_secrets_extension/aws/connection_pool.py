@@ -12,14 +12,14 @@ import time
 from collections import namedtuple
 from urllib.parse import urlsplit
 
-from errors import (
+from ..errors import (
     ResponseTooLarge,
     StaleConnection,
     TlsVerificationError,
     UpstreamConnectionError,
     UpstreamTimeout,
 )
-from logs import log
+from ..logs import log
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:

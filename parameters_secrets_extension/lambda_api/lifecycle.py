@@ -16,7 +16,7 @@ TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from errors import ExtensionsApiError
+    from ..errors import ExtensionsApiError
 
 BASE = "/2020-01-01/extension"
 TIMEOUT = 5.0  # seconds allowed for every call but `next`, which waits for as long as Lambda does
@@ -202,6 +202,6 @@ def _dechunk(data: bytes) -> bytes:
 
 def _error(message: str, path: str = "", status: int | None = None) -> "ExtensionsApiError":
     """The ExtensionsApiError to raise; a RuntimeError, as callers expect."""
-    from errors import ExtensionsApiError  # noqa: PLC0415 -- not before registering
+    from ..errors import ExtensionsApiError  # noqa: PLC0415 -- not before registering
 
     return ExtensionsApiError(message, path, status)

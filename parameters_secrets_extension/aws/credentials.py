@@ -16,9 +16,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
-from config import AwsConfig
-from errors import ExtensionError, MissingCredentials, UpstreamConnectionError, UpstreamTimeout
-from logs import log
+from ..config import AwsConfig
+from ..errors import ExtensionError, MissingCredentials, UpstreamConnectionError, UpstreamTimeout
+from ..logs import log
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from config import AwsConfig
-from errors import InvalidEndpoint, InvalidParameter, InvalidRegion, MissingRegion
+from ..config import AwsConfig
+from ..errors import InvalidEndpoint, InvalidParameter, InvalidRegion, MissingRegion
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
     from typing import Final
 
-    from services import Service
+    from ..services import Service
 
 # Region-name prefix -> partition; partition -> DNS suffix (botocore's endpoints.json).
 _REGION_PARTITIONS = (

@@ -15,7 +15,7 @@ import re
 import urllib.parse
 from collections import namedtuple
 
-from errors import (
+from ..errors import (
     BadRequest,
     HeaderFieldsTooLarge,
     InvalidParameter,
@@ -23,7 +23,7 @@ from errors import (
     NotFound,
     UriTooLong,
 )
-from services import SERVICES
+from ..services import SERVICES
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:

@@ -13,15 +13,11 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from urllib.parse import urlsplit
 
-import aws_batch
-import endpoints
-import sdk_shapes
-import services
 import sigv4
-from config import AwsConfig
-from connection_pool import MAX_RESPONSE_BYTES, Pools, Response, TlsSettings
-from credentials import CredentialProvider, utc_now
-from errors import (
+
+from .. import services
+from ..config import AwsConfig
+from ..errors import (
     ExtensionError,
     InvalidResponse,
     ResponseTooLarge,
@@ -30,9 +26,13 @@ from errors import (
     UpstreamTimeout,
     is_transient,
 )
-from logs import log
-from services import SECRETS_MANAGER, SSM, Service
-from version import NAME, VERSION
+from ..logs import log
+from ..services import SECRETS_MANAGER, SSM, Service
+from ..version import NAME, VERSION
+from . import batch as aws_batch
+from . import endpoints, sdk_shapes
+from .connection_pool import MAX_RESPONSE_BYTES, Pools, Response, TlsSettings
+from .credentials import CredentialProvider, utc_now
 
 USER_AGENT = f"{NAME}/{VERSION} python/{sys.version_info[0]}.{sys.version_info[1]}"
 MAX_ATTEMPTS = 3
@@ -46,7 +46,7 @@ _SIGNATURE = re.compile(r"Signature=([0-9a-f]+)")
 
 TYPE_CHECKING = False  # mypy takes it as True
 if TYPE_CHECKING:
-    from aws_batch import BatchResult, NameEntry
+    from .batch import BatchResult, NameEntry
 
 
 class AwsClient:

@@ -10,10 +10,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 
-import batches
-import services
 from cache import Cache
-from errors import (
+
+from . import batches, services
+from .errors import (
     THROTTLING_TYPES,
     ExtensionError,
     PathTooLarge,
@@ -21,10 +21,10 @@ from errors import (
     error_type_of,
     is_transient,
 )
-from local_requests import parameter_name
-from logs import log
-from metrics import Metrics
-from services import BY_NAME, SECRETS_MANAGER, SSM, Service
+from .local_api.request_head import parameter_name
+from .logs import log
+from .metrics import Metrics
+from .services import BY_NAME, SECRETS_MANAGER, SSM, Service
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:

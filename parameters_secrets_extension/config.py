@@ -13,8 +13,8 @@ inspect) costs a good share of the extension's init.
 
 from __future__ import annotations
 
-from errors import ConfigError
-from services import BY_NAME, SECRETS_MANAGER, SSM
+from .errors import ConfigError
+from .services import BY_NAME, SECRETS_MANAGER, SSM
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:

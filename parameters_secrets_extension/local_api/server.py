@@ -26,9 +26,7 @@ import time
 # OpenSSL's _hashlib before `next` (about 0.4 of a bare interpreter's start, 3.6 MiB RSS).
 from _operator import _compare_digest as compare_digest
 
-import boot
-import local_requests
-from errors import (
+from ..errors import (
     ExtensionError,
     ForwardedRequest,
     MethodNotAllowed,
@@ -37,10 +35,11 @@ from errors import (
     TooManyConnections,
     Unauthorized,
 )
-from local_requests import Request
-from logs import DEBUG, log
-from lookups import Lookups
-from services import SECRETS_MANAGER, SSM
+from ..logs import DEBUG, log
+from ..lookups import Lookups
+from ..services import SECRETS_MANAGER, SSM
+from . import request_head as local_requests
+from .request_head import Request
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -623,24 +622,18 @@ class Servers:
 def start(
     lookups: Lookups,
     *,
-    port: int | None = None,
-    sockets: list[_socket.socket] | None = None,
+    sockets: list[_socket.socket],
     token: str | None,
     max_connections: int = 256,
     idle_timeout: float = 60.0,
     max_held_bytes: int = MAX_HELD_BYTES,
 ) -> Servers:
-    """Serve on boot's listening `sockets`, or else listen on `port` as boot.listen does.
+    """Serve on the listening `sockets` (boot.listen's, taken before registering).
 
     Replies larger than COPY_LIMIT that clients are slow to take hold at most
     `max_held_bytes` of bodies in all (HeldReplies).
-    boot.listen's OSError (such as the port being taken) propagates.
     With no token, every secret and parameter request is refused with 401.
     """
-    if sockets is None:
-        if port is None:
-            raise ValueError("start() needs a port or listening sockets")
-        sockets = boot.listen(port)
     api = Api(lookups, token)
     connections = Connections(max_connections)
     held = HeldReplies(max_held_bytes)

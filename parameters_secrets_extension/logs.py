@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from version import NAME
+from .version import NAME
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:

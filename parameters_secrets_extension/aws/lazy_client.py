@@ -9,16 +9,16 @@ from __future__ import annotations
 import contextlib
 import threading
 
-from services import SECRETS_MANAGER, deadline_after
+from ..services import SECRETS_MANAGER, deadline_after
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from aws_batch import BatchResult, NameEntry
-    from aws_client import AwsClient
-    from config import Config
-    from services import Service
+    from ..config import Config
+    from ..services import Service
+    from .batch import BatchResult, NameEntry
+    from .client import AwsClient
 
 
 class LazyClient:
@@ -32,7 +32,7 @@ class LazyClient:
     def _get(self) -> AwsClient:
         with self._lock:
             if self._client is None:
-                from aws_client import AwsClient  # noqa: PLC0415 -- the point of this class
+                from .client import AwsClient  # noqa: PLC0415 -- the point of this class
 
                 settings = self._settings
                 self._client = AwsClient(
