@@ -21,9 +21,9 @@ from .errors import (
     error_type_of,
     is_transient,
 )
-from .local_api.request_head import parameter_name
 from .logs import log
 from .metrics import Metrics
+from .parameter_names import ParameterName, parameter_name
 from .services import BY_NAME, SECRETS_MANAGER, SSM, Service
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
@@ -33,10 +33,8 @@ if TYPE_CHECKING:
     R = TypeVar("R")
 
     class Upstream(Protocol):
-        """What Lookups needs from aws_client.AwsClient: the calls, in the Go SDK's shapes,
-        each within the deadline of the local request that made it."""
-
-        def deadline(self, service: Service) -> float: ...
+        """What Lookups needs from aws.operations.AwsClient: the calls, in the Go SDK's
+        shapes, each within the deadline of the local request that made it."""
 
         def get_secret_value(
             self,
@@ -63,7 +61,7 @@ if TYPE_CHECKING:
 
         def get_parameters(
             self,
-            names: Sequence[tuple[str, str, int | None, str | None]],
+            names: Sequence[ParameterName],
             with_decryption: bool,
             *,
             deadline: float | None = None,
@@ -78,6 +76,13 @@ if TYPE_CHECKING:
             limit: int,
             deadline: float | None = None,
         ) -> Sequence[Mapping[str, object]]: ...
+
+    class Client(Protocol):
+        """An AwsClient, or a LazyClient that makes one on first use."""
+
+        def deadline(self, service: Service) -> float: ...
+
+        def get(self) -> Upstream: ...
 
 
 # Each group of a prefetch is one batch call, of at most what the batch APIs take.
@@ -167,7 +172,7 @@ class FailureLog:
     ) -> None:
         """Log (or count) one failed fetch of cache key `key` that took `seconds`.
 
-        `attempts` is logged when known: aws_client sets it on the errors it raises. The
+        `attempts` is logged when known: the transport sets it on the errors it raises. The
         operation and the names of the key's selectors default to the single read's.
         """
         repeats, dropped = self._admit((key, exc.error_type))
@@ -258,7 +263,7 @@ class Lookups:
 
     def __init__(
         self,
-        client: Upstream,
+        client: Client,
         cache: Cache,
         *,
         secrets_manager_ttl: float,
@@ -390,7 +395,7 @@ class Lookups:
         key = (SECRETS_MANAGER.name, secret_id, version_id, version_stage)
 
         def call(deadline: float) -> Mapping[str, object]:
-            return self._client.get_secret_value(
+            return self._client.get().get_secret_value(
                 secret_id, version_id=version_id, version_stage=version_stage, deadline=deadline
             )
 
@@ -409,7 +414,7 @@ class Lookups:
         key = (SSM.name, name, version, label, with_decryption)
 
         def call(deadline: float) -> Mapping[str, object]:
-            return self._client.get_parameter(
+            return self._client.get().get_parameter(
                 name,
                 version=version,
                 label=label,
@@ -434,7 +439,7 @@ class Lookups:
 
         def fetch_many(indices: list[int], deadline: float) -> dict[int, bytes | ExtensionError]:
             wanted = [secret_ids[i] for i in indices]
-            found, failed = self._client.batch_get_secret_value(wanted, deadline=deadline)
+            found, failed = self._client.get().batch_get_secret_value(wanted, deadline=deadline)
             return _by_index(indices, wanted, found, failed)
 
         answers, failed = self._many(
@@ -442,7 +447,7 @@ class Lookups:
             keys,
             fetch_many,
             lambda i, deadline: _encode(
-                self._client.get_secret_value(secret_ids[i], deadline=deadline)
+                self._client.get().get_secret_value(secret_ids[i], deadline=deadline)
             ),
             refresh,
         )
@@ -452,31 +457,33 @@ class Lookups:
 
     def parameters(
         self,
-        names: Sequence[tuple[str, str, int | None, str | None]],
+        names: Sequence[ParameterName],
         with_decryption: bool,
         *,
         refresh: bool = False,
     ) -> list[bytes | ExtensionError]:
-        """Each (requested, name, version, label)'s GetParameter answer (as the single read
-        of name with that version or label caches it) or its error; the names not cached
+        """Each ParameterName's GetParameter answer (as the single read of its name with
+        that version or label caches it) or its error; the names not cached
         are fetched in one GetParameters call. A whole-call failure raises, as in secrets().
         """
         keys: list[tuple[object, ...]] = [
-            (SSM.name, name, version, label, with_decryption) for _, name, version, label in names
+            (SSM.name, entry.name, entry.version, entry.label, with_decryption) for entry in names
         ]
 
         def fetch_many(indices: list[int], deadline: float) -> dict[int, bytes | ExtensionError]:
             wanted = [names[i] for i in indices]
-            found, failed = self._client.get_parameters(wanted, with_decryption, deadline=deadline)
-            return _by_index(indices, [entry[0] for entry in wanted], found, failed)
+            found, failed = self._client.get().get_parameters(
+                wanted, with_decryption, deadline=deadline
+            )
+            return _by_index(indices, [entry.requested for entry in wanted], found, failed)
 
         def fetch_one(index: int, deadline: float) -> bytes:
-            _, name, version, label = names[index]
+            entry = names[index]
             return _encode(
-                self._client.get_parameter(
-                    name,
-                    version=version,
-                    label=label,
+                self._client.get().get_parameter(
+                    entry.name,
+                    version=entry.version,
+                    label=entry.label,
                     with_decryption=with_decryption,
                     deadline=deadline,
                 )
@@ -508,7 +515,7 @@ class Lookups:
 
     def parameter_batch(
         self,
-        names: Sequence[tuple[str, str, int | None, str | None]],
+        names: Sequence[ParameterName],
         with_decryption: bool,
         *,
         refresh: bool = False,
@@ -526,7 +533,7 @@ class Lookups:
             if isinstance(answer, ExtensionError):
                 if not _is_client_mistake(answer):
                     raise answer
-                invalid.append(entry[0])
+                invalid.append(entry.requested)
             else:
                 values.append(batch_item(answer, SSM))
         body = b'{"InvalidParameters":%s,"Parameters":[%s],"ResultMetadata":{}}' % (
@@ -554,7 +561,7 @@ class Lookups:
         def fetch() -> bytes:
             try:
                 found = self._counted(
-                    lambda: self._client.get_parameters_by_path(
+                    lambda: self._client.get().get_parameters_by_path(
                         path,
                         recursive=recursive,
                         with_decryption=with_decryption,
@@ -640,8 +647,8 @@ class Lookups:
                 if service == SECRETS_MANAGER.name:
                     answers[index] = self.secret(ident)[0]
                 elif service == SSM.name:
-                    _, name, version, label = parameter_name(ident)
-                    answers[index] = self.parameter(name, version, label)[0]
+                    wanted = parameter_name(ident)
+                    answers[index] = self.parameter(wanted.name, wanted.version, wanted.label)[0]
                 else:
                     raise ValueError(f"no service named {service!r}")
             except ExtensionError as exc:
@@ -660,7 +667,7 @@ class Lookups:
         return self.secrets(idents)
 
     def _prefetch_parameters(self, idents: list[str]) -> list[bytes | ExtensionError]:
-        names: list[tuple[str, str, int | None, str | None]] = []
+        names: list[ParameterName] = []
         answers: dict[int, bytes | ExtensionError] = {}
         # Items that name one cache key (`/p:1` and `/p:01`) share one place in the batch:
         # a key listed twice would wait on its own flight.
@@ -668,14 +675,15 @@ class Lookups:
         place_of: dict[int, int] = {}
         for index, ident in enumerate(idents):
             try:
-                entry = tuple(parameter_name(ident))
+                entry = parameter_name(ident)
             except ExtensionError as exc:
                 answers[index] = exc
                 continue
-            if entry[1:] not in places:
-                places[entry[1:]] = len(names)
+            key = (entry.name, entry.version, entry.label)
+            if key not in places:
+                places[key] = len(names)
                 names.append(entry)
-            place_of[index] = places[entry[1:]]
+            place_of[index] = places[key]
         fetched = self.parameters(names, False) if names else []
         return [answers[i] if i in answers else fetched[place_of[i]] for i in range(len(idents))]
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from parameters_secrets_extension import services, version
-from parameters_secrets_extension.aws import client as aws_client
-from parameters_secrets_extension.aws.client import AwsClient
+from parameters_secrets_extension.aws import transport as aws_client
+from parameters_secrets_extension.aws.operations import AwsClient
 from parameters_secrets_extension.config import AwsConfig
 from parameters_secrets_extension.errors import (
     InvalidRegion,
@@ -685,7 +685,7 @@ def test_aws_error_message_is_cleaned() -> None:
 def test_import_loads_only_the_standard_library() -> None:
     code = (
         f"import sys\nsys.path.insert(0, {str(ROOT)!r})\n"
-        "from parameters_secrets_extension.aws import client\n"
+        "from parameters_secrets_extension.aws import operations\n"
         "names = {m for m in sys.modules if m.split('.')[0] not in sys.stdlib_module_names}\n"
         "print('\\n'.join(sorted(names)))\n"
     )
@@ -700,10 +700,10 @@ def test_import_loads_only_the_standard_library() -> None:
     package = "parameters_secrets_extension"
     ours = {package, f"{package}.aws"} | {
         f"{package}.aws.{name}"
-        for name in ("batch", "client", "connection_pool", "credentials", "endpoints")
+        for name in ("connection_pool", "credentials", "endpoints", "operations", "pairing")
     }
     ours |= {f"{package}.{name}" for name in ("config", "errors", "logs", "services", "version")}
-    ours |= {f"{package}.aws.sdk_shapes", "sigv4", "__main__"}
+    ours |= {f"{package}.aws.sdk_shapes", f"{package}.aws.transport", "sigv4", "__main__"}
     assert set(result.stdout.split()) <= ours
 
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from parameters_secrets_extension.aws.client import AwsClient
 from parameters_secrets_extension.aws.credentials import (
     CredentialProvider,
     Credentials,
     parse_expiration,
 )
+from parameters_secrets_extension.aws.operations import AwsClient
 from parameters_secrets_extension.config import AwsConfig
 from parameters_secrets_extension.errors import (
     MissingCredentials,

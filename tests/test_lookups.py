@@ -48,6 +48,9 @@ class RecordingUpstream:
     def deadline(self, service: object) -> float:
         return time.monotonic() + 30
 
+    def get(self) -> RecordingUpstream:
+        return self  # made already, as an AwsClient is
+
     def get_secret_value(
         self,
         secret_id: str,
@@ -239,6 +242,9 @@ class FailingUpstream:
 
     def deadline(self, service: object) -> float:
         return time.monotonic() + 30
+
+    def get(self) -> FailingUpstream:
+        return self  # made already, as an AwsClient is
 
     def get_secret_value(
         self,

@@ -14,7 +14,7 @@ from urllib.parse import quote
 import pytest
 
 from cache import Cache
-from parameters_secrets_extension.aws.client import AwsClient
+from parameters_secrets_extension.aws.operations import AwsClient
 from parameters_secrets_extension.config import AwsConfig
 from parameters_secrets_extension.lambda_api.boot import listen
 from parameters_secrets_extension.local_api import server as local_server

@@ -254,6 +254,9 @@ class CountingUpstream:
     def deadline(self, service: object) -> float:
         return time.monotonic() + 30
 
+    def get(self) -> CountingUpstream:
+        return self  # made already, as an AwsClient is
+
     def get_secret_value(
         self,
         secret_id: str,

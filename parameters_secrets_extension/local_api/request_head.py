@@ -23,6 +23,7 @@ from ..errors import (
     NotFound,
     UriTooLong,
 )
+from ..parameter_names import ParameterName, parameter_name, version_number
 from ..services import SERVICES
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
@@ -53,7 +54,6 @@ _KNOWN_PATHS = [path for path in ROUTES if not path.endswith("/") and path != "/
 # Ids one batch request may list, as BatchGetSecretValue and GetParameters allow.
 MAX_SECRET_IDS = 20
 MAX_PARAMETER_NAMES = 10
-_ARN_PARAMETER = ":parameter/"
 _NOT_FOUND = f"unknown path: use {', '.join(_KNOWN_PATHS)} or /ping"
 
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
@@ -66,9 +66,7 @@ _REQUEST_LINE = re.compile(rb"(%s) ([^\x00-\x20\x7f]+) (HTTP/1\.[0-9])\r?\n" % _
 _FIELD_NAME = re.compile(rb"(%s):" % _TOKEN)
 # A refused request line of this shape has a bad target: empty, or a control byte in it.
 _LINE_SHAPE = re.compile(rb"%s [^ ]* HTTP/1\.[0-9]" % _TOKEN)
-_DIGITS = re.compile(r"[0-9]{1,19}")
 _PRINTABLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))
-_MAX_VERSION = 2**63 - 1
 
 
 class Request:
@@ -105,17 +103,6 @@ class ParameterQuery(namedtuple("ParameterQuery", "name version label with_decry
     label: str | None
     with_decryption: bool
     refresh: bool
-
-
-class ParameterName(namedtuple("ParameterName", "requested name version label")):
-    """One name of a parameter batch: as written (and sent to AWS), and split from its
-    `:version` or `:label` selector, which is how the single read spells the same key."""
-
-    __slots__ = ()
-    requested: str
-    name: str
-    version: int | None
-    label: str | None
 
 
 class SecretBatchQuery(namedtuple("SecretBatchQuery", "secret_ids refresh")):
@@ -284,12 +271,6 @@ def _required(values: dict[str, str], name: str) -> str:
     return value
 
 
-def _version(text: str) -> int:
-    if not _DIGITS.fullmatch(text) or not 0 < int(text) <= _MAX_VERSION:
-        raise InvalidParameter("version must be a positive whole number")
-    return int(text)
-
-
 def _id_list(pairs: list[tuple[str, str]], name: str, limit: int) -> list[str]:
     """The comma-separated ids of query parameter `name`: 1 to `limit`, none empty, no repeat."""
     raw = next((value for key, value in pairs if key == name), None)
@@ -311,23 +292,6 @@ def secret_batch_query(query: str) -> SecretBatchQuery:
     pairs = _pairs(query)
     ids = tuple(_id_list(pairs, "secretIds", MAX_SECRET_IDS))
     return SecretBatchQuery(ids, _refresh(_first(pairs)))
-
-
-def parameter_name(requested: str) -> ParameterName:
-    """Split `name:3` or `name:label` (after an ARN's `parameter/`) as GetParameters does."""
-    start = 0
-    if requested.startswith("arn:"):
-        found = requested.find(_ARN_PARAMETER)
-        start = found + len(_ARN_PARAMETER) if found >= 0 else len(requested)
-    cut = requested.find(":", start)
-    if cut < 0:
-        return ParameterName(requested, requested, None, None)
-    name, selector = requested[:cut], requested[cut + 1 :]
-    if not name or not selector:
-        raise InvalidParameter("a selector after ':' must be a version number or a label")
-    if selector[0].isdigit():
-        return ParameterName(requested, name, _version(selector), None)
-    return ParameterName(requested, name, None, selector)
 
 
 def parameter_batch_query(query: str) -> ParameterBatchQuery:
@@ -374,7 +338,7 @@ def parameter_query(query: str) -> ParameterQuery:
     selector = next(((k, v) for k, v in pairs if v and k in ("version", "label")), None)
     version = label = None
     if selector is not None and selector[0] == "version":
-        version = _version(selector[1])
+        version = version_number(selector[1])
     elif selector is not None:
         label = selector[1]
     return ParameterQuery(
