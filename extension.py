@@ -59,6 +59,7 @@ def run(
     try:
         return _serve(settings, api, sockets)
     except Exception as exc:  # a bug: tell Lambda rather than vanish without a word
+        log.traceback(exc)
         return fail(api, name, "Extension.Crash", f"unexpected {type(exc).__name__}")
 
 

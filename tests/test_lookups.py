@@ -19,7 +19,8 @@ from parameters_secrets_extension.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from parameters_secrets_extension.lookups import FailureLog, Lookups
+from parameters_secrets_extension.failure_log import FailureLog
+from parameters_secrets_extension.lookups import Lookups
 from tests import log_capture
 
 Batch = tuple[dict[str, dict[str, object]], dict[str, ExtensionError]]

@@ -36,7 +36,7 @@ RETRY_INTERVAL = timedelta(seconds=60)
 FAILURE_BACKOFF = timedelta(seconds=1)
 # One fetch in total, connect to the body's last byte, whatever the request's own deadline.
 FETCH_TIMEOUT_SECONDS = 5.0
-MAX_RESPONSE_BYTES = 64 * 1024
+MAX_CREDENTIALS_BYTES = 64 * 1024  # a credentials answer is about 1.5 KB
 # No control characters or spaces may reach the request line; none but tab in a header value.
 _BAD_TARGET = re.compile(r"[\x00-\x20\x7f]")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -348,7 +348,7 @@ def _read_all(sock: socket.socket, limit: float) -> bytes:
         if not chunk:
             break
         data += chunk
-        if len(data) > MAX_RESPONSE_BYTES:
+        if len(data) > MAX_CREDENTIALS_BYTES:
             raise MissingCredentials("container credentials provider sent too large an answer")
     return data
 

@@ -51,13 +51,15 @@ class Operation:
         self.max_body = max_body
 
 
-GET_SECRET_VALUE = Operation(SECRETS_MANAGER, "GetSecretValue")
+# The names the services' records give for their log lines (services.py); a new operation
+# that no log line names is written here alone.
+GET_SECRET_VALUE = Operation(SECRETS_MANAGER, SECRETS_MANAGER.operation)
 BATCH_GET_SECRET_VALUE = Operation(
-    SECRETS_MANAGER, "BatchGetSecretValue", max_body=BATCH_SECRETS_MAX_BODY
+    SECRETS_MANAGER, SECRETS_MANAGER.batch_operation, max_body=BATCH_SECRETS_MAX_BODY
 )
-GET_PARAMETER = Operation(SSM, "GetParameter")
-GET_PARAMETERS = Operation(SSM, "GetParameters")
-GET_PARAMETERS_BY_PATH = Operation(SSM, "GetParametersByPath")
+GET_PARAMETER = Operation(SSM, SSM.operation)
+GET_PARAMETERS = Operation(SSM, SSM.batch_operation)
+GET_PARAMETERS_BY_PATH = Operation(SSM, "GetParametersByPath")  # SSM.path_operation
 
 
 def batch_get_secret_value(

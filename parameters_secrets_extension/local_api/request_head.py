@@ -24,7 +24,7 @@ from ..errors import (
     UriTooLong,
 )
 from ..parameter_names import ParameterName, parameter_name, version_number
-from ..services import SERVICES
+from ..services import SECRETS_MANAGER, SERVICES, SSM
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -52,8 +52,8 @@ ROUTES["/ping"] = PING
 ROUTES["/metrics"] = METRICS
 _KNOWN_PATHS = [path for path in ROUTES if not path.endswith("/") and path != "/ping"]
 # Ids one batch request may list, as BatchGetSecretValue and GetParameters allow.
-MAX_SECRET_IDS = 20
-MAX_PARAMETER_NAMES = 10
+MAX_SECRET_IDS = SECRETS_MANAGER.max_batch_ids
+MAX_PARAMETER_NAMES = SSM.max_batch_ids
 _NOT_FOUND = f"unknown path: use {', '.join(_KNOWN_PATHS)} or /ping"
 
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"

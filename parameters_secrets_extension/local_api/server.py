@@ -5,7 +5,7 @@ do the batch routes (/secretsmanager/batch, /systemsmanager/parameters/batch) an
 /systemsmanager/parameters/get-by-path; /ping answers "healthy", /metrics (token required)
 the counters as JSON; errors are JSON `{"__type", "message"}`. Also: 503
 TooManyConnectionsException past the connection cap, 414 and 431 for oversized requests and
-400 BadRequestException for malformed ones (limits in local_requests).
+400 BadRequestException for malformed ones (limits in request_head).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from ..errors import (
 from ..logs import DEBUG, log
 from ..lookups import Lookups
 from ..services import SECRETS_MANAGER, SSM
-from . import request_head as local_requests
+from . import request_head
 from .request_head import Request
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
@@ -161,7 +161,7 @@ class Api:
             "secretsmanager-batch": self._secret_batch,
             "ssm-batch": self._parameter_batch,
             "ssm-path": self._path,
-            local_requests.METRICS: self._metrics,
+            request_head.METRICS: self._metrics,
         }
 
     def respond(self, request: Request) -> Reply:
@@ -171,17 +171,18 @@ class Api:
             if request.method != "GET":
                 raise MethodNotAllowed("only GET is allowed")
             path, _, query = request.target.partition("?")
-            route = local_requests.route(path)
-            if route == local_requests.PING:
+            route = request_head.route(path)
+            if route == request_head.PING:
                 return Reply(200, b"healthy", TEXT, route)
-            if local_requests.is_forwarded(request.headers):
+            if request_head.is_forwarded(request.headers):
                 raise ForwardedRequest("forwarded requests are refused")
-            self._authorize(request.headers.get(local_requests.TOKEN_HEADER))
+            self._authorize(request.headers.get(request_head.TOKEN_HEADER))
             return self._lookup(route, query)
         except ExtensionError as exc:
             return self.refuse(exc, route)
         except Exception as exc:  # a bug must cost one request, never the server
             log.error("request failed unexpectedly: %s", type(exc).__name__)
+            log.traceback(exc)
             return error_reply(ExtensionError(_UNEXPECTED), route)
 
     def refuse(self, exc: ExtensionError, route: str = "-") -> Reply:
@@ -204,7 +205,7 @@ class Api:
         return Reply(200, body, JSON, route, outcome)
 
     def _secret(self, query: str) -> tuple[bytes, str]:
-        sq = local_requests.secret_query(query)
+        sq = request_head.secret_query(query)
         return self._lookups.secret(
             sq.secret_id, sq.version_id, sq.version_stage, refresh=sq.refresh
         )
@@ -213,21 +214,21 @@ class Api:
         return json.dumps(self._lookups.counters(), separators=(",", ":")).encode(), "-"
 
     def _parameter(self, query: str) -> tuple[bytes, str]:
-        pq = local_requests.parameter_query(query)
+        pq = request_head.parameter_query(query)
         return self._lookups.parameter(
             pq.name, pq.version, pq.label, pq.with_decryption, refresh=pq.refresh
         )
 
     def _secret_batch(self, query: str) -> tuple[bytes, str]:
-        sq = local_requests.secret_batch_query(query)
+        sq = request_head.secret_batch_query(query)
         return self._lookups.secret_batch(sq.secret_ids, refresh=sq.refresh)
 
     def _parameter_batch(self, query: str) -> tuple[bytes, str]:
-        bq = local_requests.parameter_batch_query(query)
+        bq = request_head.parameter_batch_query(query)
         return self._lookups.parameter_batch(bq.names, bq.with_decryption, refresh=bq.refresh)
 
     def _path(self, query: str) -> tuple[bytes, str]:
-        pq = local_requests.path_query(query)
+        pq = request_head.path_query(query)
         return self._lookups.parameters_by_path(
             pq.path, pq.recursive, pq.with_decryption, refresh=pq.refresh
         )
@@ -349,7 +350,7 @@ class Handler(socketserver.BaseRequestHandler):
 
     From socketserver this takes the handler's life cycle (setup, handle and finish, run on
     the connection's own thread by LocalServer) and nothing else: not StreamRequestHandler's
-    files, and nothing of http.server. Requests are parsed by local_requests, with its own
+    files, and nothing of http.server. Requests are parsed by request_head, with its own
     size limits answered in JSON (414, 431) and a 400 for a bare CR or NUL in the head, where
     http.server answers in HTML and parses headers with the email package; a reply is sent
     with one system call (one buffer, or a head and a large body by sendmsg), where
@@ -395,7 +396,7 @@ class Handler(socketserver.BaseRequestHandler):
         self.close_connection = True
         self.deadline_reader.deadline = time.monotonic() + self.idle_timeout
         try:
-            request = local_requests.read_request(self.rfile)
+            request = request_head.read_request(self.rfile)
         except RequestError as exc:
             self._write(render(self.server.api.refuse(exc), close=True))
             return
@@ -528,10 +529,13 @@ class LocalServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             self.connections.release(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """Never a traceback: client disconnects are silent, the rest a debug line."""
+        """Client disconnects are silent, the rest a debug line and its traceback (logs.py
+        says why one holds no value), never on stderr."""
         exc = sys.exc_info()[1]
         if not isinstance(exc, CLIENT_GONE):
             log.debug("connection ended by %s", type(exc).__name__)
+            if exc is not None:
+                log.traceback(exc)
 
 
 def _refuse(sock: socket.socket) -> None:
