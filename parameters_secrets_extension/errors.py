@@ -1,4 +1,4 @@
-"""Every exception of the extension; local_api.server maps them to HTTP in one place.
+"""Every exception of the extension; local_api/replies.py maps them to HTTP in one place.
 
 Each local error class carries its own HTTP status and `__type`, so a raise site names the
 class and a message, never a status or type literal. UpstreamError alone takes a status and

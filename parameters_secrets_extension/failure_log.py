@@ -98,12 +98,7 @@ class FailureLog:
         operation and the names of the key's selectors default to the single read's.
         """
         repeats, dropped = self._admit((key, exc.error_type))
-        if dropped:
-            log.warning(
-                "%d upstream failure lines were not logged in the last %.0f s (too many)",
-                dropped,
-                self._interval,
-            )
+        self._report_dropped(dropped)
         if repeats is None:
             return
         name, ident, *values = key
@@ -126,16 +121,20 @@ class FailureLog:
             f" (and {repeats} more like it in the last {self._interval:.0f} s)" if repeats else "",
         )
 
-    def stale(self, key: Hashable, age: float, exc: BaseException) -> None:
-        """Log (or count) one stale serve of cache key `key`, by the rules of record(): one
-        warning naming the key's service and id, never the value."""
-        repeats, dropped = self._admit((key, "stale " + error_type_of(exc)))
+    def _report_dropped(self, dropped: int) -> None:
+        """One line for the lines left out in the interval before, if any were."""
         if dropped:
             log.warning(
                 "%d upstream failure lines were not logged in the last %.0f s (too many)",
                 dropped,
                 self._interval,
             )
+
+    def stale(self, key: Hashable, age: float, exc: BaseException) -> None:
+        """Log (or count) one stale serve of cache key `key`, by the rules of record(): one
+        warning naming the key's service and id, never the value."""
+        repeats, dropped = self._admit((key, "stale " + error_type_of(exc)))
+        self._report_dropped(dropped)
         if repeats is None:
             return
         name, ident = key[:2] if isinstance(key, tuple) else (key, "")

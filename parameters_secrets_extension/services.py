@@ -4,7 +4,7 @@ Everything that differs between services is read from its record: the local rout
 names of its upstream operations (as log lines give them), the signing name and host, the
 TTL and timeout variables, the endpoint override, and the query selectors that make up a
 cache key. Adding a route: its path and route name in `routes`, its query in
-local_api/request_head.py, its handler in local_api/server.Api, its answer in lookups.py
+local_api/queries.py, its handler in local_api/routes.Api, its answer in lookups.py
 (README.md, "Layout"). Adding a service: a record in SERVICES, its AwsConfig endpoint
 field and setting (config.py), its operations (aws/operations.py), its routes as above and
 its prefetch group (lookups.py). Code that meets a name not in the table raises, never

@@ -6,6 +6,7 @@ program's entry point, which no other module imports."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import build_layer
@@ -119,3 +120,32 @@ def test_a_cycle_is_found_wherever_its_imports_stand(tmp_path: Path) -> None:
     assert edges["main"] == set()  # the entry point's block is not an import of the module
     (package / "c.py").write_text("def f():\n    pass\n")
     assert find_cycle(graph(tmp_path, paths)) == []
+
+
+def _readme_layout() -> list[list[str]]:
+    """The modules of each row of README.md's Layout table, as dotted names, in order."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = readme.index("| module | concern |")
+    rows = []
+    for line in readme[start : readme.index("\n\n", start)].splitlines()[2:]:
+        first, *more = re.findall(r"`([^`]+)`", line.split("|")[1])
+        folder = first.rpartition("/")[0]
+        paths = [first, *(f"{folder}/{name}" if folder else name for name in more)]
+        rows.append([module_name(path) for path in paths])
+    return rows
+
+
+def test_readme_layout_lists_every_module_in_import_order() -> None:
+    paths = build_layer.runtime_modules(ROOT)
+    edges = graph(ROOT, paths)
+    packages = {module_name(path) for path in paths if path.endswith("/__init__.py")}
+    row_of = {name: index for index, row in enumerate(_readme_layout()) for name in row}
+    # A row for every runtime module, and only for them (and build_layer.py, which builds).
+    assert set(edges) - packages == set(row_of) - {"build_layer"}
+    upward = [
+        (a, b)
+        for a, imports in edges.items()
+        for b in imports - packages
+        if a not in packages and row_of[b] < row_of[a]
+    ]
+    assert upward == []  # "dependencies point one way, down this list"
