@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from ..config import AwsConfig
 from ..errors import ExtensionError, MissingCredentials, UpstreamConnectionError, UpstreamTimeout
+from ..lambda_api.lifecycle import read_response
 from ..logs import log
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
@@ -323,7 +324,11 @@ def _http_get(uri: str, headers: dict[str, str], limit: float) -> tuple[int, byt
                 sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
             sock.settimeout(_left(limit))
             sock.sendall(request)
-            raw = _read_all(sock, limit)
+            raw = read_response(
+                sock, limit, MAX_CREDENTIALS_BYTES, "container credentials provider"
+            )
+            if raw is None:
+                raise MissingCredentials("container credentials provider sent too large an answer")
         finally:
             sock.close()
         response = http.client.HTTPResponse(_Canned(raw))  # type: ignore[arg-type]
@@ -337,32 +342,6 @@ def _http_get(uri: str, headers: dict[str, str], limit: float) -> tuple[int, byt
         raise UpstreamConnectionError(
             f"container credentials provider unreachable: {type(exc).__name__}"
         ) from exc
-
-
-def _read_all(sock: socket.socket, limit: float) -> bytes:
-    """The response, read until it is complete or the peer closes, each read within `limit`."""
-    data = b""
-    while not _complete(data):
-        sock.settimeout(_left(limit))
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-        if len(data) > MAX_CREDENTIALS_BYTES:
-            raise MissingCredentials("container credentials provider sent too large an answer")
-    return data
-
-
-def _complete(data: bytes) -> bool:
-    """True once a head and a Content-Length body are in; otherwise the peer's close ends it."""
-    end = data.find(b"\r\n\r\n")
-    if end < 0:
-        return False
-    for line in data[:end].split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length" and value.strip().isdigit():
-            return len(data) >= end + 4 + int(value)
-    return False
 
 
 def _parse_container(body: bytes) -> Credentials:
