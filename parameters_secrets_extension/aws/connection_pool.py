@@ -12,6 +12,7 @@ import time
 from collections import namedtuple
 from urllib.parse import urlsplit
 
+from .. import urls
 from ..errors import (
     ResponseTooLarge,
     StaleConnection,
@@ -118,7 +119,7 @@ class ConnectionPool:
     def __init__(self, origin: str, *, max_connections: int, tls: TlsSettings) -> None:
         parts = urlsplit(origin)
         # Userinfo is never sent, nor put in the messages that name the origin.
-        self.origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+        self.origin = urls.origin(parts.scheme, parts.netloc)
         self._https = parts.scheme == "https"
         self._host = parts.hostname or ""
         self._port = parts.port

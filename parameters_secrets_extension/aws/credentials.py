@@ -20,6 +20,7 @@ from ..config import AwsConfig
 from ..errors import ExtensionError, MissingCredentials, UpstreamConnectionError, UpstreamTimeout
 from ..lambda_api.lifecycle import read_response
 from ..logs import log
+from ..urls import host_port
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -308,7 +309,7 @@ def _http_get(uri: str, headers: dict[str, str], limit: float) -> tuple[int, byt
         raise MissingCredentials(
             "AWS_CONTAINER_CREDENTIALS_FULL_URI or the authorization token holds control characters"
         )
-    lines = [f"GET {target} HTTP/1.1", f"Host: {parts.netloc.rpartition('@')[2]}"]
+    lines = [f"GET {target} HTTP/1.1", f"Host: {host_port(parts.netloc)}"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
     try:
         request = ("\r\n".join([*lines, "Connection: close", "", ""])).encode("latin-1")

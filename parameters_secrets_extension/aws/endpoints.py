@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from .. import urls
 from ..config import AwsConfig
 from ..errors import InvalidEndpoint, InvalidParameter, InvalidRegion, MissingRegion
 
@@ -126,8 +127,7 @@ def _split_override(url: str) -> tuple[str, str]:
         raise InvalidEndpoint(
             f"invalid endpoint override {redact_url(url)!r}: expected http(s)://host[:port][/path]"
         )
-    host_port = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme}://{host_port}", parts.path or "/"
+    return urls.origin(parts.scheme, parts.netloc), parts.path or "/"
 
 
 def resolve(aws: AwsConfig, service: Service, resource_id: str | None = None) -> Endpoint:
