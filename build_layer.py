@@ -19,14 +19,17 @@ import time
 import zipfile
 from pathlib import Path
 
-from version import NAME, VERSION
+from parameters_secrets_extension.version import NAME, VERSION
 
 ROOT = Path(__file__).resolve().parent
 ARCHES = ("x86_64", "arm64")
 LAYER_ENTRY = f"extensions/{NAME}"
-# Everything else top-level is runtime code; __main__.py is generated below.
-# The interpreter's build (--with-python) lives in bundled_python/, outside this glob.
-NOT_SHIPPED = frozenset({"build_layer.py", "__main__.py"})
+# What ships, by name: an allow-list, as zipapp.create_archive(filter=) takes one. The
+# package and the design card's three top-level modules; nothing else in the repository
+# (tests/, bench/, this script, the interpreter's build in bundled_python/, an editor's
+# files) can slip in. __main__.py is generated.
+PACKAGE = "parameters_secrets_extension"
+TOP_LEVEL_MODULES = ("cache.py", "extension.py", "sigv4.py")
 ZIP_EPOCH = 315532800  # 1980-01-01T00:00:00Z, the earliest time a zip entry can hold
 # PEP 552 hash-based and unchecked: a timestamp .pyc would be compared with the entry's DOS
 # time read in local time, and the .py it was compiled from ships beside it.
@@ -52,7 +55,7 @@ if sys.argv[0] == "-c":  # started by the launcher, with the zipapp path next
 if "%d.%d" % sys.version_info[:2] in {{versions}}:
     sys.path.insert(0, sys.path[0] + "/pyc/%d.%d" % sys.version_info[:2])
 
-import boot
+from parameters_secrets_extension.lambda_api import boot
 
 sys.exit(boot.main())
 """
@@ -125,19 +128,19 @@ LIB_DYNLOAD_README = (
 )
 
 BYTECODE_VERSIONS = ("3.10", "3.11", "3.12", "3.13", "3.14")
-# Run by each interpreter: prints {"version": "X.Y", "pyc": {name: hex}} for the modules
-# named on its command line. Without debug ranges (3.11+) the code objects are about a
-# third smaller and load faster; tracebacks then point at lines, not columns.
+# Run by each interpreter: prints {"version": "X.Y", "pyc": {path: hex}} for the modules
+# whose paths (relative to the root, its first argument) follow on its command line.
+# Without debug ranges (3.11+) the code objects are about a third smaller and load
+# faster; tracebacks then point at lines, not columns.
 COMPILE = f"""\
 import importlib.util, json, marshal, sys
 pyc = {{}}
-for path in sys.argv[1:]:
-    name = path.rsplit("/", 1)[-1]
-    with open(path, "rb") as file:
+for path in sys.argv[2:]:
+    with open(sys.argv[1] + "/" + path, "rb") as file:
         source = file.read()
-    code = compile(source, "/opt/{LAYER_ENTRY}/" + name, "exec", dont_inherit=True, optimize=0)
+    code = compile(source, "/opt/{LAYER_ENTRY}/" + path, "exec", dont_inherit=True, optimize=0)
     header = importlib.util.MAGIC_NUMBER + {PYC_FLAGS!r} + importlib.util.source_hash(source)
-    pyc[name] = (header + marshal.dumps(code)).hex()
+    pyc[path] = (header + marshal.dumps(code)).hex()
 print(json.dumps({{"version": "%d.%d" % sys.version_info[:2], "pyc": pyc}}))
 """
 
@@ -160,12 +163,21 @@ def launcher(main: str, choose: tuple[str, str] = CHOOSE_RUNTIME) -> str:
     )
 
 
-def runtime_modules(root: Path) -> list[Path]:
-    """The top-level modules that make up the extension, in a fixed order."""
+def is_runtime(path: str) -> bool:
+    """The allow-list's filter: is the module at `path` (relative, "/"-separated) shipped?"""
+    parts = path.split("/")
+    if not path.endswith(".py") or any(part.startswith(".") for part in parts):
+        return False  # editors' lock and backup files
+    return path in TOP_LEVEL_MODULES or (parts[0] == PACKAGE and "__pycache__" not in parts)
+
+
+def runtime_modules(root: Path) -> list[str]:
+    """The modules that make up the extension, relative to `root`, in a fixed order."""
+    candidates = [*root.glob("*.py"), *(root / PACKAGE).rglob("*.py")]
     return sorted(
-        path
-        for path in root.glob("*.py")
-        if path.name not in NOT_SHIPPED and not path.name.startswith(".")
+        relative
+        for relative in (path.relative_to(root).as_posix() for path in candidates)
+        if is_runtime(relative)
     )
 
 
@@ -211,9 +223,13 @@ def interpreters() -> dict[str, str]:
 
 
 def compile_all(
-    sources: list[Path], pythons: dict[str, str], versions: tuple[str, ...] = BYTECODE_VERSIONS
+    root: Path,
+    sources: list[str],
+    pythons: dict[str, str],
+    versions: tuple[str, ...] = BYTECODE_VERSIONS,
 ) -> dict[str, dict[str, bytes]]:
-    """Each version's .pyc of `sources`, compiled by that version, all in parallel.
+    """Each version's .pyc of `sources` (relative to `root`), compiled by that version, all
+    in parallel.
 
     A version whose interpreter is missing or fails is reported on stderr and left out:
     that Python then compiles the modules from source at each start.
@@ -223,7 +239,7 @@ def compile_all(
     for version, python in pythons.items():
         try:
             running[version] = subprocess.Popen(  # noqa: S603 -- our interpreters and modules
-                [python, "-S", "-X", "no_debug_ranges", "-c", COMPILE, *map(str, sources)],
+                [python, "-S", "-X", "no_debug_ranges", "-c", COMPILE, str(root), *sources],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 env=env,
@@ -254,7 +270,11 @@ def compile_all(
 def build_zipapp(
     root: Path, pythons: dict[str, str] | None = None, choose: tuple[str, str] = CHOOSE_RUNTIME
 ) -> bytes:
-    """The executable: the sh launcher, then a zip of the modules, __main__ and pyc/X.Y/."""
+    """The executable: the sh launcher, then a zip of the modules, __main__ and pyc/X.Y/.
+
+    pyc/X.Y/ mirrors the package's directories; zipimport takes a directory holding only
+    __init__.pyc as a package, so each version finds its bytecode and nothing else.
+    """
     # Shipping .pyc, measured (bench/bench_zipapp_import.py; 2 shared cores, 94 KB of
     # modules, median of 41 interleaved `python -I -S` processes importing extension):
     # source only -> .pyc took 127 -> 91 ms on 3.10, 126 -> 91 on 3.11, 163 -> 108 on 3.12,
@@ -264,16 +284,16 @@ def build_zipapp(
     sources = runtime_modules(root)  # sorted
     # The layer's own interpreter runs it, never another: .pyc for its version alone.
     versions = BYTECODE_VERSIONS if choose is CHOOSE_RUNTIME else tuple(pythons or ())
-    compiled = compile_all(sources, interpreters() if pythons is None else pythons, versions)
+    compiled = compile_all(root, sources, interpreters() if pythons is None else pythons, versions)
     main = main_program(tuple(sorted(compiled)))
     entries: list[tuple[str, bytes, int]] = [("__main__.py", main.encode(), 0o644)]
     for path in sources:
-        entries.append((path.name, path.read_bytes(), 0o644))
+        entries.append((path, (root / path).read_bytes(), 0o644))
         # Each module's versions side by side: the layer's deflate then finds much of one
         # version's bytes in the one before it: about a quarter smaller than in name order.
         for version in sorted(compiled):
-            pyc = compiled[version][path.name]
-            entries.append((f"pyc/{version}/{path.stem}.pyc", pyc, 0o644))
+            pyc = compiled[version][path]
+            entries.append((f"pyc/{version}/{path}c", pyc, 0o644))
     return write_zip(entries, zipfile.ZIP_STORED, prefix=launcher(main, choose).encode())
 
 

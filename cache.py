@@ -44,7 +44,7 @@ import time
 from collections import OrderedDict, namedtuple
 from collections.abc import Callable, Hashable
 
-import errors
+from parameters_secrets_extension import errors
 
 INF = float("inf")
 # What an entry costs beyond its value's bytes: the key tuple and its strings, the entry

@@ -1,6 +1,8 @@
 """The wiring, once boot has listened and registered: config, cache, server, prefetch, `next`.
 
-`python extension.py` (or the layer's executable) starts the whole thing through boot.
+`python extension.py` (or the layer's executable) starts the whole thing through boot, which
+hands `run` what it needs from before registering (at_stop, fail): like awslambdaric's
+bootstrap.run, this module never imports boot back.
 """
 
 from __future__ import annotations
@@ -10,40 +12,55 @@ import sys
 import threading
 import time
 
-import boot
-import config
 from cache import Cache
-from errors import ConfigError
-from lazy_client import LazyClient
-from lifecycle import ExtensionsApi
-from local_server import start
-from logs import DEBUG, log, setup
-from lookups import Lookups
-from metrics import emf_line
-from services import UNSET_TIMEOUT_SECONDS
-from version import NAME, VERSION
+from parameters_secrets_extension import config
+from parameters_secrets_extension.aws.lazy_client import LazyClient
+from parameters_secrets_extension.errors import ConfigError
+from parameters_secrets_extension.lambda_api.lifecycle import ExtensionsApi
+from parameters_secrets_extension.local_api.server import start
+from parameters_secrets_extension.logs import DEBUG, log, setup
+from parameters_secrets_extension.lookups import Lookups
+from parameters_secrets_extension.metrics import emf_line
+from parameters_secrets_extension.services import UNSET_TIMEOUT_SECONDS
+from parameters_secrets_extension.version import NAME, VERSION
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
     import _socket
     from collections.abc import Callable
 
+    # boot.at_stop and boot.fail, passed in.
+    AtStop = Callable[[Callable[[str], None]], None]
+    Fail = Callable[[ExtensionsApi | None, str, str, str], int]
 
-def run(api: ExtensionsApi | None, name: str, sockets: list[_socket.socket]) -> int:
-    """Serve on boot's listening `sockets` until SHUTDOWN (or, standalone, a stop signal)."""
+
+def run(
+    api: ExtensionsApi | None,
+    name: str,
+    sockets: list[_socket.socket],
+    *,
+    at_stop: AtStop,
+    fail: Fail,
+) -> int:
+    """Serve on boot's listening `sockets` until SHUTDOWN (or, standalone, a stop signal).
+
+    `at_stop(hook)` calls the hook on a stop signal; `fail(api, name, error_type, message)`
+    logs a fatal failure, reports it to Lambda and returns the exit code.
+    """
     try:
         settings = config.load(os.environ)
     except ConfigError as exc:
         setup("info", json_format=False)
-        return boot.fail(api, name, "Extension.InvalidConfiguration", str(exc))
+        return fail(api, name, "Extension.InvalidConfiguration", str(exc))
     setup(settings.log_level, json_format=settings.log_json)
     for warning in settings.warnings:
         log.warning("%s", warning)
-    boot.at_stop(lambda reason: log.info("stopping on %s", reason))
+    at_stop(lambda reason: log.info("stopping on %s", reason))
     try:
         return _serve(settings, api, sockets)
     except Exception as exc:  # a bug: tell Lambda rather than vanish without a word
-        return boot.fail(api, name, "Extension.Crash", f"unexpected {type(exc).__name__}")
+        log.traceback(exc)
+        return fail(api, name, "Extension.Crash", f"unexpected {type(exc).__name__}")
 
 
 def _serve(
@@ -147,5 +164,7 @@ def _wait_for_shutdown(
         lookups.start_caching()
 
 
-if __name__ == "__main__":
-    sys.exit(boot.main())
+if __name__ == "__main__":  # the program's entry point, not an import: boot then this run
+    from parameters_secrets_extension.lambda_api import boot
+
+    sys.exit(boot.main(run))

@@ -1,6 +1,6 @@
 """Batch reads against single reads: upstream calls and time, on the built layer's process.
 
-Usage: python bench/bench_batch.py [--rounds R] [--delay-ms D] [--awake]
+Usage: python -m bench.bench_batch [--rounds R] [--delay-ms D] [--awake]
 
 Figure 1: a function that needs 10 secrets at init, as 10 single reads one after another
 against one batch read (SECRETS_MANAGER_TTL=0, so each read goes upstream, as at a cold
@@ -24,7 +24,7 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-import harness
+from bench import harness
 
 SECRETS_AT_INIT = 10
 PREFETCH_SECRETS = 20

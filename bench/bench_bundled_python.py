@@ -1,6 +1,6 @@
 """The --with-python layer: its zip size per architecture and how fast its interpreter starts.
 
-Usage: python bench/bench_bundled_python.py [--runs N] [--arch x86_64 [--arch arm64]]
+Usage: python -m bench.bench_bundled_python [--runs N] [--arch x86_64 [--arch arm64]]
 
 Builds each layer with `build_layer.py --arch A --with-python` (from the build cache when
 warm), prints its size, then times whole processes on this machine, the two interpreters
@@ -22,12 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import build_layer
+from bench.harness import unpack_layer
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from harness import unpack_layer  # noqa: E402
-
-import build_layer  # noqa: E402
 
 FLOOR = sorted(Path.home().glob(".pyenv/versions/3.13.*/bin/python3"))
 IMPORT = "import sys; sys.path[:0] = [sys.argv[1] + '/pyc/3.13', sys.argv[1]]; import extension"

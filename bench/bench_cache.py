@@ -1,6 +1,6 @@
 """Cost of a cache hit in ns/op, against a dict lookup under a threading.Lock in the same run.
 
-Usage: python bench/bench_cache.py [--loops N] [--repeat R] [--instructions]
+Usage: python -m bench.bench_cache [--loops N] [--repeat R] [--instructions]
 
 Each figure is timed in R rounds of N calls, the figures taking turns within a round so that
 noise from the shared machine falls on all of them alike; the best round is reported (the
@@ -24,9 +24,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Hashable
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cache import Cache
 

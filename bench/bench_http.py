@@ -1,6 +1,6 @@
 """Cache hits over HTTP against the floor server in the same run: wrk load, one keep-alive client.
 
-Usage: python bench/bench_http.py [--duration S] [--rounds R] [--requests N] [--awake]
+Usage: python -m bench.bench_http [--duration S] [--rounds R] [--requests N] [--awake]
                                   [--python PATH]
 
 Figure 1: wrk with 8 connections and --latency, on 1 thread and on 2 threads, R rounds of S
@@ -25,7 +25,7 @@ import subprocess
 import time
 from pathlib import Path
 
-import harness
+from bench import harness
 
 WRK_INSTALL = "apt-get install -y wrk"
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}

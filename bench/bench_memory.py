@@ -1,7 +1,7 @@
 """Memory soak: the cache filled with the largest entries the settings allow, then 256 clients
 that send a request and never read the reply, on the built layer's process.
 
-Usage: python bench/bench_memory.py [--clients N] [--cache-mb M] [--path-parameters P]
+Usage: python -m bench.bench_memory [--clients N] [--cache-mb M] [--path-parameters P]
 
 The upstream is a stub GetParametersByPath server (tests/path_pages.py) that answers any path
 with P parameters (default 500, the default PARAMETERS_SECRETS_EXTENSION_MAX_PATH_PARAMETERS)
@@ -29,9 +29,8 @@ import socket
 import sys
 import time
 
-import harness
-
-from path_pages import PathPages
+from bench import harness
+from tests.path_pages import PathPages
 
 VALUE_CHARS = 8192  # SSM's largest parameter value (advanced tier)
 ALLOWANCE_MIB = 48  # threads, buffers being built, allocator slack

@@ -1,6 +1,6 @@
 """The process from the built layer: init to the first `next`, SHUTDOWN to exit, RSS, zip size.
 
-Usage: python bench/bench_process.py [--runs N] [--python PATH] [--awake]
+Usage: python -m bench.bench_process [--runs N] [--python PATH] [--awake]
 
 Init: time from Popen of the layer's executable (its sh launcher execs `python3 -I -S`) to the
 fake Extensions API receiving the first `next`, without and with prefetch (one secret and one
@@ -32,9 +32,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import harness
-
-from fake_extensions_api import FakeExtensionsApi
+from bench import harness
+from tests.fake_extensions_api import FakeExtensionsApi
 
 SECRETS = 1000
 SECRET_BYTES = 4096

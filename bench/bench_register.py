@@ -1,6 +1,6 @@
 """Where the time from exec to `register` goes, as shares of a bare interpreter's start.
 
-Usage: python bench/bench_register.py [--runs N] [--python PATH] [--pin]
+Usage: python -m bench.bench_register [--runs N] [--python PATH] [--pin]
 
 Six ways to start, each adding one piece to the one before, interleaved run by run (the order
 rotates) and timed from Popen to the fake Extensions API receiving `register` (the first, the
@@ -29,9 +29,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import harness
-
-from fake_extensions_api import FakeExtensionsApi
+from bench import harness
+from tests.fake_extensions_api import FakeExtensionsApi
 
 PROBE = "if env --block-signal=TERM "  # the launcher's probe line starts so
 RAW_REGISTER = """\
@@ -124,7 +123,7 @@ def main() -> None:
         version = ".".join(harness.python_version(python).split(".")[:2])
         zip_first = (
             f"import sys; sys.path[:0] = [{str(executable)!r} + '/pyc/{version}', "
-            f"{str(executable)!r}]; import version\n"
+            f"{str(executable)!r}]; from parameters_secrets_extension import version\n"
         )
         main_program = launcher_program(executable)
         with FakeExtensionsApi() as fake:

@@ -1,6 +1,6 @@
 """A Lambda sandbox emulator: the cold start of a Python function, with and without the extension.
 
-Usage: python bench/bench_sandbox.py [--rounds N] [--warm N] [--variants NAME,...] [--python PATH]
+Usage: python -m bench.bench_sandbox [--rounds N] [--warm N] [--variants NAME,...] [--python PATH]
 
 Follows Lambda's init order: start every external extension from the built layer (the
 executable itself, as Lambda starts it), wait until each has registered, only then start the
@@ -287,7 +287,7 @@ def cold_start(variant: str, ctx: Context, *, warm: int = 0, pin: bool = False) 
         extensions.append([str(ctx.extension)])
     elif variant == "minimal-ext":
         script = task / "minimal-ext"
-        import harness  # main() loaded it already: only the name is bound here
+        from bench import harness  # main() loaded it already: only the name is bound here
 
         script.write_text(harness.MINIMAL_EXTENSION)
         extensions.append([str(ctx.python), "-I", "-S", str(script)])
@@ -436,7 +436,7 @@ def main() -> None:
         parser.error(f"unknown variants: {', '.join(sorted(unknown))}")
     if shutil.which("taskset") is None:
         raise SystemExit("needs taskset (util-linux)")
-    import harness  # moto and the layer build: only once there is work to do
+    from bench import harness  # moto and the layer build: only once there is work to do
 
     with harness.setup(args.python) as s:
         sm = s.moto.boto3_client("secretsmanager")  # admin: the role may only read

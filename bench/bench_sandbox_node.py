@@ -1,6 +1,6 @@
 """A Node.js function's cold start with the layer that carries its own Python, beside Python's.
 
-Usage: python bench/bench_sandbox_node.py [--rounds N] [--warm N] [--starts N] [--python PATH]
+Usage: python -m bench.bench_sandbox_node [--rounds N] [--warm N] [--starts N] [--python PATH]
 
 One run, one moto (plain HTTP, signatures checked), two sandboxes that follow Lambda's init
 order (bench_sandbox.run_sandbox):
@@ -32,10 +32,9 @@ import sys
 import time
 from pathlib import Path
 
-import bench_sandbox
-import node_sandbox
-from bench_sandbox import SECRET_ID, SECRET_VALUE, Context, Result, zero_cost_server
-from node_sandbox import NodeContext
+from bench import bench_sandbox, node_sandbox
+from bench.bench_sandbox import SECRET_ID, SECRET_VALUE, Context, Result, zero_cost_server
+from bench.node_sandbox import NodeContext
 
 PY_VARIANTS = ("zero-cost", "ext")
 NODE_VARIANTS = ("zero-cost", "ext", "ext-init")
@@ -73,8 +72,7 @@ def main() -> None:
     if shutil.which("taskset") is None:
         raise SystemExit("needs taskset (util-linux)")
     python = Path(args.python) if args.python else runtime_python()
-    import harness  # moto and the small layer's build: only once there is work to do
-    import with_python
+    from bench import harness, with_python  # moto and the layers: only once there is work
 
     ric = node_sandbox.runtime_client()
     node = node_sandbox.node()

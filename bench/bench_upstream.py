@@ -1,6 +1,6 @@
 """Hits and misses against direct boto3/botocore calls to the same moto; coalescing; connections.
 
-Usage: python bench/bench_upstream.py [--rounds R] [--calls N] [--awake]
+Usage: python -m bench.bench_upstream [--rounds R] [--calls N] [--awake]
 
 Figure 3: a hit (http.client on one keep-alive connection, body parsed with json.loads, as a
 function would) against boto3 get_secret_value with the same credentials to the same moto.
@@ -23,7 +23,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 
-import harness
+from bench import harness
 
 MAX_CONNECTIONS = 3  # the extension's default PARAMETERS_SECRETS_EXTENSION_MAX_CONNECTIONS
 COLD_CLIENTS = 64

@@ -1,6 +1,6 @@
 """What shipping .pyc in the zipapp saves: a whole `python -I -S` process importing extension.
 
-Usage: python bench/bench_zipapp_import.py [--runs N]
+Usage: python -m bench.bench_zipapp_import [--runs N]
 
 For each Python 3.10-3.14 under ~/.pyenv/versions, three zipapps built by build_layer.py are
 timed: source only, .pyc for that Python, and .pyc for another Python (refused by zipimport
@@ -21,10 +21,9 @@ import time
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import build_layer
 
-import build_layer  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 PYTHONS = sorted(Path.home().glob(".pyenv/versions/3.1[0-4].*/bin/python3"))
 BUILD = (

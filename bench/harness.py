@@ -27,11 +27,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "bench"
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from conftest import (  # noqa: E402
+from parameters_secrets_extension.version import NAME
+from tests.conftest import (
     REGION,
     LambdaCredentials,
     Moto,
@@ -39,10 +36,12 @@ from conftest import (  # noqa: E402
     _set_auth,
     free_port,
 )
-from extension_process import TOKEN_HEADER, ExtensionProcess, lambda_env  # noqa: E402
-from fake_extensions_api import IDENTIFIER, FakeExtensionsApi  # noqa: E402
-from fault_proxy import FaultProxy  # noqa: E402
-from version import NAME  # noqa: E402
+from tests.extension_process import TOKEN_HEADER, ExtensionProcess, lambda_env
+from tests.fake_extensions_api import IDENTIFIER, FakeExtensionsApi
+from tests.fault_proxy import FaultProxy
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
 
 __all__ = [
     "IDENTIFIER",

@@ -22,7 +22,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from bench_sandbox import SECRET_ID, TOKEN_HEADER, Result, Runtime, free_port, run_sandbox
+from bench.bench_sandbox import SECRET_ID, TOKEN_HEADER, Result, Runtime, free_port, run_sandbox
 
 BENCH = Path(__file__).resolve().parent
 NODE_PROJECT = BENCH / "node"  # package.json and package-lock.json: the pinned runtime

@@ -1,6 +1,6 @@
 """Run every bench script in turn, each in its own process, and print their tables.
 
-Usage: python bench/run_all.py   (from the repository root; takes about seven minutes)
+Usage: python -m bench.run_all   (from the repository root; takes about seven minutes)
 
 The latency-bound scripts run twice: as the machine is, and with --awake (vCPUs kept from
 idling), because on this VM a wake from idle costs about as much as a cache hit.
@@ -35,10 +35,11 @@ def main() -> int:
     parser.parse_args()
     failed = []
     for script, *args in RUNS:
-        command = " ".join(["python", f"bench/{script}", *args])
+        module = f"bench.{script.removesuffix('.py')}"
+        command = " ".join(["python -m", module, *args])
         print(f"$ {command}", flush=True)
         started = time.monotonic()
-        done = subprocess.run([sys.executable, str(BENCH / script), *args], check=False)
+        done = subprocess.run([sys.executable, "-m", module, *args], cwd=BENCH.parent, check=False)
         print(f"({command}: {time.monotonic() - started:.0f} s, exit {done.returncode})\n")
         if done.returncode != 0:
             failed.append(command)

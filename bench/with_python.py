@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness import unpack_layer
+from bench.harness import unpack_layer
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCHES = ("x86_64", "arm64")

@@ -15,15 +15,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "bench"))  # harness: building and unpacking the layer
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from extension_process import ExtensionProcess
+    from tests.extension_process import ExtensionProcess
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -271,7 +268,7 @@ def lambda_credentials(moto: Moto) -> LambdaCredentials:
 @pytest.fixture(scope="session")
 def layer_opt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The layer built by build_layer.py and unpacked into a directory laid out like /opt."""
-    import harness
+    from bench import harness
 
     _, executable = harness.build_layer(Path(sys.executable), tmp_path_factory.mktemp("dist"))
     return executable.parent.parent
@@ -297,7 +294,7 @@ def start_extension(
 ) -> Iterator[Callable[..., ExtensionProcess]]:
     """Start the real extension standalone with extra environment variables; each one started
     is stopped at the end of the test."""
-    from hardening_support import start_standalone
+    from tests.hardening_support import start_standalone
 
     started: list[ExtensionProcess] = []
     with contextlib.ExitStack() as running:

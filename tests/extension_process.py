@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from conftest import REGION, LambdaCredentials, Moto
+from tests.conftest import REGION, LambdaCredentials, Moto
 
 TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"
 OWN_TOKEN = "<the process's own token>"  # a sentinel, compared by identity

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from conftest import LambdaCredentials, Moto, free_port
-from extension_process import TOKEN_HEADER, ExtensionProcess, lambda_env
+from tests.conftest import LambdaCredentials, Moto, free_port
+from tests.extension_process import TOKEN_HEADER, ExtensionProcess, lambda_env
 
 SECRET_PATH = "/secretsmanager/get?secretId="
 PARAM_PATH = "/systemsmanager/parameters/get?name="

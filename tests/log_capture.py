@@ -6,7 +6,7 @@ import contextlib
 import io
 from collections.abc import Iterator
 
-import logs
+from parameters_secrets_extension import logs
 
 
 @contextlib.contextmanager

@@ -30,19 +30,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import bench_sandbox
-import node_sandbox
 import pytest
-import with_python
 
-import elf_facts
+from bench import bench_sandbox, node_sandbox, with_python
 from bundled_python import build
-from conftest import SECRET_STRING_V2, LambdaCredentials, Moto, free_port
-from extension_process import ExtensionProcess
-from fake_extensions_api import FakeExtensionsApi
-from fault_proxy import FaultProxy
-from hardening_support import secret_path
-from tls_certs import Pki, make_pki
+from tests import elf_facts
+from tests.conftest import SECRET_STRING_V2, LambdaCredentials, Moto, free_port
+from tests.extension_process import ExtensionProcess
+from tests.fake_extensions_api import FakeExtensionsApi
+from tests.fault_proxy import FaultProxy
+from tests.hardening_support import secret_path
+from tests.tls_certs import Pki, make_pki
 
 ROOT = Path(__file__).resolve().parent.parent
 LOADER = {"x86_64": "/lib64/ld-linux-x86-64.so.2", "arm64": "/lib/ld-linux-aarch64.so.1"}

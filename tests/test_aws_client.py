@@ -15,13 +15,22 @@ from typing import Any
 
 import pytest
 
-import aws_client
-import log_capture
-import services
-import version
-from aws_client import AwsClient
-from config import AwsConfig
-from conftest import (
+from parameters_secrets_extension import services, version
+from parameters_secrets_extension.aws import transport as aws_client
+from parameters_secrets_extension.aws.operations import AwsClient
+from parameters_secrets_extension.config import AwsConfig
+from parameters_secrets_extension.errors import (
+    InvalidRegion,
+    MissingCredentials,
+    MissingRegion,
+    RequestError,
+    ResponseTooLarge,
+    UpstreamConnectionError,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from tests import log_capture
+from tests.conftest import (
     PARAM_LIST,
     PARAM_SECURE,
     PARAM_STRING,
@@ -34,20 +43,10 @@ from conftest import (
     Moto,
     boto_error,
 )
-from errors import (
-    InvalidRegion,
-    MissingCredentials,
-    MissingRegion,
-    RequestError,
-    ResponseTooLarge,
-    UpstreamConnectionError,
-    UpstreamError,
-    UpstreamTimeout,
-)
-from fault_proxy import FaultProxy
-from raw_server import RawServer, trickle
-from stub_upstream import StubUpstream, response
-from tls_certs import make_pki
+from tests.fault_proxy import FaultProxy
+from tests.raw_server import RawServer, trickle
+from tests.stub_upstream import StubUpstream, response
+from tests.tls_certs import make_pki
 
 VERSIONED = "/client-test/versioned"
 ROLE_NAME = "aws-client-test-role"
@@ -685,9 +684,10 @@ def test_aws_error_message_is_cleaned() -> None:
 
 def test_import_loads_only_the_standard_library() -> None:
     code = (
-        f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nimport aws_client\n"
-        "names = {m.split('.')[0] for m in sys.modules}\n"
-        "print('\\n'.join(sorted(names - set(sys.stdlib_module_names))))\n"
+        f"import sys\nsys.path.insert(0, {str(ROOT)!r})\n"
+        "from parameters_secrets_extension.aws import operations\n"
+        "names = {m for m in sys.modules if m.split('.')[0] not in sys.stdlib_module_names}\n"
+        "print('\\n'.join(sorted(names)))\n"
     )
     result = subprocess.run(
         [sys.executable, "-I", "-S", "-c", code],
@@ -697,16 +697,15 @@ def test_import_loads_only_the_standard_library() -> None:
         check=True,
         timeout=30,
     )
-    ours = {
-        "aws_batch",
-        "aws_client",
-        "config",
-        "connection_pool",
-        "credentials",
-        "endpoints",
-        "errors",
+    package = "parameters_secrets_extension"
+    ours = {package, f"{package}.aws"} | {
+        f"{package}.aws.{name}"
+        for name in ("connection_pool", "credentials", "endpoints", "operations", "pairing")
     }
-    ours |= {"logs", "sdk_shapes", "services", "sigv4", "version", "__main__"}
+    ours |= {f"{package}.{name}" for name in ("config", "errors", "logs", "services", "version")}
+    ours |= {f"{package}.aws.sdk_shapes", f"{package}.aws.transport", "sigv4", "__main__"}
+    ours |= {f"{package}.lambda_api", f"{package}.lambda_api.lifecycle"}  # its HTTP reader
+    ours |= {f"{package}.urls"}
     assert set(result.stdout.split()) <= ours
 
 

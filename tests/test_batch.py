@@ -15,15 +15,16 @@ from urllib.parse import quote
 
 import pytest
 
-import local_server
-from aws_client import AwsClient
 from cache import Cache
-from config import AwsConfig
-from conftest import PARAMETER_FIELDS, SECRET_FIELDS, Moto, wait_until
-from extension_process import ExtensionProcess
-from fault_proxy import FaultProxy
-from lookups import Lookups
-from test_local_server import TOKEN, Response, get
+from parameters_secrets_extension.aws.operations import AwsClient
+from parameters_secrets_extension.config import AwsConfig
+from parameters_secrets_extension.lambda_api.boot import listen
+from parameters_secrets_extension.local_api import server as local_server
+from parameters_secrets_extension.lookups import Lookups
+from tests.conftest import PARAMETER_FIELDS, SECRET_FIELDS, Moto, wait_until
+from tests.extension_process import ExtensionProcess
+from tests.fault_proxy import FaultProxy
+from tests.test_local_server import TOKEN, Response, get
 
 SM_BATCH = "/secretsmanager/batch"
 SSM_BATCH = "/systemsmanager/parameters/batch"
@@ -111,7 +112,7 @@ def serving(moto: Moto, *, max_path_parameters: int = 500, ttl: int = 300) -> It
             ssm_ttl=ttl,
             max_path_parameters=max_path_parameters,
         )
-        servers = local_server.start(lookups, port=0, token=TOKEN)
+        servers = local_server.start(lookups, sockets=listen(0), token=TOKEN)
         try:
             yield Setup(servers.port, proxy, cache)
         finally:

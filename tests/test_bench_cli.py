@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from tests.conftest import ROOT
 
 SCRIPTS = sorted(
     path.name
@@ -23,7 +23,7 @@ def test_there_are_scripts() -> None:
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_help_prints_usage_and_exits(script: str) -> None:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / script), "--help"],
+        [sys.executable, "-m", f"bench.{script.removesuffix('.py')}", "--help"],
         cwd=ROOT,
         capture_output=True,
         text=True,

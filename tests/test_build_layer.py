@@ -16,10 +16,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from harness import unpack_layer
 
 import build_layer
-from conftest import (
+from bench.harness import unpack_layer
+from tests.conftest import (
     PARAM_STRING,
     ROOT,
     SECRET_STRING_V2,
@@ -27,8 +27,8 @@ from conftest import (
     Moto,
     free_port,
 )
-from extension_process import ExtensionProcess, lambda_env
-from fake_extensions_api import FakeExtensionsApi
+from tests.extension_process import ExtensionProcess, lambda_env
+from tests.fake_extensions_api import FakeExtensionsApi
 
 NAME = "parameters-secrets-extension"
 ENTRY = f"extensions/{NAME}"
@@ -36,11 +36,20 @@ PYENV = Path.home() / ".pyenv" / "versions"
 SUPPORTED = ("3.10", "3.11", "3.12", "3.13", "3.14")
 TOO_OLD = ("3.6", "3.7", "3.8", "3.9")
 NO_PYTHON3 = f"{NAME} needs python3 >= 3.10 at /var/lang/bin/python3 or on PATH; none found\n"
+PKG = "parameters_secrets_extension"
+# The stub repository's runtime modules, in the zip's (sorted) order.
+STUB_MODULES = (
+    f"{PKG}/__init__",
+    f"{PKG}/config",
+    f"{PKG}/lambda_api/__init__",
+    f"{PKG}/lambda_api/boot",
+    f"{PKG}/version",
+)
 
 # A stand-in boot module that reports how it was started and exits with a code of its own.
 STUB_BOOT = """\
 import json, sys
-import config
+from parameters_secrets_extension import config
 
 def main():
     print(json.dumps({
@@ -79,10 +88,14 @@ def stub_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A repository laid out like ours, with stub runtime modules and dev-only files."""
     root = tmp_path_factory.mktemp("repo")
     shutil.copy(ROOT / "build_layer.py", root)
-    (root / "config.py").write_text("MARKER = 'the zipapp config'\n")
-    (root / "boot.py").write_text(STUB_BOOT)
-    shutil.copy(ROOT / "version.py", root)
-    (root / ".#config.py").write_text("an editor's lock file\n")
+    (root / PKG / "lambda_api").mkdir(parents=True)
+    (root / PKG / "__init__.py").write_text("")
+    (root / PKG / "lambda_api" / "__init__.py").write_text("")
+    (root / PKG / "config.py").write_text("MARKER = 'the zipapp config'\n")
+    (root / PKG / "lambda_api" / "boot.py").write_text(STUB_BOOT)
+    shutil.copy(ROOT / PKG / "version.py", root / PKG)
+    (root / PKG / ".#config.py").write_text("an editor's lock file\n")
+    (root / "scratch.py").write_text("not on the allow-list\n")
     for folder, module in (("tests", "test_config.py"), ("bench", "bench_cache.py")):
         (root / folder).mkdir()
         (root / folder / module).write_text("import config\n")
@@ -113,7 +126,7 @@ def shadow_dir(tmp_path: Path) -> Path:
     """
     shadow = tmp_path / "shadow"
     shadow.mkdir()
-    ours = ("config", "extension", "errors", "logs", "cache")
+    ours = ("config", "extension", "errors", "logs", "cache", PKG)
     for module in (*ours, "json", "selectors", "socket", "hmac", "threading"):
         (shadow / f"{module}.py").write_text(SHADOW)
     return shadow
@@ -148,11 +161,11 @@ def test_layer_holds_one_executable_regular_file(repo_layer: bytes) -> None:
 def test_zipapp_holds_runtime_modules_their_pyc_and_main_only(stub_layer: bytes) -> None:
     with inner_zip(stub_layer) as app:
         names = app.namelist()
-        pyc = app.read(f"pyc/{sys.version_info[0]}.{sys.version_info[1]}/config.pyc")
+        pyc = app.read(f"pyc/{sys.version_info[0]}.{sys.version_info[1]}/{PKG}/config.pyc")
         infos = app.infolist()
     versions = sorted(build_layer.interpreters())
     expected = ["__main__.py"]
-    for module in ("boot", "config", "version"):
+    for module in STUB_MODULES:
         expected += [f"{module}.py", *(f"pyc/{version}/{module}.pyc" for version in versions)]
     assert names == expected  # no tests/, bench/, build_layer.py nor editor files
     assert pyc.startswith(importlib.util.MAGIC_NUMBER)
@@ -162,8 +175,9 @@ def test_zipapp_holds_runtime_modules_their_pyc_and_main_only(stub_layer: bytes)
 def test_repo_zipapp_ships_every_top_level_module_but_the_build(repo_layer: bytes) -> None:
     with inner_zip(repo_layer) as app:
         names = set(app.namelist())
-    modules = {path.name for path in ROOT.glob("*.py")} - {"build_layer.py"}
-    assert {"config.py", "errors.py", "logs.py", "extension.py"} <= modules
+    found = [*ROOT.glob("*.py"), *(ROOT / PKG).rglob("*.py")]
+    modules = {path.relative_to(ROOT).as_posix() for path in found} - {"build_layer.py"}
+    assert {f"{PKG}/config.py", f"{PKG}/errors.py", f"{PKG}/logs.py", "extension.py"} <= modules
     assert {name for name in names if name.endswith(".py")} == modules | {"__main__.py"}
     versions = build_layer.interpreters()
     assert {"3.10", "3.11", "3.12", "3.13"} <= set(versions)  # what this machine has
@@ -184,7 +198,7 @@ def test_each_versions_bytecode_is_its_own_and_without_debug_ranges(repo_layer: 
     with inner_zip(repo_layer) as app:
         main = app.read("__main__.py").decode()
         for version, python in build_layer.interpreters().items():
-            pyc = app.read(f"pyc/{version}/lookups.pyc")
+            pyc = app.read(f"pyc/{version}/{PKG}/lookups.pyc")
             check = (
                 "import importlib.util, marshal, sys\n"
                 "pyc = sys.stdin.buffer.read()\n"
@@ -209,9 +223,7 @@ def test_a_missing_interpreter_is_reported_not_fatal(
     with zipfile.ZipFile(io.BytesIO(build_layer.build_zipapp(stub_root, only))) as app:
         names = app.namelist()
     assert {name for name in names if name.startswith("pyc/")} == {
-        "pyc/3.11/boot.pyc",
-        "pyc/3.11/config.pyc",
-        "pyc/3.11/version.pyc",
+        f"pyc/3.11/{module}.pyc" for module in STUB_MODULES
     }
     err = capsys.readouterr().err
     assert "/nonexistent/python3.12 is not a working 3.12" in err
@@ -370,7 +382,7 @@ def test_supported_python3_runs_main_isolated_from_pythonpath_and_cwd(
     report = json.loads(stdout)
     # Each version's own .pyc, where one was compiled; source otherwise.
     shipped = version in build_layer.interpreters()
-    config = f"pyc/{version}/config.pyc" if shipped else "config.py"
+    config = f"pyc/{version}/{PKG}/config.pyc" if shipped else f"{PKG}/config.py"
     assert report == {
         "argv": [str(stub_executable), "--some-arg"],
         "config": f"{stub_executable}/{config}",

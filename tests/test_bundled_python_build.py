@@ -14,9 +14,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from harness import unpack_layer
 
 import build_layer
+from bench.harness import unpack_layer
 from bundled_python import build, pins, sources
 
 NAME = "parameters-secrets-extension"

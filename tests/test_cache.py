@@ -11,8 +11,12 @@ from collections.abc import Callable, Hashable
 import pytest
 
 from cache import ENTRY_OVERHEAD, Cache
-from conftest import wait_until
-from errors import UpstreamConnectionError, UpstreamError, UpstreamTimeout
+from parameters_secrets_extension.errors import (
+    UpstreamConnectionError,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from tests.conftest import wait_until
 
 KEY = ("secretsmanager", "db-creds", None, None, None, None, True)
 VALUE = b"s3cr3t-CACHED-value"

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from cache import Cache
-from errors import UpstreamError, UpstreamTimeout
+from parameters_secrets_extension.errors import UpstreamError, UpstreamTimeout
 
 KEY = ("secretsmanager", "joined", None, None)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import config
-from errors import ConfigError
+from parameters_secrets_extension import config
+from parameters_secrets_extension.errors import ConfigError
 
 TOKEN = {"AWS_SESSION_TOKEN": "session-token-fixture"}
 
@@ -375,12 +375,13 @@ def test_importing_config_stays_cheap() -> None:
     """No dataclasses, inspect, typing or urllib.parse: config is read before registering."""
     root = Path(__file__).resolve().parent.parent
     code = (
-        f"import sys; sys.path.insert(0, {str(root)!r}); import config;"
+        f"import sys; sys.path.insert(0, {str(root)!r});"
+        " from parameters_secrets_extension import config;"
         " print(' '.join(sorted(sys.modules)))"
     )
     done = subprocess.run(
         [sys.executable, "-S", "-I", "-c", code], capture_output=True, text=True, check=True
     )
     loaded = set(done.stdout.split())
-    assert "config" in loaded
+    assert "parameters_secrets_extension.config" in loaded
     assert not loaded & {"dataclasses", "inspect", "typing", "urllib.parse", "re"}

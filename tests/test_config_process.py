@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote
 
-from conftest import SECRET_STRING_V2, LambdaCredentials, Moto, free_port
-from extension_process import ExtensionProcess, lambda_env
-from fake_extensions_api import FakeExtensionsApi
+from tests.conftest import SECRET_STRING_V2, LambdaCredentials, Moto, free_port
+from tests.extension_process import ExtensionProcess, lambda_env
+from tests.fake_extensions_api import FakeExtensionsApi
 
 SECRET_PATH = "/secretsmanager/get?secretId="
 WARN = "[parameters-secrets-extension] WARN "

@@ -10,23 +10,23 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port
-from connection_pool import (
+from parameters_secrets_extension.aws.connection_pool import (
     MAX_ORIGINS,
     MAX_RESPONSE_BYTES,
     ConnectionPool,
     Pools,
     TlsSettings,
 )
-from errors import (
+from parameters_secrets_extension.errors import (
     ResponseTooLarge,
     TlsVerificationError,
     UpstreamConnectionError,
     UpstreamTimeout,
 )
-from fault_proxy import FaultProxy
-from stub_upstream import StubUpstream, response
-from tls_certs import make_pki
+from tests.conftest import free_port
+from tests.fault_proxy import FaultProxy
+from tests.stub_upstream import StubUpstream, response
+from tests.tls_certs import make_pki
 
 HEADERS = {"Content-Type": "text/plain"}
 

@@ -14,12 +14,20 @@ from pathlib import Path
 
 import pytest
 
-from aws_client import AwsClient
-from config import AwsConfig
-from conftest import free_port
-from credentials import CredentialProvider, Credentials, parse_expiration
-from errors import MissingCredentials, UpstreamConnectionError, UpstreamTimeout
-from raw_server import RawServer, hang, trickle
+from parameters_secrets_extension.aws.credentials import (
+    CredentialProvider,
+    Credentials,
+    parse_expiration,
+)
+from parameters_secrets_extension.aws.operations import AwsClient
+from parameters_secrets_extension.config import AwsConfig
+from parameters_secrets_extension.errors import (
+    MissingCredentials,
+    UpstreamConnectionError,
+    UpstreamTimeout,
+)
+from tests.conftest import free_port
+from tests.raw_server import RawServer, hang, trickle
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
 TOKEN = "container-auth-TOKEN-1"

@@ -6,11 +6,16 @@ from typing import Any
 
 import pytest
 
-import endpoints
-from config import AwsConfig
-from endpoints import resolve
-from errors import ExtensionError, InvalidRegion, MissingRegion, RequestError
-from services import SECRETS_MANAGER, SSM, Service
+from parameters_secrets_extension.aws import endpoints
+from parameters_secrets_extension.aws.endpoints import resolve
+from parameters_secrets_extension.config import AwsConfig
+from parameters_secrets_extension.errors import (
+    ExtensionError,
+    InvalidRegion,
+    MissingRegion,
+    RequestError,
+)
+from parameters_secrets_extension.services import SECRETS_MANAGER, SSM, Service
 
 SM_ARN_WEST = "arn:aws:secretsmanager:us-west-2:123456789012:secret:app/db-AbCdEf"
 SM_ARN_CN = "arn:aws-cn:secretsmanager:cn-northwest-1:123456789012:secret:x-AbCdEf"

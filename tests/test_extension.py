@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import (
+from tests.conftest import (
     PARAM_SECURE,
     SECRET_STRING_V2,
     LambdaCredentials,
@@ -21,8 +21,8 @@ from conftest import (
     free_port,
     wait_until,
 )
-from extension_process import TOKEN_HEADER, ExtensionProcess, lambda_env
-from fake_extensions_api import IDENTIFIER, FakeExtensionsApi
+from tests.extension_process import TOKEN_HEADER, ExtensionProcess, lambda_env
+from tests.fake_extensions_api import IDENTIFIER, FakeExtensionsApi
 
 SECRET_PATH = "/secretsmanager/get?secretId="
 PARAM_PATH = "/systemsmanager/parameters/get?name="

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LambdaCredentials, Moto
-from extension_process import ExtensionProcess
-from fault_proxy import FaultProxy
-from hardening_support import param_path, secret_path, start_standalone
+from tests.conftest import LambdaCredentials, Moto
+from tests.extension_process import ExtensionProcess
+from tests.fault_proxy import FaultProxy
+from tests.hardening_support import param_path, secret_path, start_standalone
 
 TIMEOUT_MILLIS = 1500
 DELAY_MILLIS = 4000  # well past TIMEOUT_MILLIS, so every attempt misses the deadline

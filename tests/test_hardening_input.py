@@ -12,10 +12,10 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import malformed_requests
-from conftest import SECRET_STRING_V2, Moto
-from extension_process import ExtensionProcess
-from hardening_support import exchange, half_close, parse_responses, read_to_eof, secret_path
+from tests import malformed_requests
+from tests.conftest import SECRET_STRING_V2, Moto
+from tests.extension_process import ExtensionProcess
+from tests.hardening_support import exchange, half_close, parse_responses, read_to_eof, secret_path
 
 SEED = 20_240_611
 TOTAL_REQUESTS = 100_000

@@ -11,9 +11,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import SECRET_STRING_V2, Moto
-from extension_process import TOKEN_HEADER, ExtensionProcess
-from hardening_support import rss_kib, secret_path
+from tests.conftest import SECRET_STRING_V2, Moto
+from tests.extension_process import TOKEN_HEADER, ExtensionProcess
+from tests.hardening_support import rss_kib, secret_path
 
 CONNECTIONS = 64
 LOAD_SECONDS = 30

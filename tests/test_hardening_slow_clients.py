@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from conftest import SECRET_STRING_V2, Moto, wait_until
-from extension_process import ExtensionProcess
-from hardening_support import (
+from tests.conftest import SECRET_STRING_V2, Moto, wait_until
+from tests.extension_process import ExtensionProcess
+from tests.hardening_support import (
     parse_responses,
     read_to_eof,
     secret_path,

@@ -19,16 +19,25 @@ from pathlib import Path
 import pytest
 
 from build_layer import interpreters
-from conftest import LambdaCredentials, Moto, free_port
-from extension_process import ExtensionProcess, lambda_env
-from fake_extensions_api import FakeExtensionsApi
+from tests.conftest import LambdaCredentials, Moto, free_port
+from tests.extension_process import ExtensionProcess, lambda_env
+from tests.fake_extensions_api import FakeExtensionsApi
 
-# Beyond the bare interpreter's own: our three modules, and the two of the standard library
-# that listening and the signal set-up cannot do without (_socket is a shared library in
-# lib-dynload, gc a built-in module not imported at start). A change that imports more before
-# `register` (os, __future__, the idna codec that a str host makes getaddrinfo import, ...)
-# fails here.
-PRE_REGISTER = {"boot", "lifecycle", "version", "_socket", "gc"}
+# Beyond the bare interpreter's own: our three modules and the two (empty) package __init__s
+# on their path, and the two of the standard library that listening and the signal set-up
+# cannot do without (_socket is a shared library in lib-dynload, gc a built-in module not
+# imported at start). A change that imports more before `register` (os, __future__, the idna
+# codec that a str host makes getaddrinfo import, ...) fails here.
+PACKAGE = "parameters_secrets_extension"
+PRE_REGISTER = {
+    PACKAGE,
+    f"{PACKAGE}.lambda_api",
+    f"{PACKAGE}.lambda_api.boot",
+    f"{PACKAGE}.lambda_api.lifecycle",
+    f"{PACKAGE}.version",
+    "_socket",
+    "gc",
+}
 LINE = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|( *)(\S+)\s*$")
 # Each Python 3.10+ that build_layer compiles for, and the one running the tests.
 PYTHONS = {version: str(Path(path).resolve()) for version, path in interpreters().items()}

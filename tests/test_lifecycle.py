@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-import lifecycle
-from errors import ExtensionsApiError
-from fake_extensions_api import IDENTIFIER, FakeExtensionsApi
-from lifecycle import ExtensionsApi
+from parameters_secrets_extension.errors import ExtensionsApiError
+from parameters_secrets_extension.lambda_api import lifecycle
+from parameters_secrets_extension.lambda_api.lifecycle import ExtensionsApi
+from tests.fake_extensions_api import IDENTIFIER, FakeExtensionsApi
 
 
 def test_register_next_and_errors() -> None:

@@ -6,9 +6,10 @@ import io
 
 import pytest
 
-import local_requests as lr
-import services
-from errors import RequestError
+from parameters_secrets_extension import services
+from parameters_secrets_extension.errors import RequestError
+from parameters_secrets_extension.local_api import queries as lq
+from parameters_secrets_extension.local_api import request_head as lr
 
 
 def read(raw: bytes) -> lr.Request | None:
@@ -162,7 +163,7 @@ def test_raw_utf8_in_the_target_is_escaped_so_the_query_decodes() -> None:
     request = read("GET /secretsmanager/get?secretId=caf\u00e9 HTTP/1.1\r\n\r\n".encode())
     assert request is not None
     assert request.target == "/secretsmanager/get?secretId=caf%C3%A9"
-    assert lr.secret_query(request.target.partition("?")[2]).secret_id == "caf\u00e9"
+    assert lq.secret_query(request.target.partition("?")[2]).secret_id == "caf\u00e9"
 
 
 @pytest.mark.parametrize(
@@ -178,7 +179,7 @@ def test_raw_utf8_in_the_target_is_escaped_so_the_query_decodes() -> None:
     ],
 )
 def test_routes(path: str, name: str) -> None:
-    assert lr.route(path) == name
+    assert lq.route(path) == name
 
 
 @pytest.mark.parametrize(
@@ -186,7 +187,7 @@ def test_routes(path: str, name: str) -> None:
 )
 def test_unknown_paths_are_404(path: str) -> None:
     with pytest.raises(RequestError) as caught:
-        lr.route(path)
+        lq.route(path)
     assert (caught.value.status, caught.value.error_type) == (404, "NotFoundException")
     assert caught.value.message == (
         "unknown path: use /secretsmanager/get, /secretsmanager/batch,"
@@ -205,14 +206,14 @@ def test_a_name_outside_the_service_table_is_an_error_not_another_service() -> N
 
 
 def test_secret_query_decodes_percent_and_plus_and_takes_first_values() -> None:
-    query = lr.secret_query(
+    query = lq.secret_query(
         "secretId=app%2Fa+b&versionId=v1&versionStage=AWSPREVIOUS&secretId=other&refreshNow=TRUE"
     )
-    assert query == lr.SecretQuery("app/a b", "v1", "AWSPREVIOUS", True)
+    assert query == lq.SecretQuery("app/a b", "v1", "AWSPREVIOUS", True)
 
 
 def test_secret_query_empty_optional_values_count_as_absent() -> None:
-    assert lr.secret_query("secretId=s&versionId=&versionStage=&refreshNow=") == lr.SecretQuery(
+    assert lq.secret_query("secretId=s&versionId=&versionStage=&refreshNow=") == lq.SecretQuery(
         "s", None, None, False
     )
 
@@ -220,7 +221,7 @@ def test_secret_query_empty_optional_values_count_as_absent() -> None:
 @pytest.mark.parametrize("query", ["", "secretId=", "secretid=s", "versionId=v", "secretId"])
 def test_secret_query_without_secret_id_is_missing_parameter(query: str) -> None:
     with pytest.raises(RequestError) as caught:
-        lr.secret_query(query)
+        lq.secret_query(query)
     assert (caught.value.status, caught.value.error_type) == (400, "MissingParameterException")
 
 
@@ -240,7 +241,7 @@ def test_secret_query_without_secret_id_is_missing_parameter(query: str) -> None
 def test_parameter_query_first_of_version_or_label_wins(
     query: str, version: int | None, label: str | None
 ) -> None:
-    parsed = lr.parameter_query(query)
+    parsed = lq.parameter_query(query)
     assert (parsed.name, parsed.version, parsed.label) == ("n", version, label)
 
 
@@ -248,7 +249,7 @@ def test_parameter_query_first_of_version_or_label_wins(
     ("value", "expected"), [("true", True), ("TRUE", True), ("False", False), ("", False)]
 )
 def test_with_decryption_any_case_default_false(value: str, expected: bool) -> None:
-    assert lr.parameter_query(f"name=n&withDecryption={value}").with_decryption is expected
+    assert lq.parameter_query(f"name=n&withDecryption={value}").with_decryption is expected
 
 
 @pytest.mark.parametrize(
@@ -265,13 +266,13 @@ def test_with_decryption_any_case_default_false(value: str, expected: bool) -> N
     ],
 )
 def test_refresh_now_takes_true_false_1_0_any_case(value: str, expected: bool) -> None:
-    assert lr.secret_query(f"secretId=s&refreshNow={value}").refresh is expected
-    assert lr.parameter_query(f"name=n&refreshNow={value}").refresh is expected
+    assert lq.secret_query(f"secretId=s&refreshNow={value}").refresh is expected
+    assert lq.parameter_query(f"name=n&refreshNow={value}").refresh is expected
 
 
 @pytest.mark.parametrize("value", ["yes", "2", "01", "-1", "1.0", "truee", "%201", "t"])
 def test_refresh_now_other_values_are_invalid(value: str) -> None:
-    for parse, query in ((lr.secret_query, "secretId=s"), (lr.parameter_query, "name=n")):
+    for parse, query in ((lq.secret_query, "secretId=s"), (lq.parameter_query, "name=n")):
         with pytest.raises(RequestError) as caught:
             parse(f"{query}&refreshNow={value}")
         assert (caught.value.status, caught.value.error_type) == (400, "InvalidParameterException")
@@ -281,7 +282,7 @@ def test_refresh_now_other_values_are_invalid(value: str) -> None:
 @pytest.mark.parametrize("value", ["1", "0"])
 def test_with_decryption_stays_true_or_false_only(value: str) -> None:
     with pytest.raises(RequestError):
-        lr.parameter_query(f"name=n&withDecryption={value}")
+        lq.parameter_query(f"name=n&withDecryption={value}")
 
 
 @pytest.mark.parametrize(
@@ -302,11 +303,11 @@ def test_with_decryption_stays_true_or_false_only(value: str) -> None:
 )
 def test_parameter_query_invalid_values_are_invalid_parameter(query: str) -> None:
     with pytest.raises(RequestError) as caught:
-        lr.parameter_query(query)
+        lq.parameter_query(query)
     assert (caught.value.status, caught.value.error_type) == (400, "InvalidParameterException")
 
 
 def test_parameter_query_without_name_is_missing_parameter() -> None:
     with pytest.raises(RequestError) as caught:
-        lr.parameter_query("name=&version=1")
+        lq.parameter_query("name=&version=1")
     assert caught.value.error_type == "MissingParameterException"

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import local_requests
-from errors import RequestError
+from parameters_secrets_extension.errors import RequestError
+from parameters_secrets_extension.local_api import request_head as local_requests
 
 TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 VERSION = re.compile(rb"HTTP/1\.[0-9]")

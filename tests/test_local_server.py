@@ -16,12 +16,15 @@ from typing import Any
 
 import pytest
 
-import local_server
-import log_capture
-from aws_client import AwsClient
 from cache import Cache
-from config import AwsConfig
-from conftest import (
+from parameters_secrets_extension.aws.operations import AwsClient
+from parameters_secrets_extension.config import AwsConfig
+from parameters_secrets_extension.lambda_api.boot import listen
+from parameters_secrets_extension.local_api import server as local_server
+from parameters_secrets_extension.local_api.request_head import MAX_HEADERS, MAX_REQUEST_LINE
+from parameters_secrets_extension.lookups import Lookups
+from tests import log_capture
+from tests.conftest import (
     PARAM_LIST,
     PARAM_SECURE,
     PARAM_STRING,
@@ -35,8 +38,6 @@ from conftest import (
     free_port,
     wait_until,
 )
-from local_requests import MAX_HEADERS, MAX_REQUEST_LINE
-from lookups import Lookups
 
 TOKEN = "local-server-TOKEN-1234"
 SM = "/secretsmanager/get"
@@ -148,7 +149,7 @@ def serving(
     lookups = Lookups(client, cache, secrets_manager_ttl=300, ssm_ttl=300)
     servers = local_server.start(
         lookups,
-        port=0,
+        sockets=listen(0),
         token=token,
         max_connections=max_connections,
         idle_timeout=idle_timeout,
@@ -703,7 +704,7 @@ def test_shutdown_is_fast_closes_connections_and_releases_the_port(moto: Moto) -
         secrets_manager_ttl=0,
         ssm_ttl=0,
     )
-    rebound = local_server.start(lookups, port=port, token=TOKEN)
+    rebound = local_server.start(lookups, sockets=listen(port), token=TOKEN)
     try:
         assert rebound.port == port
         assert get(port, "/ping").status == 200
@@ -721,7 +722,7 @@ def test_port_in_use_raises_oserror(served: Served, moto: Moto) -> None:
         ssm_ttl=0,
     )
     with pytest.raises(OSError):
-        local_server.start(lookups, port=served.port, token=TOKEN)
+        local_server.start(lookups, sockets=listen(served.port), token=TOKEN)
 
 
 # ---------------------------------------------------------------- logs

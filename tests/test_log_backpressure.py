@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LambdaCredentials, Moto, free_port
-from extension_process import lambda_env
+from tests.conftest import LambdaCredentials, Moto, free_port
+from tests.extension_process import lambda_env
 
 # Each /ping logs one debug line of about 60 bytes: this is several full pipes (64 KiB).
 PINGS = 4000

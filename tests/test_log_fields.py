@@ -7,9 +7,9 @@ import json
 import re
 from collections.abc import Callable
 
-from conftest import Moto, wait_until
-from extension_process import ExtensionProcess
-from hardening_support import secret_path
+from tests.conftest import Moto, wait_until
+from tests.extension_process import ExtensionProcess
+from tests.hardening_support import secret_path
 
 # key=value, the value plain or a JSON string.
 FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')

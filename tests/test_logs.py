@@ -10,8 +10,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-import log_capture
-import logs
+from parameters_secrets_extension import logs
+from tests import log_capture
 
 
 @pytest.fixture(autouse=True)
@@ -94,3 +94,26 @@ def test_a_closed_stream_does_not_raise_and_a_new_setup_writes_again() -> None:
     logs.setup("debug", json_format=False, stream=fresh)
     logs.log.error("read")
     assert fresh.getvalue() == "[parameters-secrets-extension] ERROR read\n"
+
+
+def _fail_with(secret: str) -> None:
+    password = secret  # a local the traceback must not show
+    raise ValueError(f"bad value {password}")
+
+
+def test_a_traceback_is_one_debug_line_of_frames_without_values() -> None:
+    secret = "tb-SECRET-value"
+    try:
+        _fail_with(secret)
+    except ValueError as exc:
+        caught = exc
+    with log_capture.captured("debug") as stream:
+        logs.log.traceback(caught)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1 and "DEBUG" in lines[0], lines
+    assert "traceback of ValueError:" in lines[0]
+    assert "test_logs.py" in lines[0] and "_fail_with: raise ValueError" in lines[0]
+    assert secret not in lines[0]  # neither the message nor the locals
+    with log_capture.captured("info") as stream:
+        logs.log.traceback(caught)
+    assert stream.getvalue() == ""

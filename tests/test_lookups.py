@@ -10,9 +10,8 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-import log_capture
 from cache import Cache
-from errors import (
+from parameters_secrets_extension.errors import (
     ExtensionError,
     MissingCredentials,
     RequestError,
@@ -20,7 +19,9 @@ from errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from lookups import FailureLog, Lookups
+from parameters_secrets_extension.failure_log import FailureLog
+from parameters_secrets_extension.lookups import Lookups
+from tests import log_capture
 
 Batch = tuple[dict[str, dict[str, object]], dict[str, ExtensionError]]
 SECRET_VALUE = "lookups-SECRET-value"
@@ -47,6 +48,9 @@ class RecordingUpstream:
 
     def deadline(self, service: object) -> float:
         return time.monotonic() + 30
+
+    def get(self) -> RecordingUpstream:
+        return self  # made already, as an AwsClient is
 
     def get_secret_value(
         self,
@@ -239,6 +243,9 @@ class FailingUpstream:
 
     def deadline(self, service: object) -> float:
         return time.monotonic() + 30
+
+    def get(self) -> FailingUpstream:
+        return self  # made already, as an AwsClient is
 
     def get_secret_value(
         self,

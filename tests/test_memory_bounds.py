@@ -13,11 +13,11 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import LambdaCredentials, Moto
-from extension_process import ExtensionProcess
-from hardening_support import get_request, rss_kib, secret_path, start_standalone
-from path_pages import PathPages
-from stub_upstream import StubUpstream, response
+from tests.conftest import LambdaCredentials, Moto
+from tests.extension_process import ExtensionProcess
+from tests.hardening_support import get_request, rss_kib, secret_path, start_standalone
+from tests.path_pages import PathPages
+from tests.stub_upstream import StubUpstream, response
 
 # Near the largest answer the client accepts (1 MiB), so each entry is as big as they come.
 SECRET_CHARS = 900_000

@@ -13,16 +13,17 @@ from urllib.parse import quote
 
 import pytest
 
-import local_server
-from aws_client import AwsClient
 from cache import Cache
-from config import AwsConfig
-from conftest import SECRET_STRING, LambdaCredentials, Moto, free_port
-from extension_process import ExtensionProcess, lambda_env
-from fake_extensions_api import FakeExtensionsApi
-from hardening_support import exchange, get_request, parse_responses
-from lookups import Lookups
-from metrics import MAX_TYPES, OTHER, Metrics
+from parameters_secrets_extension.aws.operations import AwsClient
+from parameters_secrets_extension.config import AwsConfig
+from parameters_secrets_extension.lambda_api.boot import listen
+from parameters_secrets_extension.local_api import server as local_server
+from parameters_secrets_extension.lookups import Lookups
+from parameters_secrets_extension.metrics import MAX_TYPES, OTHER, Metrics
+from tests.conftest import SECRET_STRING, LambdaCredentials, Moto, free_port
+from tests.extension_process import ExtensionProcess, lambda_env
+from tests.fake_extensions_api import FakeExtensionsApi
+from tests.hardening_support import exchange, get_request, parse_responses
 
 TOKEN = "metrics-TOKEN-5678"
 SECRET = "/secretsmanager/get?secretId="
@@ -49,7 +50,7 @@ def serving(moto: Moto, cache_size: int) -> Iterator[int]:
     )
     client = AwsClient(aws, max_connections=2, secrets_manager_timeout_ms=0, ssm_timeout_ms=0)
     lookups = Lookups(client, Cache(cache_size), secrets_manager_ttl=300, ssm_ttl=300)
-    servers = local_server.start(lookups, port=0, token=TOKEN)
+    servers = local_server.start(lookups, sockets=listen(0), token=TOKEN)
     try:
         yield servers.port
     finally:

@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LambdaCredentials, Moto
-from extension_process import ExtensionProcess
-from hardening_support import (
+from tests.conftest import LambdaCredentials, Moto
+from tests.extension_process import ExtensionProcess
+from tests.hardening_support import (
     get_request,
     param_path,
     parse_responses,
     read_to_eof,
     start_standalone,
 )
-from stub_upstream import StubUpstream, response
+from tests.stub_upstream import StubUpstream, response
 
 GOOD_PARAMETER = b'{"Parameter":{"Name":"p","Type":"String","Value":"good","Version":1}}'
 ODD_PARAMETERS = {

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from cfnlint.api import lint_file
 
-from conftest import ROOT, LambdaCredentials, Moto
-from hardening_support import start_standalone
+from tests.conftest import ROOT, LambdaCredentials, Moto
+from tests.hardening_support import start_standalone
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from cache import Cache
-from conftest import LambdaCredentials, Moto, wait_until
-from errors import UpstreamError
-from fault_proxy import FaultProxy
-from hardening_support import secret_path, start_standalone
-from lookups import Lookups
+from parameters_secrets_extension.errors import UpstreamError
+from parameters_secrets_extension.lookups import Lookups
+from tests.conftest import LambdaCredentials, Moto, wait_until
+from tests.fault_proxy import FaultProxy
+from tests.hardening_support import secret_path, start_standalone
 
 KEY = ("secretsmanager", "db-creds", None, None)
 OTHER = ("secretsmanager", "other", None, None)
@@ -253,6 +253,9 @@ class CountingUpstream:
 
     def deadline(self, service: object) -> float:
         return time.monotonic() + 30
+
+    def get(self) -> CountingUpstream:
+        return self  # made already, as an AwsClient is
 
     def get_secret_value(
         self,

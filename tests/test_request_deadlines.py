@@ -20,10 +20,10 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import REGION, LambdaCredentials, Moto
-from extension_process import ExtensionProcess
-from fault_proxy import FaultProxy
-from hardening_support import param_path, secret_path, start_standalone
+from tests.conftest import REGION, LambdaCredentials, Moto
+from tests.extension_process import ExtensionProcess
+from tests.fault_proxy import FaultProxy
+from tests.hardening_support import param_path, secret_path, start_standalone
 
 TIMEOUT_MILLIS = 1000
 MAX_PATH_PARAMETERS = 50

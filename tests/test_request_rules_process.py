@@ -9,10 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SECRET_STRING_V2, LambdaCredentials, Moto
-from extension_process import ExtensionProcess
-from hardening_support import exchange, get_request, parse_responses, secret_path, start_standalone
-from stub_upstream import StubUpstream, response
+from tests.conftest import SECRET_STRING_V2, LambdaCredentials, Moto
+from tests.extension_process import ExtensionProcess
+from tests.hardening_support import (
+    exchange,
+    get_request,
+    parse_responses,
+    secret_path,
+    start_standalone,
+)
+from tests.stub_upstream import StubUpstream, response
 
 
 @pytest.fixture(scope="module")

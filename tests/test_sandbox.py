@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REGION, LambdaCredentials, Moto
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-import bench_sandbox
+from bench import bench_sandbox
+from tests.conftest import REGION, LambdaCredentials, Moto
 
 pytest.importorskip("awslambdaric")
 

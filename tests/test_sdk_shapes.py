@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import SECRET_FIELDS
-from sdk_shapes import iso_date, parameter, secret_value
+from parameters_secrets_extension.aws.sdk_shapes import iso_date, parameter, secret_value
+from tests.conftest import SECRET_FIELDS
 
 
 @pytest.mark.parametrize(

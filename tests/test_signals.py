@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import LambdaCredentials, Moto, free_port
-from extension_process import lambda_env
-from fake_extensions_api import FakeExtensionsApi
+from tests.conftest import LambdaCredentials, Moto, free_port
+from tests.extension_process import lambda_env
+from tests.fake_extensions_api import FakeExtensionsApi
 
 RUNS = 50
 MAX_DELAY = 0.300  # seconds: covers the interpreter's start, imports, prefetch and serving

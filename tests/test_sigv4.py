@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sigv4
-from conftest import ROOT
+from tests.conftest import ROOT
 
 UTC = datetime.timezone.utc
 # AWS's SigV4 test suite, vendored with its LICENSE and NOTICE (Apache-2.0).

@@ -17,10 +17,10 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import free_port
-from extension_process import ExtensionProcess
-from hardening_support import PARAM_PATH, SECRET_PATH
-from stub_upstream import StubUpstream
+from tests.conftest import free_port
+from tests.extension_process import ExtensionProcess
+from tests.hardening_support import PARAM_PATH, SECRET_PATH
+from tests.stub_upstream import StubUpstream
 
 TOKEN = "ssrf-test-session-token"
 PASSWORD = "hunter2-endpoint-password"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from conftest import LambdaCredentials, Moto, wait_until
-from fault_proxy import FaultProxy
-from hardening_support import secret_path, start_standalone
+from tests.conftest import LambdaCredentials, Moto, wait_until
+from tests.fault_proxy import FaultProxy
+from tests.hardening_support import secret_path, start_standalone
 
 READS = 32
 

@@ -17,7 +17,7 @@ import pytest
 
 import build_layer
 from bundled_python import build, layer, stdlib
-from conftest import ROOT
+from tests.conftest import ROOT
 
 # Run by the bundled interpreter: argv = Lib directory, zipapp directory, module names.
 EXERCISE = """\
@@ -64,8 +64,11 @@ def python() -> Path:
 @pytest.fixture(scope="module")
 def loaded(python: Path) -> dict[str, str | None]:
     """{module: file} the bundled interpreter loaded while exercising the extension's modules."""
-    modules = build_layer.runtime_modules(ROOT)
-    names = sorted(imported_names(modules) | {path.stem for path in modules})
+    modules = build_layer.runtime_modules(ROOT)  # "parameters_secrets_extension/aws/x.py"
+    own = {
+        module.removesuffix(".py").removesuffix("/__init__").replace("/", ".") for module in modules
+    }
+    names = sorted(imported_names([ROOT / module for module in modules]) | own)
     lib = str(python / build.STDLIB)
     done = subprocess.run(
         [str(python / "bin" / "python3"), "-I", "-S", "-c", EXERCISE, lib, str(ROOT), *names],

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from tests.conftest import ROOT
 
 CHECKS = {
     "ruff check": [sys.executable, "-m", "ruff", "check", "--no-cache", "."],

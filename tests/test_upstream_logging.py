@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PARAM_SECURE, SECRET_STRING, LambdaCredentials, Moto
-from extension_process import ExtensionProcess
-from hardening_support import param_path, secret_path, start_standalone
-from raw_server import RawServer, hang
+from tests.conftest import PARAM_SECURE, SECRET_STRING, LambdaCredentials, Moto
+from tests.extension_process import ExtensionProcess
+from tests.hardening_support import param_path, secret_path, start_standalone
+from tests.raw_server import RawServer, hang
 
 LINE = re.compile(r"^\[parameters-secrets-extension\] (DEBUG|INFO|WARN|ERROR) (.*)$")
 

@@ -1,30 +1,29 @@
 """The glue between the local API and AWS: cache keys, per-service TTLs, JSON bytes, batch and
-path reads, prefetch, and the log lines of upstream failures and of stale serves."""
+path reads, prefetch. The log lines of upstream failures and stale serves: failure_log.py."""
 
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 
-import batches
-import services
 from cache import Cache
-from errors import (
-    THROTTLING_TYPES,
+
+from . import batches, services
+from .errors import (
     ExtensionError,
     PathTooLarge,
     RequestError,
     error_type_of,
     is_transient,
 )
-from local_requests import parameter_name
-from logs import log
-from metrics import Metrics
-from services import BY_NAME, SECRETS_MANAGER, SSM, Service
+from .failure_log import MAX_TRACKED_FAILURES, FailureLog, is_client_mistake, printable
+from .logs import log
+from .metrics import Metrics
+from .parameter_names import ParameterName, parameter_name
+from .services import SECRETS_MANAGER, SERVICES, SSM, Service
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -33,10 +32,8 @@ if TYPE_CHECKING:
     R = TypeVar("R")
 
     class Upstream(Protocol):
-        """What Lookups needs from aws_client.AwsClient: the calls, in the Go SDK's shapes,
-        each within the deadline of the local request that made it."""
-
-        def deadline(self, service: Service) -> float: ...
+        """What Lookups needs from aws.operations.AwsClient: the calls, in the Go SDK's
+        shapes, each within the deadline of the local request that made it."""
 
         def get_secret_value(
             self,
@@ -63,7 +60,7 @@ if TYPE_CHECKING:
 
         def get_parameters(
             self,
-            names: Sequence[tuple[str, str, int | None, str | None]],
+            names: Sequence[ParameterName],
             with_decryption: bool,
             *,
             deadline: float | None = None,
@@ -79,172 +76,20 @@ if TYPE_CHECKING:
             deadline: float | None = None,
         ) -> Sequence[Mapping[str, object]]: ...
 
+    class Client(Protocol):
+        """An AwsClient, or a LazyClient that makes one on first use."""
+
+        def deadline(self, service: Service) -> float: ...
+
+        def get(self) -> Upstream: ...
+
 
 # Each group of a prefetch is one batch call, of at most what the batch APIs take.
-PREFETCH_GROUP = {SECRETS_MANAGER.name: 20, SSM.name: 10}
+PREFETCH_GROUP = {service.name: service.max_batch_ids for service in SERVICES}
 _PATH_SELECTORS = ("recursive", "withDecryption")
 # The single answer's last member; a batch item is the single answer without it.
 _METADATA_TAIL = b',"ResultMetadata":{}}'
 _PARAMETER_HEAD = b'{"Parameter":'
-
-# The caller's mistakes, logged at WARN; every other upstream failure is an ERROR.
-_CLIENT_MISTAKES = frozenset(
-    {
-        "ResourceNotFoundException",
-        "ParameterNotFound",
-        "ParameterVersionNotFound",
-        "ValidationException",
-        "InvalidParameterException",
-        "InvalidRequestException",
-        "InvalidKeyId",
-    }
-)
-REPEAT_INTERVAL_SECONDS = 60.0
-MAX_TRACKED_FAILURES = 256
-# Across all keys: beyond this many lines per interval, failures are only counted.
-MAX_LINES_PER_INTERVAL = 100
-_MAX_LOGGED_ID = 512
-# An id made only of these is logged as it is; any other is quoted (see _printable).
-_PLAIN_ID = re.compile(r"[A-Za-z0-9/_.:@+-]+")
-
-
-def _printable(ident: str) -> str:
-    """An id as one log token that always parses back into the fields it was written with:
-    plain if made of name characters only, else a JSON string, quoted and ASCII (so a space,
-    an "=", a quote, a control character or a line or bidi separator such as U+2028 or U+202E
-    is escaped); at most _MAX_LOGGED_ID characters, cut ones followed by "..."."""
-    text = ident[:_MAX_LOGGED_ID]
-    shown = text if _PLAIN_ID.fullmatch(text) else json.dumps(text)
-    return shown if len(ident) <= _MAX_LOGGED_ID else shown + "..."
-
-
-def _is_client_mistake(exc: ExtensionError) -> bool:
-    if isinstance(exc, RequestError):
-        return True
-    if exc.status >= 500 or exc.error_type in THROTTLING_TYPES:
-        return False
-    return exc.error_type in _CLIENT_MISTAKES or exc.error_type.endswith("NotFoundException")
-
-
-class FailureLog:
-    """Logs upstream failures and stale serves: the first per (key, error type) at once,
-    repeats in summary.
-
-    A repeat within `interval` seconds of the last line for its key is only counted; the
-    next failure after that logs one line with the count. Names and ARNs are logged, never
-    a message, value, token or key. Both tables are bounded: `max_keys` keys (least recently
-    failed forgotten first) and `max_lines` lines per interval across all keys.
-    """
-
-    def __init__(
-        self,
-        *,
-        interval: float = REPEAT_INTERVAL_SECONDS,
-        max_keys: int = MAX_TRACKED_FAILURES,
-        max_lines: int = MAX_LINES_PER_INTERVAL,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._interval = interval
-        self._max_keys = max_keys
-        self._max_lines = max_lines
-        self._clock = clock
-        self._lock = threading.Lock()
-        # (key, error type) -> [time of its last line, repeats counted since]
-        self._seen: OrderedDict[tuple[Hashable, str], list[float]] = OrderedDict()
-        self._window_start = clock()
-        self._lines = 0
-        self._dropped = 0
-
-    def record(
-        self,
-        key: tuple[object, ...],
-        exc: ExtensionError,
-        attempts: int | None,
-        seconds: float,
-        *,
-        operation: str | None = None,
-        selectors: tuple[str, ...] | None = None,
-    ) -> None:
-        """Log (or count) one failed fetch of cache key `key` that took `seconds`.
-
-        `attempts` is logged when known: aws_client sets it on the errors it raises. The
-        operation and the names of the key's selectors default to the single read's.
-        """
-        repeats, dropped = self._admit((key, exc.error_type))
-        if dropped:
-            log.warning(
-                "%d upstream failure lines were not logged in the last %.0f s (too many)",
-                dropped,
-                self._interval,
-            )
-        if repeats is None:
-            return
-        name, ident, *values = key
-        service = BY_NAME[str(name)]
-        details = "".join(
-            f" {selector}={_printable(str(value))}"
-            for selector, value in zip(selectors or service.selectors, values, strict=True)
-            if value not in (None, False)
-        )
-        write = log.warning if _is_client_mistake(exc) else log.error
-        write(
-            "upstream %s failed: id=%s%s type=%s status=%d%s duration_ms=%.0f%s",
-            operation or service.operation,
-            _printable(str(ident)),
-            details,
-            exc.error_type,
-            exc.status,
-            "" if attempts is None else f" attempts={attempts}",
-            seconds * 1000,
-            f" (and {repeats} more like it in the last {self._interval:.0f} s)" if repeats else "",
-        )
-
-    def stale(self, key: Hashable, age: float, exc: BaseException) -> None:
-        """Log (or count) one stale serve of cache key `key`, by the rules of record(): one
-        warning naming the key's service and id, never the value."""
-        repeats, dropped = self._admit((key, "stale " + error_type_of(exc)))
-        if dropped:
-            log.warning(
-                "%d upstream failure lines were not logged in the last %.0f s (too many)",
-                dropped,
-                self._interval,
-            )
-        if repeats is None:
-            return
-        name, ident = key[:2] if isinstance(key, tuple) else (key, "")
-        log.warning(
-            "serving %s %s stale, expired %.0f s ago: fetch failed: %s%s",
-            name,
-            _printable(str(ident)),
-            age,
-            error_type_of(exc),
-            f" (and {repeats} more like it in the last {self._interval:.0f} s)" if repeats else "",
-        )
-
-    def _admit(self, item: tuple[Hashable, str]) -> tuple[int | None, int]:
-        """(repeats to report, or None to stay silent; lines dropped in the last window)."""
-        with self._lock:
-            now = self._clock()
-            dropped = 0
-            if now - self._window_start >= self._interval:
-                dropped, self._dropped = self._dropped, 0
-                self._window_start, self._lines = now, 0
-            entry = self._seen.get(item)
-            if entry is not None:
-                self._seen.move_to_end(item)
-                if now - entry[0] < self._interval:
-                    entry[1] += 1
-                    return None, dropped
-            if self._lines >= self._max_lines:
-                self._dropped += 1
-                return None, dropped
-            repeats = 0 if entry is None else int(entry[1])
-            self._seen[item] = [now, 0]
-            self._seen.move_to_end(item)
-            while len(self._seen) > self._max_keys:
-                self._seen.popitem(last=False)
-            self._lines += 1
-            return repeats, dropped
 
 
 def _encode(result: object) -> bytes:
@@ -258,7 +103,7 @@ class Lookups:
 
     def __init__(
         self,
-        client: Upstream,
+        client: Client,
         cache: Cache,
         *,
         secrets_manager_ttl: float,
@@ -287,6 +132,11 @@ class Lookups:
         """Begin caching (under SnapStart, called on the first invoke: nothing from the
         snapshot's init may be served after a restore)."""
         self._caching = True
+
+    def _ttl_now(self, service: Service) -> float:
+        """How long an answer of `service` fetched now is cached: its TTL, or 0 until
+        start_caching() (under SnapStart)."""
+        return self._ttl[service] if self._caching else 0
 
     def counters(self) -> dict[str, object]:
         """The cache's counters and the upstream and local ones, as GET /metrics answers."""
@@ -344,7 +194,7 @@ class Lookups:
         # One deadline for the local request: its call, retries and any wait on another's.
         deadline = self._client.deadline(service)
         fetch = self._logged(key, lambda: _encode(self._counted(lambda: call(deadline))))
-        ttl = self._ttl[service] if self._caching else 0
+        ttl = self._ttl_now(service)
         return self._cache.get_or_fetch(
             key, ttl, fetch, refresh=refresh, on_stale=self._failures.stale, deadline=deadline
         )
@@ -360,7 +210,7 @@ class Lookups:
         """Each key through the cache as a single read goes, the misses in one batch call
         (with `refresh`, every key, as refreshNow asks of a single read), all within one
         deadline: the calls and the waits on other requests' flights."""
-        ttl = self._ttl[service] if self._caching else 0
+        ttl = self._ttl_now(service)
         operation = service.batch_operation
         deadline = self._client.deadline(service)
 
@@ -390,7 +240,7 @@ class Lookups:
         key = (SECRETS_MANAGER.name, secret_id, version_id, version_stage)
 
         def call(deadline: float) -> Mapping[str, object]:
-            return self._client.get_secret_value(
+            return self._client.get().get_secret_value(
                 secret_id, version_id=version_id, version_stage=version_stage, deadline=deadline
             )
 
@@ -409,7 +259,7 @@ class Lookups:
         key = (SSM.name, name, version, label, with_decryption)
 
         def call(deadline: float) -> Mapping[str, object]:
-            return self._client.get_parameter(
+            return self._client.get().get_parameter(
                 name,
                 version=version,
                 label=label,
@@ -434,7 +284,7 @@ class Lookups:
 
         def fetch_many(indices: list[int], deadline: float) -> dict[int, bytes | ExtensionError]:
             wanted = [secret_ids[i] for i in indices]
-            found, failed = self._client.batch_get_secret_value(wanted, deadline=deadline)
+            found, failed = self._client.get().batch_get_secret_value(wanted, deadline=deadline)
             return _by_index(indices, wanted, found, failed)
 
         answers, failed = self._many(
@@ -442,7 +292,7 @@ class Lookups:
             keys,
             fetch_many,
             lambda i, deadline: _encode(
-                self._client.get_secret_value(secret_ids[i], deadline=deadline)
+                self._client.get().get_secret_value(secret_ids[i], deadline=deadline)
             ),
             refresh,
         )
@@ -452,31 +302,33 @@ class Lookups:
 
     def parameters(
         self,
-        names: Sequence[tuple[str, str, int | None, str | None]],
+        names: Sequence[ParameterName],
         with_decryption: bool,
         *,
         refresh: bool = False,
     ) -> list[bytes | ExtensionError]:
-        """Each (requested, name, version, label)'s GetParameter answer (as the single read
-        of name with that version or label caches it) or its error; the names not cached
+        """Each ParameterName's GetParameter answer (as the single read of its name with
+        that version or label caches it) or its error; the names not cached
         are fetched in one GetParameters call. A whole-call failure raises, as in secrets().
         """
         keys: list[tuple[object, ...]] = [
-            (SSM.name, name, version, label, with_decryption) for _, name, version, label in names
+            (SSM.name, entry.name, entry.version, entry.label, with_decryption) for entry in names
         ]
 
         def fetch_many(indices: list[int], deadline: float) -> dict[int, bytes | ExtensionError]:
             wanted = [names[i] for i in indices]
-            found, failed = self._client.get_parameters(wanted, with_decryption, deadline=deadline)
-            return _by_index(indices, [entry[0] for entry in wanted], found, failed)
+            found, failed = self._client.get().get_parameters(
+                wanted, with_decryption, deadline=deadline
+            )
+            return _by_index(indices, [entry.requested for entry in wanted], found, failed)
 
         def fetch_one(index: int, deadline: float) -> bytes:
-            _, name, version, label = names[index]
+            entry = names[index]
             return _encode(
-                self._client.get_parameter(
-                    name,
-                    version=version,
-                    label=label,
+                self._client.get().get_parameter(
+                    entry.name,
+                    version=entry.version,
+                    label=entry.label,
                     with_decryption=with_decryption,
                     deadline=deadline,
                 )
@@ -508,7 +360,7 @@ class Lookups:
 
     def parameter_batch(
         self,
-        names: Sequence[tuple[str, str, int | None, str | None]],
+        names: Sequence[ParameterName],
         with_decryption: bool,
         *,
         refresh: bool = False,
@@ -524,9 +376,9 @@ class Lookups:
         answers = self.parameters(names, with_decryption, refresh=refresh)
         for entry, answer in zip(names, answers, strict=True):
             if isinstance(answer, ExtensionError):
-                if not _is_client_mistake(answer):
+                if not is_client_mistake(answer):
                     raise answer
-                invalid.append(entry[0])
+                invalid.append(entry.requested)
             else:
                 values.append(batch_item(answer, SSM))
         body = b'{"InvalidParameters":%s,"Parameters":[%s],"ResultMetadata":{}}' % (
@@ -547,14 +399,14 @@ class Lookups:
         entry with the SSM TTL (its key never equals a single read's)."""
         key = (SSM.name, path, recursive, with_decryption)
         deadline = self._client.deadline(SSM)  # every page shares it
-        ttl = self._ttl[SSM] if self._caching else 0
+        ttl = self._ttl_now(SSM)
         if not refresh:
             self._too_large.check(key)
 
         def fetch() -> bytes:
             try:
                 found = self._counted(
-                    lambda: self._client.get_parameters_by_path(
+                    lambda: self._client.get().get_parameters_by_path(
                         path,
                         recursive=recursive,
                         with_decryption=with_decryption,
@@ -619,17 +471,18 @@ class Lookups:
                 )
                 answers = self._prefetch_singly(service, idents)
         except Exception as exc:  # a bug costs this group, never the others or the start
+            log.traceback(exc)
             answers = [ExtensionError(str(exc), error_type=type(exc).__name__)] * len(idents)
         for ident, answer in zip(idents, answers, strict=True):
             if isinstance(answer, ExtensionError):
                 log.warning(
                     "prefetch of %s %s failed: %s",
                     service,
-                    _printable(ident),
+                    printable(ident),
                     error_type_of(answer),
                 )
             else:
-                log.debug("prefetched %s %s", service, _printable(ident))
+                log.debug("prefetched %s %s", service, printable(ident))
 
     def _prefetch_singly(self, service: str, idents: list[str]) -> list[bytes | ExtensionError]:
         answers: list[bytes | ExtensionError] = [b""] * len(idents)
@@ -640,13 +493,14 @@ class Lookups:
                 if service == SECRETS_MANAGER.name:
                     answers[index] = self.secret(ident)[0]
                 elif service == SSM.name:
-                    _, name, version, label = parameter_name(ident)
-                    answers[index] = self.parameter(name, version, label)[0]
+                    wanted = parameter_name(ident)
+                    answers[index] = self.parameter(wanted.name, wanted.version, wanted.label)[0]
                 else:
                     raise ValueError(f"no service named {service!r}")
             except ExtensionError as exc:
                 answers[index] = exc
             except Exception as exc:  # a bug costs this item, never the others
+                log.traceback(exc)
                 answers[index] = ExtensionError(str(exc), error_type=type(exc).__name__)
 
         threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(idents))]
@@ -660,7 +514,7 @@ class Lookups:
         return self.secrets(idents)
 
     def _prefetch_parameters(self, idents: list[str]) -> list[bytes | ExtensionError]:
-        names: list[tuple[str, str, int | None, str | None]] = []
+        names: list[ParameterName] = []
         answers: dict[int, bytes | ExtensionError] = {}
         # Items that name one cache key (`/p:1` and `/p:01`) share one place in the batch:
         # a key listed twice would wait on its own flight.
@@ -668,14 +522,15 @@ class Lookups:
         place_of: dict[int, int] = {}
         for index, ident in enumerate(idents):
             try:
-                entry = tuple(parameter_name(ident))
+                entry = parameter_name(ident)
             except ExtensionError as exc:
                 answers[index] = exc
                 continue
-            if entry[1:] not in places:
-                places[entry[1:]] = len(names)
+            key = (entry.name, entry.version, entry.label)
+            if key not in places:
+                places[key] = len(names)
                 names.append(entry)
-            place_of[index] = places[entry[1:]]
+            place_of[index] = places[key]
         fetched = self.parameters(names, False) if names else []
         return [answers[i] if i in answers else fetched[place_of[i]] for i in range(len(idents))]
 

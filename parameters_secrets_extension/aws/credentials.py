@@ -16,9 +16,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
-from config import AwsConfig
-from errors import ExtensionError, MissingCredentials, UpstreamConnectionError, UpstreamTimeout
-from logs import log
+from ..config import AwsConfig
+from ..errors import ExtensionError, MissingCredentials, UpstreamConnectionError, UpstreamTimeout
+from ..lambda_api.lifecycle import read_response
+from ..logs import log
+from ..urls import host_port
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -36,7 +38,7 @@ RETRY_INTERVAL = timedelta(seconds=60)
 FAILURE_BACKOFF = timedelta(seconds=1)
 # One fetch in total, connect to the body's last byte, whatever the request's own deadline.
 FETCH_TIMEOUT_SECONDS = 5.0
-MAX_RESPONSE_BYTES = 64 * 1024
+MAX_CREDENTIALS_BYTES = 64 * 1024  # a credentials answer is about 1.5 KB
 # No control characters or spaces may reach the request line; none but tab in a header value.
 _BAD_TARGET = re.compile(r"[\x00-\x20\x7f]")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -307,7 +309,7 @@ def _http_get(uri: str, headers: dict[str, str], limit: float) -> tuple[int, byt
         raise MissingCredentials(
             "AWS_CONTAINER_CREDENTIALS_FULL_URI or the authorization token holds control characters"
         )
-    lines = [f"GET {target} HTTP/1.1", f"Host: {parts.netloc.rpartition('@')[2]}"]
+    lines = [f"GET {target} HTTP/1.1", f"Host: {host_port(parts.netloc)}"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
     try:
         request = ("\r\n".join([*lines, "Connection: close", "", ""])).encode("latin-1")
@@ -323,7 +325,11 @@ def _http_get(uri: str, headers: dict[str, str], limit: float) -> tuple[int, byt
                 sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
             sock.settimeout(_left(limit))
             sock.sendall(request)
-            raw = _read_all(sock, limit)
+            raw = read_response(
+                sock, limit, MAX_CREDENTIALS_BYTES, "container credentials provider"
+            )
+            if raw is None:
+                raise MissingCredentials("container credentials provider sent too large an answer")
         finally:
             sock.close()
         response = http.client.HTTPResponse(_Canned(raw))  # type: ignore[arg-type]
@@ -337,32 +343,6 @@ def _http_get(uri: str, headers: dict[str, str], limit: float) -> tuple[int, byt
         raise UpstreamConnectionError(
             f"container credentials provider unreachable: {type(exc).__name__}"
         ) from exc
-
-
-def _read_all(sock: socket.socket, limit: float) -> bytes:
-    """The response, read until it is complete or the peer closes, each read within `limit`."""
-    data = b""
-    while not _complete(data):
-        sock.settimeout(_left(limit))
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-        if len(data) > MAX_RESPONSE_BYTES:
-            raise MissingCredentials("container credentials provider sent too large an answer")
-    return data
-
-
-def _complete(data: bytes) -> bool:
-    """True once a head and a Content-Length body are in; otherwise the peer's close ends it."""
-    end = data.find(b"\r\n\r\n")
-    if end < 0:
-        return False
-    for line in data[:end].split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length" and value.strip().isdigit():
-            return len(data) >= end + 4 + int(value)
-    return False
 
 
 def _parse_container(body: bytes) -> Credentials:

@@ -1,5 +1,6 @@
-"""Signed AWS JSON 1.1 calls to Secrets Manager (GetSecretValue, BatchGetSecretValue) and SSM
-(GetParameter, GetParameters, GetParametersByPath)."""
+"""One signed AWS JSON 1.1 call, whatever the operation: endpoint, deadline, retries, signing,
+error parsing. Like botocore's endpoint.py, it knows no operation: operations.py holds them.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +10,14 @@ import random
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from urllib.parse import urlsplit
 
-import aws_batch
-import endpoints
-import sdk_shapes
-import services
 import sigv4
-from config import AwsConfig
-from connection_pool import MAX_RESPONSE_BYTES, Pools, Response, TlsSettings
-from credentials import CredentialProvider, utc_now
-from errors import (
+
+from ..config import AwsConfig
+from ..errors import (
     ExtensionError,
     InvalidResponse,
     ResponseTooLarge,
@@ -30,9 +26,12 @@ from errors import (
     UpstreamTimeout,
     is_transient,
 )
-from logs import log
-from services import SECRETS_MANAGER, SSM, Service
-from version import NAME, VERSION
+from ..logs import log
+from ..services import Service
+from ..version import NAME, VERSION
+from . import endpoints
+from .connection_pool import MAX_RESPONSE_BYTES, Pools, Response, TlsSettings
+from .credentials import CredentialProvider, utc_now
 
 USER_AGENT = f"{NAME}/{VERSION} python/{sys.version_info[0]}.{sys.version_info[1]}"
 MAX_ATTEMPTS = 3
@@ -44,110 +43,26 @@ _XML_CODE = re.compile(r"<Code>(.*?)</Code>", re.DOTALL)
 _XML_MESSAGE = re.compile(r"<Message>(.*?)</Message>", re.DOTALL)
 _SIGNATURE = re.compile(r"Signature=([0-9a-f]+)")
 
-TYPE_CHECKING = False  # mypy takes it as True
-if TYPE_CHECKING:
-    from aws_batch import BatchResult, NameEntry
 
-
-class AwsClient:
-    """GetSecretValue and GetParameter with pooled connections, retries and a deadline."""
+class Transport:
+    """Signed calls with pooled connections, credentials, retries and the caller's deadline."""
 
     def __init__(
         self,
         aws: AwsConfig,
         *,
         max_connections: int,
-        secrets_manager_timeout_ms: int,
-        ssm_timeout_ms: int,
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], datetime] = utc_now,
         rng: random.Random | None = None,
     ) -> None:
         self._aws = aws
-        self._timeouts_ms = {SECRETS_MANAGER: secrets_manager_timeout_ms, SSM: ssm_timeout_ms}
         self._sleep = sleep
         self._now = now
         # Jitter only spreads retries out in time; it needs no cryptographic strength.
         self._rng = rng if rng is not None else random.Random()  # noqa: S311
         self._credentials = CredentialProvider(aws, now=now)
         self._pools = Pools(max_connections=max_connections, tls=TlsSettings(aws.ca_bundle))
-
-    def deadline(self, service: Service) -> float:
-        """When a local request for `service` that starts now must end (a time.monotonic
-        value): the service's `*_TIMEOUT_MILLIS`, or 30 s when unset. Every call the request
-        makes (pages, regions, retries) shares it."""
-        return services.deadline_after(self._timeouts_ms[service])
-
-    def get_secret_value(
-        self,
-        secret_id: str,
-        *,
-        version_id: str | None = None,
-        version_stage: str | None = None,
-        deadline: float | None = None,
-    ) -> dict[str, object]:
-        """The secret in the Go SDK's GetSecretValueOutput shape."""
-        payload: dict[str, object] = {"SecretId": secret_id}
-        if version_id:
-            payload["VersionId"] = version_id
-        if version_stage:
-            payload["VersionStage"] = version_stage
-        data = self._call(SECRETS_MANAGER, payload, secret_id, deadline=deadline)
-        return sdk_shapes.secret_value(data)
-
-    def get_parameter(
-        self,
-        name: str,
-        *,
-        version: int | None = None,
-        label: str | None = None,
-        with_decryption: bool = False,
-        deadline: float | None = None,
-    ) -> dict[str, object]:
-        """The parameter in the Go SDK's GetParameterOutput shape; a version wins over a label."""
-        selector = f":{version}" if version is not None else (f":{label}" if label else None)
-        payload: dict[str, object] = {
-            "Name": name + (selector or ""),
-            "WithDecryption": with_decryption,
-        }
-        data = self._call(SSM, payload, name, deadline=deadline)
-        return sdk_shapes.parameter(data, selector)
-
-    def batch_get_secret_value(
-        self, secret_ids: Sequence[str], *, deadline: float | None = None
-    ) -> BatchResult:
-        """BatchGetSecretValue: see aws_batch.batch_get_secret_value."""
-        if deadline is None:
-            deadline = self.deadline(SECRETS_MANAGER)
-        return aws_batch.batch_get_secret_value(self, secret_ids, deadline)
-
-    def get_parameters(
-        self,
-        names: Sequence[NameEntry],
-        with_decryption: bool,
-        *,
-        deadline: float | None = None,
-    ) -> BatchResult:
-        """GetParameters: see aws_batch.get_parameters."""
-        if deadline is None:
-            deadline = self.deadline(SSM)
-        return aws_batch.get_parameters(self, names, with_decryption, deadline)
-
-    def get_parameters_by_path(
-        self,
-        path: str,
-        *,
-        recursive: bool,
-        with_decryption: bool,
-        limit: int,
-        deadline: float | None = None,
-    ) -> list[dict[str, object]]:
-        """GetParametersByPath, every page: see aws_batch.get_parameters_by_path."""
-        if deadline is None:
-            deadline = self.deadline(SSM)
-        return aws_batch.get_parameters_by_path(
-            self, path, recursive, with_decryption, limit, deadline=deadline
-        )
 
     def endpoint(self, service: Service, resource_id: str) -> endpoints.Endpoint:
         """Where a call for this resource goes (a 400 for an ARN of the wrong kind)."""
@@ -156,40 +71,22 @@ class AwsClient:
     def call(
         self,
         service: Service,
-        payload: dict[str, object],
-        resource_id: str,
         operation: str,
+        payload: dict[str, object],
+        deadline: float,
         *,
+        resource_id: str,
         max_body: int = MAX_RESPONSE_BYTES,
-        deadline: float | None = None,
     ) -> dict[str, object]:
         """One signed call of `operation`, with retries, within `deadline` (the local
-        request's, a time.monotonic value; by default the service's timeout from now); the
-        JSON it answers.
+        request's, a time.monotonic value), to the endpoint `resource_id` resolves to; the
+        JSON object it answers.
 
         An answer over `max_body` bytes is refused with 502 ResponseTooLargeException.
         """
-        return self._call(service, payload, resource_id, operation, max_body, deadline=deadline)
-
-    def close(self) -> None:
-        """Close every idle upstream connection."""
-        self._pools.close()
-
-    def _call(
-        self,
-        service: Service,
-        payload: dict[str, object],
-        resource_id: str,
-        operation: str | None = None,
-        max_body: int = MAX_RESPONSE_BYTES,
-        *,
-        deadline: float | None = None,
-    ) -> dict[str, object]:
-        target = service.target if operation is None else service.target_of(operation)
+        target = service.target_of(operation)
         endpoint = endpoints.resolve(self._aws, service, resource_id)
         body = json.dumps(payload, separators=(",", ":")).encode()
-        if deadline is None:
-            deadline = self.deadline(service)
         attempt = 0
         while True:
             attempt += 1
@@ -219,6 +116,10 @@ class AwsClient:
                     delay,
                 )
                 self._sleep(delay)
+
+    def close(self) -> None:
+        """Close every idle upstream connection."""
+        self._pools.close()
 
     def _attempt(
         self,

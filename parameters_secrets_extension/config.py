@@ -13,8 +13,8 @@ inspect) costs a good share of the extension's init.
 
 from __future__ import annotations
 
-from errors import ConfigError
-from services import BY_NAME, SECRETS_MANAGER, SSM
+from .errors import ConfigError
+from .services import BY_NAME, SECRETS_MANAGER, SSM
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -40,6 +40,21 @@ MAX_TIMEOUT_MS = 900_000
 # Past half of an entry's life, refreshing ahead would just halve the TTL.
 MAX_REFRESH_AHEAD_PERCENT = 50
 METRICS_OUTPUTS = ("off", "emf")
+# The other defaults and limits, each written once by name (as the credentials provider's
+# config.rs keeps them): the AWS extension's own where it has the setting.
+DEFAULT_CACHE_SIZE = MAX_CACHE_SIZE = 1000
+DEFAULT_HTTP_PORT = 2773
+DEFAULT_LOG_LEVEL = "info"
+DEFAULT_MAX_CONNECTIONS, MAX_MAX_CONNECTIONS = 3, 100
+DEFAULT_TTL_SECONDS = MAX_TTL_SECONDS = 300
+DEFAULT_TIMEOUT_MS = 0  # unset: services.UNSET_TIMEOUT_SECONDS
+DEFAULT_STALE_IF_ERROR_SECONDS, MAX_STALE_IF_ERROR_SECONDS = 300, 86_400
+DEFAULT_MAX_PATH_PARAMETERS = 500
+DEFAULT_PREFETCH_TIMEOUT_MS, MAX_PREFETCH_TIMEOUT_MS = 2000, 60_000
+DEFAULT_MAX_CLIENT_CONNECTIONS, MAX_MAX_CLIENT_CONNECTIONS = 256, 4096
+DEFAULT_IDLE_TIMEOUT_SECONDS, MAX_IDLE_TIMEOUT_SECONDS = 60, 3600
+DEFAULT_REFRESH_AHEAD_PERCENT = 10
+DEFAULT_METRICS = "off"
 _SHOWN_CHARS = 64  # of a bad value in a warning: enough to recognise it, never a flood
 _SHOWN_ITEMS = 5
 
@@ -241,9 +256,11 @@ class Config:
 def _redact_url(url: str) -> str:
     """The URL without its userinfo or query, either of which may hold a password or a
     token (AWS_CONTAINER_CREDENTIALS_FULL_URI may carry one in its query string)."""
-    # Imported here, not at the top: config is read before registering with Lambda, which
-    # waits on it, and only a function with a custom endpoint ever has a URL to redact.
+    # Imported here, not at the top: config is read on the way to the first `next`, which
+    # ends Lambda's init, and only a function with a custom endpoint has a URL to redact.
     import urllib.parse  # noqa: PLC0415
+
+    from .urls import host_port  # noqa: PLC0415 (as urllib.parse)
 
     try:
         parts = urllib.parse.urlsplit(url)
@@ -252,7 +269,7 @@ def _redact_url(url: str) -> str:
     if parts.query or parts.fragment:
         parts = parts._replace(query="<redacted>" if parts.query else "", fragment="")
     if "@" in parts.netloc:
-        parts = parts._replace(netloc="<redacted>@" + parts.netloc.rpartition("@")[2])
+        parts = parts._replace(netloc="<redacted>@" + host_port(parts.netloc))
     return parts.geturl()
 
 
@@ -443,33 +460,60 @@ def load(env: Mapping[str, str]) -> Config:
     log_format = (read.text("AWS_LAMBDA_LOG_FORMAT") or "text").strip().lower()
     return Config(
         cache_enabled=read.flag(PREFIX + "CACHE_ENABLED", True),
-        cache_size=read.number(PREFIX + "CACHE_SIZE", 1000, 0, 1000),
+        cache_size=read.number(PREFIX + "CACHE_SIZE", DEFAULT_CACHE_SIZE, 0, MAX_CACHE_SIZE),
         cache_max_mb=read.number(
             PREFIX + "CACHE_MAX_MB", DEFAULT_CACHE_MAX_MB, 1, MAX_CACHE_MAX_MB
         ),
-        http_port=read.port(PREFIX + "HTTP_PORT", 2773),
-        log_level=read.log_level(PREFIX + "LOG_LEVEL", "info"),
+        http_port=read.port(PREFIX + "HTTP_PORT", DEFAULT_HTTP_PORT),
+        log_level=read.log_level(PREFIX + "LOG_LEVEL", DEFAULT_LOG_LEVEL),
         log_json=log_format == "json",
-        max_connections=read.number(PREFIX + "MAX_CONNECTIONS", 3, 1, 100),
-        secrets_manager_ttl=read.number(SECRETS_MANAGER.ttl_variable, 300, 0, 300),
-        ssm_ttl=read.number(SSM.ttl_variable, 300, 0, 300),
-        secrets_manager_timeout_ms=read.number(
-            SECRETS_MANAGER.timeout_variable, 0, 0, MAX_TIMEOUT_MS
+        max_connections=read.number(
+            PREFIX + "MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, 1, MAX_MAX_CONNECTIONS
         ),
-        ssm_timeout_ms=read.number(SSM.timeout_variable, 0, 0, MAX_TIMEOUT_MS),
-        stale_if_error_seconds=read.number(PREFIX + "STALE_IF_ERROR_SECONDS", 300, 0, 86400),
+        secrets_manager_ttl=read.number(
+            SECRETS_MANAGER.ttl_variable, DEFAULT_TTL_SECONDS, 0, MAX_TTL_SECONDS
+        ),
+        ssm_ttl=read.number(SSM.ttl_variable, DEFAULT_TTL_SECONDS, 0, MAX_TTL_SECONDS),
+        secrets_manager_timeout_ms=read.number(
+            SECRETS_MANAGER.timeout_variable, DEFAULT_TIMEOUT_MS, 0, MAX_TIMEOUT_MS
+        ),
+        ssm_timeout_ms=read.number(SSM.timeout_variable, DEFAULT_TIMEOUT_MS, 0, MAX_TIMEOUT_MS),
+        stale_if_error_seconds=read.number(
+            PREFIX + "STALE_IF_ERROR_SECONDS",
+            DEFAULT_STALE_IF_ERROR_SECONDS,
+            0,
+            MAX_STALE_IF_ERROR_SECONDS,
+        ),
         max_path_parameters=read.number(
-            PREFIX + "MAX_PATH_PARAMETERS", 500, 1, MAX_PATH_PARAMETERS
+            PREFIX + "MAX_PATH_PARAMETERS", DEFAULT_MAX_PATH_PARAMETERS, 1, MAX_PATH_PARAMETERS
         ),
         prefetch=read.prefetch(PREFIX + "PREFETCH"),
-        prefetch_timeout_ms=read.number(PREFIX + "PREFETCH_TIMEOUT_MILLIS", 2000, 0, 60000),
-        max_client_connections=read.number(PREFIX + "MAX_CLIENT_CONNECTIONS", 256, 1, 4096),
-        idle_timeout_seconds=read.number(PREFIX + "IDLE_TIMEOUT_SECONDS", 60, 1, 3600),
+        prefetch_timeout_ms=read.number(
+            PREFIX + "PREFETCH_TIMEOUT_MILLIS",
+            DEFAULT_PREFETCH_TIMEOUT_MS,
+            0,
+            MAX_PREFETCH_TIMEOUT_MS,
+        ),
+        max_client_connections=read.number(
+            PREFIX + "MAX_CLIENT_CONNECTIONS",
+            DEFAULT_MAX_CLIENT_CONNECTIONS,
+            1,
+            MAX_MAX_CLIENT_CONNECTIONS,
+        ),
+        idle_timeout_seconds=read.number(
+            PREFIX + "IDLE_TIMEOUT_SECONDS",
+            DEFAULT_IDLE_TIMEOUT_SECONDS,
+            1,
+            MAX_IDLE_TIMEOUT_SECONDS,
+        ),
         auth_token=_auth_token(aws),
         refresh_ahead_percent=read.number(
-            PREFIX + "REFRESH_AHEAD_PERCENT", 10, 0, MAX_REFRESH_AHEAD_PERCENT
+            PREFIX + "REFRESH_AHEAD_PERCENT",
+            DEFAULT_REFRESH_AHEAD_PERCENT,
+            0,
+            MAX_REFRESH_AHEAD_PERCENT,
         ),
-        metrics=read.choice(PREFIX + "METRICS", METRICS_OUTPUTS, "off"),
+        metrics=read.choice(PREFIX + "METRICS", METRICS_OUTPUTS, DEFAULT_METRICS),
         function_name=read.text("AWS_LAMBDA_FUNCTION_NAME") or "unknown",
         snapstart=read.text("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start",
         aws=aws,

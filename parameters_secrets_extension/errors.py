@@ -1,7 +1,9 @@
-"""Every exception of the extension; local_server maps them to HTTP in one place.
+"""Every exception of the extension; local_api/replies.py maps them to HTTP in one place.
 
 Each local error class carries its own HTTP status and `__type`, so a raise site names the
-class and a message, never a status or type literal. UpstreamError alone takes AWS's own.
+class and a message, never a status or type literal. UpstreamError alone takes a status and
+type: AWS's own, or, for one id of a many-id answer, the 400 and type that the single read
+of that id would have had (aws/operations.py, aws/pairing.py).
 """
 
 from __future__ import annotations

@@ -5,14 +5,15 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from config import AwsConfig
-from errors import InvalidEndpoint, InvalidParameter, InvalidRegion, MissingRegion
+from .. import urls
+from ..config import AwsConfig
+from ..errors import InvalidEndpoint, InvalidParameter, InvalidRegion, MissingRegion
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
     from typing import Final
 
-    from services import Service
+    from ..services import Service
 
 # Region-name prefix -> partition; partition -> DNS suffix (botocore's endpoints.json).
 _REGION_PARTITIONS = (
@@ -126,8 +127,7 @@ def _split_override(url: str) -> tuple[str, str]:
         raise InvalidEndpoint(
             f"invalid endpoint override {redact_url(url)!r}: expected http(s)://host[:port][/path]"
         )
-    host_port = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme}://{host_port}", parts.path or "/"
+    return urls.origin(parts.scheme, parts.netloc), parts.path or "/"
 
 
 def resolve(aws: AwsConfig, service: Service, resource_id: str | None = None) -> Endpoint:

@@ -1,20 +1,19 @@
-"""The local HTTP API on socketserver threads: loopback only, keep-alive, one write each.
+"""The local HTTP API's sockets, on socketserver threads: loopback only, keep-alive, one
+write each. Which reply a request gets is routes.py's; its bytes are replies.py's.
 
 GET /secretsmanager/get and /systemsmanager/parameters/get answer from the cache or AWS, as
 do the batch routes (/secretsmanager/batch, /systemsmanager/parameters/batch) and
 /systemsmanager/parameters/get-by-path; /ping answers "healthy", /metrics (token required)
 the counters as JSON; errors are JSON `{"__type", "message"}`. Also: 503
 TooManyConnectionsException past the connection cap, 414 and 431 for oversized requests and
-400 BadRequestException for malformed ones (limits in local_requests).
+400 BadRequestException for malformed ones (limits in request_head).
 """
 
 from __future__ import annotations
 
 import _socket
 import contextlib
-import http
 import io
-import json
 import selectors
 import socket
 import socketserver
@@ -22,35 +21,22 @@ import sys
 import threading
 import time
 
-# hmac.compare_digest is this same constant-time function; importing hmac would load
-# OpenSSL's _hashlib before `next` (about 0.4 of a bare interpreter's start, 3.6 MiB RSS).
-from _operator import _compare_digest as compare_digest
-
-import boot
-import local_requests
-from errors import (
-    ExtensionError,
-    ForwardedRequest,
-    MethodNotAllowed,
-    NotFound,
+from ..errors import (
     RequestError,
     TooManyConnections,
-    Unauthorized,
 )
-from local_requests import Request
-from logs import DEBUG, log
-from lookups import Lookups
-from services import SECRETS_MANAGER, SSM
+from ..logs import DEBUG, log
+from ..lookups import Lookups
+from . import request_head
+from .replies import error_reply, render, render_head
+from .routes import Api
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
-    from typing import Any, Final
+    from typing import Any
 
-JSON = "application/json"
-TEXT = "text/plain; charset=utf-8"
 # A client that goes away mid-request is routine, not an error worth a line.
 CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
-_UNEXPECTED = "an unexpected error occurred while executing request"
 # Closing with unread input makes the kernel send a reset, which can destroy the response
 # before the client reads it; so after our last response we drain, within these bounds.
 LINGER_SECONDS = 1.0
@@ -67,171 +53,6 @@ STALL_SECONDS = 1.0
 INF = float("inf")
 # The default bound of HeldReplies (the extension passes the cache's byte bound).
 MAX_HELD_BYTES = 32 << 20
-
-
-class Reply:
-    """One response and what the debug log says about it."""
-
-    __slots__ = ("body", "content_type", "outcome", "route", "status")
-
-    def __init__(
-        self,
-        status: int,
-        body: bytes,
-        content_type: str = JSON,
-        route: str = "-",
-        outcome: str = "-",
-    ) -> None:
-        self.status: Final = status
-        self.body: Final = body
-        self.content_type: Final = content_type
-        self.route: Final = route
-        self.outcome: Final = outcome
-
-
-def error_reply(exc: ExtensionError, route: str = "-") -> Reply:
-    body = json.dumps({"__type": exc.error_type, "message": exc.message}).encode()
-    return Reply(exc.status, body, JSON, route, "error")
-
-
-class _Date:
-    """The Date header value, formatted at most once a second."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._value = ""
-
-    def __call__(self) -> str:
-        now = int(time.time())
-        if now != self._second:
-            self._value = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now))
-            self._second = now
-        return self._value
-
-
-_date = _Date()
-
-
-# Reason phrases by status, looked up once each; only this module's statuses get here.
-_PHRASES: dict[int, str] = {}
-
-
-def _phrase(status: int) -> str:
-    phrase = _PHRASES.get(status)
-    if phrase is None:
-        try:
-            phrase = http.HTTPStatus(status).phrase
-        except ValueError:
-            phrase = "Error"
-        _PHRASES[status] = phrase
-    return phrase
-
-
-def render(reply: Reply, *, close: bool, http10: bool = False, head: bool = False) -> bytes:
-    """Status line, headers and body as one buffer, so each response is one socket write."""
-    return render_head(reply, close=close, http10=http10) + (b"" if head else reply.body)
-
-
-def render_head(reply: Reply, *, close: bool, http10: bool = False) -> bytes:
-    """Status line and headers of `reply`, ending in the blank line."""
-    if close:
-        connection = "Connection: close\r\n"
-    else:
-        connection = "Connection: keep-alive\r\n" if http10 else ""
-    text = (
-        f"HTTP/1.1 {reply.status} {_phrase(reply.status)}\r\n"
-        f"Content-Type: {reply.content_type}\r\n"
-        f"Content-Length: {len(reply.body)}\r\n"
-        f"Date: {_date()}\r\n{connection}\r\n"
-    )
-    return text.encode("latin-1")
-
-
-class Api:
-    """Request to reply: method, route, forwarding guard, token, query, then the lookup."""
-
-    def __init__(self, lookups: Lookups, token: str | None) -> None:
-        self._lookups = lookups
-        # Bytes on both sides: compare_digest refuses non-ASCII str, and header bytes are raw.
-        self._token = token.encode("utf-8") if token else None
-        # Route name -> handler, one per route of the service table; a route without one
-        # is a 404, never another route's handler.
-        self._handlers = {
-            SECRETS_MANAGER.name: self._secret,
-            SSM.name: self._parameter,
-            "secretsmanager-batch": self._secret_batch,
-            "ssm-batch": self._parameter_batch,
-            "ssm-path": self._path,
-            local_requests.METRICS: self._metrics,
-        }
-
-    def respond(self, request: Request) -> Reply:
-        """The reply to one request; never raises."""
-        route = "-"
-        try:
-            if request.method != "GET":
-                raise MethodNotAllowed("only GET is allowed")
-            path, _, query = request.target.partition("?")
-            route = local_requests.route(path)
-            if route == local_requests.PING:
-                return Reply(200, b"healthy", TEXT, route)
-            if local_requests.is_forwarded(request.headers):
-                raise ForwardedRequest("forwarded requests are refused")
-            self._authorize(request.headers.get(local_requests.TOKEN_HEADER))
-            return self._lookup(route, query)
-        except ExtensionError as exc:
-            return self.refuse(exc, route)
-        except Exception as exc:  # a bug must cost one request, never the server
-            log.error("request failed unexpectedly: %s", type(exc).__name__)
-            return error_reply(ExtensionError(_UNEXPECTED), route)
-
-    def refuse(self, exc: ExtensionError, route: str = "-") -> Reply:
-        """The error reply for `exc`, counting the local request errors among them."""
-        if isinstance(exc, RequestError):
-            self._lookups.metrics.local_error(exc.error_type)
-        return error_reply(exc, route)
-
-    def _authorize(self, supplied: bytes | None) -> None:
-        # Checked before any cache access, so a wrong token never reads a warm entry.
-        token = self._token
-        if token is None or supplied is None or not compare_digest(supplied, token):
-            raise Unauthorized("missing or invalid X-Aws-Parameters-Secrets-Token header")
-
-    def _lookup(self, route: str, query: str) -> Reply:
-        handler = self._handlers.get(route)
-        if handler is None:
-            raise NotFound(f"no handler for the route {route}")
-        body, outcome = handler(query)
-        return Reply(200, body, JSON, route, outcome)
-
-    def _secret(self, query: str) -> tuple[bytes, str]:
-        sq = local_requests.secret_query(query)
-        return self._lookups.secret(
-            sq.secret_id, sq.version_id, sq.version_stage, refresh=sq.refresh
-        )
-
-    def _metrics(self, query: str) -> tuple[bytes, str]:
-        return json.dumps(self._lookups.counters(), separators=(",", ":")).encode(), "-"
-
-    def _parameter(self, query: str) -> tuple[bytes, str]:
-        pq = local_requests.parameter_query(query)
-        return self._lookups.parameter(
-            pq.name, pq.version, pq.label, pq.with_decryption, refresh=pq.refresh
-        )
-
-    def _secret_batch(self, query: str) -> tuple[bytes, str]:
-        sq = local_requests.secret_batch_query(query)
-        return self._lookups.secret_batch(sq.secret_ids, refresh=sq.refresh)
-
-    def _parameter_batch(self, query: str) -> tuple[bytes, str]:
-        bq = local_requests.parameter_batch_query(query)
-        return self._lookups.parameter_batch(bq.names, bq.with_decryption, refresh=bq.refresh)
-
-    def _path(self, query: str) -> tuple[bytes, str]:
-        pq = local_requests.path_query(query)
-        return self._lookups.parameters_by_path(
-            pq.path, pq.recursive, pq.with_decryption, refresh=pq.refresh
-        )
 
 
 class Connections:
@@ -350,7 +171,7 @@ class Handler(socketserver.BaseRequestHandler):
 
     From socketserver this takes the handler's life cycle (setup, handle and finish, run on
     the connection's own thread by LocalServer) and nothing else: not StreamRequestHandler's
-    files, and nothing of http.server. Requests are parsed by local_requests, with its own
+    files, and nothing of http.server. Requests are parsed by request_head, with its own
     size limits answered in JSON (414, 431) and a 400 for a bare CR or NUL in the head, where
     http.server answers in HTML and parses headers with the email package; a reply is sent
     with one system call (one buffer, or a head and a large body by sendmsg), where
@@ -396,7 +217,7 @@ class Handler(socketserver.BaseRequestHandler):
         self.close_connection = True
         self.deadline_reader.deadline = time.monotonic() + self.idle_timeout
         try:
-            request = local_requests.read_request(self.rfile)
+            request = request_head.read_request(self.rfile)
         except RequestError as exc:
             self._write(render(self.server.api.refuse(exc), close=True))
             return
@@ -529,10 +350,13 @@ class LocalServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
             self.connections.release(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """Never a traceback: client disconnects are silent, the rest a debug line."""
+        """Client disconnects are silent, the rest a debug line and its traceback (logs.py
+        says why one holds no value), never on stderr."""
         exc = sys.exc_info()[1]
         if not isinstance(exc, CLIENT_GONE):
             log.debug("connection ended by %s", type(exc).__name__)
+            if exc is not None:
+                log.traceback(exc)
 
 
 def _refuse(sock: socket.socket) -> None:
@@ -623,24 +447,18 @@ class Servers:
 def start(
     lookups: Lookups,
     *,
-    port: int | None = None,
-    sockets: list[_socket.socket] | None = None,
+    sockets: list[_socket.socket],
     token: str | None,
     max_connections: int = 256,
     idle_timeout: float = 60.0,
     max_held_bytes: int = MAX_HELD_BYTES,
 ) -> Servers:
-    """Serve on boot's listening `sockets`, or else listen on `port` as boot.listen does.
+    """Serve on the listening `sockets` (boot.listen's, taken before registering).
 
     Replies larger than COPY_LIMIT that clients are slow to take hold at most
     `max_held_bytes` of bodies in all (HeldReplies).
-    boot.listen's OSError (such as the port being taken) propagates.
     With no token, every secret and parameter request is refused with 401.
     """
-    if sockets is None:
-        if port is None:
-            raise ValueError("start() needs a port or listening sockets")
-        sockets = boot.listen(port)
     api = Api(lookups, token)
     connections = Connections(max_connections)
     held = HeldReplies(max_held_bytes)

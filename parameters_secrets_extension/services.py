@@ -1,12 +1,14 @@
 """The AWS services the extension serves, one record each: the only place a service is described.
 
 Everything that differs between services is read from its record: the local routes, the
-upstream operation, the signing name and host, the TTL and timeout variables, the endpoint
-override, and the query selectors that make up a cache key. Adding a route means adding it
-to `routes` (path -> route name) and giving the route name its one handler in
-local_server.Api; adding a service means a record in SERVICES plus its handlers there and
-in lookups.Lookups. Code that meets a name not in the table raises,
-never falls through to "the other service".
+names of its upstream operations (as log lines give them), the signing name and host, the
+TTL and timeout variables, the endpoint override, and the query selectors that make up a
+cache key. Adding a route: its path and route name in `routes`, its query in
+local_api/queries.py, its handler in local_api/routes.Api, its answer in lookups.py
+(README.md, "Layout"). Adding a service: a record in SERVICES, its AwsConfig endpoint
+field and setting (config.py), its operations (aws/operations.py), its routes as above and
+its prefetch group (lookups.py). Code that meets a name not in the table raises, never
+falls through to "the other service".
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Service:
         "endpoint_setting",
         "endpoint_variable",
         "host_prefix",
+        "max_batch_ids",
         "name",
         "operation",
         "path_operation",
@@ -61,6 +64,7 @@ class Service:
         operation: str,
         target: str,
         batch_operation: str,
+        max_batch_ids: int,
         path_operation: str | None,
         host_prefix: str,
         signing_name: str,
@@ -76,6 +80,7 @@ class Service:
         self.operation: Final = operation  # the AWS API operation, as log lines name it
         self.target: Final = target  # its X-Amz-Target header (AWS JSON 1.1)
         self.batch_operation: Final = batch_operation  # reads many ids in one call
+        self.max_batch_ids: Final = max_batch_ids  # the most ids that call takes
         self.path_operation: Final = path_operation  # reads a whole path, if the service has paths
         self.host_prefix: Final = host_prefix  # host: <prefix>[-fips].<region>.<dns suffix>
         self.signing_name: Final = signing_name  # SigV4 service name, and its ARNs' service
@@ -102,6 +107,7 @@ SECRETS_MANAGER = Service(
     operation="GetSecretValue",
     target="secretsmanager.GetSecretValue",
     batch_operation="BatchGetSecretValue",
+    max_batch_ids=20,
     path_operation=None,
     host_prefix="secretsmanager",
     signing_name="secretsmanager",
@@ -122,6 +128,7 @@ SSM = Service(
     operation="GetParameter",
     target="AmazonSSM.GetParameter",
     batch_operation="GetParameters",
+    max_batch_ids=10,
     path_operation="GetParametersByPath",
     host_prefix="ssm",
     signing_name="ssm",

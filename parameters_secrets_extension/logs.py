@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from version import NAME
+from .version import NAME
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -71,6 +71,24 @@ class Logger:
     def error(self, msg: str, *args: object) -> None:
         if self.level <= ERROR:
             self._write(ERROR, msg, args)
+
+    def traceback(self, exc: BaseException) -> None:
+        """At debug, where an unexpected `exc` was raised, in one line, innermost frame first.
+
+        Each frame gives its file, line, function and the code on that line: never a local
+        variable, so no value, token, credential or signature can appear. The exception's
+        message is left out too, since it may quote what it failed on.
+        """
+        if self.level > DEBUG:
+            return
+        import traceback  # noqa: PLC0415 -- only when a bug is logged at debug
+
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = " <- ".join(
+            f"{frame.filename}:{frame.lineno} {frame.name}: {(frame.line or '').strip()}"
+            for frame in reversed(frames)
+        )
+        self._write(DEBUG, "traceback of %s: %s", (type(exc).__name__, where or "-"))
 
     def _write(self, level: int, msg: str, args: tuple[object, ...]) -> None:
         message = msg % args if args else msg

@@ -16,7 +16,7 @@ TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from errors import ExtensionsApiError
+    from ..errors import ExtensionsApiError
 
 BASE = "/2020-01-01/extension"
 TIMEOUT = 5.0  # seconds allowed for every call but `next`, which waits for as long as Lambda does
@@ -133,19 +133,35 @@ def _connect(runtime_api: str, timeout: float | None) -> _socket.socket:
 
 def _receive(sock: _socket.socket, deadline: float | None) -> bytes:
     """Read one response: up to its Content-Length, else until the server closes."""
+    data = read_response(sock, deadline, MAX_RESPONSE, "Extensions API")
+    if data is None:
+        raise _error("Extensions API answer is too large")
+    return data
+
+
+def read_response(
+    sock: _socket.socket, deadline: float | None, max_bytes: int, peer: str
+) -> "bytes | None":
+    """One HTTP/1.1 response's bytes off `sock`: up to its Content-Length, else until the
+    peer closes; each read within `deadline` (a time.monotonic value; TimeoutError naming
+    `peer` once past it). None once more than `max_bytes` have come.
+
+    Also how aws/credentials.py reads the container credentials provider: the one raw HTTP
+    reader, here because this module may import nothing before registering.
+    """
     data = b""
     while not _complete(data):
         if deadline is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError("Extensions API did not answer in time")
+                raise TimeoutError(f"{peer} did not answer in time")
             sock.settimeout(remaining)
         chunk = sock.recv(65536)
         if not chunk:
             break
         data += chunk
-        if len(data) > MAX_RESPONSE:
-            raise _error("Extensions API answer is too large")
+        if len(data) > max_bytes:
+            return None
     return data
 
 
@@ -202,6 +218,6 @@ def _dechunk(data: bytes) -> bytes:
 
 def _error(message: str, path: str = "", status: int | None = None) -> "ExtensionsApiError":
     """The ExtensionsApiError to raise; a RuntimeError, as callers expect."""
-    from errors import ExtensionsApiError  # noqa: PLC0415 -- not before registering
+    from ..errors import ExtensionsApiError  # noqa: PLC0415 -- not before registering
 
     return ExtensionsApiError(message, path, status)

@@ -4,7 +4,10 @@ Lambda starts the function's runtime only once every extension has registered, s
 extension does before `register` delays the function's own init. This module therefore
 uses nothing but modules that are built in or already loaded by the interpreter: it takes
 the stop signals, binds and listens on the port (from then on the kernel's backlog holds
-any connection until the server accepts it), registers, and only then imports `extension`.
+any connection until the server accepts it), registers, and only then imports `extension`
+(the wiring) and hands it what it needs from here: at_stop() and fail(). Nothing imports
+this module back: the dependencies point one way, as in awslambdaric's __main__ ->
+bootstrap.run.
 Not `os` (under -S the interpreter has not loaded it; about a quarter of its start) nor
 `__future__`: `posix` is built in, and annotations naming what only type checking imports
 are quoted. tests/test_import_order.py checks what the built executable imports.
@@ -16,13 +19,16 @@ import gc
 import posix
 import sys
 
-import lifecycle
-from version import NAME, VERSION
+from ..version import NAME, VERSION
+from . import lifecycle
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
     import signal as _signal
     from collections.abc import Callable
+
+    # The wiring's entry point: (api, name, sockets, at_stop=..., fail=...) -> exit code.
+    Run = Callable[..., int]
 else:
     import _signal  # `signal` itself imports enum, about 2 ms before registering
 
@@ -46,8 +52,11 @@ options:
 _stop_hooks: "list[Callable[[str], None]]" = []
 
 
-def main() -> int:
-    """Start the extension as Lambda would; return the process exit code."""
+def main(run: "Run | None" = None) -> int:
+    """Start the extension as Lambda would; return the process exit code.
+
+    `run` is the wiring's entry point; by default extension.run, imported after registering.
+    """
     # Blocked signals stay pending instead of being lost, and every thread started later
     # inherits the mask, so only the waiter below ever takes one: no check-then-wait race.
     _signal.pthread_sigmask(_signal.SIG_BLOCK, STOP_SIGNALS)
@@ -74,11 +83,13 @@ def main() -> int:
     # (about 4% of the import's instructions); frozen, the modules' objects are never
     # traversed by a collection again.
     gc.disable()
-    import extension  # noqa: PLC0415 -- the point of this module: only after registering
+    if run is None:
+        import extension  # noqa: PLC0415 -- the point of this module: only after registering
 
+        run = extension.run
     gc.freeze()
     gc.enable()
-    return extension.run(api, name, sockets)
+    return run(api, name, sockets, at_stop=at_stop, fail=fail)
 
 
 def getenv(name: str) -> str:
@@ -162,7 +173,7 @@ def _fail_early(
     api: lifecycle.ExtensionsApi | None, name: str, error_type: str, message: str
 ) -> int:
     """fail() before the configuration is read: log at info, in Lambda's log format."""
-    from logs import setup  # noqa: PLC0415 -- only on this path, before extension's imports
+    from ..logs import setup  # noqa: PLC0415 -- only on this path, before extension's imports
 
     log_format = getenv("AWS_LAMBDA_LOG_FORMAT").strip().lower()
     setup("info", json_format=log_format == "json")
@@ -171,7 +182,7 @@ def _fail_early(
 
 def fail(api: lifecycle.ExtensionsApi | None, name: str, error_type: str, message: str) -> int:
     """Log a fatal failure and report it to Lambda (registering first if need be); return 1."""
-    from logs import log  # noqa: PLC0415 -- fail() may run before extension's imports
+    from ..logs import log  # noqa: PLC0415 -- fail() may run before extension's imports
 
     log.error(message)
     if api is not None:

@@ -12,14 +12,15 @@ import time
 from collections import namedtuple
 from urllib.parse import urlsplit
 
-from errors import (
+from .. import urls
+from ..errors import (
     ResponseTooLarge,
     StaleConnection,
     TlsVerificationError,
     UpstreamConnectionError,
     UpstreamTimeout,
 )
-from logs import log
+from ..logs import log
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ class ConnectionPool:
     def __init__(self, origin: str, *, max_connections: int, tls: TlsSettings) -> None:
         parts = urlsplit(origin)
         # Userinfo is never sent, nor put in the messages that name the origin.
-        self.origin = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+        self.origin = urls.origin(parts.scheme, parts.netloc)
         self._https = parts.scheme == "https"
         self._host = parts.hostname or ""
         self._port = parts.port

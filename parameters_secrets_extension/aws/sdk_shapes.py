@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timezone
 
-from errors import InvalidResponse
+from ..errors import InvalidResponse
 
 
 def iso_date(value: object) -> str | None:

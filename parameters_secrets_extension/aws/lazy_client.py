@@ -1,0 +1,66 @@
+"""The AWS client, imported and made at the first miss (or prefetch), not at start.
+
+Its modules (http.client, ssl, hashlib, datetime and our signer) are over a third of the
+extension's imports; a start without prefetch reaches `next` without them. One object is
+deferred: get() makes the AwsClient on first use and hands it out, so no operation's
+signature is written here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+from ..services import SECRETS_MANAGER, deadline_after
+
+TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..services import Service
+    from .operations import AwsClient
+
+
+class LazyClient:
+    """Stands in for operations.AwsClient until get() is first called, which makes it."""
+
+    def __init__(self, settings: Config) -> None:
+        self._settings = settings
+        self._client: AwsClient | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> AwsClient:
+        """The client, made (and its modules imported) on the first call."""
+        with self._lock:
+            if self._client is None:
+                from .operations import AwsClient  # noqa: PLC0415 -- the point of this class
+
+                settings = self._settings
+                self._client = AwsClient(
+                    settings.aws,
+                    max_connections=settings.max_connections,
+                    secrets_manager_timeout_ms=settings.secrets_manager_timeout_ms,
+                    ssm_timeout_ms=settings.ssm_timeout_ms,
+                )
+            return self._client
+
+    def deadline(self, service: Service) -> float:
+        # From the settings alone: a cache hit must not wait for the client to be made.
+        settings = self._settings
+        if service is SECRETS_MANAGER:
+            return deadline_after(settings.secrets_manager_timeout_ms)
+        return deadline_after(settings.ssm_timeout_ms)
+
+    def warm(self) -> None:
+        """Import and make the client now, off the request path; failures wait for a request.
+
+        Started on a thread once the extension is serving: on Lambda the runtime's own init
+        runs meanwhile, so the first miss no longer pays for these imports.
+        """
+        # On failure the first request makes it again, and that request reports why.
+        with contextlib.suppress(Exception):
+            self.get()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()

@@ -1,0 +1,212 @@
+"""A request's route and query, validated into records: one function per route's query.
+
+Bad input is a 400 (InvalidParameter, MissingParameter) naming the parameter; an unknown
+path a 404 naming the known ones.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections import namedtuple
+
+from ..errors import InvalidParameter, MissingParameter, NotFound
+from ..parameter_names import ParameterName, parameter_name, version_number
+from ..services import SECRETS_MANAGER, SERVICES, SSM
+
+TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
+if TYPE_CHECKING:
+    pass
+
+PING = "ping"
+METRICS = "metrics"  # the extension's own counters; like a service, it needs the token
+# Path -> route name: one of a service's route names, PING or METRICS.
+ROUTES = {path: route for service in SERVICES for path, route in service.routes.items()}
+ROUTES["/ping"] = PING
+ROUTES["/metrics"] = METRICS
+_KNOWN_PATHS = [path for path in ROUTES if not path.endswith("/") and path != "/ping"]
+# Ids one batch request may list, as BatchGetSecretValue and GetParameters allow.
+MAX_SECRET_IDS = SECRETS_MANAGER.max_batch_ids
+MAX_PARAMETER_NAMES = SSM.max_batch_ids
+_NOT_FOUND = f"unknown path: use {', '.join(_KNOWN_PATHS)} or /ping"
+
+
+class SecretQuery(namedtuple("SecretQuery", "secret_id version_id version_stage refresh")):
+    """The validated query of GET /secretsmanager/get."""
+
+    __slots__ = ()
+    secret_id: str
+    version_id: str | None
+    version_stage: str | None
+    refresh: bool
+
+
+class ParameterQuery(namedtuple("ParameterQuery", "name version label with_decryption refresh")):
+    """The validated query of GET /systemsmanager/parameters/get."""
+
+    __slots__ = ()
+    name: str
+    version: int | None
+    label: str | None
+    with_decryption: bool
+    refresh: bool
+
+
+class SecretBatchQuery(namedtuple("SecretBatchQuery", "secret_ids refresh")):
+    """The validated query of GET /secretsmanager/batch."""
+
+    __slots__ = ()
+    secret_ids: tuple[str, ...]
+    refresh: bool
+
+
+class ParameterBatchQuery(namedtuple("ParameterBatchQuery", "names with_decryption refresh")):
+    """The validated query of GET /systemsmanager/parameters/batch."""
+
+    __slots__ = ()
+    names: tuple[ParameterName, ...]
+    with_decryption: bool
+    refresh: bool
+
+
+class PathQuery(namedtuple("PathQuery", "path recursive with_decryption refresh")):
+    """The validated query of GET /systemsmanager/parameters/get-by-path."""
+
+    __slots__ = ()
+    path: str
+    recursive: bool
+    with_decryption: bool
+    refresh: bool
+
+
+def route(path: str) -> str:
+    """The route name of a path (a service's name, PING or METRICS); 404 for any other."""
+    name = ROUTES.get(path)
+    if name is None:
+        raise NotFound(_NOT_FOUND)
+    return name
+
+
+def _pairs(query: str) -> list[tuple[str, str]]:
+    try:
+        return urllib.parse.parse_qsl(
+            query, keep_blank_values=True, encoding="utf-8", errors="strict"
+        )
+    except ValueError as exc:
+        raise InvalidParameter("the query string is not valid UTF-8 once percent-decoded") from exc
+
+
+def _first(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """The first non-empty value of each name: an empty value counts as absent."""
+    values: dict[str, str] = {}
+    for name, value in pairs:
+        if value:
+            values.setdefault(name, value)
+    return values
+
+
+def _bool(values: dict[str, str], name: str) -> bool:
+    """true or false, any case; absent means false."""
+    raw = values.get(name)
+    if raw is None:
+        return False
+    lowered = raw.lower()
+    if lowered not in ("true", "false"):
+        raise InvalidParameter(f"{name} must be true or false")
+    return lowered == "true"
+
+
+def _refresh(values: dict[str, str]) -> bool:
+    """refreshNow: true/false or 1/0, any case, as aws-secretsmanager-agent reads it."""
+    raw = values.get("refreshNow")
+    if raw is None:
+        return False
+    lowered = raw.lower()
+    if lowered not in ("true", "false", "1", "0"):
+        raise InvalidParameter("refreshNow must be true, false, 1 or 0")
+    return lowered in ("true", "1")
+
+
+def _required(values: dict[str, str], name: str) -> str:
+    value = values.get(name)
+    if value is None:
+        raise MissingParameter(f"the query parameter {name} is required")
+    return value
+
+
+def _id_list(pairs: list[tuple[str, str]], name: str, limit: int) -> list[str]:
+    """The comma-separated ids of query parameter `name`: 1 to `limit`, none empty, no repeat."""
+    raw = next((value for key, value in pairs if key == name), None)
+    if raw is None:
+        raise MissingParameter(f"the query parameter {name} is required")
+    rule = f"{name} must list 1 to {limit} ids separated by commas"
+    items = raw.split(",")
+    if len(items) > limit:
+        raise InvalidParameter(f"{rule}; it lists {len(items)}")
+    if not all(items):
+        raise InvalidParameter(f"{rule}; it has an empty one")
+    if len(set(items)) != len(items):
+        raise InvalidParameter(f"{rule}; it lists one more than once")
+    return items
+
+
+def secret_batch_query(query: str) -> SecretBatchQuery:
+    """Validate the query of the Secrets Manager batch endpoint."""
+    pairs = _pairs(query)
+    ids = tuple(_id_list(pairs, "secretIds", MAX_SECRET_IDS))
+    return SecretBatchQuery(ids, _refresh(_first(pairs)))
+
+
+def parameter_batch_query(query: str) -> ParameterBatchQuery:
+    """Validate the query of the Parameter Store batch endpoint."""
+    pairs = _pairs(query)
+    names = tuple(parameter_name(item) for item in _id_list(pairs, "names", MAX_PARAMETER_NAMES))
+    # name:3 and name:03 are one key, so one parameter listed twice.
+    if len({entry[1:] for entry in names}) != len(names):
+        raise InvalidParameter(
+            f"names must list 1 to {MAX_PARAMETER_NAMES} ids separated by commas;"
+            " it lists one more than once"
+        )
+    values = _first(pairs)
+    return ParameterBatchQuery(names, _bool(values, "withDecryption"), _refresh(values))
+
+
+def path_query(query: str) -> PathQuery:
+    """Validate the query of the Parameter Store path endpoint."""
+    values = _first(_pairs(query))
+    return PathQuery(
+        path=_required(values, "path"),
+        recursive=_bool(values, "recursive"),
+        with_decryption=_bool(values, "withDecryption"),
+        refresh=_refresh(values),
+    )
+
+
+def secret_query(query: str) -> SecretQuery:
+    """Validate the query of the Secrets Manager endpoint."""
+    values = _first(_pairs(query))
+    return SecretQuery(
+        secret_id=_required(values, "secretId"),
+        version_id=values.get("versionId"),
+        version_stage=values.get("versionStage"),
+        refresh=_refresh(values),
+    )
+
+
+def parameter_query(query: str) -> ParameterQuery:
+    """Validate the query of the Parameter Store endpoint; of version and label, first wins."""
+    pairs = _pairs(query)
+    values = _first(pairs)
+    name = _required(values, "name")
+    selector = next(((k, v) for k, v in pairs if v and k in ("version", "label")), None)
+    version = label = None
+    if selector is not None and selector[0] == "version":
+        version = version_number(selector[1])
+    elif selector is not None:
+        label = selector[1]
+    return ParameterQuery(
+        name=name,
+        version=version,
+        label=label,
+        with_decryption=_bool(values, "withDecryption"),
+        refresh=_refresh(values),
+    )

@@ -1,0 +1,95 @@
+"""A reply and its bytes: status line, headers and body rendered as one buffer, so that each
+response is one socket write; errors as JSON `{"__type", "message"}`."""
+
+from __future__ import annotations
+
+import http
+import json
+import time
+
+from ..errors import ExtensionError
+
+TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
+if TYPE_CHECKING:
+    from typing import Final
+
+JSON = "application/json"
+TEXT = "text/plain; charset=utf-8"
+
+
+class Reply:
+    """One response and what the debug log says about it."""
+
+    __slots__ = ("body", "content_type", "outcome", "route", "status")
+
+    def __init__(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = JSON,
+        route: str = "-",
+        outcome: str = "-",
+    ) -> None:
+        self.status: Final = status
+        self.body: Final = body
+        self.content_type: Final = content_type
+        self.route: Final = route
+        self.outcome: Final = outcome
+
+
+def error_reply(exc: ExtensionError, route: str = "-") -> Reply:
+    body = json.dumps({"__type": exc.error_type, "message": exc.message}).encode()
+    return Reply(exc.status, body, JSON, route, "error")
+
+
+class _Date:
+    """The Date header value, formatted at most once a second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = ""
+
+    def __call__(self) -> str:
+        now = int(time.time())
+        if now != self._second:
+            self._value = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now))
+            self._second = now
+        return self._value
+
+
+_date = _Date()
+
+
+# Reason phrases by status, looked up once each; only this module's statuses get here.
+_PHRASES: dict[int, str] = {}
+
+
+def _phrase(status: int) -> str:
+    phrase = _PHRASES.get(status)
+    if phrase is None:
+        try:
+            phrase = http.HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Error"
+        _PHRASES[status] = phrase
+    return phrase
+
+
+def render(reply: Reply, *, close: bool, http10: bool = False, head: bool = False) -> bytes:
+    """Status line, headers and body as one buffer, so each response is one socket write."""
+    return render_head(reply, close=close, http10=http10) + (b"" if head else reply.body)
+
+
+def render_head(reply: Reply, *, close: bool, http10: bool = False) -> bytes:
+    """Status line and headers of `reply`, ending in the blank line."""
+    if close:
+        connection = "Connection: close\r\n"
+    else:
+        connection = "Connection: keep-alive\r\n" if http10 else ""
+    text = (
+        f"HTTP/1.1 {reply.status} {_phrase(reply.status)}\r\n"
+        f"Content-Type: {reply.content_type}\r\n"
+        f"Content-Length: {len(reply.body)}\r\n"
+        f"Date: {_date()}\r\n{connection}\r\n"
+    )
+    return text.encode("latin-1")
