@@ -129,10 +129,12 @@ def _command_line(args: list[str]) -> int:
 
 def _runtime_versions() -> str:
     """The interpreter and the OpenSSL this process runs with (the layer's own or the runtime's)."""
-    import ssl  # noqa: PLC0415 -- only for --version: ssl is not imported before registering
+    # _ssl is the C module that ssl wraps: its version string without ssl's own imports
+    # (enum, re, socket, ...); only on this path, never before registering.
+    import _ssl  # noqa: PLC0415
 
     python = sys.version.split()[0]
-    return f"Python {python} ({sys.executable})\n{ssl.OPENSSL_VERSION}\n"
+    return f"Python {python} ({sys.executable})\n{_ssl.OPENSSL_VERSION}\n"
 
 
 def http_port(raw: str) -> int:
