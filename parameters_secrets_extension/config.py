@@ -14,6 +14,7 @@ inspect) costs a good share of the extension's init.
 from __future__ import annotations
 
 from .errors import ConfigError
+from .lambda_api.lifecycle import DEFAULT_PORT, PORT_VARIABLE, http_port
 from .services import BY_NAME, SECRETS_MANAGER, SSM
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
@@ -41,9 +42,10 @@ MAX_TIMEOUT_MS = 900_000
 MAX_REFRESH_AHEAD_PERCENT = 50
 METRICS_OUTPUTS = ("off", "emf")
 # The other defaults and limits, each written once by name (as the credentials provider's
-# config.rs keeps them): the AWS extension's own where it has the setting.
+# config.rs keeps them): the AWS extension's own where it has the setting. The port's are
+# lifecycle's (DEFAULT_PORT, and 1-65535 in http_port): boot listens on it before registering.
+DEFAULT_CACHE_ENABLED = True
 DEFAULT_CACHE_SIZE = MAX_CACHE_SIZE = 1000
-DEFAULT_HTTP_PORT = 2773
 DEFAULT_LOG_LEVEL = "info"
 DEFAULT_MAX_CONNECTIONS, MAX_MAX_CONNECTIONS = 3, 100
 DEFAULT_TTL_SECONDS = MAX_TTL_SECONDS = 300
@@ -55,8 +57,104 @@ DEFAULT_MAX_CLIENT_CONNECTIONS, MAX_MAX_CLIENT_CONNECTIONS = 256, 4096
 DEFAULT_IDLE_TIMEOUT_SECONDS, MAX_IDLE_TIMEOUT_SECONDS = 60, 3600
 DEFAULT_REFRESH_AHEAD_PERCENT = 10
 DEFAULT_METRICS = "off"
+DEFAULT_PREFETCH: tuple[tuple[str, str], ...] = ()
 _SHOWN_CHARS = 64  # of a bad value in a warning: enough to recognise it, never a flood
 _SHOWN_ITEMS = 5
+
+# Every setting, one row each: the Config field, the variable, how it is read (the _Reader
+# method: flag, number, port, log_level, choice or prefetch), its default, and its range
+# (low, high), choices or most items. A table as h11 keeps its readers, with the defaults and
+# limits named above as the credentials provider's config.rs does. load() reads the rows in
+# this order, which is the order of their warnings.
+SETTINGS: tuple[tuple[str, str, str, object, object], ...] = (
+    ("cache_enabled", PREFIX + "CACHE_ENABLED", "flag", DEFAULT_CACHE_ENABLED, None),
+    ("cache_size", PREFIX + "CACHE_SIZE", "number", DEFAULT_CACHE_SIZE, (0, MAX_CACHE_SIZE)),
+    (
+        "cache_max_mb",  # the cache's bound in bytes, in MiB
+        PREFIX + "CACHE_MAX_MB",
+        "number",
+        DEFAULT_CACHE_MAX_MB,
+        (1, MAX_CACHE_MAX_MB),
+    ),
+    ("http_port", PORT_VARIABLE, "port", DEFAULT_PORT, None),
+    ("log_level", PREFIX + "LOG_LEVEL", "log_level", DEFAULT_LOG_LEVEL, LOG_LEVELS),
+    (
+        "max_connections",
+        PREFIX + "MAX_CONNECTIONS",
+        "number",
+        DEFAULT_MAX_CONNECTIONS,
+        (1, MAX_MAX_CONNECTIONS),
+    ),
+    (
+        "secrets_manager_ttl",
+        SECRETS_MANAGER.ttl_variable,
+        "number",
+        DEFAULT_TTL_SECONDS,
+        (0, MAX_TTL_SECONDS),
+    ),
+    ("ssm_ttl", SSM.ttl_variable, "number", DEFAULT_TTL_SECONDS, (0, MAX_TTL_SECONDS)),
+    (
+        "secrets_manager_timeout_ms",
+        SECRETS_MANAGER.timeout_variable,
+        "number",
+        DEFAULT_TIMEOUT_MS,
+        (0, MAX_TIMEOUT_MS),
+    ),
+    ("ssm_timeout_ms", SSM.timeout_variable, "number", DEFAULT_TIMEOUT_MS, (0, MAX_TIMEOUT_MS)),
+    (
+        "stale_if_error_seconds",
+        PREFIX + "STALE_IF_ERROR_SECONDS",
+        "number",
+        DEFAULT_STALE_IF_ERROR_SECONDS,
+        (0, MAX_STALE_IF_ERROR_SECONDS),
+    ),
+    (
+        "max_path_parameters",
+        PREFIX + "MAX_PATH_PARAMETERS",
+        "number",
+        DEFAULT_MAX_PATH_PARAMETERS,
+        (1, MAX_PATH_PARAMETERS),
+    ),
+    ("prefetch", PREFIX + "PREFETCH", "prefetch", DEFAULT_PREFETCH, MAX_PREFETCH),
+    (
+        "prefetch_timeout_ms",
+        PREFIX + "PREFETCH_TIMEOUT_MILLIS",
+        "number",
+        DEFAULT_PREFETCH_TIMEOUT_MS,
+        (0, MAX_PREFETCH_TIMEOUT_MS),
+    ),
+    (
+        "max_client_connections",
+        PREFIX + "MAX_CLIENT_CONNECTIONS",
+        "number",
+        DEFAULT_MAX_CLIENT_CONNECTIONS,
+        (1, MAX_MAX_CLIENT_CONNECTIONS),
+    ),
+    (
+        "idle_timeout_seconds",
+        PREFIX + "IDLE_TIMEOUT_SECONDS",
+        "number",
+        DEFAULT_IDLE_TIMEOUT_SECONDS,
+        (1, MAX_IDLE_TIMEOUT_SECONDS),
+    ),
+    (
+        "refresh_ahead_percent",
+        PREFIX + "REFRESH_AHEAD_PERCENT",
+        "number",
+        DEFAULT_REFRESH_AHEAD_PERCENT,
+        (0, MAX_REFRESH_AHEAD_PERCENT),
+    ),
+    (
+        "metrics",  # "emf": one metrics line on stdout at shutdown
+        PREFIX + "METRICS",
+        "choice",
+        DEFAULT_METRICS,
+        METRICS_OUTPUTS,
+    ),
+)
+# Config's other fields, which are no setting of ours: from Lambda's own variables (read as
+# Lambda sets them, never warned about), derived, and the warnings.
+OTHER_FIELDS = ("log_json", "function_name", "snapstart", "auth_token", "aws", "warnings")
 
 
 class AwsConfig:
@@ -132,87 +230,47 @@ class AwsConfig:
 
 
 class Config:
-    """The extension's settings, and the warnings reading them produced."""
+    """The extension's settings, and the warnings reading them produced.
 
-    __slots__ = (
-        "auth_token",
-        "aws",
-        "cache_enabled",
-        "cache_max_mb",
-        "cache_size",
-        "function_name",
-        "http_port",
-        "idle_timeout_seconds",
-        "log_json",
-        "log_level",
-        "max_client_connections",
-        "max_connections",
-        "max_path_parameters",
-        "metrics",
-        "prefetch",
-        "prefetch_timeout_ms",
-        "refresh_ahead_percent",
-        "secrets_manager_timeout_ms",
-        "secrets_manager_ttl",
-        "snapstart",
-        "ssm_timeout_ms",
-        "ssm_ttl",
-        "stale_if_error_seconds",
-        "warnings",
-    )
+    Immutable: load() sets every field once, from SETTINGS and OTHER_FIELDS.
+    """
 
-    def __init__(
-        self,
-        *,
-        cache_enabled: bool,
-        cache_size: int,
-        cache_max_mb: int,
-        http_port: int,
-        log_level: str,
-        log_json: bool,
-        max_connections: int,
-        secrets_manager_ttl: int,
-        ssm_ttl: int,
-        secrets_manager_timeout_ms: int,
-        ssm_timeout_ms: int,
-        stale_if_error_seconds: int,
-        max_path_parameters: int,
-        prefetch: tuple[tuple[str, str], ...],
-        prefetch_timeout_ms: int,
-        max_client_connections: int,
-        idle_timeout_seconds: int,
-        auth_token: str,
-        refresh_ahead_percent: int,
-        metrics: str,
-        function_name: str,
-        snapstart: bool,
-        aws: AwsConfig,
-        warnings: tuple[str, ...],
-    ) -> None:
-        self.cache_enabled: Final = cache_enabled
-        self.cache_size: Final = cache_size
-        self.cache_max_mb: Final = cache_max_mb  # the cache's bound in bytes, in MiB
-        self.http_port: Final = http_port
-        self.log_level: Final = log_level
-        self.log_json: Final = log_json
-        self.max_connections: Final = max_connections
-        self.secrets_manager_ttl: Final = secrets_manager_ttl
-        self.ssm_ttl: Final = ssm_ttl
-        self.secrets_manager_timeout_ms: Final = secrets_manager_timeout_ms
-        self.ssm_timeout_ms: Final = ssm_timeout_ms
-        self.stale_if_error_seconds: Final = stale_if_error_seconds
-        self.max_path_parameters: Final = max_path_parameters
-        self.prefetch: Final = prefetch
-        self.prefetch_timeout_ms: Final = prefetch_timeout_ms
-        self.max_client_connections: Final = max_client_connections
-        self.idle_timeout_seconds: Final = idle_timeout_seconds
-        self.auth_token: Final = auth_token
-        self.refresh_ahead_percent: Final = refresh_ahead_percent
-        self.metrics: Final = metrics  # "emf": one metrics line on stdout at shutdown
-        self.function_name: Final = function_name  # Lambda's, for the metrics' dimension
-        self.snapstart: Final = snapstart
-        self.aws: Final = aws
-        self.warnings: Final = warnings
+    __slots__ = (*(row[0] for row in SETTINGS), *OTHER_FIELDS)
+    # The fields' types, for the type checker and the reader; values come from load().
+    cache_enabled: bool
+    cache_size: int
+    cache_max_mb: int
+    http_port: int
+    log_level: str
+    max_connections: int
+    secrets_manager_ttl: int
+    ssm_ttl: int
+    secrets_manager_timeout_ms: int
+    ssm_timeout_ms: int
+    stale_if_error_seconds: int
+    max_path_parameters: int
+    prefetch: tuple[tuple[str, str], ...]
+    prefetch_timeout_ms: int
+    max_client_connections: int
+    idle_timeout_seconds: int
+    refresh_ahead_percent: int
+    metrics: str
+    log_json: bool
+    function_name: str  # Lambda's, for the metrics' dimension
+    snapstart: bool
+    auth_token: str
+    aws: AwsConfig
+    warnings: tuple[str, ...]
+
+    def __init__(self, fields: Mapping[str, object]) -> None:
+        for name in self.__slots__:  # a missing field is a KeyError naming it
+            object.__setattr__(self, name, fields[name])
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Config is immutable: cannot set {name}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Config is immutable: cannot delete {name}")
 
     def __repr__(self) -> str:
         shown = ", ".join(
@@ -326,7 +384,10 @@ class _Reader:
         value = self.env.get(name)
         return value if value and value.strip() else None
 
-    def flag(self, name: str, default: bool) -> bool:
+    # Each method below reads one kind of setting: (variable, default, limits) -> value,
+    # the limits as SETTINGS gives them (None where the kind has none).
+
+    def flag(self, name: str, default: bool, _limits: None = None) -> bool:
         raw = self.text(name)
         if raw is None:
             return default
@@ -336,7 +397,8 @@ class _Reader:
             return default
         return lowered == "true"
 
-    def number(self, name: str, default: int, low: int, high: int) -> int:
+    def number(self, name: str, default: int, limits: tuple[int, int]) -> int:
+        low, high = limits
         raw = self.text(name)
         if raw is None:
             return default
@@ -352,31 +414,32 @@ class _Reader:
             return high
         return value
 
-    def port(self, name: str, default: int) -> int:
+    def port(self, name: str, default: int, _limits: None = None) -> int:
         # Out of range, the default rather than the nearest bound: port 1 or 65535 is no
         # likelier to be what the clients call than any other, and the default is what
         # clients written from the AWS documentation call.
         raw = self.text(name)
         if raw is None:
             return default
-        value = _whole_number(raw.strip())
-        if value is None or not 1 <= value <= 65535:
+        # Parsed as boot parses it to listen, so the port reported is the port listened on.
+        port = http_port(raw)
+        if port is None:
             self.warn(name, raw, "is not a port number from 1 to 65535", f"the default {default}")
             return default
-        return value
+        return port
 
-    def log_level(self, name: str, default: str) -> str:
+    def log_level(self, name: str, default: str, levels: tuple[str, ...]) -> str:
         raw = self.text(name)
         if raw is None:
             return default
         level = raw.strip().lower()
         level = LOG_LEVEL_ALIASES.get(level, level)
-        if level not in LOG_LEVELS:
-            self.warn(name, raw, f"is not one of {', '.join(LOG_LEVELS)}", f"the default {default}")
+        if level not in levels:
+            self.warn(name, raw, f"is not one of {', '.join(levels)}", f"the default {default}")
             return default
         return level
 
-    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         """One of `choices`, any case; anything else is replaced by the default."""
         raw = self.text(name)
         if raw is None:
@@ -387,14 +450,16 @@ class _Reader:
             return default
         return value
 
-    def prefetch(self, name: str) -> tuple[tuple[str, str], ...]:
+    def prefetch(
+        self, name: str, default: tuple[tuple[str, str], ...], most: int
+    ) -> tuple[tuple[str, str], ...]:
         """Parse `secretsmanager:<id>,ssm:<name>`; ids may hold colons, so split on the first.
 
         A malformed item is skipped and the others kept, with one warning for them all.
         """
         raw = self.text(name)
         if raw is None:
-            return ()
+            return default
         entries: list[tuple[str, str]] = []
         bad: list[str] = []
         for part in raw.split(","):
@@ -413,12 +478,12 @@ class _Reader:
                 f"{name} items {shown}{more} are not secretsmanager:<secret id> or"
                 f" ssm:<parameter name>; skipping them, using the other {len(entries)}"
             )
-        if len(entries) > MAX_PREFETCH:
+        if len(entries) > most:
             self.warnings.append(
-                f"{name} lists {len(entries)} items, above the maximum {MAX_PREFETCH};"
-                f" using the first {MAX_PREFETCH}"
+                f"{name} lists {len(entries)} items, above the maximum {most};"
+                f" using the first {most}"
             )
-            del entries[MAX_PREFETCH:]
+            del entries[most:]
         return tuple(entries)
 
 
@@ -456,66 +521,18 @@ def load(env: Mapping[str, str]) -> Config:
         container_authorization_token=read.text("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
         container_authorization_token_file=read.text("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"),
     )
+    fields: dict[str, object] = {
+        field: getattr(read, kind)(variable, default, limits)
+        for field, variable, kind, default, limits in SETTINGS
+    }
     # Lambda's own variable: any value but JSON means its default, text.
     log_format = (read.text("AWS_LAMBDA_LOG_FORMAT") or "text").strip().lower()
-    return Config(
-        cache_enabled=read.flag(PREFIX + "CACHE_ENABLED", True),
-        cache_size=read.number(PREFIX + "CACHE_SIZE", DEFAULT_CACHE_SIZE, 0, MAX_CACHE_SIZE),
-        cache_max_mb=read.number(
-            PREFIX + "CACHE_MAX_MB", DEFAULT_CACHE_MAX_MB, 1, MAX_CACHE_MAX_MB
-        ),
-        http_port=read.port(PREFIX + "HTTP_PORT", DEFAULT_HTTP_PORT),
-        log_level=read.log_level(PREFIX + "LOG_LEVEL", DEFAULT_LOG_LEVEL),
+    fields.update(
         log_json=log_format == "json",
-        max_connections=read.number(
-            PREFIX + "MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS, 1, MAX_MAX_CONNECTIONS
-        ),
-        secrets_manager_ttl=read.number(
-            SECRETS_MANAGER.ttl_variable, DEFAULT_TTL_SECONDS, 0, MAX_TTL_SECONDS
-        ),
-        ssm_ttl=read.number(SSM.ttl_variable, DEFAULT_TTL_SECONDS, 0, MAX_TTL_SECONDS),
-        secrets_manager_timeout_ms=read.number(
-            SECRETS_MANAGER.timeout_variable, DEFAULT_TIMEOUT_MS, 0, MAX_TIMEOUT_MS
-        ),
-        ssm_timeout_ms=read.number(SSM.timeout_variable, DEFAULT_TIMEOUT_MS, 0, MAX_TIMEOUT_MS),
-        stale_if_error_seconds=read.number(
-            PREFIX + "STALE_IF_ERROR_SECONDS",
-            DEFAULT_STALE_IF_ERROR_SECONDS,
-            0,
-            MAX_STALE_IF_ERROR_SECONDS,
-        ),
-        max_path_parameters=read.number(
-            PREFIX + "MAX_PATH_PARAMETERS", DEFAULT_MAX_PATH_PARAMETERS, 1, MAX_PATH_PARAMETERS
-        ),
-        prefetch=read.prefetch(PREFIX + "PREFETCH"),
-        prefetch_timeout_ms=read.number(
-            PREFIX + "PREFETCH_TIMEOUT_MILLIS",
-            DEFAULT_PREFETCH_TIMEOUT_MS,
-            0,
-            MAX_PREFETCH_TIMEOUT_MS,
-        ),
-        max_client_connections=read.number(
-            PREFIX + "MAX_CLIENT_CONNECTIONS",
-            DEFAULT_MAX_CLIENT_CONNECTIONS,
-            1,
-            MAX_MAX_CLIENT_CONNECTIONS,
-        ),
-        idle_timeout_seconds=read.number(
-            PREFIX + "IDLE_TIMEOUT_SECONDS",
-            DEFAULT_IDLE_TIMEOUT_SECONDS,
-            1,
-            MAX_IDLE_TIMEOUT_SECONDS,
-        ),
-        auth_token=_auth_token(aws),
-        refresh_ahead_percent=read.number(
-            PREFIX + "REFRESH_AHEAD_PERCENT",
-            DEFAULT_REFRESH_AHEAD_PERCENT,
-            0,
-            MAX_REFRESH_AHEAD_PERCENT,
-        ),
-        metrics=read.choice(PREFIX + "METRICS", METRICS_OUTPUTS, DEFAULT_METRICS),
         function_name=read.text("AWS_LAMBDA_FUNCTION_NAME") or "unknown",
         snapstart=read.text("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start",
+        auth_token=_auth_token(aws),
         aws=aws,
         warnings=tuple(read.warnings),
     )
+    return Config(fields)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from parameters_secrets_extension import config
 from parameters_secrets_extension.errors import ConfigError
+from parameters_secrets_extension.lambda_api import boot, lifecycle
 
 TOKEN = {"AWS_SESSION_TOKEN": "session-token-fixture"}
 
@@ -180,12 +182,28 @@ def test_port_out_of_range_or_unparseable_uses_the_default() -> None:
     for value in ("1", "65535", "8080"):
         c = config.load({**TOKEN, variable: value})
         assert (c.http_port, c.warnings) == (int(value), ())
-    for value in ("0", "65536", "-1", "http", "80.5"):
+    for value in ("0", "65536", "-1", "http", "80.5", "+80", "\u0668\u0660", "9" * 5000):
         c, warning = one_warning({variable: value})
         assert c.http_port == 2773
         assert warning == (
-            f"{variable}={value} is not a port number from 1 to 65535; using the default 2773"
+            f"{variable}={config._show(value)} is not a port number from 1 to 65535;"
+            " using the default 2773"
         )
+    # Blanks around it and leading zeros are allowed, as boot allows them to listen.
+    for value, port in ((" 8080 ", 8080), ("0080", 80), ("000000065535", 65535)):
+        assert (config.load({**TOKEN, variable: value}).http_port, port) == (port, port)
+
+
+def test_the_port_is_parsed_once_for_boot_and_config() -> None:
+    """boot listens on `http_port(value) or DEFAULT_PORT` before config is read: config must
+    report that same port, and warn exactly when it differs from the value given."""
+    assert vars(boot)["http_port"] is lifecycle.http_port  # boot listens where it says
+    variable = "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"
+    for value in ("1", " 443", "65535", "0", "+80", "-80", "80.0", "0x50", "1_000", "65536"):
+        listened = lifecycle.http_port(value) or lifecycle.DEFAULT_PORT
+        c = config.load({**TOKEN, variable: value})
+        assert c.http_port == listened
+        assert bool(c.warnings) == (lifecycle.http_port(value) is None), value
 
 
 @pytest.mark.parametrize(
@@ -385,3 +403,21 @@ def test_importing_config_stays_cheap() -> None:
     loaded = set(done.stdout.split())
     assert "parameters_secrets_extension.config" in loaded
     assert not loaded & {"dataclasses", "inspect", "typing", "urllib.parse", "re"}
+
+
+def test_every_setting_is_one_row_read_into_an_immutable_config() -> None:
+    """Each setting's field, variable, kind, default and limits are one row of SETTINGS; the
+    class names each field's type once, and nothing may change a Config once loaded."""
+    fields = [row[0] for row in config.SETTINGS]
+    variables = [row[1] for row in config.SETTINGS]
+    assert len(set(fields)) == len(fields) and len(set(variables)) == len(variables)
+    assert set(inspect.get_annotations(config.Config)) == set(config.Config.__slots__)
+    assert set(config.Config.__slots__) == {*fields, *config.OTHER_FIELDS}
+    c = config.load(TOKEN)
+    for field, _variable, _kind, default, _limits in config.SETTINGS:
+        assert getattr(c, field) == default, field
+    with pytest.raises(AttributeError, match="immutable"):
+        c.cache_size = 1
+    with pytest.raises(AttributeError, match="immutable"):
+        del c.cache_size
+    assert c.cache_size == config.DEFAULT_CACHE_SIZE

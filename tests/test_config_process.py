@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from urllib.parse import quote
+
+import pytest
 
 from tests.conftest import SECRET_STRING_V2, LambdaCredentials, Moto, free_port
 from tests.extension_process import ExtensionProcess, lambda_env
@@ -95,3 +98,33 @@ def test_every_bad_setting_warns_once_and_none_stops_init(
             [line] = [w for w in warnings if variable in w]
             assert value in line and "using" in line
         assert " INFO " not in ext.output()  # the level really is warn
+
+
+def test_an_invalid_port_is_listened_on_where_its_warning_says(
+    extension_executable: Path, tmp_path: Path, moto: Moto, lambda_credentials: LambdaCredentials
+) -> None:
+    """`+80` is no port in README's 1-65535: boot (which listens before registering) and config
+    (which warns after) must read it alike, so the port the warning names is the one served on,
+    and the one the INFO line reports."""
+    variable = "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"
+    probe = socket.socket()
+    try:
+        probe.bind(("127.0.0.1", 2773))  # where an invalid port falls back to
+    except OSError:
+        pytest.skip("port 2773 is taken on this machine")
+    finally:
+        probe.close()
+    with FakeExtensionsApi() as fake:
+        env = lambda_env(moto, lambda_credentials, 0, fake.address, **{variable: "+80"})
+        with ExtensionProcess(extension_executable, env, tmp_path / "extension.log") as ext:
+            if not fake.first_next.wait(20):
+                raise AssertionError(f"no first next:\n{ext.output()}")
+            [warning] = warn_lines(ext)
+            assert warning == (
+                f"{WARN}{variable}=+80 is not a port number from 1 to 65535; using the default 2773"
+            ), ext.output()
+            assert "port 2773," in ext.output()
+            ext.port = 2773
+            assert ext.get("/ping", token=None)[0] == 200, ext.output()
+            fake.shutdown_extension()
+            assert ext.proc.wait(timeout=10) == 0, ext.output()

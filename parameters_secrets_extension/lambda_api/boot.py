@@ -21,6 +21,7 @@ import sys
 
 from ..version import NAME, VERSION
 from . import lifecycle
+from .lifecycle import DEFAULT_PORT, PORT_VARIABLE, http_port
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -32,8 +33,6 @@ if TYPE_CHECKING:
 else:
     import _signal  # `signal` itself imports enum, about 2 ms before registering
 
-PORT_VARIABLE = "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"
-DEFAULT_PORT = 2773
 BACKLOG = 512  # connections the kernel holds for us before the server accepts them
 STOP_SIGNALS = {_signal.SIGTERM, _signal.SIGINT}
 USAGE = f"""\
@@ -65,7 +64,8 @@ def main(run: "Run | None" = None) -> int:
         return _command_line(sys.argv[1:])
     # Lambda insists that Lambda-Extension-Name equals the executable's file name.
     name = sys.argv[0].rpartition("/")[2]
-    port = http_port(getenv(PORT_VARIABLE))
+    # The default when unset or invalid; config warns about an invalid value after registering.
+    port = http_port(getenv(PORT_VARIABLE)) or DEFAULT_PORT
     runtime_api = getenv("AWS_LAMBDA_RUNTIME_API") or None
     api = lifecycle.ExtensionsApi(runtime_api) if runtime_api else None
     try:
@@ -135,14 +135,6 @@ def _runtime_versions() -> str:
 
     python = sys.version.split()[0]
     return f"Python {python} ({sys.executable})\n{_ssl.OPENSSL_VERSION}\n"
-
-
-def http_port(raw: str) -> int:
-    """The port from its variable; the default when unset or invalid (config warns later)."""
-    raw = raw.strip()
-    if raw.isdigit() and raw.isascii() and 1 <= int(raw) <= 65535:
-        return int(raw)
-    return DEFAULT_PORT
 
 
 def listen(port: int) -> list[_socket.socket]:

@@ -1,4 +1,5 @@
-"""A client for the Lambda Extensions API: register, next, init/error and exit/error.
+"""A client for the Lambda Extensions API: register, next, init/error and exit/error; and
+the local port's one parse, which boot needs before `register` and config after it.
 
 Plain HTTP/1.1 over a raw socket, one connection per call. Registration is the first thing
 the extension does and Lambda starts the function's runtime only after it, so this module
@@ -21,6 +22,20 @@ if TYPE_CHECKING:
 BASE = "/2020-01-01/extension"
 TIMEOUT = 5.0  # seconds allowed for every call but `next`, which waits for as long as Lambda does
 MAX_RESPONSE = 1 << 20  # bytes; Lambda's answers are a few hundred
+# The local API's port: boot listens on it before registering, config reports it. Here rather
+# than in boot, whose lazy import of the wiring would make config -> boot a cycle.
+PORT_VARIABLE = "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"
+DEFAULT_PORT = 2773
+
+
+def http_port(raw: str) -> "int | None":
+    """The port a variable's value names: 1 to 65535 in ASCII digits, blanks around it
+    allowed; None for anything else ("+80", "-1", "80.5", "0", "65536")."""
+    digits = raw.strip()
+    if not digits.isascii() or not digits.isdigit() or len(digits.lstrip("0")) > 5:
+        return None  # past 5 digits int() could only say "too large", or refuse the string
+    port = int(digits)
+    return port if 1 <= port <= 65535 else None
 
 
 class ExtensionsApi:
