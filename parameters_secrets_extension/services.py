@@ -52,6 +52,7 @@ class Service:
         "selectors",
         "signing_name",
         "target",
+        "timeout_setting",
         "timeout_variable",
         "ttl_variable",
     )
@@ -70,6 +71,7 @@ class Service:
         signing_name: str,
         ttl_variable: str,
         timeout_variable: str,
+        timeout_setting: str,
         endpoint_variable: str,
         endpoint_setting: str,
         selectors: tuple[str, ...],
@@ -86,6 +88,7 @@ class Service:
         self.signing_name: Final = signing_name  # SigV4 service name, and its ARNs' service
         self.ttl_variable: Final = ttl_variable  # seconds an answer is cached
         self.timeout_variable: Final = timeout_variable  # ms an upstream request may take
+        self.timeout_setting: Final = timeout_setting  # the Config field holding that
         self.endpoint_variable: Final = endpoint_variable  # its own endpoint override
         self.endpoint_setting: Final = endpoint_setting  # the AwsConfig field holding that
         self.selectors: Final = selectors  # query names after the id in a cache key, in order
@@ -113,6 +116,7 @@ SECRETS_MANAGER = Service(
     signing_name="secretsmanager",
     ttl_variable="SECRETS_MANAGER_TTL",
     timeout_variable="SECRETS_MANAGER_TIMEOUT_MILLIS",
+    timeout_setting="secrets_manager_timeout_ms",
     endpoint_variable="AWS_ENDPOINT_URL_SECRETS_MANAGER",
     endpoint_setting="endpoint_url_secrets_manager",
     selectors=("versionId", "versionStage"),
@@ -134,6 +138,7 @@ SSM = Service(
     signing_name="ssm",
     ttl_variable="SSM_PARAMETER_STORE_TTL",
     timeout_variable="SSM_PARAMETER_STORE_TIMEOUT_MILLIS",
+    timeout_setting="ssm_timeout_ms",
     endpoint_variable="AWS_ENDPOINT_URL_SSM",
     endpoint_setting="endpoint_url_ssm",
     selectors=("version", "label", "withDecryption"),

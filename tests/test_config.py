@@ -26,6 +26,16 @@ def test_defaults() -> None:
     assert c.effective_cache_size == 1000
 
 
+def test_each_service_names_the_setting_its_timeout_variable_sets() -> None:
+    from parameters_secrets_extension.services import SERVICES
+
+    for number, service in enumerate(SERVICES, start=1):
+        loaded = config.load({**TOKEN, service.timeout_variable: str(1000 * number)})
+        assert getattr(loaded, service.timeout_setting) == 1000 * number
+        others = [other for other in SERVICES if other is not service]
+        assert all(getattr(loaded, other.timeout_setting) == 0 for other in others)
+
+
 def test_every_variable_is_read() -> None:
     env = {
         **TOKEN,

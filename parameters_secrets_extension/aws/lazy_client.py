@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 
-from ..services import SECRETS_MANAGER, deadline_after
+from ..services import deadline_after
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -45,10 +45,8 @@ class LazyClient:
 
     def deadline(self, service: Service) -> float:
         # From the settings alone: a cache hit must not wait for the client to be made.
-        settings = self._settings
-        if service is SECRETS_MANAGER:
-            return deadline_after(settings.secrets_manager_timeout_ms)
-        return deadline_after(settings.ssm_timeout_ms)
+        timeout_ms: int = getattr(self._settings, service.timeout_setting)
+        return deadline_after(timeout_ms)
 
     def warm(self) -> None:
         """Import and make the client now, off the request path; failures wait for a request.
