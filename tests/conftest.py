@@ -25,6 +25,22 @@ if TYPE_CHECKING:
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 
+# What a role needs for the batch and path routes, beside the single reads.
+BATCH_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": [
+                "secretsmanager:BatchGetSecretValue",
+                "ssm:GetParameters",
+                "ssm:GetParametersByPath",
+            ],
+            "Resource": "*",
+        }
+    ],
+}
+
 # Fixed test data: every value is a made-up marker so a leak is easy to grep for.
 SECRET_STRING = '{"username":"svc","password":"s3cr3t-VALUE-1"}'
 SECRET_STRING_V2 = '{"username":"svc","password":"s3cr3t-VALUE-2"}'

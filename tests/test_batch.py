@@ -21,7 +21,7 @@ from parameters_secrets_extension.config import AwsConfig
 from parameters_secrets_extension.lambda_api.boot import listen
 from parameters_secrets_extension.local_api import server as local_server
 from parameters_secrets_extension.lookups import Lookups
-from tests.conftest import PARAMETER_FIELDS, SECRET_FIELDS, Moto, wait_until
+from tests.conftest import BATCH_POLICY, PARAMETER_FIELDS, SECRET_FIELDS, Moto, wait_until
 from tests.extension_process import ExtensionProcess
 from tests.fault_proxy import FaultProxy
 from tests.test_local_server import TOKEN, Response, get
@@ -34,20 +34,6 @@ PATH = "/batch-test/tree/"
 TREE = [f"{PATH}p{i:02d}" for i in range(8)] + [f"{PATH}deep/q{i:02d}" for i in range(6)]
 SECRETS = [f"{PREFIX}/s{i}" for i in range(12)]
 VERSIONED = "/batch-test/versioned"
-BATCH_POLICY = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Action": [
-                "secretsmanager:BatchGetSecretValue",
-                "ssm:GetParameters",
-                "ssm:GetParametersByPath",
-            ],
-            "Resource": "*",
-        }
-    ],
-}
 ITEM_SECRET_FIELDS = [field for field in SECRET_FIELDS if field != "ResultMetadata"]
 
 

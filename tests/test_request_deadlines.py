@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import REGION, LambdaCredentials, Moto
+from tests.conftest import BATCH_POLICY, REGION, LambdaCredentials, Moto
 from tests.extension_process import ExtensionProcess
 from tests.fault_proxy import FaultProxy
 from tests.hardening_support import param_path, secret_path, start_standalone
@@ -30,20 +30,6 @@ MAX_PATH_PARAMETERS = 50
 SM_BATCH = "/secretsmanager/batch?secretIds="
 SSM_BATCH = "/systemsmanager/parameters/batch?names="
 SSM_PATH = "/systemsmanager/parameters/get-by-path?path="
-BATCH_POLICY = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Action": [
-                "secretsmanager:BatchGetSecretValue",
-                "ssm:GetParameters",
-                "ssm:GetParametersByPath",
-            ],
-            "Resource": "*",
-        }
-    ],
-}
 OTHER_REGIONS = [
     "us-west-2",
     "eu-west-1",
