@@ -1,6 +1,7 @@
 """A Lambda sandbox emulator: the cold start of a Python function, with and without the extension.
 
 Usage: python -m bench.bench_sandbox [--rounds N] [--warm N] [--variants NAME,...] [--python PATH]
+                                     [--base REV]
 
 Follows Lambda's init order: start every external extension from the built layer (the
 executable itself, as Lambda starts it), wait until each has registered, only then start the
@@ -22,6 +23,8 @@ Variants:
   boto3          the handler calls Secrets Manager with boto3 (client made at init); no extension
   minimal-ext    a minimal Python extension (http.server + threading imported, register,
                  next) beside the constant handler: the floor for the extension's own init
+With `--base REV`, each variant with the extension also runs as `<variant>@base` with the layer
+that REV's own build_layer.py builds, in the same rounds: an A/B of a change in one run.
 """
 
 from __future__ import annotations
@@ -236,8 +239,10 @@ class Context:
         env: dict[str, str],
         tmp: Path,
         zero_cost_port: int,
+        base_extension: Path | None = None,
     ) -> None:
         self.extension = extension
+        self.base_extension = base_extension  # `--base`'s layer, for the `@base` variants
         self.python = python  # the `python3` Lambda would run the extension with
         self.runtime_python = runtime_python  # has awslambdaric (and boto3) installed
         self.env = env  # credentials, region, AWS_ENDPOINT_URL, PATH
@@ -280,11 +285,14 @@ def cold_start(variant: str, ctx: Context, *, warm: int = 0, pin: bool = False) 
     """One sandbox from nothing to `1 + warm` answered invokes, then its shutdown."""
     task = ctx.tmp / f"task-{variant}"
     task.mkdir(exist_ok=True)
+    variant, base, _ = variant.partition("@")
     (task / "app.py").write_text(HANDLERS[variant])
     extensions: list[list[str]] = []
     port = free_port()
     if variant in WITH_EXTENSION:
-        extensions.append([str(ctx.extension)])
+        executable = ctx.base_extension if base else ctx.extension
+        assert executable is not None, "an @base variant needs --base"
+        extensions.append([str(executable)])
     elif variant == "minimal-ext":
         script = task / "minimal-ext"
         from bench import harness  # main() loaded it already: only the name is bound here
@@ -429,11 +437,14 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=20, help="warm invokes after each cold one")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
     parser.add_argument("--python", help="the extension's python3 (default: this one)")
+    parser.add_argument("--base", help="also run the extension's variants with REV's layer")
     args = parser.parse_args()
     variants = [name for name in args.variants.split(",") if name]
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         parser.error(f"unknown variants: {', '.join(sorted(unknown))}")
+    if args.base:
+        variants += [f"{name}@base" for name in variants if name in WITH_EXTENSION]
     if shutil.which("taskset") is None:
         raise SystemExit("needs taskset (util-linux)")
     from bench import harness  # moto and the layer build: only once there is work to do
@@ -449,7 +460,13 @@ def main() -> None:
             "AWS_SECRET_ACCESS_KEY": s.creds.secret_key,
             "AWS_SESSION_TOKEN": s.creds.session_token,
             "AWS_ENDPOINT_URL": s.moto.endpoint,
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",  # as Lambda sets it
         }
+        base = None
+        if args.base:
+            from bench.bench_compare import base_layer  # only with --base
+
+            base = base_layer(args.base, s.python, s.tmp)
         with zero_cost_server(s.python) as zero_port:
             ctx = Context(
                 extension=s.executable,
@@ -458,6 +475,7 @@ def main() -> None:
                 env=env,
                 tmp=s.tmp,
                 zero_cost_port=zero_port,
+                base_extension=base,
             )
             print(
                 f"# bench_sandbox: {harness.machine()}, python {harness.python_version(s.python)}"
@@ -500,14 +518,18 @@ def run_mode(ctx: Context, variants: list[str], rounds: int, warm: int, pin: boo
     goals = []
     # Issue 18's goals; pinned to one CPU the first answer may take up to 1.75x.
     answer_goals = (1.75, 1.75) if pin else (1.25, 1.4)
-    if {"ext-prefetch", "zero-cost"} <= med.keys():
-        ratio = med["ext-prefetch"]["first"] / med["zero-cost"]["first"]
-        goals.append(
-            f"first answer, ext-prefetch / zero-cost: {ratio:.2f} (goal <= {answer_goals[0]})"
-        )
-    if {"ext", "zero-cost"} <= med.keys():
-        ratio = med["ext"]["first"] / med["zero-cost"]["first"]
-        goals.append(f"first answer, ext / zero-cost: {ratio:.2f} (goal <= {answer_goals[1]})")
+    for suffix in ("", "@base"):
+        if {f"ext-prefetch{suffix}", "zero-cost"} <= med.keys():
+            ratio = med[f"ext-prefetch{suffix}"]["first"] / med["zero-cost"]["first"]
+            goals.append(
+                f"first answer, ext-prefetch{suffix} / zero-cost: {ratio:.2f}"
+                f" (goal <= {answer_goals[0]})"
+            )
+        if {f"ext{suffix}", "zero-cost"} <= med.keys():
+            ratio = med[f"ext{suffix}"]["first"] / med["zero-cost"]["first"]
+            goals.append(
+                f"first answer, ext{suffix} / zero-cost: {ratio:.2f} (goal <= {answer_goals[1]})"
+            )
     if "ext" in med:
         ratio = med["ext"]["register"] / bare_ms
         goals.append(f"exec->register, ext / bare python: {ratio:.2f} (goal <= 1.5)")
