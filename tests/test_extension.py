@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -27,6 +29,7 @@ from tests.conftest import (
 from tests.extension_process import TOKEN_HEADER, ExtensionProcess, lambda_env
 from tests.fake_extensions_api import IDENTIFIER, FakeExtensionsApi
 from tests.fault_proxy import FaultProxy
+from tests.tls_certs import make_pki
 
 SECRET_PATH = "/secretsmanager/get?secretId="
 PARAM_PATH = "/systemsmanager/parameters/get?name="
@@ -169,6 +172,57 @@ def test_on_demand_the_first_next_leaves_while_the_prefetch_is_in_flight_and_a_r
             # One upstream call in all: the prefetch's batch, which the request waited for.
             targets = upstream.header_values("X-Amz-Target")
             assert targets == ["secretsmanager.BatchGetSecretValue"], targets
+            fake.shutdown_extension()
+            assert ext.proc.wait(timeout=5) == 0
+
+
+def _writer_if_read(fifo: Path) -> int | None:
+    """A write end of `fifo` once some process has it open to read, else None."""
+    try:
+        return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as exc:  # ENXIO: no reader yet
+        if exc.errno != errno.ENXIO:
+            raise
+        return None
+
+
+def test_the_warm_up_loads_the_trust_store_before_the_first_request(
+    extension_executable: Path, tmp_path: Path, moto: Moto, lambda_credentials: LambdaCredentials
+) -> None:
+    # Loading the trust store costs the first https call about 20 ms of CPU: the warm-up,
+    # started once `next` has left, loads it instead. AWS_CA_BUNDLE is a FIFO here, so the
+    # moment something reads it shows.
+    pki = make_pki(tmp_path, "warm")
+    bundle = tmp_path / "bundle.pem"
+    os.mkfifo(bundle)
+    writers: list[int] = []
+    with (
+        FaultProxy(moto.host, moto.port, ssl_context=pki.server_context()) as upstream,
+        FakeExtensionsApi() as fake,
+    ):
+        ext = start(
+            extension_executable,
+            tmp_path,
+            moto,
+            lambda_credentials,
+            fake,
+            AWS_ENDPOINT_URL=f"https://127.0.0.1:{upstream.port}",
+            AWS_CA_BUNDLE=str(bundle),
+        )
+        with ext:
+            wait_first_next(fake, ext)
+
+            def read_by_now() -> bool:
+                writer = _writer_if_read(bundle)
+                writers.extend([] if writer is None else [writer])
+                return writer is not None
+
+            wait_until(read_by_now, 20, "a read of AWS_CA_BUNDLE before any request")
+            with os.fdopen(writers[0], "wb") as writer:
+                writer.write(pki.ca_file.read_bytes())
+            assert upstream.requests_received == 0  # warming made no call
+            status, body = ext.get_json(SECRET_PATH + quote(moto.secret_name))
+            assert (status, body["SecretString"]) == (200, SECRET_STRING_V2), body
             fake.shutdown_extension()
             assert ext.proc.wait(timeout=5) == 0
 
