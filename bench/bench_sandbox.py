@@ -1,7 +1,7 @@
 """A Lambda sandbox emulator: the cold start of a Python function, with and without the extension.
 
 Usage: python -m bench.bench_sandbox [--rounds N] [--warm N] [--variants NAME,...] [--python PATH]
-                                     [--base REV]
+                                     [--base REV] [--tls]
 
 Follows Lambda's init order: start every external extension from the built layer (the
 executable itself, as Lambda starts it), wait until each has registered, only then start the
@@ -23,6 +23,7 @@ Variants:
   boto3          the handler calls Secrets Manager with boto3 (client made at init); no extension
   minimal-ext    a minimal Python extension (http.server + threading imported, register,
                  next) beside the constant handler: the floor for the extension's own init
+With `--tls`, upstream is moto behind a TLS proxy, as AWS is https on Lambda.
 With `--base REV`, each variant with the extension also runs as `<variant>@base` with the layer
 that REV's own build_layer.py builds, in the same rounds: an A/B of a change in one run.
 """
@@ -421,6 +422,22 @@ def zero_cost_server(python: Path) -> Iterator[int]:
             proc.wait(10)
 
 
+def tls_upstream(host: str, port: int, tmp: Path, stack: contextlib.ExitStack) -> dict[str, str]:
+    """Moto behind a TLS proxy with a test CA's certificate; the variables that point at it.
+
+    As on Lambda, the first call then loads the trust store and shakes hands: AWS_CA_BUNDLE
+    adds the test CA to the system's certificates, which are loaded as well."""
+    from tests.fault_proxy import FaultProxy  # only with --tls; tls_certs needs cryptography
+    from tests.tls_certs import make_pki
+
+    pki = make_pki(tmp, "bench")
+    proxy = stack.enter_context(FaultProxy(host, port, ssl_context=pki.server_context()))
+    return {
+        "AWS_ENDPOINT_URL": f"https://127.0.0.1:{proxy.port}",
+        "AWS_CA_BUNDLE": str(pki.ca_file),
+    }
+
+
 def bare_python(python: Path, pin: bool) -> float:
     """Seconds from Popen to exit of `python3 -I -S -c pass`."""
     prefix = ["taskset", "-c", "0"] if pin else []
@@ -438,6 +455,9 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
     parser.add_argument("--python", help="the extension's python3 (default: this one)")
     parser.add_argument("--base", help="also run the extension's variants with REV's layer")
+    parser.add_argument(
+        "--tls", action="store_true", help="upstream over https, as on Lambda (a test CA)"
+    )
     args = parser.parse_args()
     variants = [name for name in args.variants.split(",") if name]
     unknown = set(variants) - set(VARIANTS)
@@ -449,7 +469,7 @@ def main() -> None:
         raise SystemExit("needs taskset (util-linux)")
     from bench import harness  # moto and the layer build: only once there is work to do
 
-    with harness.setup(args.python) as s:
+    with harness.setup(args.python) as s, contextlib.ExitStack() as stack:
         sm = s.moto.boto3_client("secretsmanager")  # admin: the role may only read
         sm.create_secret(Name=SECRET_ID, SecretString=SECRET_VALUE)  # type: ignore[attr-defined]
         env = {
@@ -462,6 +482,8 @@ def main() -> None:
             "AWS_ENDPOINT_URL": s.moto.endpoint,
             "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",  # as Lambda sets it
         }
+        if args.tls:
+            env.update(tls_upstream(s.moto.host, s.moto.port, s.tmp, stack))
         base = None
         if args.base:
             from bench.bench_compare import base_layer  # only with --base
