@@ -20,6 +20,8 @@ Variants:
   ext            urllib handler against the extension, no prefetch
   ext-prefetch   the same with the secret prefetched
   ext-init       the function's init code fetches through the extension, the handler returns it
+  ext-unused     the extension beside the constant handler, which never calls it: what
+                 the extension's init and warm-up cost a function that does not use it yet
   boto3          the handler calls Secrets Manager with boto3 (client made at init); no extension
   minimal-ext    a minimal Python extension (http.server + threading imported, register,
                  next) beside the constant handler: the floor for the extension's own init
@@ -53,8 +55,17 @@ TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"
 SECRET_ID = "bench/sandbox"
 SECRET_VALUE = '{"username":"svc","password":"sandbox-VALUE"}'
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:fn"
-VARIANTS = ("constant", "zero-cost", "ext", "ext-prefetch", "ext-init", "boto3", "minimal-ext")
-WITH_EXTENSION = {"ext", "ext-prefetch", "ext-init"}
+VARIANTS = (
+    "constant",
+    "zero-cost",
+    "ext",
+    "ext-prefetch",
+    "ext-init",
+    "ext-unused",
+    "boto3",
+    "minimal-ext",
+)
+WITH_EXTENSION = {"ext", "ext-prefetch", "ext-init", "ext-unused"}
 
 _FETCH = f"""\
 import json, os, urllib.request
@@ -82,6 +93,7 @@ client = boto3.client("secretsmanager")
 def handler(event, context):
     return {"value": client.get_secret_value(SecretId=os.environ["SECRET_ID"])["SecretString"]}
 """,
+    "ext-unused": 'def handler(event, context):\n    return {"value": "constant"}\n',
     "minimal-ext": 'def handler(event, context):\n    return {"value": "constant"}\n',
 }
 

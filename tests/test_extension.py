@@ -186,7 +186,14 @@ def _writer_if_read(fifo: Path) -> int | None:
         return None
 
 
-def test_the_warm_up_loads_the_trust_store_before_the_first_request(
+def _thread_niceness(pid: int) -> list[int]:
+    """The niceness of each thread of process `pid` (proc(5): the 19th field of stat)."""
+    tasks = Path(f"/proc/{pid}/task")
+    stats = [(task / "stat").read_text() for task in tasks.iterdir()]
+    return [int(stat.rpartition(")")[2].split()[16]) for stat in stats]
+
+
+def test_the_warm_up_loads_the_trust_store_before_the_first_request_at_a_lower_priority(
     extension_executable: Path, tmp_path: Path, moto: Moto, lambda_credentials: LambdaCredentials
 ) -> None:
     # Loading the trust store costs the first https call about 20 ms of CPU: the warm-up,
@@ -218,6 +225,9 @@ def test_the_warm_up_loads_the_trust_store_before_the_first_request(
                 return writer is not None
 
             wait_until(read_by_now, 20, "a read of AWS_CA_BUNDLE before any request")
+            # The warm-up, waiting on the FIFO now, runs below the others' priority.
+            assert sorted(_thread_niceness(ext.proc.pid)).count(10) == 1
+            assert 0 in _thread_niceness(ext.proc.pid)
             with os.fdopen(writers[0], "wb") as writer:
                 writer.write(pki.ca_file.read_bytes())
             assert upstream.requests_received == 0  # warming made no call
