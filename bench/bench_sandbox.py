@@ -12,8 +12,9 @@ both the Extensions API and the Runtime API at AWS_LAMBDA_RUNTIME_API. Upstream 
 Times are milliseconds from the Popen of the first process of the sandbox: register (the
 extension's `register` arrived), init (the last first `next`), first answer (the runtime
 posted the first invoke's response), and warm p50 (invoke to response, later invokes).
-Variants take turns within each round, each round is run with the sandbox's processes on
-all CPUs and pinned to one (taskset -c 0), and the medians over rounds are printed.
+Variants take turns within each round (in reverse order every other round), each round is
+run with the sandbox's processes on all CPUs and pinned to one (taskset -c 0), and the
+medians over rounds are printed.
 Variants:
   constant       the handler returns a constant; no extension (the function's own floor)
   zero-cost      urllib handler against a server that was already running (no init cost)
@@ -530,9 +531,11 @@ def main() -> None:
 def run_mode(ctx: Context, variants: list[str], rounds: int, warm: int, pin: bool) -> None:
     results: dict[str, list[Result]] = {name: [] for name in variants}
     bare: list[float] = []
-    for _ in range(rounds):
+    for round_number in range(rounds):
         bare.append(bare_python(ctx.python, pin))
-        for name in variants:
+        # Forward, then backward: no variant always runs right after the same neighbour
+        # (an @base variant would otherwise always come last).
+        for name in variants if round_number % 2 == 0 else variants[::-1]:
             results[name].append(cold_start(name, ctx, warm=warm, pin=pin))
     mode = "pinned to one CPU (taskset -c 0)" if pin else f"all {os.cpu_count()} CPUs"
     print(f"## {mode}\n")
