@@ -105,7 +105,7 @@ def _serve(
         # released) and Lambda starts the runtime: started before, it holds the GIL each time
         # the main thread gives it up in a system call, and `next` (the end of Lambda's init)
         # leaves up to a switch interval (5 ms) later per call.
-        later = [threading.Thread(target=_warm_up, args=(client,), name="warm-up", daemon=True)]
+        later: list[threading.Thread] = []
         # Under SnapStart nothing may be fetched before the first invoke: the snapshot
         # would carry the values and their TTLs into every restored sandbox.
         if settings.prefetch and not settings.snapstart:
@@ -113,9 +113,16 @@ def _serve(
                 target=lookups.prefetch, args=(settings.prefetch,), name="prefetch", daemon=True
             )
             if settings.on_demand:
-                later.insert(0, prefetch)  # before the warm-up, which would only wait for it
+                later.append(prefetch)
             else:
                 _prefetch_before_next(prefetch, settings.prefetch_timeout_ms)
+        # After the prefetch, which makes the client at full priority: a warm-up that made it
+        # first, at its lower priority, would hold the prefetch (and the requests waiting on
+        # it) back behind any busy thread.
+        after = later[:]
+        later.append(
+            threading.Thread(target=_warm_up, args=(client, after), name="warm-up", daemon=True)
+        )
 
         def start_later() -> None:
             for thread in later:
@@ -141,11 +148,13 @@ def _refresh_deadline(settings: config.Config) -> float:
     return max(ms / 1000 if ms else UNSET_TIMEOUT_SECONDS for ms in timeouts)
 
 
-def _warm_up(client: LazyClient) -> None:
-    """client.warm() below the runtime's priority: it only saves a later miss some work, so
-    where the runtime's init and this share a CPU, the runtime's goes first. A miss that
-    comes meanwhile waits for it, but then the runtime waits on that miss and the CPU is
-    ours. Linux takes the niceness per thread: the other threads keep theirs."""
+def _warm_up(client: LazyClient, after: list[threading.Thread]) -> None:
+    """client.warm(), once the threads `after` have ended, below the runtime's priority: it
+    only saves a later miss some work, so where the runtime's init and this share a CPU, the
+    runtime's goes first. A miss that comes meanwhile waits for it, but then the runtime
+    waits on that miss. Linux takes the niceness per thread: the other threads keep theirs."""
+    for thread in after:
+        thread.join()
     with contextlib.suppress(OSError):  # not allowed, or not Linux: at the same priority
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WARM_UP_NICENESS)
     client.warm()
