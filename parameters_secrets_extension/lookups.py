@@ -29,52 +29,10 @@ TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
     from typing import Protocol, TypeVar
 
+    # The calls Lookups makes are AwsClient's own methods, typed once, where they are written.
+    from .aws.operations import AwsClient as Upstream
+
     R = TypeVar("R")
-
-    class Upstream(Protocol):
-        """What Lookups needs from aws.operations.AwsClient: the calls, in the Go SDK's
-        shapes, each within the deadline of the local request that made it."""
-
-        def get_secret_value(
-            self,
-            secret_id: str,
-            *,
-            version_id: str | None = None,
-            version_stage: str | None = None,
-            deadline: float | None = None,
-        ) -> Mapping[str, object]: ...
-
-        def get_parameter(
-            self,
-            name: str,
-            *,
-            version: int | None = None,
-            label: str | None = None,
-            with_decryption: bool = False,
-            deadline: float | None = None,
-        ) -> Mapping[str, object]: ...
-
-        def batch_get_secret_value(
-            self, secret_ids: Sequence[str], *, deadline: float | None = None
-        ) -> tuple[Mapping[str, Mapping[str, object]], Mapping[str, ExtensionError]]: ...
-
-        def get_parameters(
-            self,
-            names: Sequence[ParameterName],
-            with_decryption: bool,
-            *,
-            deadline: float | None = None,
-        ) -> tuple[Mapping[str, Mapping[str, object]], Mapping[str, ExtensionError]]: ...
-
-        def get_parameters_by_path(
-            self,
-            path: str,
-            *,
-            recursive: bool,
-            with_decryption: bool,
-            limit: int,
-            deadline: float | None = None,
-        ) -> Sequence[Mapping[str, object]]: ...
 
     class Client(Protocol):
         """An AwsClient, or a LazyClient that makes one on first use."""
