@@ -318,7 +318,7 @@ def _redact_url(url: str) -> str:
     # ends Lambda's init, and only a function with a custom endpoint has a URL to redact.
     import urllib.parse  # noqa: PLC0415
 
-    from .urls import host_port  # noqa: PLC0415 (as urllib.parse)
+    from .urls import without_userinfo  # noqa: PLC0415 (as urllib.parse)
 
     try:
         parts = urllib.parse.urlsplit(url)
@@ -326,9 +326,7 @@ def _redact_url(url: str) -> str:
         return "<unparseable URL>"
     if parts.query or parts.fragment:
         parts = parts._replace(query="<redacted>" if parts.query else "", fragment="")
-    if "@" in parts.netloc:
-        parts = parts._replace(netloc="<redacted>@" + host_port(parts.netloc))
-    return parts.geturl()
+    return without_userinfo(parts.geturl(), "<redacted>@")
 
 
 def _host(url: str | None) -> str:

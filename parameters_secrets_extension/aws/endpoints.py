@@ -29,7 +29,6 @@ _REGION_PARTITIONS = (
 _REGION = re.compile(r"[a-z]{2,}(?:-[a-z0-9]+)*-[0-9]+")
 _MAX_LABEL = 63  # a region is one DNS label
 # An optional scheme:// then everything up to the last "@" of the authority.
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://|//)?[^/?#]*@")
 _DNS_SUFFIXES = {
     "aws": "amazonaws.com",
     "aws-cn": "amazonaws.com.cn",
@@ -95,11 +94,6 @@ def is_region(region: str, partition: str) -> bool:
     )
 
 
-def redact_url(url: str) -> str:
-    """`url` without its userinfo (`user:password@`), safe to log."""
-    return _USERINFO.sub(r"\1", url, count=1)
-
-
 def _check_arn(arn: Arn, service: Service) -> None:
     """Raise a 400 unless every part of `arn` that picks the host is valid for `service`."""
     if arn.partition not in _DNS_SUFFIXES:
@@ -125,7 +119,7 @@ def _split_override(url: str) -> tuple[str, str]:
         valid = False
     if not valid:
         raise InvalidEndpoint(
-            f"invalid endpoint override {redact_url(url)!r}: expected http(s)://host[:port][/path]"
+            f"invalid endpoint override {urls.without_userinfo(url)!r}: expected http(s)://host[:port][/path]"
         )
     return urls.origin(parts.scheme, parts.netloc), parts.path or "/"
 
