@@ -48,7 +48,9 @@ DEFAULT_CACHE_ENABLED = True
 DEFAULT_CACHE_SIZE = MAX_CACHE_SIZE = 1000
 DEFAULT_LOG_LEVEL = "info"
 DEFAULT_MAX_CONNECTIONS, MAX_MAX_CONNECTIONS = 3, 100
-DEFAULT_TTL_SECONDS = MAX_TTL_SECONDS = 300
+DEFAULT_TTL_SECONDS = MAX_TTL_SECONDS = 300  # the AWS extension's TTL cap, kept by default
+# The opt-in for longer TTLs raises the TTLs' cap up to an hour, as the newer AWS agents allow.
+DEFAULT_MAX_TTL_SECONDS, LONGEST_MAX_TTL_SECONDS = MAX_TTL_SECONDS, 3600
 DEFAULT_TIMEOUT_MS = 0  # unset: services.UNSET_TIMEOUT_SECONDS
 DEFAULT_STALE_IF_ERROR_SECONDS, MAX_STALE_IF_ERROR_SECONDS = 300, 86_400
 DEFAULT_MAX_PATH_PARAMETERS = 500
@@ -57,7 +59,19 @@ DEFAULT_MAX_CLIENT_CONNECTIONS, MAX_MAX_CLIENT_CONNECTIONS = 256, 4096
 DEFAULT_IDLE_TIMEOUT_SECONDS, MAX_IDLE_TIMEOUT_SECONDS = 60, 3600
 DEFAULT_REFRESH_AHEAD_PERCENT = 10
 DEFAULT_METRICS = "off"
+# How often the EMF counters are written while the sandbox runs: CloudWatch's standard
+# resolution is a minute; at most an hour, so a long-lived sandbox still reports.
+DEFAULT_METRICS_INTERVAL_SECONDS, MAX_METRICS_INTERVAL_SECONDS = 60, 3600
 DEFAULT_PREFETCH: tuple[tuple[str, str], ...] = ()
+
+
+class SettingValue(str):
+    """A range's bound that is the value of the earlier setting of this field name."""
+
+    __slots__ = ()
+
+
+TTL_CAP = SettingValue("max_ttl_seconds")
 _SHOWN_CHARS = 64  # of a bad value in a warning: enough to recognise it, never a flood
 _SHOWN_ITEMS = 5
 
@@ -65,7 +79,8 @@ _SHOWN_ITEMS = 5
 # method: flag, number, port, log_level, choice or prefetch), its default, and its range
 # (low, high), choices or most items. A table as h11 keeps its readers, with the defaults and
 # limits named above as the credentials provider's config.rs does. load() reads the rows in
-# this order, which is the order of their warnings.
+# this order, which is the order of their warnings. A range's high end may be a SettingValue
+# instead of a number: an earlier row's value is the limit (TTL_CAP, the TTLs' cap).
 SETTINGS: tuple[tuple[str, str, str, object, object], ...] = (
     ("cache_enabled", PREFIX + "CACHE_ENABLED", "flag", DEFAULT_CACHE_ENABLED, None),
     ("cache_size", PREFIX + "CACHE_SIZE", "number", DEFAULT_CACHE_SIZE, (0, MAX_CACHE_SIZE)),
@@ -79,6 +94,13 @@ SETTINGS: tuple[tuple[str, str, str, object, object], ...] = (
     ("http_port", PORT_VARIABLE, "port", DEFAULT_PORT, None),
     ("log_level", PREFIX + "LOG_LEVEL", "log_level", DEFAULT_LOG_LEVEL, LOG_LEVELS),
     (
+        "max_ttl_seconds",  # the TTLs' cap: past the AWS extension's only when asked
+        PREFIX + "MAX_TTL_SECONDS",
+        "number",
+        DEFAULT_MAX_TTL_SECONDS,
+        (MAX_TTL_SECONDS, LONGEST_MAX_TTL_SECONDS),
+    ),
+    (
         "max_connections",
         PREFIX + "MAX_CONNECTIONS",
         "number",
@@ -90,9 +112,9 @@ SETTINGS: tuple[tuple[str, str, str, object, object], ...] = (
         SECRETS_MANAGER.ttl_variable,
         "number",
         DEFAULT_TTL_SECONDS,
-        (0, MAX_TTL_SECONDS),
+        (0, TTL_CAP),
     ),
-    ("ssm_ttl", SSM.ttl_variable, "number", DEFAULT_TTL_SECONDS, (0, MAX_TTL_SECONDS)),
+    ("ssm_ttl", SSM.ttl_variable, "number", DEFAULT_TTL_SECONDS, (0, TTL_CAP)),
     (
         "secrets_manager_timeout_ms",
         SECRETS_MANAGER.timeout_variable,
@@ -145,11 +167,18 @@ SETTINGS: tuple[tuple[str, str, str, object, object], ...] = (
         (0, MAX_REFRESH_AHEAD_PERCENT),
     ),
     (
-        "metrics",  # "emf": one metrics line on stdout at shutdown
+        "metrics",  # "emf": the counters on stdout every interval and at shutdown
         PREFIX + "METRICS",
         "choice",
         DEFAULT_METRICS,
         METRICS_OUTPUTS,
+    ),
+    (
+        "metrics_interval_seconds",
+        PREFIX + "METRICS_INTERVAL_SECONDS",
+        "number",
+        DEFAULT_METRICS_INTERVAL_SECONDS,
+        (1, MAX_METRICS_INTERVAL_SECONDS),
     ),
 )
 # Config's other fields, which are no setting of ours: from Lambda's own variables (read as
@@ -242,6 +271,7 @@ class Config:
     cache_max_mb: int
     http_port: int
     log_level: str
+    max_ttl_seconds: int
     max_connections: int
     secrets_manager_ttl: int
     ssm_ttl: int
@@ -255,6 +285,7 @@ class Config:
     idle_timeout_seconds: int
     refresh_ahead_percent: int
     metrics: str
+    metrics_interval_seconds: int
     log_json: bool
     function_name: str  # Lambda's, for the metrics' dimension
     snapstart: bool
@@ -519,10 +550,11 @@ def load(env: Mapping[str, str]) -> Config:
         container_authorization_token=read.text("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
         container_authorization_token_file=read.text("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"),
     )
-    fields: dict[str, object] = {
-        field: getattr(read, kind)(variable, default, limits)
-        for field, variable, kind, default, limits in SETTINGS
-    }
+    fields: dict[str, object] = {}
+    for field, variable, kind, default, limits in SETTINGS:
+        if isinstance(limits, tuple) and isinstance(limits[1], SettingValue):
+            limits = (limits[0], fields[limits[1]])  # a cap that is another setting's value
+        fields[field] = getattr(read, kind)(variable, default, limits)
     # Lambda's own variable: any value but JSON means its default, text.
     log_format = (read.text("AWS_LAMBDA_LOG_FORMAT") or "text").strip().lower()
     fields.update(

@@ -10,7 +10,7 @@ import urllib.parse
 from collections import namedtuple
 
 from ..errors import InvalidParameter, MissingParameter, NotFound
-from ..parameter_names import ParameterName, parameter_name, version_number
+from ..parameter_names import ParameterName, parameter_name, version_selector
 from ..services import SECRETS_MANAGER, SERVICES, SSM
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
@@ -24,10 +24,20 @@ ROUTES = {path: route for service in SERVICES for path, route in service.routes.
 ROUTES["/ping"] = PING
 ROUTES["/metrics"] = METRICS
 _KNOWN_PATHS = [path for path in ROUTES if not path.endswith("/") and path != "/ping"]
+# GET /secretsmanager/<id>: the secret id is the rest of the path, as Cloud Extensions
+# serves it. Each route under the prefix (get, batch, ...) keeps its path, so a secret of
+# such a name must be read through the query route; asked for by path it is a 400.
+SECRET_PATH = "secretsmanager-path"
+SECRET_PATH_PREFIX = "/secretsmanager/"
+RESERVED_SECRET_NAMES = frozenset(
+    path[len(SECRET_PATH_PREFIX) :] for path in ROUTES if path.startswith(SECRET_PATH_PREFIX)
+)
 # Ids one batch request may list, as BatchGetSecretValue and GetParameters allow.
 MAX_SECRET_IDS = SECRETS_MANAGER.max_batch_ids
 MAX_PARAMETER_NAMES = SSM.max_batch_ids
-_NOT_FOUND = f"unknown path: use {', '.join(_KNOWN_PATHS)} or /ping"
+_NOT_FOUND = (
+    f"unknown path: use {', '.join(_KNOWN_PATHS)}, {SECRET_PATH_PREFIX}<secret id> or /ping"
+)
 
 
 class SecretQuery(namedtuple("SecretQuery", "secret_id version_id version_stage refresh")):
@@ -79,9 +89,12 @@ class PathQuery(namedtuple("PathQuery", "path recursive with_decryption refresh"
 
 
 def route(path: str) -> str:
-    """The route name of a path (a service's name, PING or METRICS); 404 for any other."""
+    """The route name of a path (a service's route, PING, METRICS or SECRET_PATH); 404 for
+    any other. A path of ROUTES is its route, never SECRET_PATH."""
     name = ROUTES.get(path)
     if name is None:
+        if path.startswith(SECRET_PATH_PREFIX):
+            return SECRET_PATH
         raise NotFound(_NOT_FOUND)
     return name
 
@@ -192,6 +205,32 @@ def secret_query(query: str) -> SecretQuery:
     )
 
 
+def secret_path_query(path: str, query: str) -> SecretQuery:
+    """Validate GET /secretsmanager/<id>: the id from the path (slashes kept, percent-escapes
+    such as %2F decoded), the other parameters as the query route takes them."""
+    raw = path[len(SECRET_PATH_PREFIX) :]
+    try:
+        secret_id = urllib.parse.unquote(raw, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        raise InvalidParameter("the secret id is not valid UTF-8 once percent-decoded") from exc
+    if not secret_id:
+        raise MissingParameter(f"the secret id after {SECRET_PATH_PREFIX} is required")
+    if secret_id in RESERVED_SECRET_NAMES:
+        raise InvalidParameter(
+            f"{SECRET_PATH_PREFIX}{secret_id} is a route of its own: read a secret named"
+            f" {secret_id} with {SECRET_PATH_PREFIX}get?secretId={secret_id}"
+        )
+    values = _first(_pairs(query))
+    if "secretId" in values:
+        raise InvalidParameter("secretId is not taken on the path route: the path names the secret")
+    return SecretQuery(
+        secret_id=secret_id,
+        version_id=values.get("versionId"),
+        version_stage=values.get("versionStage"),
+        refresh=_refresh(values),
+    )
+
+
 def parameter_query(query: str) -> ParameterQuery:
     """Validate the query of the Parameter Store endpoint; of version and label, first wins."""
     pairs = _pairs(query)
@@ -200,7 +239,8 @@ def parameter_query(query: str) -> ParameterQuery:
     selector = next(((k, v) for k, v in pairs if v and k in ("version", "label")), None)
     version = label = None
     if selector is not None and selector[0] == "version":
-        version = version_number(selector[1])
+        # On a reference name, a secret's VersionId too (sent as `name:<VersionId>`).
+        version, label = version_selector(name, selector[1])
     elif selector is not None:
         label = selector[1]
     return ParameterQuery(
