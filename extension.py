@@ -10,17 +10,16 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import time
 
 from cache import Cache
 from parameters_secrets_extension import config
 from parameters_secrets_extension.aws.lazy_client import LazyClient
+from parameters_secrets_extension.emf_writer import EmfWriter
 from parameters_secrets_extension.errors import ConfigError
 from parameters_secrets_extension.lambda_api.lifecycle import ExtensionsApi
 from parameters_secrets_extension.local_api.server import start
 from parameters_secrets_extension.logs import DEBUG, log, setup
 from parameters_secrets_extension.lookups import Lookups
-from parameters_secrets_extension.metrics import emf_line
 from parameters_secrets_extension.services import UNSET_TIMEOUT_SECONDS
 from parameters_secrets_extension.version import NAME, VERSION
 
@@ -95,6 +94,11 @@ def _serve(
         # Replies that clients do not read may pin as many bytes again as the cache holds.
         max_held_bytes=settings.cache_max_mb << 20,
     )
+    emf = None
+    if settings.metrics == "emf":
+        emf = EmfWriter(lookups.counters, settings.function_name, settings.metrics_interval_seconds)
+        emf.start()
+    code = 1
     try:
         # Under SnapStart nothing may be fetched before the first invoke: the snapshot
         # would carry the values and their TTLs into every restored sandbox.
@@ -110,10 +114,10 @@ def _serve(
             while True:  # standalone: boot's signal waiter ends the process
                 threading.Event().wait()
         code = _wait_for_shutdown(api, lookups, warm.start)
-        if code == 0 and settings.metrics == "emf":
-            _write_emf(lookups, settings.function_name)
         return code
     finally:
+        if emf is not None:  # the last line at SHUTDOWN
+            emf.stop(final=code == 0)
         servers.shutdown()
         client.close()
 
@@ -135,16 +139,6 @@ def _prefetch(lookups: Lookups, entries: tuple[tuple[str, str], ...], budget_ms:
         # The fetches go on in the background; a request for an item still in flight
         # waits for that fetch instead of starting another.
         log.warning("prefetch not finished after %d ms; going on without waiting", budget_ms)
-
-
-def _write_emf(lookups: Lookups, function_name: str) -> None:
-    """The counters as one EMF line on stdout, which Lambda sends to CloudWatch Logs."""
-    line = emf_line(lookups.counters(), function_name, time.time_ns() // 1_000_000)
-    try:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
-    except (OSError, ValueError):
-        log.warning("could not write the metrics line: stdout is closed")
 
 
 def _wait_for_shutdown(

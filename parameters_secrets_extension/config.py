@@ -551,9 +551,10 @@ def load(env: Mapping[str, str]) -> Config:
         container_authorization_token_file=read.text("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"),
     )
     fields: dict[str, object] = {}
-    for field, variable, kind, default, limits in SETTINGS:
-        if isinstance(limits, tuple) and isinstance(limits[1], SettingValue):
-            limits = (limits[0], fields[limits[1]])  # a cap that is another setting's value
+    for field, variable, kind, default, given in SETTINGS:
+        limits = given
+        if isinstance(given, tuple) and isinstance(given[1], SettingValue):
+            limits = (given[0], fields[given[1]])  # a cap that is another setting's value
         fields[field] = getattr(read, kind)(variable, default, limits)
     # Lambda's own variable: any value but JSON means its default, text.
     log_format = (read.text("AWS_LAMBDA_LOG_FORMAT") or "text").strip().lower()
