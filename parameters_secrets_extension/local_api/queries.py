@@ -32,6 +32,8 @@ SECRET_PATH_PREFIX = "/secretsmanager/"  # noqa: S105 (a path)
 RESERVED_SECRET_NAMES = frozenset(
     path[len(SECRET_PATH_PREFIX) :] for path in ROUTES if path.startswith(SECRET_PATH_PREFIX)
 )
+# Those routes with a trailing slash stay unknown paths (404), as on the AWS extension.
+_NOT_SECRET_PATHS = frozenset(SECRET_PATH_PREFIX + name + "/" for name in RESERVED_SECRET_NAMES)
 # Ids one batch request may list, as BatchGetSecretValue and GetParameters allow.
 MAX_SECRET_IDS = SECRETS_MANAGER.max_batch_ids
 MAX_PARAMETER_NAMES = SSM.max_batch_ids
@@ -93,7 +95,7 @@ def route(path: str) -> str:
     any other. A path of ROUTES is its route, never SECRET_PATH."""
     name = ROUTES.get(path)
     if name is None:
-        if path.startswith(SECRET_PATH_PREFIX):
+        if path.startswith(SECRET_PATH_PREFIX) and path not in _NOT_SECRET_PATHS:
             return SECRET_PATH
         raise NotFound(_NOT_FOUND)
     return name
