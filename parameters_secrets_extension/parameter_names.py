@@ -63,9 +63,16 @@ def version_selector(name: str, text: str) -> tuple[int | None, str | None]:
     reference name only, (None, VersionId) when `text` is a secret's VersionId. A VersionId
     is sent as a label is (`name:<VersionId>`, which is how SSM takes it), so it shares the
     cache key of `label=<VersionId>`, which asks AWS the same thing."""
-    if name.startswith(REFERENCE_PREFIX) and _SECRET_VERSION_ID.fullmatch(text):
+    if not name.startswith(REFERENCE_PREFIX):
+        return version_number(text), None
+    if _SECRET_VERSION_ID.fullmatch(text):
         return None, text
-    return version_number(text), None
+    if _DIGITS.fullmatch(text) and 0 < int(text) <= _MAX_VERSION:
+        return int(text), None
+    raise InvalidParameter(
+        "version of a Secrets Manager reference must be a positive whole number or a"
+        " secret's VersionId (32 to 64 letters, digits and hyphens)"
+    )
 
 
 def version_number(text: str) -> int:
