@@ -22,6 +22,11 @@ PLUS_VALUE = "path-route-PLUS-value"
 VAULT = "X-Vault-Token"
 
 
+def get_json(ext: ExtensionProcess, path: str, **kwargs: Any) -> tuple[int, Any]:
+    """The status and the JSON body of one GET (typed loosely, as JSON is)."""
+    return ext.get_json(path, **kwargs)
+
+
 @pytest.fixture(scope="module")
 def ext(
     extension_executable: Path,
@@ -38,8 +43,8 @@ def ext(
         assert "Traceback" not in process.output()
 
 
-def counters(ext: ExtensionProcess) -> dict[str, Any]:
-    status, body = ext.get_json("/metrics")
+def counters(ext: ExtensionProcess) -> Any:
+    status, body = get_json(ext, "/metrics")
     assert status == 200, body
     return body
 
@@ -70,18 +75,18 @@ def test_the_path_route_takes_the_query_routes_parameters(
         "?versionStage=AWSCURRENT&refreshNow=true": SECRET_STRING_V2,
     }
     for query, value in cases.items():
-        status, body = ext.get_json(base + query)
+        status, body = get_json(ext, base + query)
         assert (status, body.get("SecretString")) == (200, value), (query, body)
-    status, body = ext.get_json(base + "?refreshNow=maybe")
+    status, body = get_json(ext, base + "?refreshNow=maybe")
     assert (status, body["__type"]) == (400, "InvalidParameterException")
-    status, body = ext.get_json("/secretsmanager/" + moto.secret_arn)
+    status, body = get_json(ext, "/secretsmanager/" + moto.secret_arn)
     assert (status, body["Name"]) == (200, moto.secret_name)
 
 
 def test_a_plus_in_the_path_is_a_plus(ext: ExtensionProcess) -> None:
-    status, body = ext.get_json("/secretsmanager/" + PLUS_NAME)
+    status, body = get_json(ext, "/secretsmanager/" + PLUS_NAME)
     assert (status, body["Name"], body["SecretString"]) == (200, PLUS_NAME, PLUS_VALUE)
-    status, body = ext.get_json("/secretsmanager/" + quote(PLUS_NAME, safe=""))
+    status, body = get_json(ext, "/secretsmanager/" + quote(PLUS_NAME, safe=""))
     assert (status, body["SecretString"]) == (200, PLUS_VALUE)
 
 
@@ -106,7 +111,7 @@ def test_a_plus_in_the_path_is_a_plus(ext: ExtensionProcess) -> None:
 def test_what_each_path_under_secretsmanager_answers(
     ext: ExtensionProcess, path: str, status: int, error_type: str, message_part: str
 ) -> None:
-    got, body = ext.get_json(path)
+    got, body = get_json(ext, path)
     assert (got, body["__type"]) == (status, error_type), body
     assert message_part in body["message"]
 
@@ -136,7 +141,7 @@ def test_two_different_tokens_are_refused_whichever_is_right(
     wrong = VAULT if right == TOKEN_HEADER else TOKEN_HEADER
     headers = {right: ext.token, wrong: "not-the-token"}
     for path in (secret_path(moto.secret_name), param_path(moto.param_string)):
-        status, body = ext.get_json(path, token=None, headers=headers)
+        status, body = get_json(ext, path, token=None, headers=headers)
         assert (status, body["__type"]) == (401, "UnauthorizedException")
         assert body["message"] == "X-Aws-Parameters-Secrets-Token and X-Vault-Token differ"
         assert ext.token not in body["message"]

@@ -34,6 +34,11 @@ NOT_A_VERSION_ID = (
 )
 
 
+def get_json(ext: ExtensionProcess, path: str, **kwargs: Any) -> tuple[int, Any]:
+    """The status and the JSON body of one GET (typed loosely, as JSON is)."""
+    return ext.get_json(path, **kwargs)
+
+
 @pytest.fixture(scope="module")
 def ext(
     extension_executable: Path,
@@ -66,14 +71,15 @@ def test_a_secret_version_id_reads_that_version(ext: ExtensionProcess, moto: Mot
         (DIGIT_SECRET, DIGIT_VERSION, DIGIT_VALUE_1),
     ]
     for name, version, value in cases:
-        status, body = ext.get_json(reference_read(name, version))
+        status, body = get_json(ext, reference_read(name, version))
         assert status == 200, body
         assert body["Parameter"]["Value"] == value, (name, version)
         assert body["Parameter"]["Selector"] == ":" + version
     # Without a version, the current one, as before.
-    status, body = ext.get_json(
+    status, body = get_json(
+        ext,
         f"/systemsmanager/parameters/get?name={quote(REFERENCE + DIGIT_SECRET, safe='')}"
-        "&withDecryption=true"
+        "&withDecryption=true",
     )
     assert (status, body["Parameter"]["Value"]) == (200, DIGIT_VALUE_2)
 
@@ -91,7 +97,7 @@ def test_a_secret_version_id_reads_that_version(ext: ExtensionProcess, moto: Mot
     ],
 )
 def test_a_bad_version_id_is_a_400(ext: ExtensionProcess, moto: Moto, version: str) -> None:
-    status, body = ext.get_json(reference_read(moto.secret_name, version))
+    status, body = get_json(ext, reference_read(moto.secret_name, version))
     assert (status, body["__type"], body["message"]) == (
         400,
         "InvalidParameterException",
@@ -104,7 +110,7 @@ def test_other_names_still_take_only_a_version_number(ext: ExtensionProcess, mot
         target = (
             f"/systemsmanager/parameters/get?name={quote(name, safe='')}&version={moto.secret_v1}"
         )
-        status, body = ext.get_json(target)
+        status, body = get_json(ext, target)
         assert (status, body["message"]) == (400, NOT_A_NUMBER), name
 
 
