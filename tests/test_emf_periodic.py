@@ -112,7 +112,8 @@ class Counters:
         self.now.update(UpstreamErrorsByType={}, LocalErrorsByType={})
 
     def __call__(self) -> dict[str, object]:
-        return json.loads(json.dumps(self.now))  # a snapshot, as the real one is
+        snapshot: dict[str, object] = json.loads(json.dumps(self.now))
+        return snapshot  # a copy, as the real one is
 
 
 def test_the_writer_sends_deltas_skips_idle_periods_and_always_the_final_line() -> None:
