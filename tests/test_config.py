@@ -108,6 +108,14 @@ NUMBERS = [
     ("PARAMETERS_SECRETS_EXTENSION_IDLE_TIMEOUT_SECONDS", "idle_timeout_seconds", 60, 1, 3600),
     ("PARAMETERS_SECRETS_EXTENSION_REFRESH_AHEAD_PERCENT", "refresh_ahead_percent", 10, 0, 50),
     ("PARAMETERS_SECRETS_EXTENSION_MAX_PATH_PARAMETERS", "max_path_parameters", 500, 1, 10_000),
+    ("PARAMETERS_SECRETS_EXTENSION_MAX_TTL_SECONDS", "max_ttl_seconds", 300, 300, 3600),
+    (
+        "PARAMETERS_SECRETS_EXTENSION_METRICS_INTERVAL_SECONDS",
+        "metrics_interval_seconds",
+        60,
+        1,
+        3600,
+    ),
 ]
 NUMBER_IDS = [row[0] for row in NUMBERS]
 
@@ -160,6 +168,40 @@ def test_unparseable_numbers_use_the_default_with_one_warning(
     c, warning = one_warning({variable: value})
     assert getattr(c, attribute) == default
     assert warning == f"{variable}={value} is not a whole number; using the default {default}"
+
+
+MAX_TTL = "PARAMETERS_SECRETS_EXTENSION_MAX_TTL_SECONDS"
+
+
+@pytest.mark.parametrize("variable", ["SECRETS_MANAGER_TTL", "SSM_PARAMETER_STORE_TTL"])
+def test_a_ttl_past_300_s_only_with_the_opt_in(variable: str) -> None:
+    attribute = "secrets_manager_ttl" if variable == "SECRETS_MANAGER_TTL" else "ssm_ttl"
+    # Without it, a TTL keeps the AWS extension's meaning: clamped to 300 s, as it warns.
+    c, warning = one_warning({variable: "900"})
+    assert (getattr(c, attribute), c.max_ttl_seconds) == (300, 300)
+    assert warning == f"{variable}=900 is above the maximum 300; using 300"
+    # With it, up to the cap it sets, and clamped to that cap past it.
+    c = config.load({**TOKEN, MAX_TTL: "3600", variable: "900"})
+    assert (getattr(c, attribute), c.warnings) == (900, ())
+    c, warning = one_warning({MAX_TTL: "1200", variable: "3600"})
+    assert getattr(c, attribute) == 1200
+    assert warning == f"{variable}=3600 is above the maximum 1200; using 1200"
+    # A cap past an hour is an hour; a TTL under 300 s is untouched by the opt-in.
+    c = config.load({**TOKEN, MAX_TTL: "86400", variable: "7200"})
+    assert (getattr(c, attribute), c.max_ttl_seconds) == (3600, 3600)
+    assert c.warnings == (
+        f"{MAX_TTL}=86400 is above the maximum 3600; using 3600",
+        f"{variable}=7200 is above the maximum 3600; using 3600",
+    )
+    c = config.load({**TOKEN, MAX_TTL: "3600", variable: "60"})
+    assert (getattr(c, attribute), c.warnings) == (60, ())
+    # A cap that cannot be read is the default: the AWS extension's 300 s.
+    c = config.load({**TOKEN, MAX_TTL: "1h", variable: "900"})
+    assert getattr(c, attribute) == 300
+    assert c.warnings == (
+        f"{MAX_TTL}=1h is not a whole number; using the default 300",
+        f"{variable}=900 is above the maximum 300; using 300",
+    )
 
 
 @pytest.mark.parametrize(
