@@ -473,3 +473,10 @@ def test_every_setting_is_one_row_read_into_an_immutable_config() -> None:
     with pytest.raises(AttributeError, match="immutable"):
         del c.cache_size
     assert c.cache_size == config.DEFAULT_CACHE_SIZE
+
+
+def test_the_readme_configuration_table_names_every_setting() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.partition("## Configuration")[2].partition("\n## ")[0]
+    rows = {line.split("|")[1].strip(" `") for line in section.splitlines() if line[:3] == "| `"}
+    assert {row[1] for row in config.SETTINGS} <= rows
