@@ -95,9 +95,15 @@ def _serve(
         max_held_bytes=settings.cache_max_mb << 20,
     )
     emf = None
+    on_invoke = None
     if settings.metrics == "emf":
         emf = EmfWriter(lookups.counters, settings.function_name, settings.metrics_interval_seconds)
-        emf.start()
+        if settings.snapstart and api is not None:
+            # Counted from the first invoke: what init counted before the snapshot would
+            # otherwise be reported again by every sandbox restored from it.
+            on_invoke = emf.start_from_now
+        else:
+            emf.start()
     code = 1
     try:
         # Under SnapStart nothing may be fetched before the first invoke: the snapshot
@@ -113,7 +119,7 @@ def _serve(
             warm.start()
             while True:  # standalone: boot's signal waiter ends the process
                 threading.Event().wait()
-        code = _wait_for_shutdown(api, lookups, warm.start)
+        code = _wait_for_shutdown(api, lookups, warm.start, on_invoke)
         return code
     finally:
         if emf is not None:  # the last line at SHUTDOWN
@@ -142,7 +148,10 @@ def _prefetch(lookups: Lookups, entries: tuple[tuple[str, str], ...], budget_ms:
 
 
 def _wait_for_shutdown(
-    api: ExtensionsApi, lookups: Lookups, on_first_sent: Callable[[], None]
+    api: ExtensionsApi,
+    lookups: Lookups,
+    on_first_sent: Callable[[], None],
+    on_first_invoke: Callable[[], None] | None = None,
 ) -> int:
     on_sent: Callable[[], None] | None = on_first_sent
     while True:
@@ -156,6 +165,9 @@ def _wait_for_shutdown(
             log.info("shutting down: %s", event.get("shutdownReason", "unknown"))
             return 0
         lookups.start_caching()
+        if on_first_invoke is not None:
+            on_first_invoke()
+            on_first_invoke = None
 
 
 if __name__ == "__main__":  # the program's entry point, not an import: boot then this run

@@ -10,7 +10,8 @@ log line: should the by-type tables make it longer, that line carries the counts
 
 One daemon thread sleeps in a timed wait between lines: it holds nothing up, costs no CPU
 while it waits, and a frozen sandbox is never woken for it (a thawed one writes the line
-that fell due while it was frozen at once). It is started after registering, by the wiring.
+that fell due while it was frozen at once). It is started after registering, by the wiring;
+under SnapStart, at the first invoke, counting from there (start_from_now).
 """
 
 from __future__ import annotations
@@ -77,6 +78,14 @@ class EmfWriter:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="metrics-emf", daemon=True)
         self._thread.start()
+
+    def start_from_now(self) -> None:
+        """start(), counting from now: what was counted before is never written (under
+        SnapStart, from the first invoke, so that init's counts, which the snapshot holds,
+        are not reported again by every sandbox restored from it)."""
+        with self._lock:
+            self._last = self._counters()
+        self.start()
 
     def _run(self) -> None:
         while not self._stopping.wait(self._interval):

@@ -89,6 +89,40 @@ def test_counters_arrive_every_interval_as_deltas_and_once_more_at_shutdown(
     assert lambda_credentials.session_token not in output
 
 
+def test_under_snapstart_counting_starts_at_the_first_invoke(
+    extension_executable: Path, tmp_path: Path, moto: Moto
+) -> None:
+    """What init counts is in the snapshot: reported from there, every restored sandbox
+    would report it again. So the lines count from the first invoke."""
+    admin = LambdaCredentials(moto.access_key, moto.secret_key, "")  # SnapStart's own token
+    with FakeExtensionsApi() as fake:
+        env = lambda_env(
+            moto,
+            admin,
+            free_port(),
+            fake.address,
+            AWS_LAMBDA_INITIALIZATION_TYPE="snap-start",
+            AWS_CONTAINER_AUTHORIZATION_TOKEN="snapstart-emf-token",
+            PARAMETERS_SECRETS_EXTENSION_METRICS="emf",
+            **{INTERVAL: "1"},
+        )
+        with ExtensionProcess(extension_executable, env, tmp_path / "extension.log") as ext:
+            assert fake.first_next.wait(20), ext.output()
+            path = secret_path(moto.secret_name)
+            assert [ext.get(path)[0] for _ in range(3)] == [200, 200, 200]  # in init
+            time.sleep(IDLE_SECONDS)
+            assert emf_lines(ext.output()) == []  # nothing written before the first invoke
+            fake.send({"eventType": "INVOKE", "requestId": "r1", "deadlineMs": 0})
+            wait_until(lambda: len(fake.calls.next_calls) >= 2, 10, "the next after INVOKE")
+            assert ext.get(path, token="wrong")[0] == 401
+            wait_until(lambda: emf_lines(ext.output()) != [], 10, "a line after the invoke")
+            fake.shutdown_extension()
+            assert ext.proc.wait(timeout=5) == 0
+            lines = emf_lines(ext.output())
+    # Only the invoke's one local error: none of init's three upstream reads.
+    assert [total(lines, name) for name in ("LocalErrors", "UpstreamCalls", "Misses")] == [1, 0, 0]
+
+
 def test_no_line_at_any_interval_when_metrics_are_off(
     extension_executable: Path, tmp_path: Path, moto: Moto, lambda_credentials: LambdaCredentials
 ) -> None:
