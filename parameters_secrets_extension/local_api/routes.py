@@ -1,7 +1,8 @@
 """Routing one request to its reply: method, route, forwarding guard, token, query, lookup.
 
-Each route name of the service table (services.py) has one handler here; a route without
-one is a 404, never another route's handler.
+Each route name of the service table (services.py), and the path route of queries.py, has
+one handler here; a route without one is a 404, never another route's handler. The token
+comes in X-Aws-Parameters-Secrets-Token or X-Vault-Token; two different ones are refused.
 """
 
 from __future__ import annotations
