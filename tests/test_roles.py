@@ -7,6 +7,8 @@ as A's, with values of their own, so that a value served under the wrong role sh
 from __future__ import annotations
 
 import json
+import os
+import re
 import threading
 import time
 import urllib.parse
@@ -590,3 +592,72 @@ def test_prefetch_reads_as_the_role_it_names(
     assert body["Parameter"]["Value"] == param_of(ACCOUNT_C)
     _, counters = get(ext, "/metrics")
     assert (counters["Hits"], counters["Misses"]) == (3, 3), counters  # the prefetch's 3 misses
+
+
+# --- README: the worked example, its policies applied as written ---
+
+
+def readme_blocks(language: str) -> list[str]:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    start = readme.index("\n## Cross-account reads (roleArn)\n")
+    section = readme[start : readme.index("\n## ", start + 1)]
+    return re.findall(rf"```{language}\n(.*?)```", section, re.DOTALL)
+
+
+def test_the_readme_example_works_with_its_policies_as_written(
+    extension_executable: Path, tmp_path: Path, accounts: Accounts
+) -> None:
+    """The README's three policies, applied in moto as written (the function's account
+    111111111111 being moto's default one), and its client snippet, run unchanged."""
+    function_policy, trust, permissions = (
+        block.replace("111111111111", ACCOUNT) for block in readme_blocks("json")
+    )
+    (snippet,) = readme_blocks("python")
+    target = json.loads(function_policy)["Statement"][0]["Resource"]
+    assert target.startswith(f"arn:aws:iam::{ACCOUNT_B}:role/")
+    function_role = json.loads(trust)["Statement"][0]["Principal"]["AWS"]
+    assert json.loads(trust)["Statement"][0]["Action"] == "sts:AssumeRole"
+    moto = accounts.moto
+    _set_auth(moto.endpoint, b"inf")
+    try:
+        for account, arn, trusted, policy in (
+            (ACCOUNT, function_role, f"arn:aws:iam::{ACCOUNT}:user/extension", function_policy),
+            (ACCOUNT_B, target, None, permissions),
+        ):
+            iam: Any = _client(moto, "iam", account)
+            name = arn.rsplit("/", 1)[1]
+            doc = (
+                trust
+                if trusted is None
+                else json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Principal": {"AWS": trusted},
+                                "Action": "sts:AssumeRole",
+                            }
+                        ],
+                    }
+                )
+            )
+            if name not in {r["RoleName"] for r in iam.list_roles()["Roles"]}:
+                iam.create_role(RoleName=name, AssumeRolePolicyDocument=doc)
+                iam.put_role_policy(RoleName=name, PolicyName="readme", PolicyDocument=policy)
+    finally:
+        _set_auth(moto.endpoint, b"0")
+    sts: Any = moto.boto3_client("sts")
+    creds = sts.assume_role(RoleArn=function_role, RoleSessionName="fn")["Credentials"]
+    function_creds = LambdaCredentials(
+        creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]
+    )
+    with start_standalone(extension_executable, tmp_path / "ext.log", moto, function_creds) as ext:
+        namespace: dict[str, Any] = {}
+        exec(snippet.replace("localhost:2773", f"localhost:{ext.port}"), namespace)  # noqa: S102
+        os.environ["AWS_SESSION_TOKEN"] = function_creds.session_token
+        assert namespace["SHARED_ROLE"] == target
+        assert namespace["get_shared_secret"](SECRET) == secret_of(ACCOUNT_B)
+        # The function's role itself may read nothing: the value came as the role.
+        status, body = get(ext, f"/secretsmanager/get?secretId={quoted(SECRET)}")
+        assert status == 403, body
