@@ -467,16 +467,18 @@ class Lookups:
         except Exception as exc:  # a bug costs this group, never the others or the start
             log.traceback(exc)
             answers = [ExtensionError(str(exc), error_type=type(exc).__name__)] * len(idents)
+        as_role = f" as {role}" if role else ""  # a checked role ARN: printable as it is
         for ident, answer in zip(idents, answers, strict=True):
             if isinstance(answer, ExtensionError):
                 log.warning(
-                    "prefetch of %s %s failed: %s",
+                    "prefetch of %s %s%s failed: %s",
                     service,
                     printable(ident),
+                    as_role,
                     error_type_of(answer),
                 )
             else:
-                log.debug("prefetched %s %s", service, printable(ident))
+                log.debug("prefetched %s %s%s", service, printable(ident), as_role)
 
     def _prefetch_singly(
         self, service: str, idents: list[str], role: str | None

@@ -586,6 +586,7 @@ def test_prefetch_reads_as_the_role_it_names(
     )
     # Standalone, the server answers while prefetch runs: wait for its three items.
     wait_until(lambda: ext.output().count("prefetched ") == 3, 15, "the prefetch")
+    assert f"prefetched secretsmanager {SECRET} as {ROLE_B}" in ext.output()
     assert get(ext, secret_route(ROLE_B))[1]["SecretString"] == secret_of(ACCOUNT_B)
     assert get(ext, secret_route(None))[1]["SecretString"] == SECRET_STRING_V2
     _, body = get(ext, with_role(f"/systemsmanager/parameters/get?name={quoted(PARAM)}", ROLE_C))
