@@ -135,7 +135,7 @@ def _refresh_deadline(settings: config.Config) -> float:
     return max(ms / 1000 if ms else UNSET_TIMEOUT_SECONDS for ms in timeouts)
 
 
-def _prefetch(lookups: Lookups, entries: tuple[tuple[str, str], ...], budget_ms: int) -> None:
+def _prefetch(lookups: Lookups, entries: tuple[tuple[str, ...], ...], budget_ms: int) -> None:
     """Prefetch for at most `budget_ms`: Lambda's init phase is limited (10 s by default)."""
     worker = threading.Thread(target=lookups.prefetch, args=(entries,), name="prefetch")
     worker.daemon = True

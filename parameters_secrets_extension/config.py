@@ -13,6 +13,7 @@ inspect) costs a good share of the extension's init.
 
 from __future__ import annotations
 
+from .aws.role_arns import is_role_arn
 from .errors import ConfigError
 from .lambda_api.lifecycle import DEFAULT_PORT, PORT_VARIABLE, http_port
 from .services import BY_NAME, SECRETS_MANAGER, SSM
@@ -62,7 +63,10 @@ DEFAULT_METRICS = "off"
 # How often the EMF counters are written while the sandbox runs: CloudWatch's standard
 # resolution is a minute; at most an hour, so a long-lived sandbox still reports.
 DEFAULT_METRICS_INTERVAL_SECONDS, MAX_METRICS_INTERVAL_SECONDS = 60, 3600
-DEFAULT_PREFETCH: tuple[tuple[str, str], ...] = ()
+DEFAULT_PREFETCH: tuple[tuple[str, ...], ...] = ()
+# Between an item's id and the role to read it as: `secretsmanager:<id>|<role ARN>`. No
+# secret name, parameter name or ARN holds one (aws/role_arns.py keeps it out of roles).
+PREFETCH_ROLE_SEPARATOR = "|"
 
 
 class SettingValue(str):
@@ -198,6 +202,7 @@ class AwsConfig:
         "endpoint_url",
         "endpoint_url_secrets_manager",
         "endpoint_url_ssm",
+        "endpoint_url_sts",
         "region",
         "secret_access_key",
         "session_token",
@@ -211,6 +216,7 @@ class AwsConfig:
         "endpoint_url",
         "endpoint_url_secrets_manager",
         "endpoint_url_ssm",
+        "endpoint_url_sts",
         "container_credentials_full_uri",
     )
 
@@ -221,6 +227,7 @@ class AwsConfig:
         endpoint_url: str | None = None,
         endpoint_url_secrets_manager: str | None = None,
         endpoint_url_ssm: str | None = None,
+        endpoint_url_sts: str | None = None,
         use_fips: bool = False,
         ca_bundle: str | None = None,
         access_key_id: str | None = None,
@@ -234,6 +241,7 @@ class AwsConfig:
         self.endpoint_url: Final = endpoint_url
         self.endpoint_url_secrets_manager: Final = endpoint_url_secrets_manager
         self.endpoint_url_ssm: Final = endpoint_url_ssm
+        self.endpoint_url_sts: Final = endpoint_url_sts  # for roleArn's AssumeRole (aws/roles.py)
         self.use_fips: Final = use_fips
         self.ca_bundle: Final = ca_bundle
         self.access_key_id: Final = access_key_id
@@ -279,7 +287,7 @@ class Config:
     ssm_timeout_ms: int
     stale_if_error_seconds: int
     max_path_parameters: int
-    prefetch: tuple[tuple[str, str], ...]
+    prefetch: tuple[tuple[str, ...], ...]  # (service, id) or (service, id, role ARN)
     prefetch_timeout_ms: int
     max_client_connections: int
     idle_timeout_seconds: int
@@ -480,32 +488,40 @@ class _Reader:
         return value
 
     def prefetch(
-        self, name: str, default: tuple[tuple[str, str], ...], most: int
-    ) -> tuple[tuple[str, str], ...]:
+        self, name: str, default: tuple[tuple[str, ...], ...], most: int
+    ) -> tuple[tuple[str, ...], ...]:
         """Parse `secretsmanager:<id>,ssm:<name>`; ids may hold colons, so split on the first.
+        An item may end in `|<role ARN>` to be read as that role: (service, id, role ARN).
 
         A malformed item is skipped and the others kept, with one warning for them all.
         """
         raw = self.text(name)
         if raw is None:
             return default
-        entries: list[tuple[str, str]] = []
+        entries: list[tuple[str, ...]] = []
         bad: list[str] = []
         for part in raw.split(","):
             item = part.strip()
             if not item:
                 continue
-            service, _, ident = item.partition(":")
-            if service in PREFETCH_SERVICES and ident.strip():
-                entries.append((service, ident.strip()))
-            else:
+            service, _, rest = item.partition(":")
+            ident, separator, role = rest.partition(PREFETCH_ROLE_SEPARATOR)
+            ident, role = ident.strip(), role.strip()
+            if (
+                service not in PREFETCH_SERVICES
+                or not ident
+                or (separator and not is_role_arn(role))
+            ):
                 bad.append(item)
+            else:
+                entries.append((service, ident, role) if separator else (service, ident))
         if bad:
             shown = ", ".join(_show(item) for item in bad[:_SHOWN_ITEMS])
             more = f" and {len(bad) - _SHOWN_ITEMS} more" if len(bad) > _SHOWN_ITEMS else ""
             self.warnings.append(
                 f"{name} items {shown}{more} are not secretsmanager:<secret id> or"
-                f" ssm:<parameter name>; skipping them, using the other {len(entries)}"
+                f" ssm:<parameter name>, each optionally followed by |<role ARN>;"
+                f" skipping them, using the other {len(entries)}"
             )
         if len(entries) > most:
             self.warnings.append(
@@ -541,6 +557,7 @@ def load(env: Mapping[str, str]) -> Config:
         endpoint_url=read.text("AWS_ENDPOINT_URL"),
         endpoint_url_secrets_manager=read.text(SECRETS_MANAGER.endpoint_variable),
         endpoint_url_ssm=read.text(SSM.endpoint_variable),
+        endpoint_url_sts=read.text("AWS_ENDPOINT_URL_STS"),
         use_fips=read.flag("AWS_USE_FIPS_ENDPOINT", False),
         ca_bundle=read.text("AWS_CA_BUNDLE"),
         access_key_id=read.text("AWS_ACCESS_KEY_ID"),

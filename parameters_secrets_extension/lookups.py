@@ -48,6 +48,17 @@ _PATH_SELECTORS = ("recursive", "withDecryption")
 # The single answer's last member; a batch item is the single answer without it.
 _METADATA_TAIL = b',"ResultMetadata":{}}'
 _PARAMETER_HEAD = b'{"Parameter":'
+ROLE_KEY = "roleArn"  # tags the role member of a cache key (see in_role)
+
+
+def in_role(key: tuple[object, ...], role: str | None) -> tuple[object, ...]:
+    """`key` in the cache namespace of `role`: a read made with an assumed role's
+    credentials is cached apart from the function's own and from every other role's.
+
+    The role goes last, as a tagged pair no other key member can equal, so that key[:2]
+    (the service and the id, which log lines name) stays the same.
+    """
+    return key if role is None else (*key, (ROLE_KEY, role))
 
 
 def _encode(result: object) -> bytes:
@@ -77,8 +88,10 @@ class Lookups:
         self._too_large = _TooLarge()
         self._cache = cache
         self._ttl = {SECRETS_MANAGER: secrets_manager_ttl, SSM: ssm_ttl}
-        # Service name -> what one prefetch group of it fetches.
-        self._prefetchers: dict[str, Callable[[list[str]], list[bytes | ExtensionError]]] = {
+        # Service name -> what one prefetch group of it fetches (its ids, in one role).
+        self._prefetchers: dict[
+            str, Callable[[list[str], str | None], list[bytes | ExtensionError]]
+        ] = {
             SECRETS_MANAGER.name: self._prefetch_secrets,
             SSM.name: self._prefetch_parameters,
         }
@@ -99,6 +112,11 @@ class Lookups:
     def counters(self) -> dict[str, object]:
         """The cache's counters and the upstream and local ones, as GET /metrics answers."""
         return self.metrics.counters(self._cache.info())
+
+    def _upstream(self, role: str | None) -> Upstream:
+        """The client, acting as `role` when one is given."""
+        client = self._client.get()
+        return client if role is None else client.as_role(role)
 
     def _counted(self, call: Callable[[], R]) -> R:
         """call(), counted as one upstream call (failed or not) for GET /metrics.
@@ -193,12 +211,14 @@ class Lookups:
         version_stage: str | None = None,
         *,
         refresh: bool = False,
+        role: str | None = None,
     ) -> tuple[bytes, str]:
-        """GetSecretValue as JSON bytes, and the cache outcome (hit, miss, stale, ...)."""
-        key = (SECRETS_MANAGER.name, secret_id, version_id, version_stage)
+        """GetSecretValue as JSON bytes, and the cache outcome (hit, miss, stale, ...);
+        with `role`, read with that role's credentials and cached in its namespace."""
+        key = in_role((SECRETS_MANAGER.name, secret_id, version_id, version_stage), role)
 
         def call(deadline: float) -> Mapping[str, object]:
-            return self._client.get().get_secret_value(
+            return self._upstream(role).get_secret_value(
                 secret_id, version_id=version_id, version_stage=version_stage, deadline=deadline
             )
 
@@ -212,12 +232,14 @@ class Lookups:
         with_decryption: bool = False,
         *,
         refresh: bool = False,
+        role: str | None = None,
     ) -> tuple[bytes, str]:
-        """GetParameter as JSON bytes, and the cache outcome (hit, miss, stale, ...)."""
-        key = (SSM.name, name, version, label, with_decryption)
+        """GetParameter as JSON bytes, and the cache outcome (hit, miss, stale, ...); with
+        `role`, as secret() does."""
+        key = in_role((SSM.name, name, version, label, with_decryption), role)
 
         def call(deadline: float) -> Mapping[str, object]:
-            return self._client.get().get_parameter(
+            return self._upstream(role).get_parameter(
                 name,
                 version=version,
                 label=label,
@@ -228,7 +250,7 @@ class Lookups:
         return self._get(SSM, key, call, refresh)
 
     def secrets(
-        self, secret_ids: Sequence[str], *, refresh: bool = False
+        self, secret_ids: Sequence[str], *, refresh: bool = False, role: str | None = None
     ) -> list[bytes | ExtensionError]:
         """Each id's GetSecretValue answer (as the single read caches it) or its error;
         the ids not cached are fetched in one BatchGetSecretValue call.
@@ -237,12 +259,12 @@ class Lookups:
         value to serve.
         """
         keys: list[tuple[object, ...]] = [
-            (SECRETS_MANAGER.name, ident, None, None) for ident in secret_ids
+            in_role((SECRETS_MANAGER.name, ident, None, None), role) for ident in secret_ids
         ]
 
         def fetch_many(indices: list[int], deadline: float) -> dict[int, bytes | ExtensionError]:
             wanted = [secret_ids[i] for i in indices]
-            found, failed = self._client.get().batch_get_secret_value(wanted, deadline=deadline)
+            found, failed = self._upstream(role).batch_get_secret_value(wanted, deadline=deadline)
             return _by_index(indices, wanted, found, failed)
 
         answers, failed = self._many(
@@ -250,7 +272,7 @@ class Lookups:
             keys,
             fetch_many,
             lambda i, deadline: _encode(
-                self._client.get().get_secret_value(secret_ids[i], deadline=deadline)
+                self._upstream(role).get_secret_value(secret_ids[i], deadline=deadline)
             ),
             refresh,
         )
@@ -264,18 +286,20 @@ class Lookups:
         with_decryption: bool,
         *,
         refresh: bool = False,
+        role: str | None = None,
     ) -> list[bytes | ExtensionError]:
         """Each ParameterName's GetParameter answer (as the single read of its name with
         that version or label caches it) or its error; the names not cached
         are fetched in one GetParameters call. A whole-call failure raises, as in secrets().
         """
         keys: list[tuple[object, ...]] = [
-            (SSM.name, entry.name, entry.version, entry.label, with_decryption) for entry in names
+            in_role((SSM.name, entry.name, entry.version, entry.label, with_decryption), role)
+            for entry in names
         ]
 
         def fetch_many(indices: list[int], deadline: float) -> dict[int, bytes | ExtensionError]:
             wanted = [names[i] for i in indices]
-            found, failed = self._client.get().get_parameters(
+            found, failed = self._upstream(role).get_parameters(
                 wanted, with_decryption, deadline=deadline
             )
             return _by_index(indices, [entry.requested for entry in wanted], found, failed)
@@ -283,7 +307,7 @@ class Lookups:
         def fetch_one(index: int, deadline: float) -> bytes:
             entry = names[index]
             return _encode(
-                self._client.get().get_parameter(
+                self._upstream(role).get_parameter(
                     entry.name,
                     version=entry.version,
                     label=entry.label,
@@ -298,12 +322,12 @@ class Lookups:
         return answers
 
     def secret_batch(
-        self, secret_ids: Sequence[str], *, refresh: bool = False
+        self, secret_ids: Sequence[str], *, refresh: bool = False, role: str | None = None
     ) -> tuple[bytes, str]:
         """The BatchGetSecretValueOutput answer of the batch endpoint, as JSON bytes."""
         values: list[bytes] = []
         errors: list[dict[str, object]] = []
-        answers = self.secrets(secret_ids, refresh=refresh)
+        answers = self.secrets(secret_ids, refresh=refresh, role=role)
         for ident, answer in zip(secret_ids, answers, strict=True):
             if isinstance(answer, ExtensionError):
                 error = {"ErrorCode": answer.error_type, "ErrorMessage": answer.message}
@@ -322,6 +346,7 @@ class Lookups:
         with_decryption: bool,
         *,
         refresh: bool = False,
+        role: str | None = None,
     ) -> tuple[bytes, str]:
         """The GetParametersOutput answer of the batch endpoint, as JSON bytes.
 
@@ -331,7 +356,7 @@ class Lookups:
         """
         values: list[bytes] = []
         invalid: list[str] = []
-        answers = self.parameters(names, with_decryption, refresh=refresh)
+        answers = self.parameters(names, with_decryption, refresh=refresh, role=role)
         for entry, answer in zip(names, answers, strict=True):
             if isinstance(answer, ExtensionError):
                 if not is_client_mistake(answer):
@@ -352,10 +377,11 @@ class Lookups:
         with_decryption: bool = False,
         *,
         refresh: bool = False,
+        role: str | None = None,
     ) -> tuple[bytes, str]:
         """GetParametersByPath, every page, as one GetParametersByPathOutput; cached as one
         entry with the SSM TTL (its key never equals a single read's)."""
-        key = (SSM.name, path, recursive, with_decryption)
+        key = in_role((SSM.name, path, recursive, with_decryption), role)
         deadline = self._client.deadline(SSM)  # every page shares it
         ttl = self._ttl_now(SSM)
         if not refresh:
@@ -364,7 +390,7 @@ class Lookups:
         def fetch() -> bytes:
             try:
                 found = self._counted(
-                    lambda: self._client.get().get_parameters_by_path(
+                    lambda: self._upstream(role).get_parameters_by_path(
                         path,
                         recursive=recursive,
                         with_decryption=with_decryption,
@@ -383,9 +409,10 @@ class Lookups:
             key, ttl, logged, refresh=refresh, on_stale=self._failures.stale, deadline=deadline
         )
 
-    def prefetch(self, entries: Sequence[tuple[str, str]]) -> None:
-        """Warm the cache for ("secretsmanager", id) / ("ssm", name) entries: one batch call
-        per group (PREFETCH_GROUP ids of one service), all groups in parallel.
+    def prefetch(self, entries: Sequence[tuple[str, ...]]) -> None:
+        """Warm the cache for ("secretsmanager", id) / ("ssm", name) entries, or
+        (service, id, role ARN) for one read as that role: one batch call per group
+        (PREFETCH_GROUP ids of one service in one role), all groups in parallel.
 
         Each entry warms the key a request without optional query parameters uses (for
         SSM that is withDecryption=false; `name:3` is the key of name with version=3). A
@@ -395,14 +422,23 @@ class Lookups:
         if not self._caching:
             log.info("prefetch skipped: caching starts at the first invoke (SnapStart)")
             return
-        groups: list[tuple[str, list[str]]] = []
+        groups: list[tuple[str, list[str], str | None]] = []
         for service in services.SERVICES:
             if not self._ttl[service]:
                 continue
             # Unique and in order: a batch must not list an id twice.
-            idents = list(dict.fromkeys(i for name, i in entries if name == service.name))
-            size = PREFETCH_GROUP[service.name]
-            groups += [(service.name, idents[at : at + size]) for at in range(0, len(idents), size)]
+            wanted = dict.fromkeys(
+                (entry[1], entry[2] if len(entry) > 2 else None)
+                for entry in entries
+                if entry[0] == service.name
+            )
+            for role in dict.fromkeys(role for _, role in wanted):
+                idents = [ident for ident, its_role in wanted if its_role == role]
+                size = PREFETCH_GROUP[service.name]
+                groups += [
+                    (service.name, idents[at : at + size], role)
+                    for at in range(0, len(idents), size)
+                ]
         threads = [
             threading.Thread(target=self._prefetch_group, args=group, name="prefetch", daemon=True)
             for group in groups
@@ -412,10 +448,10 @@ class Lookups:
         for thread in threads:
             thread.join()
 
-    def _prefetch_group(self, service: str, idents: list[str]) -> None:
+    def _prefetch_group(self, service: str, idents: list[str], role: str | None) -> None:
         answers: list[bytes | ExtensionError]
         try:
-            answers = self._prefetchers[service](idents)
+            answers = self._prefetchers[service](idents, role)
         except ExtensionError as exc:  # the batch call failed as a whole
             answers = [exc] * len(idents)
             if not is_transient(exc):
@@ -427,32 +463,38 @@ class Lookups:
                     exc.error_type,
                     len(idents),
                 )
-                answers = self._prefetch_singly(service, idents)
+                answers = self._prefetch_singly(service, idents, role)
         except Exception as exc:  # a bug costs this group, never the others or the start
             log.traceback(exc)
             answers = [ExtensionError(str(exc), error_type=type(exc).__name__)] * len(idents)
+        as_role = f" as {role}" if role else ""  # a checked role ARN: printable as it is
         for ident, answer in zip(idents, answers, strict=True):
             if isinstance(answer, ExtensionError):
                 log.warning(
-                    "prefetch of %s %s failed: %s",
+                    "prefetch of %s %s%s failed: %s",
                     service,
                     printable(ident),
+                    as_role,
                     error_type_of(answer),
                 )
             else:
-                log.debug("prefetched %s %s", service, printable(ident))
+                log.debug("prefetched %s %s%s", service, printable(ident), as_role)
 
-    def _prefetch_singly(self, service: str, idents: list[str]) -> list[bytes | ExtensionError]:
+    def _prefetch_singly(
+        self, service: str, idents: list[str], role: str | None
+    ) -> list[bytes | ExtensionError]:
         answers: list[bytes | ExtensionError] = [b""] * len(idents)
 
         def one(index: int) -> None:
             ident = idents[index]
             try:
                 if service == SECRETS_MANAGER.name:
-                    answers[index] = self.secret(ident)[0]
+                    answers[index] = self.secret(ident, role=role)[0]
                 elif service == SSM.name:
                     wanted = parameter_name(ident)
-                    answers[index] = self.parameter(wanted.name, wanted.version, wanted.label)[0]
+                    answers[index] = self.parameter(
+                        wanted.name, wanted.version, wanted.label, role=role
+                    )[0]
                 else:
                     raise ValueError(f"no service named {service!r}")
             except ExtensionError as exc:
@@ -468,10 +510,14 @@ class Lookups:
             thread.join()
         return answers
 
-    def _prefetch_secrets(self, idents: list[str]) -> list[bytes | ExtensionError]:
-        return self.secrets(idents)
+    def _prefetch_secrets(
+        self, idents: list[str], role: str | None
+    ) -> list[bytes | ExtensionError]:
+        return self.secrets(idents, role=role)
 
-    def _prefetch_parameters(self, idents: list[str]) -> list[bytes | ExtensionError]:
+    def _prefetch_parameters(
+        self, idents: list[str], role: str | None
+    ) -> list[bytes | ExtensionError]:
         names: list[ParameterName] = []
         answers: dict[int, bytes | ExtensionError] = {}
         # Items that name one cache key (`/p:1` and `/p:01`) share one place in the batch:
@@ -489,7 +535,7 @@ class Lookups:
                 places[key] = len(names)
                 names.append(entry)
             place_of[index] = places[key]
-        fetched = self.parameters(names, False) if names else []
+        fetched = self.parameters(names, False, role=role) if names else []
         return [answers[i] if i in answers else fetched[place_of[i]] for i in range(len(idents))]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import urllib.parse
 from collections import namedtuple
 
+from ..aws import role_arns
 from ..errors import InvalidParameter, MissingParameter, NotFound
 from ..parameter_names import ParameterName, parameter_name, version_selector
 from ..services import SECRETS_MANAGER, SERVICES, SSM
@@ -42,7 +43,13 @@ _NOT_FOUND = (
 )
 
 
-class SecretQuery(namedtuple("SecretQuery", "secret_id version_id version_stage refresh")):
+# Every query ends with role_arn, the validated roleArn (None: the function's own role); it
+# defaults to None so that a query built without one reads as the function's own role.
+class SecretQuery(
+    namedtuple(
+        "SecretQuery", "secret_id version_id version_stage refresh role_arn", defaults=(None,)
+    )
+):
     """The validated query of GET /secretsmanager/get."""
 
     __slots__ = ()
@@ -50,9 +57,14 @@ class SecretQuery(namedtuple("SecretQuery", "secret_id version_id version_stage 
     version_id: str | None
     version_stage: str | None
     refresh: bool
+    role_arn: str | None
 
 
-class ParameterQuery(namedtuple("ParameterQuery", "name version label with_decryption refresh")):
+class ParameterQuery(
+    namedtuple(
+        "ParameterQuery", "name version label with_decryption refresh role_arn", defaults=(None,)
+    )
+):
     """The validated query of GET /systemsmanager/parameters/get."""
 
     __slots__ = ()
@@ -61,26 +73,35 @@ class ParameterQuery(namedtuple("ParameterQuery", "name version label with_decry
     label: str | None
     with_decryption: bool
     refresh: bool
+    role_arn: str | None
 
 
-class SecretBatchQuery(namedtuple("SecretBatchQuery", "secret_ids refresh")):
+class SecretBatchQuery(
+    namedtuple("SecretBatchQuery", "secret_ids refresh role_arn", defaults=(None,))
+):
     """The validated query of GET /secretsmanager/batch."""
 
     __slots__ = ()
     secret_ids: tuple[str, ...]
     refresh: bool
+    role_arn: str | None
 
 
-class ParameterBatchQuery(namedtuple("ParameterBatchQuery", "names with_decryption refresh")):
+class ParameterBatchQuery(
+    namedtuple("ParameterBatchQuery", "names with_decryption refresh role_arn", defaults=(None,))
+):
     """The validated query of GET /systemsmanager/parameters/batch."""
 
     __slots__ = ()
     names: tuple[ParameterName, ...]
     with_decryption: bool
     refresh: bool
+    role_arn: str | None
 
 
-class PathQuery(namedtuple("PathQuery", "path recursive with_decryption refresh")):
+class PathQuery(
+    namedtuple("PathQuery", "path recursive with_decryption refresh role_arn", defaults=(None,))
+):
     """The validated query of GET /systemsmanager/parameters/get-by-path."""
 
     __slots__ = ()
@@ -88,6 +109,7 @@ class PathQuery(namedtuple("PathQuery", "path recursive with_decryption refresh"
     recursive: bool
     with_decryption: bool
     refresh: bool
+    role_arn: str | None
 
 
 def route(path: str) -> str:
@@ -141,6 +163,12 @@ def _refresh(values: dict[str, str]) -> bool:
     return lowered in ("true", "1")
 
 
+def _role(values: dict[str, str]) -> str | None:
+    """roleArn: a role ARN of a known partition (400 otherwise); absent or empty is None."""
+    raw = values.get(role_arns.QUERY_NAME)
+    return None if raw is None else role_arns.role_arn(raw)
+
+
 def _required(values: dict[str, str], name: str) -> str:
     value = values.get(name)
     if value is None:
@@ -168,7 +196,8 @@ def secret_batch_query(query: str) -> SecretBatchQuery:
     """Validate the query of the Secrets Manager batch endpoint."""
     pairs = _pairs(query)
     ids = tuple(_id_list(pairs, "secretIds", MAX_SECRET_IDS))
-    return SecretBatchQuery(ids, _refresh(_first(pairs)))
+    values = _first(pairs)
+    return SecretBatchQuery(ids, _refresh(values), _role(values))
 
 
 def parameter_batch_query(query: str) -> ParameterBatchQuery:
@@ -182,7 +211,9 @@ def parameter_batch_query(query: str) -> ParameterBatchQuery:
             " it lists one more than once"
         )
     values = _first(pairs)
-    return ParameterBatchQuery(names, _bool(values, "withDecryption"), _refresh(values))
+    return ParameterBatchQuery(
+        names, _bool(values, "withDecryption"), _refresh(values), _role(values)
+    )
 
 
 def path_query(query: str) -> PathQuery:
@@ -193,6 +224,7 @@ def path_query(query: str) -> PathQuery:
         recursive=_bool(values, "recursive"),
         with_decryption=_bool(values, "withDecryption"),
         refresh=_refresh(values),
+        role_arn=_role(values),
     )
 
 
@@ -204,6 +236,7 @@ def secret_query(query: str) -> SecretQuery:
         version_id=values.get("versionId"),
         version_stage=values.get("versionStage"),
         refresh=_refresh(values),
+        role_arn=_role(values),
     )
 
 
@@ -230,6 +263,7 @@ def secret_path_query(path: str, query: str) -> SecretQuery:
         version_id=values.get("versionId"),
         version_stage=values.get("versionStage"),
         refresh=_refresh(values),
+        role_arn=_role(values),
     )
 
 
@@ -251,4 +285,5 @@ def parameter_query(query: str) -> ParameterQuery:
         label=label,
         with_decryption=_bool(values, "withDecryption"),
         refresh=_refresh(values),
+        role_arn=_role(values),
     )

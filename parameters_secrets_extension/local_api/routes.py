@@ -103,13 +103,13 @@ class Api:
     def _secret(self, path: str, query: str) -> tuple[bytes, str]:
         sq = queries.secret_query(query)
         return self._lookups.secret(
-            sq.secret_id, sq.version_id, sq.version_stage, refresh=sq.refresh
+            sq.secret_id, sq.version_id, sq.version_stage, refresh=sq.refresh, role=sq.role_arn
         )
 
     def _secret_by_path(self, path: str, query: str) -> tuple[bytes, str]:
         sq = queries.secret_path_query(path, query)
         return self._lookups.secret(
-            sq.secret_id, sq.version_id, sq.version_stage, refresh=sq.refresh
+            sq.secret_id, sq.version_id, sq.version_stage, refresh=sq.refresh, role=sq.role_arn
         )
 
     def _metrics(self, path: str, query: str) -> tuple[bytes, str]:
@@ -118,19 +118,21 @@ class Api:
     def _parameter(self, path: str, query: str) -> tuple[bytes, str]:
         pq = queries.parameter_query(query)
         return self._lookups.parameter(
-            pq.name, pq.version, pq.label, pq.with_decryption, refresh=pq.refresh
+            pq.name, pq.version, pq.label, pq.with_decryption, refresh=pq.refresh, role=pq.role_arn
         )
 
     def _secret_batch(self, path: str, query: str) -> tuple[bytes, str]:
         sq = queries.secret_batch_query(query)
-        return self._lookups.secret_batch(sq.secret_ids, refresh=sq.refresh)
+        return self._lookups.secret_batch(sq.secret_ids, refresh=sq.refresh, role=sq.role_arn)
 
     def _parameter_batch(self, path: str, query: str) -> tuple[bytes, str]:
         bq = queries.parameter_batch_query(query)
-        return self._lookups.parameter_batch(bq.names, bq.with_decryption, refresh=bq.refresh)
+        return self._lookups.parameter_batch(
+            bq.names, bq.with_decryption, refresh=bq.refresh, role=bq.role_arn
+        )
 
     def _path(self, path: str, query: str) -> tuple[bytes, str]:
         pq = queries.path_query(query)
         return self._lookups.parameters_by_path(
-            pq.path, pq.recursive, pq.with_decryption, refresh=pq.refresh
+            pq.path, pq.recursive, pq.with_decryption, refresh=pq.refresh, role=pq.role_arn
         )
