@@ -81,6 +81,7 @@ def _serve(
         ssm_ttl=settings.ssm_ttl,
         cache_until_invoked=settings.snapstart,
         max_path_parameters=settings.max_path_parameters,
+        negative_ttl=settings.negative_ttl_seconds,
     )
     # Before serving (boot's sockets listen already): once a request can be answered, the
     # line is out, whatever signal follows.

@@ -54,6 +54,10 @@ DEFAULT_TTL_SECONDS = MAX_TTL_SECONDS = 300  # the AWS extension's TTL cap, kept
 DEFAULT_MAX_TTL_SECONDS, LONGEST_MAX_TTL_SECONDS = MAX_TTL_SECONDS, 3600
 DEFAULT_TIMEOUT_MS = 0  # unset: services.UNSET_TIMEOUT_SECONDS
 DEFAULT_STALE_IF_ERROR_SECONDS, MAX_STALE_IF_ERROR_SECONDS = 300, 86_400
+# How long a not-found or denied answer is replayed without asking AWS (never past the
+# service's TTL). Short: the AWS extension keeps no errors, and a function that creates the
+# missing secret must soon see it; Cloud Extensions keeps them one TTL, which 300 matches.
+DEFAULT_NEGATIVE_TTL_SECONDS, MAX_NEGATIVE_TTL_SECONDS = 5, MAX_TTL_SECONDS
 DEFAULT_MAX_PATH_PARAMETERS = 500
 DEFAULT_PREFETCH_TIMEOUT_MS, MAX_PREFETCH_TIMEOUT_MS = 2000, 60_000
 DEFAULT_MAX_CLIENT_CONNECTIONS, MAX_MAX_CLIENT_CONNECTIONS = 256, 4096
@@ -133,6 +137,13 @@ SETTINGS: tuple[tuple[str, str, str, object, object], ...] = (
         "number",
         DEFAULT_STALE_IF_ERROR_SECONDS,
         (0, MAX_STALE_IF_ERROR_SECONDS),
+    ),
+    (
+        "negative_ttl_seconds",
+        PREFIX + "NEGATIVE_TTL_SECONDS",
+        "number",
+        DEFAULT_NEGATIVE_TTL_SECONDS,
+        (0, MAX_NEGATIVE_TTL_SECONDS),
     ),
     (
         "max_path_parameters",
@@ -286,6 +297,7 @@ class Config:
     secrets_manager_timeout_ms: int
     ssm_timeout_ms: int
     stale_if_error_seconds: int
+    negative_ttl_seconds: int
     max_path_parameters: int
     prefetch: tuple[tuple[str, ...], ...]  # (service, id) or (service, id, role ARN)
     prefetch_timeout_ms: int

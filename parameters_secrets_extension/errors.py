@@ -171,6 +171,20 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+# Answers about the name itself, not about AWS's health: the same until someone creates the
+# name or changes a policy, so worth remembering a short while (lookups.py).
+NOT_THERE_TYPES = frozenset(
+    {"ResourceNotFoundException", "ParameterNotFound", "ParameterVersionNotFound"}
+)
+
+
+def is_not_there(exc: BaseException) -> bool:
+    """True for AWS's answer that the name (or its version) does not exist or is denied."""
+    if not isinstance(exc, UpstreamError) or is_transient(exc):
+        return False
+    return exc.error_type in NOT_THERE_TYPES or exc.error_type.startswith("AccessDenied")
+
+
 def of_another_call(exc: BaseException) -> bool:
     """True for a refusal of a call made for many keys as a whole (see of_many_keys)."""
     return isinstance(exc, ExtensionError) and exc.of_many_keys

@@ -17,12 +17,14 @@ from .errors import (
     PathTooLarge,
     RequestError,
     error_type_of,
+    is_not_there,
     is_transient,
 )
 from .failure_log import MAX_TRACKED_FAILURES, FailureLog, is_client_mistake, printable
 from .logs import log
 from .metrics import Metrics
 from .parameter_names import ParameterName, parameter_name
+from .revalidation import Revalidation
 from .services import SECRETS_MANAGER, SERVICES, SSM, Service
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
@@ -81,8 +83,15 @@ class Lookups:
         failures: FailureLog | None = None,
         metrics: Metrics | None = None,
         max_path_parameters: int = 500,
+        negative_ttl: float = 0,
+        revalidate: bool = True,
     ) -> None:
-        """With `cache_until_invoked` (SnapStart), nothing is cached until start_caching()."""
+        """With `cache_until_invoked` (SnapStart), nothing is cached until start_caching().
+
+        `negative_ttl`: how long a not-found or access-denied answer (errors.is_not_there)
+        is remembered per key, at most the service's TTL (0: never). `revalidate`: renew an
+        expired secret read by stage through DescribeSecret (revalidation.py).
+        """
         self._client = client
         self._max_path_parameters = max_path_parameters
         self._too_large = _TooLarge()
@@ -98,6 +107,11 @@ class Lookups:
         self._caching = not cache_until_invoked
         self._failures = failures if failures is not None else FailureLog()
         self.metrics = metrics if metrics is not None else Metrics()
+        self._revalidation = Revalidation(self.metrics) if revalidate else None
+        # Service -> the cache's `remember`: how long an error of one of its keys is kept.
+        self._remember = {
+            service: _remembering(min(negative_ttl, ttl)) for service, ttl in self._ttl.items()
+        }
 
     def start_caching(self) -> None:
         """Begin caching (under SnapStart, called on the first invoke: nothing from the
@@ -166,13 +180,21 @@ class Lookups:
         key: tuple[object, ...],
         call: Callable[[float], Mapping[str, object]],
         refresh: bool,
+        renewer: Callable[[float], Callable[[bytes], bool]] | None = None,
     ) -> tuple[bytes, str]:
         # One deadline for the local request: its call, retries and any wait on another's.
         deadline = self._client.deadline(service)
         fetch = self._logged(key, lambda: _encode(self._counted(lambda: call(deadline))))
         ttl = self._ttl_now(service)
         return self._cache.get_or_fetch(
-            key, ttl, fetch, refresh=refresh, on_stale=self._failures.stale, deadline=deadline
+            key,
+            ttl,
+            fetch,
+            refresh=refresh,
+            on_stale=self._failures.stale,
+            deadline=deadline,
+            renew=None if renewer is None else renewer(deadline),
+            remember=self._remember[service],
         )
 
     def _many(
@@ -193,7 +215,13 @@ class Lookups:
         def get(key: Hashable, fetch: Callable[[], bytes]) -> bytes:
             logged = self._logged(key, fetch, operation)  # type: ignore[arg-type]
             return self._cache.get_or_fetch(
-                key, ttl, logged, refresh=refresh, on_stale=self._failures.stale, deadline=deadline
+                key,
+                ttl,
+                logged,
+                refresh=refresh,
+                on_stale=self._failures.stale,
+                deadline=deadline,
+                remember=self._remember[service],
             )[0]
 
         # Counted here, per call AWS receives, not per key: one batch call serves many keys.
@@ -222,7 +250,19 @@ class Lookups:
                 secret_id, version_id=version_id, version_stage=version_stage, deadline=deadline
             )
 
-        return self._get(SECRETS_MANAGER, key, call, refresh)
+        revalidation = self._revalidation
+        if revalidation is None or version_id is not None:  # a version id never moves
+            return self._get(SECRETS_MANAGER, key, call, refresh)
+
+        def renewer(deadline: float) -> Callable[[bytes], bool]:
+            return revalidation.renewer(
+                lambda: self._counted(
+                    lambda: self._client.get().describe_secret(secret_id, deadline=deadline)
+                ),
+                version_stage,
+            )
+
+        return self._get(SECRETS_MANAGER, key, call, refresh, renewer)
 
     def parameter(
         self,
@@ -406,7 +446,13 @@ class Lookups:
 
         logged = self._logged(key, fetch, SSM.path_operation, _PATH_SELECTORS)
         return self._cache.get_or_fetch(
-            key, ttl, logged, refresh=refresh, on_stale=self._failures.stale, deadline=deadline
+            key,
+            ttl,
+            logged,
+            refresh=refresh,
+            on_stale=self._failures.stale,
+            deadline=deadline,
+            remember=self._remember[SSM],
         )
 
     def prefetch(self, entries: Sequence[tuple[str, ...]]) -> None:
@@ -572,6 +618,11 @@ class _TooLarge:
                 del self._paths[key]
                 return
         raise PathTooLarge(found[1])
+
+
+def _remembering(seconds: float) -> Callable[[BaseException], float]:
+    """The cache's `remember`: `seconds` for a not-found or denied answer, else 0."""
+    return lambda exc: seconds if seconds > 0 and is_not_there(exc) else 0.0
 
 
 def _by_index(

@@ -49,6 +49,7 @@ def test_every_variable_is_read() -> None:
         "SECRETS_MANAGER_TIMEOUT_MILLIS": "250",
         "SSM_PARAMETER_STORE_TIMEOUT_MILLIS": "100",
         "PARAMETERS_SECRETS_EXTENSION_STALE_IF_ERROR_SECONDS": "0",
+        "PARAMETERS_SECRETS_EXTENSION_NEGATIVE_TTL_SECONDS": "60",
         "PARAMETERS_SECRETS_EXTENSION_PREFETCH": (
             "secretsmanager:arn:aws:secretsmanager:us-east-1:1:secret:a, ssm:/p"
         ),
@@ -62,6 +63,7 @@ def test_every_variable_is_read() -> None:
     }
     c = config.load(env)
     assert (c.refresh_ahead_percent, c.metrics, c.warnings) == (25, "emf", ())
+    assert c.negative_ttl_seconds == 60
     assert (c.cache_enabled, c.cache_size, c.http_port, c.log_level, c.log_json) == (
         False,
         10,
@@ -103,6 +105,7 @@ NUMBERS = [
         0,
         86400,
     ),
+    ("PARAMETERS_SECRETS_EXTENSION_NEGATIVE_TTL_SECONDS", "negative_ttl_seconds", 5, 0, 300),
     ("PARAMETERS_SECRETS_EXTENSION_PREFETCH_TIMEOUT_MILLIS", "prefetch_timeout_ms", 2000, 0, 60000),
     ("PARAMETERS_SECRETS_EXTENSION_MAX_CLIENT_CONNECTIONS", "max_client_connections", 256, 1, 4096),
     ("PARAMETERS_SECRETS_EXTENSION_IDLE_TIMEOUT_SECONDS", "idle_timeout_seconds", 60, 1, 3600),

@@ -62,6 +62,8 @@ BATCH_GET_SECRET_VALUE = Operation(
 GET_PARAMETER = Operation(SSM, SSM.operation)
 GET_PARAMETERS = Operation(SSM, SSM.batch_operation)
 GET_PARAMETERS_BY_PATH = Operation(SSM, "GetParametersByPath")  # SSM.path_operation
+# Which version carries which stage, without the value: renews an expired entry (lookups.py).
+DESCRIBE_SECRET = Operation(SECRETS_MANAGER, "DescribeSecret")
 
 
 def batch_get_secret_value(
@@ -323,6 +325,22 @@ class AwsClient:
         deadline = self.deadline(SECRETS_MANAGER) if deadline is None else deadline
         data = self.call(GET_SECRET_VALUE, payload, deadline, secret_id)
         return sdk_shapes.secret_value(data)
+
+    def describe_secret(
+        self, secret_id: str, *, deadline: float | None = None
+    ) -> dict[str, list[str]]:
+        """DescribeSecret's VersionIdsToStages: each version id and the stages it carries
+        (members of any other shape left out)."""
+        deadline = self.deadline(SECRETS_MANAGER) if deadline is None else deadline
+        data = self.call(DESCRIBE_SECRET, {"SecretId": secret_id}, deadline, secret_id)
+        stages = data.get("VersionIdsToStages")
+        if not isinstance(stages, Mapping):
+            return {}
+        return {
+            version: [stage for stage in labels if isinstance(stage, str)]
+            for version, labels in stages.items()
+            if isinstance(version, str) and isinstance(labels, list)
+        }
 
     def get_parameter(
         self,
