@@ -31,6 +31,9 @@ class ExtensionError(Exception):
     # Set on the refusal of a call made for many keys as a whole (say, a batch refused for
     # one malformed id): it is no answer about any one of the others.
     of_many_keys = False
+    # Set on a failure to get the credentials a call needs (a role that cannot be assumed):
+    # no answer about the name asked for, so never remembered as one (is_not_there).
+    of_credentials = False
 
     def __init__(self, message: str, *, status: int | None = None, error_type: str | None = None):
         super().__init__(message)
@@ -180,7 +183,7 @@ NOT_THERE_TYPES = frozenset(
 
 def is_not_there(exc: BaseException) -> bool:
     """True for AWS's answer that the name (or its version) does not exist or is denied."""
-    if not isinstance(exc, UpstreamError) or is_transient(exc):
+    if not isinstance(exc, UpstreamError) or is_transient(exc) or exc.of_credentials:
         return False
     return exc.error_type in NOT_THERE_TYPES or exc.error_type.startswith("AccessDenied")
 

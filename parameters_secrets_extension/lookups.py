@@ -255,11 +255,13 @@ class Lookups:
             return self._get(SECRETS_MANAGER, key, call, refresh)
 
         def renewer(deadline: float) -> Callable[[bytes], bool]:
+            # As the role the value is read as: its own permissions, its own denial.
             return revalidation.renewer(
                 lambda: self._counted(
-                    lambda: self._client.get().describe_secret(secret_id, deadline=deadline)
+                    lambda: self._upstream(role).describe_secret(secret_id, deadline=deadline)
                 ),
                 version_stage,
+                principal=role,
             )
 
         return self._get(SECRETS_MANAGER, key, call, refresh, renewer)

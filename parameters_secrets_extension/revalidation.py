@@ -58,7 +58,7 @@ class Revalidation:
             try:
                 stages = describe()
             except ExtensionError as exc:
-                if error_type_of(exc).startswith("AccessDenied"):
+                if error_type_of(exc).startswith("AccessDenied") and not exc.of_credentials:
                     self._deny(principal, exc)
                     self._metrics.revalidation("denied")
                 else:
@@ -85,10 +85,13 @@ class Revalidation:
             while len(self._denied) > MAX_DENIED_PRINCIPALS:
                 self._denied.popitem(last=False)
         if first:
+            # A principal is None (the function's own role) or a role ARN checked before any
+            # call (aws/role_arns.py), printable as it is.
             log.warning(
-                "DescribeSecret is denied (%s): expired secrets are read again with"
+                "DescribeSecret is denied%s (%s): expired secrets are read again with"
                 " GetSecretValue; allow secretsmanager:DescribeSecret to renew them without"
                 " reading the value",
+                f" as {principal}" if isinstance(principal, str) else "",
                 exc.error_type,
             )
 

@@ -6,12 +6,16 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
+from cache import Cache
+from parameters_secrets_extension.errors import UpstreamError
+from parameters_secrets_extension.metrics import Metrics
+from parameters_secrets_extension.revalidation import Revalidation
 from tests.conftest import LambdaCredentials, Moto
 from tests.extension_process import ExtensionProcess
 from tests.fault_proxy import FaultProxy
@@ -21,6 +25,7 @@ GET = "secretsmanager.GetSecretValue"
 DESCRIBE = "secretsmanager.DescribeSecret"
 BATCH = "secretsmanager.BatchGetSecretValue"
 TTL = 1
+DENIED_ROLE = "arn:aws:iam::210987654321:role/no-describe"
 EXPIRED = TTL + 0.3  # seconds to sleep for an entry to expire
 
 # The AWS extension's policy plus DescribeSecret (and the batch route's call).
@@ -202,3 +207,28 @@ def test_a_role_that_may_not_describe_falls_back_once_and_logs_once(
     lines = [line for line in s.ext.output().splitlines() if "DescribeSecret is denied" in line]
     assert len(lines) == 1, lines
     assert "WARN" in lines[0] and "VALUE" not in lines[0] and name not in lines[0]
+
+
+def test_a_denial_is_remembered_per_principal() -> None:
+    metrics = Metrics()
+    revalidation = Revalidation(metrics)
+    held = b'{"Name":"s","VersionId":"v1","SecretString":"x"}'
+    calls: list[str] = []
+
+    def describe_as(principal: str | None) -> Callable[[], dict[str, list[str]]]:
+        def describe() -> dict[str, list[str]]:
+            calls.append(str(principal))
+            if principal == DENIED_ROLE:
+                raise UpstreamError("no", status=400, error_type="AccessDeniedException")
+            return {"v1": ["AWSCURRENT"]}
+
+        return describe
+
+    for _ in range(2):
+        for principal in (DENIED_ROLE, None):
+            renew = revalidation.renewer(describe_as(principal), None, principal=principal)
+            assert renew(held) is (principal is None)
+    # The role's denial was asked once and remembered; the function's own role still renews.
+    assert calls == [DENIED_ROLE, "None", "None"]
+    counters = metrics.counters(Cache(1).info())
+    assert (counters["RevalidationsRenewed"], counters["RevalidationsDeniedFallback"]) == (2, 2)

@@ -36,6 +36,7 @@ from tests.conftest import (
     wait_until,
 )
 from tests.extension_process import ExtensionProcess
+from tests.fault_proxy import FaultProxy
 from tests.hardening_support import start_standalone
 from tests.raw_server import RawServer, hang
 
@@ -668,3 +669,48 @@ def test_the_readme_example_works_with_its_policies_as_written(
         # The function's role itself may read nothing: the value came as the role.
         status, body = get(ext, f"/secretsmanager/get?secretId={quoted(SECRET)}")
         assert status == 403, body
+
+
+def test_an_expired_secret_is_revalidated_as_the_role_it_was_read_as(
+    extension_executable: Path, tmp_path: Path, accounts: Accounts
+) -> None:
+    """DescribeSecret goes out with the role's credentials, and its outcome is the role's: a
+    role that may describe renews its entry while the function's own role (which may not)
+    falls back to GetSecretValue."""
+    moto = accounts.moto
+    _set_auth(moto.endpoint, b"inf")
+    try:
+        describer = _role(
+            moto,
+            ACCOUNT_B,
+            "describer",
+            accounts.caller_arn,
+            [*READS, "secretsmanager:DescribeSecret"],
+        )
+    finally:
+        _set_auth(moto.endpoint, b"0")
+    with (
+        FaultProxy(moto.host, moto.port) as proxy,
+        start_standalone(
+            extension_executable,
+            tmp_path / "ext.log",
+            moto,
+            accounts.caller,
+            endpoint=f"http://127.0.0.1:{proxy.port}",
+            SECRETS_MANAGER_TTL="1",
+            PARAMETERS_SECRETS_EXTENSION_REFRESH_AHEAD_PERCENT="0",
+        ) as ext,
+    ):
+        as_role, own = secret_route(describer), secret_route(None)
+        first_role, first_own = get(ext, as_role), get(ext, own)
+        assert first_role == (200, first_role[1]) and first_own[0] == 200
+        assert first_role[1]["SecretString"] == secret_of(ACCOUNT_B)
+        seen = len(proxy.header_values("x-amz-target"))
+        time.sleep(1.3)
+        assert get(ext, as_role) == first_role
+        assert get(ext, own) == first_own
+        operations = [t.split(".")[-1] for t in proxy.header_values("x-amz-target")[seen:]]
+        # The role's: DescribeSecret alone. The function's own: denied, then GetSecretValue.
+        assert operations == ["DescribeSecret", "DescribeSecret", "GetSecretValue"], operations
+        denied = [line for line in ext.output().splitlines() if "DescribeSecret is denied" in line]
+        assert len(denied) == 1 and describer not in denied[0], denied

@@ -109,6 +109,7 @@ def assume_role(
             error_type=exc.error_type,
         )
         named.attempts = exc.attempts
+        named.of_credentials = True
         raise named from exc
     creds = _parse(response.body)
     log.info("assumed role %s as session %s, expiring %s", role_arn, session, creds.expiration)
