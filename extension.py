@@ -11,17 +11,16 @@ import contextlib
 import os
 import sys
 import threading
-import time
 
 from cache import Cache
 from parameters_secrets_extension import config
 from parameters_secrets_extension.aws.lazy_client import LazyClient
+from parameters_secrets_extension.emf_writer import EmfWriter
 from parameters_secrets_extension.errors import ConfigError
 from parameters_secrets_extension.lambda_api.lifecycle import ExtensionsApi
 from parameters_secrets_extension.local_api.server import start
 from parameters_secrets_extension.logs import DEBUG, log, setup
 from parameters_secrets_extension.lookups import Lookups
-from parameters_secrets_extension.metrics import emf_line
 from parameters_secrets_extension.services import UNSET_TIMEOUT_SECONDS
 from parameters_secrets_extension.version import NAME, VERSION
 
@@ -87,6 +86,7 @@ def _serve(
         ssm_ttl=settings.ssm_ttl,
         cache_until_invoked=settings.snapstart,
         max_path_parameters=settings.max_path_parameters,
+        negative_ttl=settings.negative_ttl_seconds,
     )
     # Before serving (boot's sockets listen already): once a request can be answered, the
     # line is out, whatever signal follows.
@@ -100,6 +100,17 @@ def _serve(
         # Replies that clients do not read may pin as many bytes again as the cache holds.
         max_held_bytes=settings.cache_max_mb << 20,
     )
+    emf = None
+    on_invoke = None
+    if settings.metrics == "emf":
+        emf = EmfWriter(lookups.counters, settings.function_name, settings.metrics_interval_seconds)
+        if settings.snapstart and api is not None:
+            # Counted from the first invoke: what init counted before the snapshot would
+            # otherwise be reported again by every sandbox restored from it.
+            on_invoke = emf.start_from_now
+        else:
+            emf.start()
+    code = 1
     try:
         # Work for later, started once `next` has left, while we wait on it (the GIL
         # released) and Lambda starts the runtime: started before, it holds the GIL each time
@@ -132,11 +143,11 @@ def _serve(
             start_later()
             while True:  # standalone: boot's signal waiter ends the process
                 threading.Event().wait()
-        code = _wait_for_shutdown(api, lookups, start_later)
-        if code == 0 and settings.metrics == "emf":
-            _write_emf(lookups, settings.function_name)
+        code = _wait_for_shutdown(api, lookups, start_later, on_invoke)
         return code
     finally:
+        if emf is not None:  # the last line at SHUTDOWN
+            emf.stop(final=code == 0)
         servers.shutdown()
         client.close()
 
@@ -179,18 +190,11 @@ def _prefetch_before_next(prefetch: threading.Thread, budget_ms: int) -> None:
         log.warning("prefetch not finished after %d ms; going on without waiting", budget_ms)
 
 
-def _write_emf(lookups: Lookups, function_name: str) -> None:
-    """The counters as one EMF line on stdout, which Lambda sends to CloudWatch Logs."""
-    line = emf_line(lookups.counters(), function_name, time.time_ns() // 1_000_000)
-    try:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
-    except (OSError, ValueError):
-        log.warning("could not write the metrics line: stdout is closed")
-
-
 def _wait_for_shutdown(
-    api: ExtensionsApi, lookups: Lookups, on_first_sent: Callable[[], None]
+    api: ExtensionsApi,
+    lookups: Lookups,
+    on_first_sent: Callable[[], None],
+    on_first_invoke: Callable[[], None] | None = None,
 ) -> int:
     on_sent: Callable[[], None] | None = on_first_sent
     while True:
@@ -204,6 +208,9 @@ def _wait_for_shutdown(
             log.info("shutting down: %s", event.get("shutdownReason", "unknown"))
             return 0
         lookups.start_caching()
+        if on_first_invoke is not None:
+            on_first_invoke()
+            on_first_invoke = None
 
 
 if __name__ == "__main__":  # the program's entry point, not an import: boot then this run

@@ -40,6 +40,7 @@ class LazyClient:
                     max_connections=settings.max_connections,
                     secrets_manager_timeout_ms=settings.secrets_manager_timeout_ms,
                     ssm_timeout_ms=settings.ssm_timeout_ms,
+                    function_name=settings.function_name,
                 )
             return self._client
 

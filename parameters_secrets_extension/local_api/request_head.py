@@ -31,6 +31,8 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 100
 
 TOKEN_HEADER = "x-aws-parameters-secrets-token"  # noqa: S105 (a header name)
+# The same token under the name Vault clients send, as both newer AWS agents accept it.
+VAULT_TOKEN_HEADER = "x-vault-token"  # noqa: S105 (a header name)
 # A request that passed through a proxy: refused, as the AWS extension refuses it, so that
 # a server-side request forgery elsewhere in the function cannot reach the secrets.
 FORWARDED_HEADERS = ("x-forwarded-for", "forwarded", "x-forwarded-host")

@@ -1,7 +1,8 @@
 """Routing one request to its reply: method, route, forwarding guard, token, query, lookup.
 
-Each route name of the service table (services.py) has one handler here; a route without
-one is a 404, never another route's handler.
+Each route name of the service table (services.py), and the path route of queries.py, has
+one handler here; a route without one is a 404, never another route's handler. The token
+comes in X-Aws-Parameters-Secrets-Token or X-Vault-Token; two different ones are refused.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Api:
             "ssm-batch": self._parameter_batch,
             "ssm-path": self._path,
             queries.METRICS: self._metrics,
+            queries.SECRET_PATH: self._secret_by_path,
         }
 
     def respond(self, request: Request) -> Reply:
@@ -60,8 +62,8 @@ class Api:
                 return Reply(200, b"healthy", TEXT, route)
             if request_head.is_forwarded(request.headers):
                 raise ForwardedRequest("forwarded requests are refused")
-            self._authorize(request.headers.get(request_head.TOKEN_HEADER))
-            return self._lookup(route, query)
+            self._authorize(request.headers)
+            return self._lookup(route, path, query)
         except ExtensionError as exc:
             return self.refuse(exc, route)
         except Exception as exc:  # a bug must cost one request, never the server
@@ -75,44 +77,62 @@ class Api:
             self._lookups.metrics.local_error(exc.error_type)
         return error_reply(exc, route)
 
-    def _authorize(self, supplied: bytes | None) -> None:
+    def _authorize(self, headers: dict[str, bytes]) -> None:
         # Checked before any cache access, so a wrong token never reads a warm entry.
         token = self._token
+        supplied = headers.get(request_head.TOKEN_HEADER)
+        vault = headers.get(request_head.VAULT_TOKEN_HEADER)
+        if supplied is not None and vault is not None and not compare_digest(supplied, vault):
+            # Two different tokens: one is wrong, and which one the client meant is a guess.
+            raise Unauthorized("X-Aws-Parameters-Secrets-Token and X-Vault-Token differ")
+        supplied = supplied if supplied is not None else vault
         if token is None or supplied is None or not compare_digest(supplied, token):
-            raise Unauthorized("missing or invalid X-Aws-Parameters-Secrets-Token header")
+            raise Unauthorized(
+                "missing or invalid X-Aws-Parameters-Secrets-Token (or X-Vault-Token) header"
+            )
 
-    def _lookup(self, route: str, query: str) -> Reply:
+    def _lookup(self, route: str, path: str, query: str) -> Reply:
         handler = self._handlers.get(route)
         if handler is None:
             raise NotFound(f"no handler for the route {route}")
-        body, outcome = handler(query)
+        body, outcome = handler(path, query)
         return Reply(200, body, JSON, route, outcome)
 
-    def _secret(self, query: str) -> tuple[bytes, str]:
+    # Each handler takes the request's path and query; only the path route reads the path.
+
+    def _secret(self, path: str, query: str) -> tuple[bytes, str]:
         sq = queries.secret_query(query)
         return self._lookups.secret(
-            sq.secret_id, sq.version_id, sq.version_stage, refresh=sq.refresh
+            sq.secret_id, sq.version_id, sq.version_stage, refresh=sq.refresh, role=sq.role_arn
         )
 
-    def _metrics(self, query: str) -> tuple[bytes, str]:
+    def _secret_by_path(self, path: str, query: str) -> tuple[bytes, str]:
+        sq = queries.secret_path_query(path, query)
+        return self._lookups.secret(
+            sq.secret_id, sq.version_id, sq.version_stage, refresh=sq.refresh, role=sq.role_arn
+        )
+
+    def _metrics(self, path: str, query: str) -> tuple[bytes, str]:
         return json.dumps(self._lookups.counters(), separators=(",", ":")).encode(), "-"
 
-    def _parameter(self, query: str) -> tuple[bytes, str]:
+    def _parameter(self, path: str, query: str) -> tuple[bytes, str]:
         pq = queries.parameter_query(query)
         return self._lookups.parameter(
-            pq.name, pq.version, pq.label, pq.with_decryption, refresh=pq.refresh
+            pq.name, pq.version, pq.label, pq.with_decryption, refresh=pq.refresh, role=pq.role_arn
         )
 
-    def _secret_batch(self, query: str) -> tuple[bytes, str]:
+    def _secret_batch(self, path: str, query: str) -> tuple[bytes, str]:
         sq = queries.secret_batch_query(query)
-        return self._lookups.secret_batch(sq.secret_ids, refresh=sq.refresh)
+        return self._lookups.secret_batch(sq.secret_ids, refresh=sq.refresh, role=sq.role_arn)
 
-    def _parameter_batch(self, query: str) -> tuple[bytes, str]:
+    def _parameter_batch(self, path: str, query: str) -> tuple[bytes, str]:
         bq = queries.parameter_batch_query(query)
-        return self._lookups.parameter_batch(bq.names, bq.with_decryption, refresh=bq.refresh)
+        return self._lookups.parameter_batch(
+            bq.names, bq.with_decryption, refresh=bq.refresh, role=bq.role_arn
+        )
 
-    def _path(self, query: str) -> tuple[bytes, str]:
+    def _path(self, path: str, query: str) -> tuple[bytes, str]:
         pq = queries.path_query(query)
         return self._lookups.parameters_by_path(
-            pq.path, pq.recursive, pq.with_decryption, refresh=pq.refresh
+            pq.path, pq.recursive, pq.with_decryption, refresh=pq.refresh, role=pq.role_arn
         )

@@ -2,9 +2,10 @@
 write each. Which reply a request gets is routes.py's; its bytes are replies.py's.
 
 GET /secretsmanager/get and /systemsmanager/parameters/get answer from the cache or AWS, as
-do the batch routes (/secretsmanager/batch, /systemsmanager/parameters/batch) and
-/systemsmanager/parameters/get-by-path; /ping answers "healthy", /metrics (token required)
-the counters as JSON; errors are JSON `{"__type", "message"}`. Also: 503
+do the batch routes (/secretsmanager/batch, /systemsmanager/parameters/batch),
+/systemsmanager/parameters/get-by-path and the path form /secretsmanager/<id>; /ping
+answers "healthy", /metrics (token required) the counters as JSON; errors are JSON
+`{"__type", "message"}`. Also: 503
 TooManyConnectionsException past the connection cap, 414 and 431 for oversized requests and
 400 BadRequestException for malformed ones (limits in request_head).
 """
