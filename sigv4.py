@@ -143,17 +143,38 @@ def _canonical(
     """Task 1: the canonical request (for headers already dated) and its signed header names."""
     selected = headers_to_sign(headers, host_from_url(parts))
     signed = signed_headers(selected)
-    creq = "\n".join(
-        (
-            method.upper(),
-            canonical_uri(parts.path),
-            canonical_query_string(parts.query),
-            canonical_headers(selected),
-            signed,
-            payload_hash(headers, body),
-        )
+    creq = canonical_request(
+        method,
+        parts.path,
+        parts.query,
+        selected=selected,
+        signed=signed,
+        body_hash=payload_hash(headers, body),
     )
     return creq, signed
+
+
+def canonical_request(
+    method: str,
+    path: str,
+    query: str,
+    *,
+    selected: Mapping[str, list[str]],
+    signed: str,
+    body_hash: str,
+) -> str:
+    """Task 1's text: method, canonical URI and query, the `selected` headers, their names
+    (`signed`) and the payload's hash, one per line. A signer and a verifier both use it."""
+    return "\n".join(
+        (
+            method.upper(),
+            canonical_uri(path),
+            canonical_query_string(query),
+            canonical_headers(selected),
+            signed,
+            body_hash,
+        )
+    )
 
 
 def credential_scope(datestamp: str, region: str, service: str) -> str:

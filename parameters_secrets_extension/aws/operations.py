@@ -20,7 +20,7 @@ from ..errors import ExtensionError, PathTooLarge, ResponseTooLarge, UpstreamErr
 from ..services import SECRETS_MANAGER, SSM, Service
 from . import sdk_shapes
 from .connection_pool import MAX_RESPONSE_BYTES
-from .credentials import utc_now
+from .credentials import Credentials, utc_now
 from .endpoints import Endpoint
 from .pairing import match_parameters, match_secrets
 from .transport import Transport
@@ -381,3 +381,8 @@ class AwsClient:
     def close(self) -> None:
         """Close every idle upstream connection."""
         self._transport.close()
+
+    def credentials(self, deadline: float | None = None) -> Credentials:
+        """The credentials its calls are signed with now: the ones a caller of the AWS JSON
+        protocol signs with too (local_api/sdk_auth.py)."""
+        return self._transport.credentials(deadline)

@@ -35,6 +35,8 @@ TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
     from typing import Any
 
+    from .sdk_protocol import Client as SdkClient
+
 # A client that goes away mid-request is routine, not an error worth a line.
 CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
 # Closing with unread input makes the kernel send a reset, which can destroy the response
@@ -452,14 +454,16 @@ def start(
     max_connections: int = 256,
     idle_timeout: float = 60.0,
     max_held_bytes: int = MAX_HELD_BYTES,
+    client: SdkClient | None = None,
 ) -> Servers:
     """Serve on the listening `sockets` (boot.listen's, taken before registering).
 
     Replies larger than COPY_LIMIT that clients are slow to take hold at most
     `max_held_bytes` of bodies in all (HeldReplies).
-    With no token, every secret and parameter request is refused with 401.
+    With no token, every secret and parameter request is refused with 401. With `client`
+    (the upstream LazyClient), `POST /` also serves the AWS JSON protocol (sdk_protocol).
     """
-    api = Api(lookups, token)
+    api = Api(lookups, token, client)
     connections = Connections(max_connections)
     held = HeldReplies(max_held_bytes)
     servers = [
