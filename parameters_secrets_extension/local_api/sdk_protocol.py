@@ -9,7 +9,8 @@ stale-if-error, metrics and log lines.
 
 The cache holds the Go SDK's shape (aws/sdk_shapes.py: dates as RFC 3339 strings, absent
 fields null, ResultMetadata); each answer here is turned back into the service's wire
-format as it is sent: dates as epoch seconds, no null fields, no ResultMetadata. Errors are
+format as it is sent: dates as epoch seconds, no null fields, no ResultMetadata. That is
+done on the cached bytes, without parsing them (`_wire`): this is the hit path. Errors are
 the service's JSON (`__type`, `message`) with its X-Amzn-Errortype header, so every SDK
 raises the exception class it raises for AWS.
 
@@ -76,7 +77,13 @@ MAX_SELECTOR_CHARS = 256
 MAX_TOKEN_CHARS = 32
 # Dates of cached answers already turned into epoch seconds; cleared when it reaches this.
 MAX_REMEMBERED_DATES = 1024
-_DATE_FIELDS = ("CreatedDate", "LastModifiedDate")
+# In JSON as lookups encodes it (compact, ASCII), a member's `"` is never escaped and every
+# `"` inside a string is, so these patterns match members and never text inside a value: a
+# null member (with the comma that joins it to the next or the previous one) and a date.
+_NULL_MEMBER = re.compile(rb'"[A-Za-z]+":null,|,"[A-Za-z]+":null')
+_DATE_MEMBER = re.compile(rb'"(?:CreatedDate|LastModifiedDate)":"([0-9T:.Z-]{24})"')
+_METADATA_TAIL = b',"ResultMetadata":{}}'
+_PARAMETER_HEAD = b'{"Parameter":'
 # An error type passed through from AWS goes into a header only if it looks like one.
 _ERROR_TYPE = re.compile(r"[A-Za-z0-9_.:#-]{1,128}")
 _UNEXPECTED = "an unexpected error occurred while executing request"
@@ -92,6 +99,19 @@ class _Dates:
 
     def __init__(self) -> None:
         self._seconds: dict[str, float] = {}
+        self._members: dict[bytes, bytes] = {}  # `"CreatedDate":"..."` -> its wire form
+
+    def member(self, match: re.Match[bytes]) -> bytes:
+        """A _DATE_MEMBER match in the wire format: `"CreatedDate":1704067200.123`."""
+        whole = match.group(0)
+        wire = self._members.get(whole)
+        if wire is None:
+            name = whole[: whole.index(b":")]
+            wire = name + b":" + json.dumps(self(match.group(1).decode("ascii"))).encode()
+            if len(self._members) >= MAX_REMEMBERED_DATES:
+                self._members.clear()
+            self._members[whole] = wire
+        return wire
 
     def __call__(self, value: object) -> object:
         if not isinstance(value, str):
@@ -199,13 +219,13 @@ class SdkApi:
         version_id = _text(payload, "VersionId", MAX_SELECTOR_CHARS)
         stage = _text(payload, "VersionStage", MAX_SELECTOR_CHARS)
         cached, outcome = self._lookups.secret(secret_id or "", version_id, stage)
-        return _encode(self._secret(cached)), outcome
+        return self._secret_bytes(cached), outcome
 
     def _batch_get_secret_value(self, payload: dict[str, object]) -> tuple[bytes, str]:
         if payload.get("Filters"):
             raise InvalidParameter("Filters are not served: list the secrets in SecretIdList")
         ids = _id_list(payload, "SecretIdList", SECRETS_MANAGER.max_batch_ids)
-        values: list[dict[str, object]] = []
+        values: list[bytes] = []
         errors: list[dict[str, object]] = []
         for ident, answer in zip(ids, self._lookups.secrets(ids), strict=True):
             if isinstance(answer, ExtensionError):
@@ -217,8 +237,9 @@ class SdkApi:
                     }
                 )
             else:
-                values.append(self._secret(answer))
-        return _encode({"SecretValues": values, "Errors": errors}), "batch"
+                values.append(self._secret_bytes(answer))
+        body = b'{"SecretValues":[%s],"Errors":%s}' % (b",".join(values), _encode(errors))
+        return body, "batch"
 
     def _get_parameter(self, payload: dict[str, object]) -> tuple[bytes, str]:
         wanted = parameter_name(_text(payload, "Name", MAX_ID_CHARS, required=True) or "")
@@ -226,7 +247,7 @@ class SdkApi:
         cached, outcome = self._lookups.parameter(
             wanted.name, wanted.version, wanted.label, decrypt
         )
-        return _encode({"Parameter": self._parameter(json.loads(cached)["Parameter"])}), outcome
+        return b'{"Parameter":%s}' % self._parameter_bytes(cached), outcome
 
     def _get_parameters(self, payload: dict[str, object]) -> tuple[bytes, str]:
         requested = _id_list(payload, "Names", SSM.max_batch_ids)
@@ -237,7 +258,7 @@ class SdkApi:
             entry = parameter_name(text)
             names.setdefault(entry[1:], entry)
         unique = list(names.values())
-        found: list[dict[str, object]] = []
+        found: list[bytes] = []
         invalid: list[str] = []
         for entry, answer in zip(unique, self._lookups.parameters(unique, decrypt), strict=True):
             if isinstance(answer, ExtensionError):
@@ -245,8 +266,9 @@ class SdkApi:
                     raise answer  # the answer has no place for it, as GetParameters' own
                 invalid.append(entry.requested)
             else:
-                found.append(self._parameter(json.loads(answer)["Parameter"]))
-        return _encode({"Parameters": found, "InvalidParameters": invalid}), "batch"
+                found.append(self._parameter_bytes(answer))
+        body = b'{"Parameters":[%s],"InvalidParameters":%s}' % (b",".join(found), _encode(invalid))
+        return body, "batch"
 
     def _get_parameters_by_path(self, payload: dict[str, object]) -> tuple[bytes, str]:
         if payload.get("ParameterFilters"):
@@ -270,6 +292,24 @@ class SdkApi:
         return _encode(answer), outcome
 
     # -- the Go SDK's shapes the cache holds, in the service's wire format ----------------
+
+    def _wire(self, member: bytes) -> bytes:
+        """A JSON object of lookups' encoding, without its null members, its dates as
+        epoch seconds."""
+        member = _NULL_MEMBER.sub(b"", member)
+        return _DATE_MEMBER.sub(self._dates.member, member)
+
+    def _secret_bytes(self, cached: bytes) -> bytes:
+        """A cached GetSecretValue answer in the wire format."""
+        if cached.endswith(_METADATA_TAIL):
+            return self._wire(cached[: -len(_METADATA_TAIL)] + b"}")
+        return _encode(self._secret(cached))  # not lookups' encoding (a test double's)
+
+    def _parameter_bytes(self, cached: bytes) -> bytes:
+        """A cached GetParameter answer's Parameter object in the wire format."""
+        if cached.startswith(_PARAMETER_HEAD) and cached.endswith(_METADATA_TAIL):
+            return self._wire(cached[len(_PARAMETER_HEAD) : -len(_METADATA_TAIL)])
+        return _encode(self._parameter(json.loads(cached)["Parameter"]))
 
     def _secret(self, cached: bytes) -> dict[str, object]:
         data = json.loads(cached)
