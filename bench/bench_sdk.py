@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +119,7 @@ def main() -> None:
             )
             to_moto: Any = boto3.client("secretsmanager", endpoint_url=s.moto.endpoint, **keys)
             secret = s.moto.secret_name
-            calls = {
+            calls: dict[str, Callable[[], Any]] = {
                 "extension": lambda: to_ext.get_secret_value(SecretId=secret),
                 "moto": lambda: to_moto.get_secret_value(SecretId=secret),
             }

@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,12 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / (
 TREE = [f"/sdk/tree/p{i:02d}" for i in range(13)] + ["/sdk/tree/deep/x", "/sdk/tree/deep/y"]
 LABELLED = "/sdk/labelled"
 MODES = ("env", "endpoint_url")
+# A value that holds what the wire conversion rewrites (null members, a date member), in
+# every escaped form: it must come back byte for byte.
+TRICKY = (
+    '{"a":null,"CreatedDate":"2024-01-01T00:00:00.000Z","b":"x\\","c":null",'
+    ' "LastModifiedDate":"2024-01-01T00:00:00.000Z", "d":null}'
+)
 
 
 # ---------------------------------------------------------------- fixtures
@@ -69,6 +76,8 @@ def sdk_data(moto: Moto) -> None:
     ssm.label_parameter_version(Name=LABELLED, ParameterVersion=1, Labels=["stable"])
     for name in ("sdk/shared", "sdk/throttled", "sdk/refused", "sdk/denied-1", "sdk/denied-2"):
         sm.create_secret(Name=name, SecretString=f"{name}-SECRET")
+    sm.create_secret(Name="sdk/tricky", SecretString=TRICKY)
+    ssm.put_parameter(Name="/sdk/tricky", Value=TRICKY, Type="String")
 
 
 @pytest.fixture(scope="module")
@@ -198,6 +207,7 @@ def test_boto3_single_reads_answer_as_aws_does(
         {"SecretId": moto.secret_name, "VersionId": moto.secret_v1},
         {"SecretId": moto.secret_name, "VersionStage": "AWSPREVIOUS"},
         {"SecretId": moto.binary_secret_name},
+        {"SecretId": "sdk/tricky"},
     ]
     for kwargs in secret_reads:
         got = _strip(sm.get_secret_value(**kwargs))
@@ -215,11 +225,14 @@ def test_boto3_single_reads_answer_as_aws_does(
         {"Name": f"{LABELLED}:1"},
         {"Name": f"{LABELLED}:stable"},
         {"Name": LABELLED},
+        {"Name": "/sdk/tricky"},
     ]
     for kwargs in parameter_reads:
         got = _unselected(ssm.get_parameter(**kwargs)["Parameter"], kwargs["Name"])
         assert got == aws_ssm.get_parameter(**kwargs)["Parameter"], kwargs
     assert ssm.get_parameter(Name=f"{LABELLED}:stable")["Parameter"]["Value"] == "labelled-PARAM-1"
+    assert sm.get_secret_value(SecretId="sdk/tricky")["SecretString"] == TRICKY
+    assert ssm.get_parameter(Name="/sdk/tricky")["Parameter"]["Value"] == TRICKY
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -461,7 +474,7 @@ def test_requests_not_signed_by_the_function_are_refused_before_aws(
         "unsigned": (unsigned, "IncompleteSignatureException"),
     }
     for what, (client, code) in refusals.items():
-        got = _error(lambda client=client: client.get_secret_value(SecretId="sdk/refused"))
+        got = _error(partial(client.get_secret_value, SecretId="sdk/refused"))
         assert got[:2] == (403, code), what
     # The signer of these tests is right: the same request signed now is answered...
     status, _, body = _raw(ext.port, _signed(ext.port, creds, {"SecretId": moto.secret_name}))
