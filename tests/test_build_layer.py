@@ -188,10 +188,12 @@ def test_repo_zipapp_ships_every_top_level_module_but_the_build(repo_layer: byte
 # The cold-start work set 256 KB with every version's bytecode; the batch, path, refresh-ahead
 # and metrics code then added about 40% more modules, and with four bytecode sets of each
 # (deflate sees little of one version in the next) the layer is about 322 KB. Lambda unpacks
-# it once per sandbox, well under a millisecond more. This bound catches a real regression,
-# such as sources shipped twice or an unstripped dependency, not the growth of our own code.
+# it once per sandbox, well under a millisecond more. The AWS JSON protocol (issue 22: two
+# modules, the protocol and its signature check) brought it to about 410 KB. This bound
+# catches a real regression, such as sources shipped twice or an unstripped dependency, not
+# the growth of our own code.
 def test_layer_stays_small(repo_layer: bytes) -> None:
-    assert len(repo_layer) <= 384 * 1024
+    assert len(repo_layer) <= 448 * 1024
 
 
 def test_each_versions_bytecode_is_its_own_and_without_debug_ranges(repo_layer: bytes) -> None:
