@@ -10,6 +10,7 @@ they get back is compared with what the same client gets from moto directly.
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import dataclasses
 import datetime
@@ -21,15 +22,19 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import sigv4
 from parameters_secrets_extension.aws.endpoints import names_own_address
+from parameters_secrets_extension.local_api.sdk_auth import epoch_seconds
 from tests.conftest import (
     BATCH_POLICY,
     REGION,
@@ -773,3 +778,104 @@ def test_the_javascript_v3_sdk_reads_through_the_extension(
     assert out["notFound"] == [True, "ResourceNotFoundException", not_found[0]]
     assert out["parameterNotFound"] == [True, "ParameterNotFound"]
     assert out["unknown"] == ["UnknownOperationException", 400]
+
+
+# ---------------------------------------------------------------- SnapStart
+
+
+@pytest.fixture
+def container_credentials(lambda_credentials: LambdaCredentials) -> Iterator[str]:
+    """A container credentials provider on loopback handing out the Lambda credentials, as
+    Lambda does under SnapStart; yields its URI (token: "container-token")."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    creds = lambda_credentials
+    expiration = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+    body = json.dumps(
+        {
+            "AccessKeyId": creds.access_key,
+            "SecretAccessKey": creds.secret_key,
+            "Token": creds.session_token,
+            "Expiration": expiration.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+    ).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            ok = self.headers.get("Authorization") == "container-token"
+            self.send_response(200 if ok else 401)
+            self.send_header("Content-Length", str(len(body) if ok else 0))
+            self.end_headers()
+            if ok:
+                self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,))
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/credentials"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_under_snapstart_requests_are_checked_against_the_container_credentials(  # noqa: PLR0917
+    moto: Moto,
+    lambda_credentials: LambdaCredentials,
+    extension_executable: Path,
+    container_credentials: str,
+    tmp_path: Path,
+    sdk_data: None,
+) -> None:
+    import boto3
+
+    port = free_port()
+    env = lambda_env(moto, lambda_credentials, port, None)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        del env[name]
+    env.update(
+        AWS_LAMBDA_INITIALIZATION_TYPE="snap-start",
+        AWS_CONTAINER_CREDENTIALS_FULL_URI=container_credentials,
+        AWS_CONTAINER_AUTHORIZATION_TOKEN="container-token",
+    )
+    with ExtensionProcess(extension_executable, env, tmp_path / "snapstart.log") as process:
+        process.wait_listening()
+        creds = lambda_credentials
+        url = f"http://localhost:{port}"
+        # The function's SDK signs with what the same provider gave it.
+        function: Any = boto3.client(
+            "secretsmanager",
+            endpoint_url=url,
+            region_name=REGION,
+            aws_access_key_id=creds.access_key,
+            aws_secret_access_key=creds.secret_key,
+            aws_session_token=creds.session_token,
+            config=_config(),
+        )
+        assert function.get_secret_value(SecretId="sdk/shared")["SecretString"] == (
+            "sdk/shared-SECRET"
+        )
+        stranger: Any = boto3.client(
+            "secretsmanager",
+            endpoint_url=url,
+            region_name=REGION,
+            aws_access_key_id=moto.access_key,
+            aws_secret_access_key=moto.secret_key,
+            aws_session_token="container-token",
+            config=_config(),
+        )
+        got = _error(partial(stranger.get_secret_value, SecretId="sdk/shared"))
+        assert got[:2] == (403, "UnrecognizedClientException")
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.datetimes(min_value=datetime.datetime(1, 3, 1), max_value=datetime.datetime(9999, 12, 31))
+)
+def test_epoch_seconds_is_calendar_timegm(moment: datetime.datetime) -> None:
+    fields = moment.timetuple()[:6]
+    assert epoch_seconds(fields) == calendar.timegm(fields)

@@ -12,7 +12,6 @@ hashlib and hmac (OpenSSL), which must not be loaded before the extension regist
 
 from __future__ import annotations
 
-import calendar
 import hashlib
 import time
 
@@ -66,6 +65,20 @@ class Authorization:
         self.signature = parts["Signature"]
 
 
+def epoch_seconds(fields: tuple[int, int, int, int, int, int]) -> int:
+    """(year, month, day, hour, minute, second) in UTC as epoch seconds: calendar.timegm's
+    answer (days from the civil date, H. Hinnant's algorithm) without importing calendar,
+    which the layer built with its own Python does not carry."""
+    year, month, day, hour, minute, second = fields
+    year -= month <= 2
+    era = year // 400
+    year_of_era = year - era * 400
+    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    days = era * 146097 + day_of_era - 719468
+    return days * 86400 + hour * 3600 + minute * 60 + second
+
+
 def _epoch(amz_date: str, last: list[tuple[str, int]] = [("", 0)]) -> int:  # noqa: B006
     """X-Amz-Date (`20240101T000000Z`) as epoch seconds; `last` remembers the latest one,
     which the requests of one second share."""
@@ -77,15 +90,19 @@ def _epoch(amz_date: str, last: list[tuple[str, int]] = [("", 0)]) -> int:  # no
     digits = amz_date[:8] + amz_date[9:15]
     if not digits.isdigit() or not digits.isascii():
         raise IncompleteSignature("X-Amz-Date must be a date like 20240101T000000Z")
-    fields = (
-        int(digits[0:4]),
-        int(digits[4:6]),
-        int(digits[6:8]),
-        int(digits[8:10]),
-        int(digits[10:12]),
-        int(digits[12:14]),
+    month = int(digits[4:6])
+    if not 1 <= month <= 12:
+        raise IncompleteSignature("X-Amz-Date must be a date like 20240101T000000Z")
+    seconds = epoch_seconds(
+        (
+            int(digits[0:4]),
+            month,
+            int(digits[6:8]),
+            int(digits[8:10]),
+            int(digits[10:12]),
+            int(digits[12:14]),
+        )
     )
-    seconds = calendar.timegm(fields)
     last[0] = (amz_date, seconds)  # one tuple, replaced whole: no lock needed
     return seconds
 

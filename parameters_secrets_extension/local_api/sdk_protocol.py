@@ -22,7 +22,6 @@ as a page of SSM's own comes from the parameters as they are then.
 
 from __future__ import annotations
 
-import calendar
 import json
 import re
 import threading
@@ -42,7 +41,7 @@ from ..parameter_names import ParameterName, parameter_name
 from ..services import SECRETS_MANAGER, SSM, Service
 from .replies import Reply
 from .request_head import TARGET_HEADER, Request
-from .sdk_auth import Verifier
+from .sdk_auth import Verifier, epoch_seconds
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -135,9 +134,19 @@ def _epoch(text: str) -> float | None:
     millis = text[20:23]
     if not (digits + millis).isdigit() or not digits.isascii():
         return None
-    fields = (int(digits[0:4]), int(digits[4:6]), int(digits[6:8]))
-    clock = (int(digits[8:10]), int(digits[10:12]), int(digits[12:14]))
-    seconds = calendar.timegm(fields + clock)
+    month = int(digits[4:6])
+    if not 1 <= month <= 12:
+        return None
+    seconds = epoch_seconds(
+        (
+            int(digits[0:4]),
+            month,
+            int(digits[6:8]),
+            int(digits[8:10]),
+            int(digits[10:12]),
+            int(digits[12:14]),
+        )
+    )
     return float(f"{seconds}.{millis}")  # the double nearest the milliseconds, as AWS sends
 
 
