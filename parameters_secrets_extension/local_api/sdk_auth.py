@@ -117,6 +117,8 @@ class Verifier:
     ) -> None:
         self._credentials = credentials
         self._clock = clock
+        # The credentials last used and their key and token as bytes, for the comparisons.
+        self._encoded: tuple[Credentials | None, bytes, bytes | None] = (None, b"", None)
 
     def verify(self, request: Request, service: Service, deadline: float) -> None:
         """Return when `request` is signed for `service` with the credentials in use;
@@ -143,7 +145,11 @@ class Verifier:
                 f"Credential should be scoped to correct service: '{service.signing_name}'"
             )
         creds = self._credentials(deadline)
-        _check_identity(auth, headers.get("x-amz-security-token"), creds)
+        encoded = self._encoded
+        if encoded[0] is not creds:
+            token = creds.session_token.encode() if creds.session_token else None
+            encoded = self._encoded = (creds, creds.access_key.encode(), token)
+        _check_identity(auth, headers.get("x-amz-security-token"), encoded[1], encoded[2])
         selected = _signed_headers(auth.signed, headers)
         body_hash = hashlib.sha256(request.body).hexdigest()
         claimed = headers.get("x-amz-content-sha256")
@@ -160,11 +166,13 @@ class Verifier:
             raise SignatureRefused(_MISMATCH)
 
 
-def _check_identity(auth: Authorization, token: bytes | None, creds: Credentials) -> None:
+def _check_identity(
+    auth: Authorization, token: bytes | None, access_key: bytes, session_token: bytes | None
+) -> None:
     """The access key and session token must be the ones the extension holds."""
-    same_key = compare_digest(auth.access_key.encode("latin-1"), creds.access_key.encode())
-    if creds.session_token:
-        same_token = token is not None and compare_digest(token, creds.session_token.encode())
+    same_key = compare_digest(auth.access_key.encode("latin-1"), access_key)
+    if session_token:
+        same_token = token is not None and compare_digest(token, session_token)
     else:
         same_token = token is None
     if not (same_key and same_token):

@@ -175,6 +175,11 @@ class SdkApi:
         # The last path read's parameters in the wire format, by the cached bytes they
         # came from: paging through one path converts it once.
         self._path_memo: tuple[bytes, list[dict[str, object]]] = (b"", [])
+        # The last single read's cached bytes and their wire form, by identity: a function
+        # that reads one secret or parameter again and again converts it once per entry.
+        # One tuple each, replaced whole, so no lock; it holds no value the cache did not.
+        self._last_secret: tuple[bytes, bytes] = (b"", b"")
+        self._last_parameter: tuple[bytes, bytes] = (b"", b"")
         self._path_lock = threading.Lock()
         # X-Amz-Target -> its service and handler: the operations served, and no others.
         self._operations: dict[str, tuple[Service, Handler]] = {
@@ -228,7 +233,10 @@ class SdkApi:
         version_id = _text(payload, "VersionId", MAX_SELECTOR_CHARS)
         stage = _text(payload, "VersionStage", MAX_SELECTOR_CHARS)
         cached, outcome = self._lookups.secret(secret_id or "", version_id, stage)
-        return self._secret_bytes(cached), outcome
+        last = self._last_secret
+        if last[0] is not cached:
+            last = self._last_secret = (cached, self._secret_bytes(cached))
+        return last[1], outcome
 
     def _batch_get_secret_value(self, payload: dict[str, object]) -> tuple[bytes, str]:
         if payload.get("Filters"):
@@ -256,7 +264,13 @@ class SdkApi:
         cached, outcome = self._lookups.parameter(
             wanted.name, wanted.version, wanted.label, decrypt
         )
-        return b'{"Parameter":%s}' % self._parameter_bytes(cached), outcome
+        last = self._last_parameter
+        if last[0] is not cached:
+            last = self._last_parameter = (
+                cached,
+                b'{"Parameter":%s}' % self._parameter_bytes(cached),
+            )
+        return last[1], outcome
 
     def _get_parameters(self, payload: dict[str, object]) -> tuple[bytes, str]:
         requested = _id_list(payload, "Names", SSM.max_batch_ids)
