@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 
 from ..errors import (
     ExtensionError,
@@ -157,12 +156,7 @@ def _is_list_of_str(value: object) -> bool:
 class SdkApi:
     """AWS JSON 1.1 request to reply: target, signature, payload, then the lookup."""
 
-    def __init__(
-        self,
-        lookups: Lookups,
-        client: Client,
-        clock: Callable[[], float] | None = None,
-    ) -> None:
+    def __init__(self, lookups: Lookups, client: Client) -> None:
         """Requests are verified against the credentials `client` signs its calls with."""
         self._lookups = lookups
         self._client = client
@@ -170,17 +164,15 @@ class SdkApi:
         def credentials(deadline: float | None) -> Credentials:
             return client.get().credentials(deadline)
 
-        self._verifier = Verifier(credentials) if clock is None else Verifier(credentials, clock)
+        self._verifier = Verifier(credentials)
         self._dates = _Dates()
-        # The last path read's parameters in the wire format, by the cached bytes they
-        # came from: paging through one path converts it once.
-        self._path_memo: tuple[bytes, list[dict[str, object]]] = (b"", [])
-        # The last single read's cached bytes and their wire form, by identity: a function
-        # that reads one secret or parameter again and again converts it once per entry.
-        # One tuple each, replaced whole, so no lock; it holds no value the cache did not.
+        # The last read's cached bytes and their wire form, by identity: a function that
+        # reads one secret, parameter or path again and again converts it once per cache
+        # entry (paging through a path, once). One tuple each, replaced whole, so no lock;
+        # it holds no value the cache did not.
         self._last_secret: tuple[bytes, bytes] = (b"", b"")
         self._last_parameter: tuple[bytes, bytes] = (b"", b"")
-        self._path_lock = threading.Lock()
+        self._path_memo: tuple[bytes, list[dict[str, object]]] = (b"", [])
         # X-Amz-Target -> its service and handler: the operations served, and no others.
         self._operations: dict[str, tuple[Service, Handler]] = {
             SECRETS_MANAGER.target: (SECRETS_MANAGER, self._get_secret_value),
@@ -190,7 +182,7 @@ class SdkApi:
             ),
             SSM.target: (SSM, self._get_parameter),
             SSM.target_of(SSM.batch_operation): (SSM, self._get_parameters),
-            SSM.target_of("GetParametersByPath"): (SSM, self._get_parameters_by_path),
+            SSM.target_of(SSM.path_operation or ""): (SSM, self._get_parameters_by_path),
         }
 
     def respond(self, request: Request) -> Reply:
@@ -352,8 +344,7 @@ class SdkApi:
         if memo[0] is cached:
             return memo[1]
         found = [self._parameter(item) for item in json.loads(cached)["Parameters"]]
-        with self._path_lock:
-            self._path_memo = (cached, found)
+        self._path_memo = (cached, found)
         return found
 
 
