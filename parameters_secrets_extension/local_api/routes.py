@@ -1,4 +1,5 @@
 """Routing one request to its reply: method, route, forwarding guard, token, query, lookup.
+`POST /` with X-Amz-Target goes to sdk_protocol (imported at its first request) instead.
 
 Each route name of the service table (services.py) has one handler here; a route without
 one is a 404, never another route's handler.

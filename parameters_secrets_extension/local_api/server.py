@@ -4,7 +4,8 @@ write each. Which reply a request gets is routes.py's; its bytes are replies.py'
 GET /secretsmanager/get and /systemsmanager/parameters/get answer from the cache or AWS, as
 do the batch routes (/secretsmanager/batch, /systemsmanager/parameters/batch) and
 /systemsmanager/parameters/get-by-path; /ping answers "healthy", /metrics (token required)
-the counters as JSON; errors are JSON `{"__type", "message"}`. Also: 503
+the counters as JSON; errors are JSON `{"__type", "message"}`. `POST /` with X-Amz-Target
+is the services' own protocol for SDKs (sdk_protocol.py), its body read by request_head. Also: 503
 TooManyConnectionsException past the connection cap, 414 and 431 for oversized requests and
 400 BadRequestException for malformed ones (limits in request_head).
 """
