@@ -879,3 +879,42 @@ def test_under_snapstart_requests_are_checked_against_the_container_credentials(
 def test_epoch_seconds_is_calendar_timegm(moment: datetime.datetime) -> None:
     fields = moment.timetuple()[:6]
     assert epoch_seconds(fields) == calendar.timegm(fields)
+
+
+def test_an_outage_is_served_stale_to_the_sdk_as_to_the_get_routes(
+    moto: Moto,
+    lambda_credentials: LambdaCredentials,
+    extension_executable: Path,
+    tmp_path: Path,
+    sdk_data: None,
+) -> None:
+    import time
+
+    with FaultProxy(moto.host, moto.port) as proxy:
+        port = free_port()
+        env = lambda_env(
+            moto,
+            lambda_credentials,
+            port,
+            None,
+            AWS_ENDPOINT_URL=f"http://127.0.0.1:{proxy.port}",
+            SECRETS_MANAGER_TTL="1",
+        )
+        with ExtensionProcess(extension_executable, env, tmp_path / "stale.log") as process:
+            process.wait_listening()
+            sm, _ = function_clients("endpoint_url", process, lambda_credentials)
+            assert sm.get_secret_value(SecretId="sdk/shared")["SecretString"] == (
+                "sdk/shared-SECRET"
+            )
+            proxy.set_fault("status_500")
+            try:
+                time.sleep(1.3)  # the TTL runs out; AWS now fails every call
+                calls = proxy.requests_received
+                got = sm.get_secret_value(SecretId="sdk/shared")
+                assert got["SecretString"] == "sdk/shared-SECRET"  # stale, not an error
+                assert proxy.requests_received > calls  # it did try AWS first
+                status, body = process.get_json("/secretsmanager/get?secretId=sdk%2Fshared")
+                assert (status, body["SecretString"]) == (200, "sdk/shared-SECRET")
+                assert process.get_json("/metrics")[1]["StaleServes"] >= 1  # type: ignore[operator]
+            finally:
+                proxy.set_fault(None)
