@@ -99,6 +99,7 @@ def _serve(
         idle_timeout=settings.idle_timeout_seconds,
         # Replies that clients do not read may pin as many bytes again as the cache holds.
         max_held_bytes=settings.cache_max_mb << 20,
+        client=client,
     )
     emf = None
     on_invoke = None

@@ -98,6 +98,46 @@ class MethodNotAllowed(RequestError):
     error_type = "MethodNotAllowedException"
 
 
+class PayloadTooLarge(RequestError):
+    """A request body (the AWS JSON protocol's) is longer than the limit."""
+
+    status = 413
+    error_type = "PayloadTooLargeException"
+
+
+class LengthRequired(RequestError):
+    """A request body without a Content-Length (chunked): refused, never read."""
+
+    status = 411
+    error_type = "LengthRequiredException"
+
+
+class UnknownOperation(RequestError):
+    """An X-Amz-Target this extension does not serve (only reads are)."""
+
+    error_type = "UnknownOperationException"
+
+
+class SignatureRefused(RequestError):
+    """An AWS JSON protocol request whose SigV4 signature does not authenticate it; the
+    subclass names which of AWS's error types it is."""
+
+    status = 403
+    error_type = "InvalidSignatureException"
+
+
+class IncompleteSignature(SignatureRefused):
+    """No Authorization header, or one missing a part (Credential, SignedHeaders, ...)."""
+
+    error_type = "IncompleteSignatureException"
+
+
+class UnrecognizedClient(SignatureRefused):
+    """Signed with another access key, or without (or with another) session token."""
+
+    error_type = "UnrecognizedClientException"
+
+
 class UriTooLong(RequestError):
     """The request line is longer than the limit."""
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from urllib.parse import urlsplit
 
 from .. import urls
 from ..config import AwsConfig
 from ..errors import InvalidEndpoint, InvalidParameter, InvalidRegion, MissingRegion
+from ..services import SECRETS_MANAGER, SSM
 from .partitions import DNS_SUFFIXES, PARTITIONS
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
@@ -29,6 +31,13 @@ _REGION_PARTITIONS = (
 # Lower-case letters and digits in dash-separated groups, ending in a number: "us-east-1".
 _REGION = re.compile(r"[a-z]{2,}(?:-[a-z0-9]+)*-[0-9]+")
 _MAX_LABEL = 63  # a region is one DNS label
+# The endpoint overrides: AwsConfig field and the variable it is read from.
+_OVERRIDES = (
+    ("endpoint_url", "AWS_ENDPOINT_URL"),
+    (SECRETS_MANAGER.endpoint_setting, SECRETS_MANAGER.endpoint_variable),
+    (SSM.endpoint_setting, SSM.endpoint_variable),
+)
+_SCHEME_PORTS = {"http": 80, "https": 443}
 
 
 class Endpoint:
@@ -112,6 +121,44 @@ def _split_override(url: str) -> tuple[str, str]:
             f"invalid endpoint override {urls.without_userinfo(url)!r}: expected http(s)://host[:port][/path]"
         )
     return urls.origin(parts.scheme, parts.netloc), parts.path or "/"
+
+
+def names_own_address(url: str, port: int) -> bool:
+    """True when `url` reaches this host's loopback on `port`: the extension's own address,
+    whatever the name (localhost, 127.0.0.0/8, ::1, 0.0.0.0)."""
+    try:
+        parts = urlsplit(url.strip())
+        host, url_port = parts.hostname, parts.port
+    except ValueError:  # not a URL resolve() would take either; it reports it
+        return False
+    if parts.scheme not in _SCHEME_PORTS or not host:
+        return False
+    if (url_port or _SCHEME_PORTS[parts.scheme]) != port:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+def without_own_address(aws: AwsConfig, port: int) -> tuple[AwsConfig, list[str]]:
+    """`aws` without the endpoint overrides that name the extension's own address (the
+    function's AWS_ENDPOINT_URL_* point its SDK at the extension, and the extension runs
+    with the function's environment), and the variables left out: no call loops back."""
+    ignored = [
+        (field, variable)
+        for field, variable in _OVERRIDES
+        if getattr(aws, field) and names_own_address(getattr(aws, field), port)
+    ]
+    if not ignored:
+        return aws, []
+    fields = {name: getattr(aws, name) for name in AwsConfig.__slots__}
+    for field, _ in ignored:
+        fields[field] = None
+    return AwsConfig(**fields), [variable for _, variable in ignored]
 
 
 def resolve(aws: AwsConfig, service: Service, resource_id: str | None = None) -> Endpoint:

@@ -21,7 +21,7 @@ from ..errors import ExtensionError, PathTooLarge, ResponseTooLarge, UpstreamErr
 from ..services import SECRETS_MANAGER, SSM, Service
 from . import sdk_shapes
 from .connection_pool import MAX_RESPONSE_BYTES
-from .credentials import CredentialProvider, utc_now
+from .credentials import CredentialProvider, Credentials, utc_now
 from .endpoints import Endpoint
 from .pairing import match_parameters, match_secrets
 from .roles import MAX_ROLES, Roles, assume_role, session_name
@@ -428,3 +428,8 @@ class AwsClient:
     def close(self) -> None:
         """Close every idle upstream connection."""
         self._transport.close()
+
+    def credentials(self, deadline: float | None = None) -> Credentials:
+        """The credentials its calls are signed with now: the ones a caller of the AWS JSON
+        protocol signs with too (local_api/sdk_auth.py)."""
+        return self._transport.credentials(deadline)

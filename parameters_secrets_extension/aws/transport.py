@@ -33,7 +33,7 @@ from ..services import Service
 from ..version import NAME, VERSION
 from . import endpoints
 from .connection_pool import MAX_RESPONSE_BYTES, Pools, Response, TlsSettings
-from .credentials import CredentialProvider, utc_now
+from .credentials import CredentialProvider, Credentials, utc_now
 
 USER_AGENT = f"{NAME}/{VERSION} python/{sys.version_info[0]}.{sys.version_info[1]}"
 MAX_ATTEMPTS = 3
@@ -156,6 +156,10 @@ class Transport:
     def close(self) -> None:
         """Close every idle upstream connection."""
         self._pools.close()
+
+    def credentials(self, deadline: float | None = None) -> Credentials:
+        """The credentials calls are signed with now (local_api/sdk_auth verifies with them)."""
+        return self._credentials.get(deadline)
 
     def _attempt(
         self,

@@ -1,4 +1,5 @@
 """Routing one request to its reply: method, route, forwarding guard, token, query, lookup.
+`POST /` with X-Amz-Target goes to sdk_protocol (imported at its first request) instead.
 
 Each route name of the service table (services.py), and the path route of queries.py, has
 one handler here; a route without one is a 404, never another route's handler. The token
@@ -8,6 +9,7 @@ comes in X-Aws-Parameters-Secrets-Token or X-Vault-Token; two different ones are
 from __future__ import annotations
 
 import json
+import threading
 
 # hmac.compare_digest is this same constant-time function; importing hmac would load
 # OpenSSL's _hashlib before `next` (about 0.4 of a bare interpreter's start, 3.6 MiB RSS).
@@ -28,14 +30,26 @@ from . import queries, request_head
 from .replies import JSON, TEXT, Reply, error_reply
 from .request_head import Request
 
+TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
+if TYPE_CHECKING:
+    from .sdk_protocol import Client as SdkClient
+    from .sdk_protocol import SdkApi
+
 _UNEXPECTED = "an unexpected error occurred while executing request"
 
 
 class Api:
     """Request to reply: method, route, forwarding guard, token, query, then the lookup."""
 
-    def __init__(self, lookups: Lookups, token: str | None) -> None:
+    def __init__(
+        self, lookups: Lookups, token: str | None, client: SdkClient | None = None
+    ) -> None:
+        """With `client` (the LazyClient), `POST /` also serves the AWS JSON protocol,
+        verified against its credentials (sdk_protocol.py)."""
         self._lookups = lookups
+        self._client = client
+        self._sdk: SdkApi | None = None
+        self._sdk_lock = threading.Lock()
         # Bytes on both sides: compare_digest refuses non-ASCII str, and header bytes are raw.
         self._token = token.encode("utf-8") if token else None
         # Route name -> handler, one per route of the service table; a route without one
@@ -55,6 +69,13 @@ class Api:
         route = "-"
         try:
             if request.method != "GET":
+                client = self._client
+                if client is not None and request_head.is_sdk_request(
+                    request.method, request.target, request.headers
+                ):
+                    if request_head.is_forwarded(request.headers):
+                        raise ForwardedRequest("forwarded requests are refused")
+                    return self._sdk_api(client).respond(request)
                 raise MethodNotAllowed("only GET is allowed")
             path, _, query = request.target.partition("?")
             route = queries.route(path)
@@ -70,6 +91,16 @@ class Api:
             log.error("request failed unexpectedly: %s", type(exc).__name__)
             log.traceback(exc)
             return error_reply(ExtensionError(_UNEXPECTED), route)
+
+    def _sdk_api(self, client: SdkClient) -> SdkApi:
+        """The AWS JSON protocol's handler, imported at its first request: its signature
+        checks load hashlib and hmac, which a start must not pay for."""
+        with self._sdk_lock:
+            if self._sdk is None:
+                from .sdk_protocol import SdkApi  # noqa: PLC0415 -- see the docstring
+
+                self._sdk = SdkApi(self._lookups, client)
+            return self._sdk
 
     def refuse(self, exc: ExtensionError, route: str = "-") -> Reply:
         """The error reply for `exc`, counting the local request errors among them."""
