@@ -150,9 +150,14 @@ def test_launcher_runs_the_layers_interpreter_isolated(bundled_layer: Path) -> N
         "LD_LIBRARY_PATH": "/var/task/lib",
         "LD_PRELOAD": "/var/task/lib/hook.so",
         "PYTHONPATH": "/var/task",
+        # A function's variable named like the launcher's own: it must not reach python3.
+        "pyflags": "-X importtime",
+        "LC_ALL": "en_US.ISO-8859-1",
     }
     argv, seen = launched(bundled_layer, env)
-    assert argv[:3] == ["-I", "-S", "-c"] and argv[4:] == [str(bundled_layer), "--version"]
+    # -X utf8: the function's locale changes nothing in how the extension encodes.
+    assert argv[:5] == ["-X", "utf8", "-I", "-S", "-c"]
+    assert argv[6:] == [str(bundled_layer), "--version"]
     assert "LD_LIBRARY_PATH" not in seen and "LD_PRELOAD" not in seen
     present = [path for path in build_layer.CA_BUNDLES if os.access(path, os.R_OK)]
     if present:
@@ -178,6 +183,23 @@ def test_launcher_finds_its_interpreter_when_started_by_a_relative_path(
     )
     argv = (bundled_layer.parent.parent / NAME / "bin" / "argv").read_text().split("\0")[:-1]
     assert argv[-1] == "--help"
+
+
+def test_small_layer_launcher_passes_no_flag_of_the_functions(tmp_path: Path) -> None:
+    # The small layer runs PATH's python3 (here a fake) with no -X of its own, and a
+    # function's variable named like the launcher's $pyflags adds none either.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text(FAKE_PYTHON)
+    (bin_dir / "python3").chmod(0o755)
+    executable = tmp_path / NAME
+    main = build_layer.main_program(("3.13",))
+    executable.write_text(build_layer.launcher(main).replace("/var/lang/bin/python3", "/none"))
+    executable.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "pyflags": "-X importtime"}
+    subprocess.run([str(executable), "--version"], env=env, check=True, timeout=30)
+    argv = (bin_dir / "argv").read_text().split("\0")[:-1]
+    assert argv[:3] == ["-I", "-S", "-c"] and argv[4:] == [str(executable), "--version"]
 
 
 def test_small_layer_launcher_is_unchanged_by_the_bundled_variant() -> None:
