@@ -123,6 +123,23 @@ def test_cache_key_depends_on_the_arch_and_lives_under_xdg_cache_home(
     assert build.cache_root() == Path.home() / ".cache" / NAME
 
 
+def test_prune_keeps_the_most_recently_used_builds_of_each_arch(tmp_path: Path) -> None:
+    builds = tmp_path / "python"
+    for n in range(7):
+        for arch in ("x86_64", "arm64"):
+            entry = builds / f"{arch}-{pins.CPYTHON.version}-{n:016x}"
+            (entry / "bin").mkdir(parents=True)
+            (entry / "bin" / "python3").write_bytes(b"")
+            os.utime(entry, (1_000_000 + n, 1_000_000 + n))
+    building = builds / f".x86_64-{pins.CPYTHON.version}-0000000000000009.tmp"  # no bin/python3
+    building.mkdir()
+    os.utime(builds / f"x86_64-{pins.CPYTHON.version}-{0:016x}", (2_000_000, 2_000_000))  # used
+    removed = build.prune(builds, "x86_64", keep=4)
+    kept = sorted(path.name[-1] for path in builds.glob("x86_64-*"))
+    assert kept == ["0", "4", "5", "6"] and len(removed) == 3
+    assert len(list(builds.glob("arm64-*"))) == 7 and building.is_dir()
+
+
 @pytest.fixture
 def bundled_layer(tmp_path: Path) -> Path:
     """A --with-python layer whose interpreter is FAKE_PYTHON, unpacked; its executable."""
