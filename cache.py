@@ -30,8 +30,19 @@ entry counted as its value's length plus ENTRY_OVERHEAD for the key and bookkeep
 least recently used go first. A value larger than `max_bytes` alone is returned to its
 callers but never stored, and it replaces (drops) the key's older entry.
 
-Errors are never stored. A failed miss that serves no stale value drops its expired entry,
-so a value that AWS has since denied or deleted is never served stale later.
+Errors are stored only when the caller's `remember(error)` gives them a lifetime (a
+negative entry, "negative" outcome): until it ends, a read of the key raises that very error
+again without fetching, counted as a negative hit. It replaces the key's value, shares the
+bounds (its size is its message's length plus ENTRY_OVERHEAD), is never served stale, never
+refreshed ahead and never renewed; refresh=True fetches regardless and replaces it. A
+refresh-ahead's failure and an error of a call for many keys (errors.of_another_call) are
+never remembered. A failed miss that serves no stale value drops its expired entry, so a
+value that AWS has since denied or deleted is never served stale later.
+
+Renewal: a leader (a miss, or a refresh-ahead) given `renew` first offers it the key's held
+value; if `renew(value)` says the value is still current, that same value is stored again
+with a new TTL and no fetch runs. It runs inside the flight, so concurrent misses still
+share one upstream exchange.
 
 Keys are opaque here: the cache never decodes or logs one, so it knows nothing of how its
 callers lay them out.
@@ -61,7 +72,7 @@ class CacheInfo(
     namedtuple(
         "CacheInfo",
         "hits misses stale evictions fetches size max_size refreshes_ahead coalesced"
-        " bytes max_bytes",
+        " bytes max_bytes negative_hits",
     )
 ):
     """Counters since creation and the current size."""
@@ -78,14 +89,24 @@ class CacheInfo(
     coalesced: int
     bytes: int
     max_bytes: int
+    negative_hits: int
 
 
 class _Entry:
-    __slots__ = ("error", "expiry", "refresh_at", "retry_at", "seq", "size", "value")
+    __slots__ = ("error", "expiry", "failure", "refresh_at", "retry_at", "seq", "size", "value")
 
-    def __init__(self, value: bytes, expiry: float, refresh_at: float, seq: int) -> None:
+    def __init__(
+        self,
+        value: bytes,
+        expiry: float,
+        refresh_at: float,
+        seq: int,
+        failure: BaseException | None = None,
+    ) -> None:
         self.value = value
-        self.size = len(value) + ENTRY_OVERHEAD
+        # A remembered error (a negative entry, whose value is empty): raised on a hit.
+        self.failure = failure
+        self.size = len(value) + ENTRY_OVERHEAD + (len(str(failure)) if failure else 0)
         # Set once a failed fetch served this entry stale: the failure, and until when
         # misses are served stale without fetching again.
         self.error: BaseException | None = None
@@ -152,7 +173,7 @@ class Cache:
         # is returned to its callers but not stored.
         self._seq = 0
         self._hits = self._misses = self._stale = self._evictions = self._fetches = 0
-        self._refreshes_ahead = self._coalesced = 0
+        self._refreshes_ahead = self._coalesced = self._negative_hits = 0
 
     def get_or_fetch(
         self,
@@ -163,8 +184,13 @@ class Cache:
         refresh: bool = False,
         on_stale: StaleHook | None = None,
         deadline: float | None = None,
+        renew: Callable[[bytes], bool] | None = None,
+        remember: Callable[[BaseException], float] | None = None,
     ) -> tuple[bytes, str]:
         """Return (value, outcome); see the module docstring. A failed fetch's error propagates.
+
+        `renew(held value)` and `remember(error)` are described in the module docstring;
+        neither is asked while the lock is held.
 
         `on_stale(key, seconds expired, error)` is called for each stale serve, outside the
         lock. A fetch may use the cache for other keys; asking for its own key raises
@@ -190,11 +216,18 @@ class Cache:
             flight = self._flights.get(key)
             if entry is not None:
                 now = self._clock()
-                if now < entry.expiry or (flight is not None and now < flight.serve_until):
+                if entry.failure is not None:
+                    if now < entry.expiry:
+                        self._data.move_to_end(key)
+                        self._negative_hits += 1
+                        # With a fresh traceback each time: raised again and again, one
+                        # error object would otherwise grow a longer one with every raise.
+                        raise entry.failure.with_traceback(None)
+                elif now < entry.expiry or (flight is not None and now < flight.serve_until):
                     self._data.move_to_end(key)
                     self._hits += 1
                     if now >= entry.refresh_at and flight is None:
-                        self._start_ahead(key, ttl, fetch, now)
+                        self._start_ahead(key, ttl, fetch, now, renew)
                     return entry.value, "hit"
             if flight is not None and flight.owner == threading.get_ident():
                 raise RuntimeError("a fetch asked the cache for its own key")
@@ -207,14 +240,22 @@ class Cache:
             else:
                 self._coalesced += 1
         if leader:
-            return self._lead(key, ttl, fetch, flight, on_stale)
+            return self._lead(key, ttl, fetch, flight, on_stale, renew=renew, remember=remember)
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         if not flight.done.wait(left):
             timeout = errors.UpstreamTimeout("the deadline passed waiting on another request")
             return self._stale_or_raise(key, timeout, on_stale)
         if flight.error is not None:
             if errors.of_another_call(flight.error):
-                return self.get_or_fetch(key, ttl, fetch, on_stale=on_stale, deadline=deadline)
+                return self.get_or_fetch(
+                    key,
+                    ttl,
+                    fetch,
+                    on_stale=on_stale,
+                    deadline=deadline,
+                    renew=renew,
+                    remember=remember,
+                )
             return self._stale_or_raise(key, flight.error, on_stale)
         return flight.value, "miss"
 
@@ -242,20 +283,43 @@ class Cache:
         fetch: Callable[[], bytes],
         flight: _Flight,
         on_stale: StaleHook | None,
+        *,
+        renew: Callable[[bytes], bool] | None = None,
+        remember: Callable[[BaseException], float] | None = None,
     ) -> tuple[bytes, str]:
         try:
-            value = fetch()
+            value = self._renew_or_fetch(key, fetch, renew)
         except BaseException as exc:
             # Followers must always be woken, whatever the fetch raised.
             flight.error = exc
-            self._land(key, flight, ttl)
+            remembered = 0.0
+            if remember is not None and not errors.of_another_call(exc):
+                remembered = remember(exc)
+            self._land(key, flight, ttl, remembered)
             return self._stale_or_raise(key, exc, on_stale)
         flight.value = value
         self._land(key, flight, ttl)
         return value, "miss"
 
+    def _renew_or_fetch(
+        self, key: Hashable, fetch: Callable[[], bytes], renew: Callable[[bytes], bool] | None
+    ) -> bytes:
+        """The held value of `key` again if `renew` finds it still current, else fetch()."""
+        if renew is not None:
+            with self._lock:
+                entry = self._data.get(key)
+                held = None if entry is None or entry.failure is not None else entry.value
+            if held is not None and renew(held):
+                return held
+        return fetch()
+
     def _start_ahead(
-        self, key: Hashable, ttl: float, fetch: Callable[[], bytes], now: float
+        self,
+        key: Hashable,
+        ttl: float,
+        fetch: Callable[[], bytes],
+        now: float,
+        renew: Callable[[bytes], bool] | None,
     ) -> None:
         """Start a refresh-ahead of `key` unless the cap is reached; the caller holds the lock."""
         if self._refreshing >= self._max_refreshes:
@@ -268,7 +332,7 @@ class Cache:
         flight.owner = 0  # not the hit's thread, which may well ask for the key again
         thread = threading.Thread(
             target=self._refresh_ahead,
-            args=(key, ttl, fetch, flight),
+            args=(key, ttl, fetch, flight, renew),
             name="refresh-ahead",
             daemon=True,
         )
@@ -281,14 +345,19 @@ class Cache:
             flight.done.set()
 
     def _refresh_ahead(
-        self, key: Hashable, ttl: float, fetch: Callable[[], bytes], flight: _Flight
+        self,
+        key: Hashable,
+        ttl: float,
+        fetch: Callable[[], bytes],
+        flight: _Flight,
+        renew: Callable[[bytes], bool] | None,
     ) -> None:
         # Runs on its own thread: whatever the fetch raised ends here (its caller logged an
         # upstream failure already), leaving the entry as it was for the misses to judge.
         flight.owner = threading.get_ident()
         try:
             try:
-                flight.value = fetch()
+                flight.value = self._renew_or_fetch(key, fetch, renew)
             except BaseException as exc:
                 flight.error = exc
             self._land(key, flight, ttl)
@@ -296,14 +365,17 @@ class Cache:
             with self._lock:
                 self._refreshing -= 1
 
-    def _land(self, key: Hashable, flight: _Flight, ttl: float) -> None:
-        """End a flight: store its value if it succeeded, then wake the followers."""
+    def _land(self, key: Hashable, flight: _Flight, ttl: float, remembered: float = 0) -> None:
+        """End a flight: store its value if it succeeded (its error for `remembered`
+        seconds, if that is above 0, if it failed), then wake the followers."""
         try:
             with self._lock:
                 if self._flights.get(key) is flight:
                     del self._flights[key]
                 if flight.error is None:
                     self._store(key, flight.value, ttl, flight.seq)
+                elif remembered > 0:
+                    self._store(key, b"", remembered, flight.seq, flight.error)
         finally:
             flight.done.set()  # even if the clock raised: followers must never hang
 
@@ -319,14 +391,21 @@ class Cache:
             self._store(key, value, ttl, seq)
         return value, "refresh"
 
-    def _store(self, key: Hashable, value: bytes, ttl: float, seq: int) -> None:
+    def _store(
+        self,
+        key: Hashable,
+        value: bytes,
+        ttl: float,
+        seq: int,
+        failure: BaseException | None = None,
+    ) -> None:
         """Insert as most recent and evict beyond the caps; the caller holds the lock."""
         old = self._data.get(key)
         if old is not None and old.seq > seq:
             return
         now = self._clock()
-        refresh_at = now + ttl - ttl * self._ahead if self._ahead else INF
-        entry = _Entry(value, now + ttl, refresh_at, seq)
+        refresh_at = now + ttl - ttl * self._ahead if self._ahead and failure is None else INF
+        entry = _Entry(value, now + ttl, refresh_at, seq, failure)
         if old is not None:
             self._drop(key)
         if entry.size > self._max_bytes:
@@ -349,7 +428,8 @@ class Cache:
             entry = self._data.get(key)
             if entry is None:
                 raise exc
-            window = self._stale_window if self._is_transient(exc) else 0
+            # A negative entry has no value to serve stale.
+            window = self._stale_window if self._is_transient(exc) and not entry.failure else 0
             if window == 0 or now > entry.expiry + window:
                 # An error of a call for many keys says nothing of this one's entry.
                 if now >= entry.expiry and not errors.of_another_call(exc):
@@ -378,4 +458,5 @@ class Cache:
                 self._coalesced,
                 self._bytes,
                 self._max_bytes,
+                self._negative_hits,
             )

@@ -10,17 +10,16 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import time
 
 from cache import Cache
 from parameters_secrets_extension import config
 from parameters_secrets_extension.aws.lazy_client import LazyClient
+from parameters_secrets_extension.emf_writer import EmfWriter
 from parameters_secrets_extension.errors import ConfigError
 from parameters_secrets_extension.lambda_api.lifecycle import ExtensionsApi
 from parameters_secrets_extension.local_api.server import start
 from parameters_secrets_extension.logs import DEBUG, log, setup
 from parameters_secrets_extension.lookups import Lookups
-from parameters_secrets_extension.metrics import emf_line
 from parameters_secrets_extension.services import UNSET_TIMEOUT_SECONDS
 from parameters_secrets_extension.version import NAME, VERSION
 
@@ -82,6 +81,7 @@ def _serve(
         ssm_ttl=settings.ssm_ttl,
         cache_until_invoked=settings.snapstart,
         max_path_parameters=settings.max_path_parameters,
+        negative_ttl=settings.negative_ttl_seconds,
     )
     # Before serving (boot's sockets listen already): once a request can be answered, the
     # line is out, whatever signal follows.
@@ -94,7 +94,19 @@ def _serve(
         idle_timeout=settings.idle_timeout_seconds,
         # Replies that clients do not read may pin as many bytes again as the cache holds.
         max_held_bytes=settings.cache_max_mb << 20,
+        client=client,
     )
+    emf = None
+    on_invoke = None
+    if settings.metrics == "emf":
+        emf = EmfWriter(lookups.counters, settings.function_name, settings.metrics_interval_seconds)
+        if settings.snapstart and api is not None:
+            # Counted from the first invoke: what init counted before the snapshot would
+            # otherwise be reported again by every sandbox restored from it.
+            on_invoke = emf.start_from_now
+        else:
+            emf.start()
+    code = 1
     try:
         # Under SnapStart nothing may be fetched before the first invoke: the snapshot
         # would carry the values and their TTLs into every restored sandbox.
@@ -109,11 +121,11 @@ def _serve(
             warm.start()
             while True:  # standalone: boot's signal waiter ends the process
                 threading.Event().wait()
-        code = _wait_for_shutdown(api, lookups, warm.start)
-        if code == 0 and settings.metrics == "emf":
-            _write_emf(lookups, settings.function_name)
+        code = _wait_for_shutdown(api, lookups, warm.start, on_invoke)
         return code
     finally:
+        if emf is not None:  # the last line at SHUTDOWN
+            emf.stop(final=code == 0)
         servers.shutdown()
         client.close()
 
@@ -125,7 +137,7 @@ def _refresh_deadline(settings: config.Config) -> float:
     return max(ms / 1000 if ms else UNSET_TIMEOUT_SECONDS for ms in timeouts)
 
 
-def _prefetch(lookups: Lookups, entries: tuple[tuple[str, str], ...], budget_ms: int) -> None:
+def _prefetch(lookups: Lookups, entries: tuple[tuple[str, ...], ...], budget_ms: int) -> None:
     """Prefetch for at most `budget_ms`: Lambda's init phase is limited (10 s by default)."""
     worker = threading.Thread(target=lookups.prefetch, args=(entries,), name="prefetch")
     worker.daemon = True
@@ -137,18 +149,11 @@ def _prefetch(lookups: Lookups, entries: tuple[tuple[str, str], ...], budget_ms:
         log.warning("prefetch not finished after %d ms; going on without waiting", budget_ms)
 
 
-def _write_emf(lookups: Lookups, function_name: str) -> None:
-    """The counters as one EMF line on stdout, which Lambda sends to CloudWatch Logs."""
-    line = emf_line(lookups.counters(), function_name, time.time_ns() // 1_000_000)
-    try:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
-    except (OSError, ValueError):
-        log.warning("could not write the metrics line: stdout is closed")
-
-
 def _wait_for_shutdown(
-    api: ExtensionsApi, lookups: Lookups, on_first_sent: Callable[[], None]
+    api: ExtensionsApi,
+    lookups: Lookups,
+    on_first_sent: Callable[[], None],
+    on_first_invoke: Callable[[], None] | None = None,
 ) -> int:
     on_sent: Callable[[], None] | None = on_first_sent
     while True:
@@ -162,6 +167,9 @@ def _wait_for_shutdown(
             log.info("shutting down: %s", event.get("shutdownReason", "unknown"))
             return 0
         lookups.start_caching()
+        if on_first_invoke is not None:
+            on_first_invoke()
+            on_first_invoke = None
 
 
 if __name__ == "__main__":  # the program's entry point, not an import: boot then this run

@@ -13,6 +13,7 @@ inspect) costs a good share of the extension's init.
 
 from __future__ import annotations
 
+from .aws.role_arns import is_role_arn
 from .errors import ConfigError
 from .lambda_api.lifecycle import DEFAULT_PORT, PORT_VARIABLE, http_port
 from .services import BY_NAME, SECRETS_MANAGER, SSM
@@ -48,16 +49,37 @@ DEFAULT_CACHE_ENABLED = True
 DEFAULT_CACHE_SIZE = MAX_CACHE_SIZE = 1000
 DEFAULT_LOG_LEVEL = "info"
 DEFAULT_MAX_CONNECTIONS, MAX_MAX_CONNECTIONS = 3, 100
-DEFAULT_TTL_SECONDS = MAX_TTL_SECONDS = 300
+DEFAULT_TTL_SECONDS = MAX_TTL_SECONDS = 300  # the AWS extension's TTL cap, kept by default
+# The opt-in for longer TTLs raises the TTLs' cap up to an hour, as the newer AWS agents allow.
+DEFAULT_MAX_TTL_SECONDS, LONGEST_MAX_TTL_SECONDS = MAX_TTL_SECONDS, 3600
 DEFAULT_TIMEOUT_MS = 0  # unset: services.UNSET_TIMEOUT_SECONDS
 DEFAULT_STALE_IF_ERROR_SECONDS, MAX_STALE_IF_ERROR_SECONDS = 300, 86_400
+# How long a not-found or denied answer is replayed without asking AWS (never past the
+# service's TTL). Short: the AWS extension keeps no errors, and a function that creates the
+# missing secret must soon see it; Cloud Extensions keeps them one TTL, which 300 matches.
+DEFAULT_NEGATIVE_TTL_SECONDS, MAX_NEGATIVE_TTL_SECONDS = 5, MAX_TTL_SECONDS
 DEFAULT_MAX_PATH_PARAMETERS = 500
 DEFAULT_PREFETCH_TIMEOUT_MS, MAX_PREFETCH_TIMEOUT_MS = 2000, 60_000
 DEFAULT_MAX_CLIENT_CONNECTIONS, MAX_MAX_CLIENT_CONNECTIONS = 256, 4096
 DEFAULT_IDLE_TIMEOUT_SECONDS, MAX_IDLE_TIMEOUT_SECONDS = 60, 3600
 DEFAULT_REFRESH_AHEAD_PERCENT = 10
 DEFAULT_METRICS = "off"
-DEFAULT_PREFETCH: tuple[tuple[str, str], ...] = ()
+# How often the EMF counters are written while the sandbox runs: CloudWatch's standard
+# resolution is a minute; at most an hour, so a long-lived sandbox still reports.
+DEFAULT_METRICS_INTERVAL_SECONDS, MAX_METRICS_INTERVAL_SECONDS = 60, 3600
+DEFAULT_PREFETCH: tuple[tuple[str, ...], ...] = ()
+# Between an item's id and the role to read it as: `secretsmanager:<id>|<role ARN>`. No
+# secret name, parameter name or ARN holds one (aws/role_arns.py keeps it out of roles).
+PREFETCH_ROLE_SEPARATOR = "|"
+
+
+class SettingValue(str):
+    """A range's bound that is the value of the earlier setting of this field name."""
+
+    __slots__ = ()
+
+
+TTL_CAP = SettingValue("max_ttl_seconds")
 _SHOWN_CHARS = 64  # of a bad value in a warning: enough to recognise it, never a flood
 _SHOWN_ITEMS = 5
 
@@ -65,7 +87,8 @@ _SHOWN_ITEMS = 5
 # method: flag, number, port, log_level, choice or prefetch), its default, and its range
 # (low, high), choices or most items. A table as h11 keeps its readers, with the defaults and
 # limits named above as the credentials provider's config.rs does. load() reads the rows in
-# this order, which is the order of their warnings.
+# this order, which is the order of their warnings. A range's high end may be a SettingValue
+# instead of a number: an earlier row's value is the limit (TTL_CAP, the TTLs' cap).
 SETTINGS: tuple[tuple[str, str, str, object, object], ...] = (
     ("cache_enabled", PREFIX + "CACHE_ENABLED", "flag", DEFAULT_CACHE_ENABLED, None),
     ("cache_size", PREFIX + "CACHE_SIZE", "number", DEFAULT_CACHE_SIZE, (0, MAX_CACHE_SIZE)),
@@ -79,6 +102,13 @@ SETTINGS: tuple[tuple[str, str, str, object, object], ...] = (
     ("http_port", PORT_VARIABLE, "port", DEFAULT_PORT, None),
     ("log_level", PREFIX + "LOG_LEVEL", "log_level", DEFAULT_LOG_LEVEL, LOG_LEVELS),
     (
+        "max_ttl_seconds",  # the TTLs' cap: past the AWS extension's only when asked
+        PREFIX + "MAX_TTL_SECONDS",
+        "number",
+        DEFAULT_MAX_TTL_SECONDS,
+        (MAX_TTL_SECONDS, LONGEST_MAX_TTL_SECONDS),
+    ),
+    (
         "max_connections",
         PREFIX + "MAX_CONNECTIONS",
         "number",
@@ -90,9 +120,9 @@ SETTINGS: tuple[tuple[str, str, str, object, object], ...] = (
         SECRETS_MANAGER.ttl_variable,
         "number",
         DEFAULT_TTL_SECONDS,
-        (0, MAX_TTL_SECONDS),
+        (0, TTL_CAP),
     ),
-    ("ssm_ttl", SSM.ttl_variable, "number", DEFAULT_TTL_SECONDS, (0, MAX_TTL_SECONDS)),
+    ("ssm_ttl", SSM.ttl_variable, "number", DEFAULT_TTL_SECONDS, (0, TTL_CAP)),
     (
         "secrets_manager_timeout_ms",
         SECRETS_MANAGER.timeout_variable,
@@ -107,6 +137,13 @@ SETTINGS: tuple[tuple[str, str, str, object, object], ...] = (
         "number",
         DEFAULT_STALE_IF_ERROR_SECONDS,
         (0, MAX_STALE_IF_ERROR_SECONDS),
+    ),
+    (
+        "negative_ttl_seconds",
+        PREFIX + "NEGATIVE_TTL_SECONDS",
+        "number",
+        DEFAULT_NEGATIVE_TTL_SECONDS,
+        (0, MAX_NEGATIVE_TTL_SECONDS),
     ),
     (
         "max_path_parameters",
@@ -145,11 +182,18 @@ SETTINGS: tuple[tuple[str, str, str, object, object], ...] = (
         (0, MAX_REFRESH_AHEAD_PERCENT),
     ),
     (
-        "metrics",  # "emf": one metrics line on stdout at shutdown
+        "metrics",  # "emf": the counters on stdout every interval and at shutdown
         PREFIX + "METRICS",
         "choice",
         DEFAULT_METRICS,
         METRICS_OUTPUTS,
+    ),
+    (
+        "metrics_interval_seconds",
+        PREFIX + "METRICS_INTERVAL_SECONDS",
+        "number",
+        DEFAULT_METRICS_INTERVAL_SECONDS,
+        (1, MAX_METRICS_INTERVAL_SECONDS),
     ),
 )
 # Config's other fields, which are no setting of ours: from Lambda's own variables (read as
@@ -169,6 +213,7 @@ class AwsConfig:
         "endpoint_url",
         "endpoint_url_secrets_manager",
         "endpoint_url_ssm",
+        "endpoint_url_sts",
         "region",
         "secret_access_key",
         "session_token",
@@ -182,6 +227,7 @@ class AwsConfig:
         "endpoint_url",
         "endpoint_url_secrets_manager",
         "endpoint_url_ssm",
+        "endpoint_url_sts",
         "container_credentials_full_uri",
     )
 
@@ -192,6 +238,7 @@ class AwsConfig:
         endpoint_url: str | None = None,
         endpoint_url_secrets_manager: str | None = None,
         endpoint_url_ssm: str | None = None,
+        endpoint_url_sts: str | None = None,
         use_fips: bool = False,
         ca_bundle: str | None = None,
         access_key_id: str | None = None,
@@ -205,6 +252,7 @@ class AwsConfig:
         self.endpoint_url: Final = endpoint_url
         self.endpoint_url_secrets_manager: Final = endpoint_url_secrets_manager
         self.endpoint_url_ssm: Final = endpoint_url_ssm
+        self.endpoint_url_sts: Final = endpoint_url_sts  # for roleArn's AssumeRole (aws/roles.py)
         self.use_fips: Final = use_fips
         self.ca_bundle: Final = ca_bundle
         self.access_key_id: Final = access_key_id
@@ -242,19 +290,22 @@ class Config:
     cache_max_mb: int
     http_port: int
     log_level: str
+    max_ttl_seconds: int
     max_connections: int
     secrets_manager_ttl: int
     ssm_ttl: int
     secrets_manager_timeout_ms: int
     ssm_timeout_ms: int
     stale_if_error_seconds: int
+    negative_ttl_seconds: int
     max_path_parameters: int
-    prefetch: tuple[tuple[str, str], ...]
+    prefetch: tuple[tuple[str, ...], ...]  # (service, id) or (service, id, role ARN)
     prefetch_timeout_ms: int
     max_client_connections: int
     idle_timeout_seconds: int
     refresh_ahead_percent: int
     metrics: str
+    metrics_interval_seconds: int
     log_json: bool
     function_name: str  # Lambda's, for the metrics' dimension
     snapstart: bool
@@ -318,7 +369,7 @@ def _redact_url(url: str) -> str:
     # ends Lambda's init, and only a function with a custom endpoint has a URL to redact.
     import urllib.parse  # noqa: PLC0415
 
-    from .urls import host_port  # noqa: PLC0415 (as urllib.parse)
+    from .urls import without_userinfo  # noqa: PLC0415 (as urllib.parse)
 
     try:
         parts = urllib.parse.urlsplit(url)
@@ -326,9 +377,7 @@ def _redact_url(url: str) -> str:
         return "<unparseable URL>"
     if parts.query or parts.fragment:
         parts = parts._replace(query="<redacted>" if parts.query else "", fragment="")
-    if "@" in parts.netloc:
-        parts = parts._replace(netloc="<redacted>@" + host_port(parts.netloc))
-    return parts.geturl()
+    return without_userinfo(parts.geturl(), "<redacted>@")
 
 
 def _host(url: str | None) -> str:
@@ -451,32 +500,40 @@ class _Reader:
         return value
 
     def prefetch(
-        self, name: str, default: tuple[tuple[str, str], ...], most: int
-    ) -> tuple[tuple[str, str], ...]:
+        self, name: str, default: tuple[tuple[str, ...], ...], most: int
+    ) -> tuple[tuple[str, ...], ...]:
         """Parse `secretsmanager:<id>,ssm:<name>`; ids may hold colons, so split on the first.
+        An item may end in `|<role ARN>` to be read as that role: (service, id, role ARN).
 
         A malformed item is skipped and the others kept, with one warning for them all.
         """
         raw = self.text(name)
         if raw is None:
             return default
-        entries: list[tuple[str, str]] = []
+        entries: list[tuple[str, ...]] = []
         bad: list[str] = []
         for part in raw.split(","):
             item = part.strip()
             if not item:
                 continue
-            service, _, ident = item.partition(":")
-            if service in PREFETCH_SERVICES and ident.strip():
-                entries.append((service, ident.strip()))
-            else:
+            service, _, rest = item.partition(":")
+            ident, separator, role = rest.partition(PREFETCH_ROLE_SEPARATOR)
+            ident, role = ident.strip(), role.strip()
+            if (
+                service not in PREFETCH_SERVICES
+                or not ident
+                or (separator and not is_role_arn(role))
+            ):
                 bad.append(item)
+            else:
+                entries.append((service, ident, role) if separator else (service, ident))
         if bad:
             shown = ", ".join(_show(item) for item in bad[:_SHOWN_ITEMS])
             more = f" and {len(bad) - _SHOWN_ITEMS} more" if len(bad) > _SHOWN_ITEMS else ""
             self.warnings.append(
                 f"{name} items {shown}{more} are not secretsmanager:<secret id> or"
-                f" ssm:<parameter name>; skipping them, using the other {len(entries)}"
+                f" ssm:<parameter name>, each optionally followed by |<role ARN>;"
+                f" skipping them, using the other {len(entries)}"
             )
         if len(entries) > most:
             self.warnings.append(
@@ -512,6 +569,7 @@ def load(env: Mapping[str, str]) -> Config:
         endpoint_url=read.text("AWS_ENDPOINT_URL"),
         endpoint_url_secrets_manager=read.text(SECRETS_MANAGER.endpoint_variable),
         endpoint_url_ssm=read.text(SSM.endpoint_variable),
+        endpoint_url_sts=read.text("AWS_ENDPOINT_URL_STS"),
         use_fips=read.flag("AWS_USE_FIPS_ENDPOINT", False),
         ca_bundle=read.text("AWS_CA_BUNDLE"),
         access_key_id=read.text("AWS_ACCESS_KEY_ID"),
@@ -521,10 +579,12 @@ def load(env: Mapping[str, str]) -> Config:
         container_authorization_token=read.text("AWS_CONTAINER_AUTHORIZATION_TOKEN"),
         container_authorization_token_file=read.text("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"),
     )
-    fields: dict[str, object] = {
-        field: getattr(read, kind)(variable, default, limits)
-        for field, variable, kind, default, limits in SETTINGS
-    }
+    fields: dict[str, object] = {}
+    for field, variable, kind, default, given in SETTINGS:
+        limits = given
+        if isinstance(given, tuple) and isinstance(given[1], SettingValue):
+            limits = (given[0], fields[given[1]])  # a cap that is another setting's value
+        fields[field] = getattr(read, kind)(variable, default, limits)
     # Lambda's own variable: any value but JSON means its default, text.
     log_format = (read.text("AWS_LAMBDA_LOG_FORMAT") or "text").strip().lower()
     fields.update(

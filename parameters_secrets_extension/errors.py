@@ -31,6 +31,9 @@ class ExtensionError(Exception):
     # Set on the refusal of a call made for many keys as a whole (say, a batch refused for
     # one malformed id): it is no answer about any one of the others.
     of_many_keys = False
+    # Set on a failure to get the credentials a call needs (a role that cannot be assumed):
+    # no answer about the name asked for, so never remembered as one (is_not_there).
+    of_credentials = False
 
     def __init__(self, message: str, *, status: int | None = None, error_type: str | None = None):
         super().__init__(message)
@@ -93,6 +96,46 @@ class MethodNotAllowed(RequestError):
 
     status = 405
     error_type = "MethodNotAllowedException"
+
+
+class PayloadTooLarge(RequestError):
+    """A request body (the AWS JSON protocol's) is longer than the limit."""
+
+    status = 413
+    error_type = "PayloadTooLargeException"
+
+
+class LengthRequired(RequestError):
+    """A request body without a Content-Length (chunked): refused, never read."""
+
+    status = 411
+    error_type = "LengthRequiredException"
+
+
+class UnknownOperation(RequestError):
+    """An X-Amz-Target this extension does not serve (only reads are)."""
+
+    error_type = "UnknownOperationException"
+
+
+class SignatureRefused(RequestError):
+    """An AWS JSON protocol request whose SigV4 signature does not authenticate it; the
+    subclass names which of AWS's error types it is."""
+
+    status = 403
+    error_type = "InvalidSignatureException"
+
+
+class IncompleteSignature(SignatureRefused):
+    """No Authorization header, or one missing a part (Credential, SignedHeaders, ...)."""
+
+    error_type = "IncompleteSignatureException"
+
+
+class UnrecognizedClient(SignatureRefused):
+    """Signed with another access key, or without (or with another) session token."""
+
+    error_type = "UnrecognizedClientException"
 
 
 class UriTooLong(RequestError):
@@ -169,6 +212,20 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, UpstreamError):
         return exc.status >= 500 or exc.error_type in THROTTLING_TYPES
     return False
+
+
+# Answers about the name itself, not about AWS's health: the same until someone creates the
+# name or changes a policy, so worth remembering a short while (lookups.py).
+NOT_THERE_TYPES = frozenset(
+    {"ResourceNotFoundException", "ParameterNotFound", "ParameterVersionNotFound"}
+)
+
+
+def is_not_there(exc: BaseException) -> bool:
+    """True for AWS's answer that the name (or its version) does not exist or is denied."""
+    if not isinstance(exc, UpstreamError) or is_transient(exc) or exc.of_credentials:
+        return False
+    return exc.error_type in NOT_THERE_TYPES or exc.error_type.startswith("AccessDenied")
 
 
 def of_another_call(exc: BaseException) -> bool:

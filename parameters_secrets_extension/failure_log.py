@@ -102,12 +102,18 @@ class FailureLog:
         if repeats is None:
             return
         name, ident, *values = key
+        # A key in a role's namespace ends in the pair ("roleArn", arn) (lookups.in_role).
+        role: tuple[object, ...] = ()
+        if values and isinstance(values[-1], tuple):
+            role = values.pop()  # type: ignore[assignment]  # narrowed just above
         service = BY_NAME[str(name)]
         details = "".join(
             f" {selector}={printable(str(value))}"
             for selector, value in zip(selectors or service.selectors, values, strict=True)
             if value not in (None, False)
         )
+        for selector, value in zip(role[::2], role[1::2], strict=True):
+            details += f" {selector}={printable(str(value))}"
         write = log.warning if is_client_mistake(exc) else log.error
         write(
             "upstream %s failed: id=%s%s type=%s status=%d%s duration_ms=%.0f%s",

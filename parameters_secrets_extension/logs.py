@@ -90,12 +90,24 @@ class Logger:
         )
         self._write(DEBUG, "traceback of %s: %s", (type(exc).__name__, where or "-"))
 
+    def emit(self, line: str) -> None:
+        """Write `line` as it is, without level or prefix, whatever the level: a document for
+        CloudWatch (an EMF line), not a log line. Written as log lines are: one write, the
+        same bounded waits, and cut past MAX_LINE_BYTES, which the caller keeps it under."""
+        if self.fd is not None:
+            self._write_fd(self.fd, line)
+            return
+        self._write_stream(line)
+
     def _write(self, level: int, msg: str, args: tuple[object, ...]) -> None:
         message = msg % args if args else msg
         line = self._format(level, message)
         if self.fd is not None:
             self._write_fd(self.fd, line)
             return
+        self._write_stream(line)
+
+    def _write_stream(self, line: str) -> None:
         stream = self.stream if self.stream is not None else sys.stderr
         with self._lock:
             try:

@@ -17,64 +17,24 @@ from .errors import (
     PathTooLarge,
     RequestError,
     error_type_of,
+    is_not_there,
     is_transient,
 )
 from .failure_log import MAX_TRACKED_FAILURES, FailureLog, is_client_mistake, printable
 from .logs import log
 from .metrics import Metrics
 from .parameter_names import ParameterName, parameter_name
+from .revalidation import Revalidation
 from .services import SECRETS_MANAGER, SERVICES, SSM, Service
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
     from typing import Protocol, TypeVar
 
+    # The calls Lookups makes are AwsClient's own methods, typed once, where they are written.
+    from .aws.operations import AwsClient as Upstream
+
     R = TypeVar("R")
-
-    class Upstream(Protocol):
-        """What Lookups needs from aws.operations.AwsClient: the calls, in the Go SDK's
-        shapes, each within the deadline of the local request that made it."""
-
-        def get_secret_value(
-            self,
-            secret_id: str,
-            *,
-            version_id: str | None = None,
-            version_stage: str | None = None,
-            deadline: float | None = None,
-        ) -> Mapping[str, object]: ...
-
-        def get_parameter(
-            self,
-            name: str,
-            *,
-            version: int | None = None,
-            label: str | None = None,
-            with_decryption: bool = False,
-            deadline: float | None = None,
-        ) -> Mapping[str, object]: ...
-
-        def batch_get_secret_value(
-            self, secret_ids: Sequence[str], *, deadline: float | None = None
-        ) -> tuple[Mapping[str, Mapping[str, object]], Mapping[str, ExtensionError]]: ...
-
-        def get_parameters(
-            self,
-            names: Sequence[ParameterName],
-            with_decryption: bool,
-            *,
-            deadline: float | None = None,
-        ) -> tuple[Mapping[str, Mapping[str, object]], Mapping[str, ExtensionError]]: ...
-
-        def get_parameters_by_path(
-            self,
-            path: str,
-            *,
-            recursive: bool,
-            with_decryption: bool,
-            limit: int,
-            deadline: float | None = None,
-        ) -> Sequence[Mapping[str, object]]: ...
 
     class Client(Protocol):
         """An AwsClient, or a LazyClient that makes one on first use."""
@@ -90,6 +50,17 @@ _PATH_SELECTORS = ("recursive", "withDecryption")
 # The single answer's last member; a batch item is the single answer without it.
 _METADATA_TAIL = b',"ResultMetadata":{}}'
 _PARAMETER_HEAD = b'{"Parameter":'
+ROLE_KEY = "roleArn"  # tags the role member of a cache key (see in_role)
+
+
+def in_role(key: tuple[object, ...], role: str | None) -> tuple[object, ...]:
+    """`key` in the cache namespace of `role`: a read made with an assumed role's
+    credentials is cached apart from the function's own and from every other role's.
+
+    The role goes last, as a tagged pair no other key member can equal, so that key[:2]
+    (the service and the id, which log lines name) stays the same.
+    """
+    return key if role is None else (*key, (ROLE_KEY, role))
 
 
 def _encode(result: object) -> bytes:
@@ -112,21 +83,35 @@ class Lookups:
         failures: FailureLog | None = None,
         metrics: Metrics | None = None,
         max_path_parameters: int = 500,
+        negative_ttl: float = 0,
+        revalidate: bool = True,
     ) -> None:
-        """With `cache_until_invoked` (SnapStart), nothing is cached until start_caching()."""
+        """With `cache_until_invoked` (SnapStart), nothing is cached until start_caching().
+
+        `negative_ttl`: how long a not-found or access-denied answer (errors.is_not_there)
+        is remembered per key, at most the service's TTL (0: never). `revalidate`: renew an
+        expired secret read by stage through DescribeSecret (revalidation.py).
+        """
         self._client = client
         self._max_path_parameters = max_path_parameters
         self._too_large = _TooLarge()
         self._cache = cache
         self._ttl = {SECRETS_MANAGER: secrets_manager_ttl, SSM: ssm_ttl}
-        # Service name -> what one prefetch group of it fetches.
-        self._prefetchers: dict[str, Callable[[list[str]], list[bytes | ExtensionError]]] = {
+        # Service name -> what one prefetch group of it fetches (its ids, in one role).
+        self._prefetchers: dict[
+            str, Callable[[list[str], str | None], list[bytes | ExtensionError]]
+        ] = {
             SECRETS_MANAGER.name: self._prefetch_secrets,
             SSM.name: self._prefetch_parameters,
         }
         self._caching = not cache_until_invoked
         self._failures = failures if failures is not None else FailureLog()
         self.metrics = metrics if metrics is not None else Metrics()
+        self._revalidation = Revalidation(self.metrics) if revalidate else None
+        # Service -> the cache's `remember`: how long an error of one of its keys is kept.
+        self._remember = {
+            service: _remembering(min(negative_ttl, ttl)) for service, ttl in self._ttl.items()
+        }
 
     def start_caching(self) -> None:
         """Begin caching (under SnapStart, called on the first invoke: nothing from the
@@ -141,6 +126,11 @@ class Lookups:
     def counters(self) -> dict[str, object]:
         """The cache's counters and the upstream and local ones, as GET /metrics answers."""
         return self.metrics.counters(self._cache.info())
+
+    def _upstream(self, role: str | None) -> Upstream:
+        """The client, acting as `role` when one is given."""
+        client = self._client.get()
+        return client if role is None else client.as_role(role)
 
     def _counted(self, call: Callable[[], R]) -> R:
         """call(), counted as one upstream call (failed or not) for GET /metrics.
@@ -190,13 +180,21 @@ class Lookups:
         key: tuple[object, ...],
         call: Callable[[float], Mapping[str, object]],
         refresh: bool,
+        renewer: Callable[[float], Callable[[bytes], bool]] | None = None,
     ) -> tuple[bytes, str]:
         # One deadline for the local request: its call, retries and any wait on another's.
         deadline = self._client.deadline(service)
         fetch = self._logged(key, lambda: _encode(self._counted(lambda: call(deadline))))
         ttl = self._ttl_now(service)
         return self._cache.get_or_fetch(
-            key, ttl, fetch, refresh=refresh, on_stale=self._failures.stale, deadline=deadline
+            key,
+            ttl,
+            fetch,
+            refresh=refresh,
+            on_stale=self._failures.stale,
+            deadline=deadline,
+            renew=None if renewer is None else renewer(deadline),
+            remember=self._remember[service],
         )
 
     def _many(
@@ -217,7 +215,13 @@ class Lookups:
         def get(key: Hashable, fetch: Callable[[], bytes]) -> bytes:
             logged = self._logged(key, fetch, operation)  # type: ignore[arg-type]
             return self._cache.get_or_fetch(
-                key, ttl, logged, refresh=refresh, on_stale=self._failures.stale, deadline=deadline
+                key,
+                ttl,
+                logged,
+                refresh=refresh,
+                on_stale=self._failures.stale,
+                deadline=deadline,
+                remember=self._remember[service],
             )[0]
 
         # Counted here, per call AWS receives, not per key: one batch call serves many keys.
@@ -235,16 +239,32 @@ class Lookups:
         version_stage: str | None = None,
         *,
         refresh: bool = False,
+        role: str | None = None,
     ) -> tuple[bytes, str]:
-        """GetSecretValue as JSON bytes, and the cache outcome (hit, miss, stale, ...)."""
-        key = (SECRETS_MANAGER.name, secret_id, version_id, version_stage)
+        """GetSecretValue as JSON bytes, and the cache outcome (hit, miss, stale, ...);
+        with `role`, read with that role's credentials and cached in its namespace."""
+        key = in_role((SECRETS_MANAGER.name, secret_id, version_id, version_stage), role)
 
         def call(deadline: float) -> Mapping[str, object]:
-            return self._client.get().get_secret_value(
+            return self._upstream(role).get_secret_value(
                 secret_id, version_id=version_id, version_stage=version_stage, deadline=deadline
             )
 
-        return self._get(SECRETS_MANAGER, key, call, refresh)
+        revalidation = self._revalidation
+        if revalidation is None or version_id is not None:  # a version id never moves
+            return self._get(SECRETS_MANAGER, key, call, refresh)
+
+        def renewer(deadline: float) -> Callable[[bytes], bool]:
+            # As the role the value is read as: its own permissions, its own denial.
+            return revalidation.renewer(
+                lambda: self._counted(
+                    lambda: self._upstream(role).describe_secret(secret_id, deadline=deadline)
+                ),
+                version_stage,
+                principal=role,
+            )
+
+        return self._get(SECRETS_MANAGER, key, call, refresh, renewer)
 
     def parameter(
         self,
@@ -254,12 +274,14 @@ class Lookups:
         with_decryption: bool = False,
         *,
         refresh: bool = False,
+        role: str | None = None,
     ) -> tuple[bytes, str]:
-        """GetParameter as JSON bytes, and the cache outcome (hit, miss, stale, ...)."""
-        key = (SSM.name, name, version, label, with_decryption)
+        """GetParameter as JSON bytes, and the cache outcome (hit, miss, stale, ...); with
+        `role`, as secret() does."""
+        key = in_role((SSM.name, name, version, label, with_decryption), role)
 
         def call(deadline: float) -> Mapping[str, object]:
-            return self._client.get().get_parameter(
+            return self._upstream(role).get_parameter(
                 name,
                 version=version,
                 label=label,
@@ -270,7 +292,7 @@ class Lookups:
         return self._get(SSM, key, call, refresh)
 
     def secrets(
-        self, secret_ids: Sequence[str], *, refresh: bool = False
+        self, secret_ids: Sequence[str], *, refresh: bool = False, role: str | None = None
     ) -> list[bytes | ExtensionError]:
         """Each id's GetSecretValue answer (as the single read caches it) or its error;
         the ids not cached are fetched in one BatchGetSecretValue call.
@@ -279,12 +301,12 @@ class Lookups:
         value to serve.
         """
         keys: list[tuple[object, ...]] = [
-            (SECRETS_MANAGER.name, ident, None, None) for ident in secret_ids
+            in_role((SECRETS_MANAGER.name, ident, None, None), role) for ident in secret_ids
         ]
 
         def fetch_many(indices: list[int], deadline: float) -> dict[int, bytes | ExtensionError]:
             wanted = [secret_ids[i] for i in indices]
-            found, failed = self._client.get().batch_get_secret_value(wanted, deadline=deadline)
+            found, failed = self._upstream(role).batch_get_secret_value(wanted, deadline=deadline)
             return _by_index(indices, wanted, found, failed)
 
         answers, failed = self._many(
@@ -292,7 +314,7 @@ class Lookups:
             keys,
             fetch_many,
             lambda i, deadline: _encode(
-                self._client.get().get_secret_value(secret_ids[i], deadline=deadline)
+                self._upstream(role).get_secret_value(secret_ids[i], deadline=deadline)
             ),
             refresh,
         )
@@ -306,18 +328,20 @@ class Lookups:
         with_decryption: bool,
         *,
         refresh: bool = False,
+        role: str | None = None,
     ) -> list[bytes | ExtensionError]:
         """Each ParameterName's GetParameter answer (as the single read of its name with
         that version or label caches it) or its error; the names not cached
         are fetched in one GetParameters call. A whole-call failure raises, as in secrets().
         """
         keys: list[tuple[object, ...]] = [
-            (SSM.name, entry.name, entry.version, entry.label, with_decryption) for entry in names
+            in_role((SSM.name, entry.name, entry.version, entry.label, with_decryption), role)
+            for entry in names
         ]
 
         def fetch_many(indices: list[int], deadline: float) -> dict[int, bytes | ExtensionError]:
             wanted = [names[i] for i in indices]
-            found, failed = self._client.get().get_parameters(
+            found, failed = self._upstream(role).get_parameters(
                 wanted, with_decryption, deadline=deadline
             )
             return _by_index(indices, [entry.requested for entry in wanted], found, failed)
@@ -325,7 +349,7 @@ class Lookups:
         def fetch_one(index: int, deadline: float) -> bytes:
             entry = names[index]
             return _encode(
-                self._client.get().get_parameter(
+                self._upstream(role).get_parameter(
                     entry.name,
                     version=entry.version,
                     label=entry.label,
@@ -340,12 +364,12 @@ class Lookups:
         return answers
 
     def secret_batch(
-        self, secret_ids: Sequence[str], *, refresh: bool = False
+        self, secret_ids: Sequence[str], *, refresh: bool = False, role: str | None = None
     ) -> tuple[bytes, str]:
         """The BatchGetSecretValueOutput answer of the batch endpoint, as JSON bytes."""
         values: list[bytes] = []
         errors: list[dict[str, object]] = []
-        answers = self.secrets(secret_ids, refresh=refresh)
+        answers = self.secrets(secret_ids, refresh=refresh, role=role)
         for ident, answer in zip(secret_ids, answers, strict=True):
             if isinstance(answer, ExtensionError):
                 error = {"ErrorCode": answer.error_type, "ErrorMessage": answer.message}
@@ -364,6 +388,7 @@ class Lookups:
         with_decryption: bool,
         *,
         refresh: bool = False,
+        role: str | None = None,
     ) -> tuple[bytes, str]:
         """The GetParametersOutput answer of the batch endpoint, as JSON bytes.
 
@@ -373,7 +398,7 @@ class Lookups:
         """
         values: list[bytes] = []
         invalid: list[str] = []
-        answers = self.parameters(names, with_decryption, refresh=refresh)
+        answers = self.parameters(names, with_decryption, refresh=refresh, role=role)
         for entry, answer in zip(names, answers, strict=True):
             if isinstance(answer, ExtensionError):
                 if not is_client_mistake(answer):
@@ -394,10 +419,11 @@ class Lookups:
         with_decryption: bool = False,
         *,
         refresh: bool = False,
+        role: str | None = None,
     ) -> tuple[bytes, str]:
         """GetParametersByPath, every page, as one GetParametersByPathOutput; cached as one
         entry with the SSM TTL (its key never equals a single read's)."""
-        key = (SSM.name, path, recursive, with_decryption)
+        key = in_role((SSM.name, path, recursive, with_decryption), role)
         deadline = self._client.deadline(SSM)  # every page shares it
         ttl = self._ttl_now(SSM)
         if not refresh:
@@ -406,7 +432,7 @@ class Lookups:
         def fetch() -> bytes:
             try:
                 found = self._counted(
-                    lambda: self._client.get().get_parameters_by_path(
+                    lambda: self._upstream(role).get_parameters_by_path(
                         path,
                         recursive=recursive,
                         with_decryption=with_decryption,
@@ -422,12 +448,19 @@ class Lookups:
 
         logged = self._logged(key, fetch, SSM.path_operation, _PATH_SELECTORS)
         return self._cache.get_or_fetch(
-            key, ttl, logged, refresh=refresh, on_stale=self._failures.stale, deadline=deadline
+            key,
+            ttl,
+            logged,
+            refresh=refresh,
+            on_stale=self._failures.stale,
+            deadline=deadline,
+            remember=self._remember[SSM],
         )
 
-    def prefetch(self, entries: Sequence[tuple[str, str]]) -> None:
-        """Warm the cache for ("secretsmanager", id) / ("ssm", name) entries: one batch call
-        per group (PREFETCH_GROUP ids of one service), all groups in parallel.
+    def prefetch(self, entries: Sequence[tuple[str, ...]]) -> None:
+        """Warm the cache for ("secretsmanager", id) / ("ssm", name) entries, or
+        (service, id, role ARN) for one read as that role: one batch call per group
+        (PREFETCH_GROUP ids of one service in one role), all groups in parallel.
 
         Each entry warms the key a request without optional query parameters uses (for
         SSM that is withDecryption=false; `name:3` is the key of name with version=3). A
@@ -437,14 +470,23 @@ class Lookups:
         if not self._caching:
             log.info("prefetch skipped: caching starts at the first invoke (SnapStart)")
             return
-        groups: list[tuple[str, list[str]]] = []
+        groups: list[tuple[str, list[str], str | None]] = []
         for service in services.SERVICES:
             if not self._ttl[service]:
                 continue
             # Unique and in order: a batch must not list an id twice.
-            idents = list(dict.fromkeys(i for name, i in entries if name == service.name))
-            size = PREFETCH_GROUP[service.name]
-            groups += [(service.name, idents[at : at + size]) for at in range(0, len(idents), size)]
+            wanted = dict.fromkeys(
+                (entry[1], entry[2] if len(entry) > 2 else None)
+                for entry in entries
+                if entry[0] == service.name
+            )
+            for role in dict.fromkeys(role for _, role in wanted):
+                idents = [ident for ident, its_role in wanted if its_role == role]
+                size = PREFETCH_GROUP[service.name]
+                groups += [
+                    (service.name, idents[at : at + size], role)
+                    for at in range(0, len(idents), size)
+                ]
         threads = [
             threading.Thread(target=self._prefetch_group, args=group, name="prefetch", daemon=True)
             for group in groups
@@ -454,10 +496,10 @@ class Lookups:
         for thread in threads:
             thread.join()
 
-    def _prefetch_group(self, service: str, idents: list[str]) -> None:
+    def _prefetch_group(self, service: str, idents: list[str], role: str | None) -> None:
         answers: list[bytes | ExtensionError]
         try:
-            answers = self._prefetchers[service](idents)
+            answers = self._prefetchers[service](idents, role)
         except ExtensionError as exc:  # the batch call failed as a whole
             answers = [exc] * len(idents)
             if not is_transient(exc):
@@ -469,32 +511,38 @@ class Lookups:
                     exc.error_type,
                     len(idents),
                 )
-                answers = self._prefetch_singly(service, idents)
+                answers = self._prefetch_singly(service, idents, role)
         except Exception as exc:  # a bug costs this group, never the others or the start
             log.traceback(exc)
             answers = [ExtensionError(str(exc), error_type=type(exc).__name__)] * len(idents)
+        as_role = f" as {role}" if role else ""  # a checked role ARN: printable as it is
         for ident, answer in zip(idents, answers, strict=True):
             if isinstance(answer, ExtensionError):
                 log.warning(
-                    "prefetch of %s %s failed: %s",
+                    "prefetch of %s %s%s failed: %s",
                     service,
                     printable(ident),
+                    as_role,
                     error_type_of(answer),
                 )
             else:
-                log.debug("prefetched %s %s", service, printable(ident))
+                log.debug("prefetched %s %s%s", service, printable(ident), as_role)
 
-    def _prefetch_singly(self, service: str, idents: list[str]) -> list[bytes | ExtensionError]:
+    def _prefetch_singly(
+        self, service: str, idents: list[str], role: str | None
+    ) -> list[bytes | ExtensionError]:
         answers: list[bytes | ExtensionError] = [b""] * len(idents)
 
         def one(index: int) -> None:
             ident = idents[index]
             try:
                 if service == SECRETS_MANAGER.name:
-                    answers[index] = self.secret(ident)[0]
+                    answers[index] = self.secret(ident, role=role)[0]
                 elif service == SSM.name:
                     wanted = parameter_name(ident)
-                    answers[index] = self.parameter(wanted.name, wanted.version, wanted.label)[0]
+                    answers[index] = self.parameter(
+                        wanted.name, wanted.version, wanted.label, role=role
+                    )[0]
                 else:
                     raise ValueError(f"no service named {service!r}")
             except ExtensionError as exc:
@@ -510,10 +558,14 @@ class Lookups:
             thread.join()
         return answers
 
-    def _prefetch_secrets(self, idents: list[str]) -> list[bytes | ExtensionError]:
-        return self.secrets(idents)
+    def _prefetch_secrets(
+        self, idents: list[str], role: str | None
+    ) -> list[bytes | ExtensionError]:
+        return self.secrets(idents, role=role)
 
-    def _prefetch_parameters(self, idents: list[str]) -> list[bytes | ExtensionError]:
+    def _prefetch_parameters(
+        self, idents: list[str], role: str | None
+    ) -> list[bytes | ExtensionError]:
         names: list[ParameterName] = []
         answers: dict[int, bytes | ExtensionError] = {}
         # Items that name one cache key (`/p:1` and `/p:01`) share one place in the batch:
@@ -531,7 +583,7 @@ class Lookups:
                 places[key] = len(names)
                 names.append(entry)
             place_of[index] = places[key]
-        fetched = self.parameters(names, False) if names else []
+        fetched = self.parameters(names, False, role=role) if names else []
         return [answers[i] if i in answers else fetched[place_of[i]] for i in range(len(idents))]
 
 
@@ -568,6 +620,11 @@ class _TooLarge:
                 del self._paths[key]
                 return
         raise PathTooLarge(found[1])
+
+
+def _remembering(seconds: float) -> Callable[[BaseException], float]:
+    """The cache's `remember`: `seconds` for a not-found or denied answer, else 0."""
+    return lambda exc: seconds if seconds > 0 and is_not_there(exc) else 0.0
 
 
 def _by_index(

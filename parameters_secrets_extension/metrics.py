@@ -31,9 +31,18 @@ _CACHE_COUNTERS = (
     ("RefreshesAhead", "refreshes_ahead"),
     ("CoalescedWaits", "coalesced"),
     ("Evictions", "evictions"),
+    ("NegativeHits", "negative_hits"),
 )
+# An expired secret's DescribeSecret outcome -> its metric (revalidation.py): renewed without
+# a read, read again (changed, or DescribeSecret failed), or read again since it is denied.
+REVALIDATION_OUTCOMES = {
+    "renewed": "RevalidationsRenewed",
+    "refetched": "RevalidationsRefetched",
+    "denied": "RevalidationsDeniedFallback",
+}
 COUNTER_NAMES = (
     *(name for name, _ in _CACHE_COUNTERS),
+    *REVALIDATION_OUTCOMES.values(),
     "UpstreamCalls",
     "UpstreamErrors",
     "LocalErrors",
@@ -46,11 +55,12 @@ class Metrics:
     Never touched by a cache hit: a hit costs only the cache's own counter.
     """
 
-    __slots__ = ("_local", "_lock", "_upstream", "_upstream_calls")
+    __slots__ = ("_local", "_lock", "_revalidations", "_upstream", "_upstream_calls")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._upstream_calls = 0
+        self._revalidations = dict.fromkeys(REVALIDATION_OUTCOMES.values(), 0)
         self._upstream: dict[str, int] = {}
         self._local: dict[str, int] = {}
 
@@ -60,6 +70,12 @@ class Metrics:
             self._upstream_calls += 1
             if error_type is not None:
                 _add(self._upstream, error_type)
+
+    def revalidation(self, outcome: str) -> None:
+        """An expired secret was revalidated: `outcome` is a key of REVALIDATION_OUTCOMES."""
+        name = REVALIDATION_OUTCOMES[outcome]  # an unknown outcome is a bug: KeyError
+        with self._lock:
+            self._revalidations[name] += 1
 
     def local_error(self, error_type: str) -> None:
         """The local API answered a 4xx of `error_type`."""
@@ -71,7 +87,9 @@ class Metrics:
         with self._lock:
             upstream, local = dict(self._upstream), dict(self._local)
             calls = self._upstream_calls
+            revalidations = dict(self._revalidations)
         result: dict[str, object] = {name: getattr(cache, field) for name, field in _CACHE_COUNTERS}
+        result.update(revalidations)
         result["UpstreamCalls"] = calls
         result["UpstreamErrors"] = sum(upstream.values())
         result["LocalErrors"] = sum(local.values())

@@ -14,6 +14,13 @@ from .errors import InvalidParameter
 _ARN_PARAMETER = ":parameter/"
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _MAX_VERSION = 2**63 - 1
+# A Secrets Manager secret read through Parameter Store: GetParameter takes the secret's
+# VersionId as the selector of such a name (`<prefix><secret>:<VersionId>`).
+REFERENCE_PREFIX = "/aws/reference/secretsmanager/"
+# A secret's VersionId: 32 to 64 characters, as Secrets Manager bounds it (a UUID in
+# practice). Letters, digits and hyphens only: it is sent after a ':' inside the name, so
+# it must hold no ':' or '/' that SSM would split on.
+_SECRET_VERSION_ID = re.compile(r"[A-Za-z0-9-]{32,64}")
 
 
 class ParameterName(namedtuple("ParameterName", "requested name version label")):
@@ -46,8 +53,26 @@ def parameter_name(requested: str) -> ParameterName:
     if not name or not selector:
         raise InvalidParameter("a selector after ':' must be a version number or a label")
     if selector[0].isdigit():
-        return ParameterName(requested, name, version_number(selector), None)
+        version, label = version_selector(name, selector)
+        return ParameterName(requested, name, version, label)
     return ParameterName(requested, name, None, selector)
+
+
+def version_selector(name: str, text: str) -> tuple[int | None, str | None]:
+    """A version as a query or a selector gives it for `name`: (number, None), or, for a
+    reference name only, (None, VersionId) when `text` is a secret's VersionId. A VersionId
+    is sent as a label is (`name:<VersionId>`, which is how SSM takes it), so it shares the
+    cache key of `label=<VersionId>`, which asks AWS the same thing."""
+    if not name.startswith(REFERENCE_PREFIX):
+        return version_number(text), None
+    if _SECRET_VERSION_ID.fullmatch(text):
+        return None, text
+    if _DIGITS.fullmatch(text) and 0 < int(text) <= _MAX_VERSION:
+        return int(text), None
+    raise InvalidParameter(
+        "version of a Secrets Manager reference must be a positive whole number or a"
+        " secret's VersionId (32 to 64 letters, digits and hyphens)"
+    )
 
 
 def version_number(text: str) -> int:

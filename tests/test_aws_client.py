@@ -700,7 +700,16 @@ def test_import_loads_only_the_standard_library() -> None:
     package = "parameters_secrets_extension"
     ours = {package, f"{package}.aws"} | {
         f"{package}.aws.{name}"
-        for name in ("connection_pool", "credentials", "endpoints", "operations", "pairing")
+        for name in (
+            "connection_pool",
+            "credentials",
+            "endpoints",
+            "operations",
+            "pairing",
+            "partitions",
+            "role_arns",
+            "roles",
+        )
     }
     ours |= {f"{package}.{name}" for name in ("config", "errors", "logs", "services", "version")}
     ours |= {f"{package}.aws.sdk_shapes", f"{package}.aws.transport", "sigv4", "__main__"}

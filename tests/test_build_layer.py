@@ -189,9 +189,11 @@ def test_repo_zipapp_ships_every_top_level_module_but_the_build(repo_layer: byte
 # and metrics code then added about 40% more modules, and with four bytecode sets of each
 # (deflate sees little of one version in the next) the layer is about 322 KB. Lambda unpacks
 # it once per sandbox, well under a millisecond more. This bound catches a real regression,
-# such as sources shipped twice or an unstripped dependency, not the growth of our own code.
+# such as sources shipped twice or an unstripped dependency, not the growth of our own code:
+# roleArn (three small modules), revalidation and the AWS JSON protocol (two) took it from
+# about 370 KB to about 475 KB (each module ships as source and as .pyc for four Pythons).
 def test_layer_stays_small(repo_layer: bytes) -> None:
-    assert len(repo_layer) <= 384 * 1024
+    assert len(repo_layer) <= 512 * 1024
 
 
 def test_each_versions_bytecode_is_its_own_and_without_debug_ranges(repo_layer: bytes) -> None:

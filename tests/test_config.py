@@ -49,6 +49,7 @@ def test_every_variable_is_read() -> None:
         "SECRETS_MANAGER_TIMEOUT_MILLIS": "250",
         "SSM_PARAMETER_STORE_TIMEOUT_MILLIS": "100",
         "PARAMETERS_SECRETS_EXTENSION_STALE_IF_ERROR_SECONDS": "0",
+        "PARAMETERS_SECRETS_EXTENSION_NEGATIVE_TTL_SECONDS": "60",
         "PARAMETERS_SECRETS_EXTENSION_PREFETCH": (
             "secretsmanager:arn:aws:secretsmanager:us-east-1:1:secret:a, ssm:/p"
         ),
@@ -62,6 +63,7 @@ def test_every_variable_is_read() -> None:
     }
     c = config.load(env)
     assert (c.refresh_ahead_percent, c.metrics, c.warnings) == (25, "emf", ())
+    assert c.negative_ttl_seconds == 60
     assert (c.cache_enabled, c.cache_size, c.http_port, c.log_level, c.log_json) == (
         False,
         10,
@@ -103,11 +105,20 @@ NUMBERS = [
         0,
         86400,
     ),
+    ("PARAMETERS_SECRETS_EXTENSION_NEGATIVE_TTL_SECONDS", "negative_ttl_seconds", 5, 0, 300),
     ("PARAMETERS_SECRETS_EXTENSION_PREFETCH_TIMEOUT_MILLIS", "prefetch_timeout_ms", 2000, 0, 60000),
     ("PARAMETERS_SECRETS_EXTENSION_MAX_CLIENT_CONNECTIONS", "max_client_connections", 256, 1, 4096),
     ("PARAMETERS_SECRETS_EXTENSION_IDLE_TIMEOUT_SECONDS", "idle_timeout_seconds", 60, 1, 3600),
     ("PARAMETERS_SECRETS_EXTENSION_REFRESH_AHEAD_PERCENT", "refresh_ahead_percent", 10, 0, 50),
     ("PARAMETERS_SECRETS_EXTENSION_MAX_PATH_PARAMETERS", "max_path_parameters", 500, 1, 10_000),
+    ("PARAMETERS_SECRETS_EXTENSION_MAX_TTL_SECONDS", "max_ttl_seconds", 300, 300, 3600),
+    (
+        "PARAMETERS_SECRETS_EXTENSION_METRICS_INTERVAL_SECONDS",
+        "metrics_interval_seconds",
+        60,
+        1,
+        3600,
+    ),
 ]
 NUMBER_IDS = [row[0] for row in NUMBERS]
 
@@ -160,6 +171,40 @@ def test_unparseable_numbers_use_the_default_with_one_warning(
     c, warning = one_warning({variable: value})
     assert getattr(c, attribute) == default
     assert warning == f"{variable}={value} is not a whole number; using the default {default}"
+
+
+MAX_TTL = "PARAMETERS_SECRETS_EXTENSION_MAX_TTL_SECONDS"
+
+
+@pytest.mark.parametrize("variable", ["SECRETS_MANAGER_TTL", "SSM_PARAMETER_STORE_TTL"])
+def test_a_ttl_past_300_s_only_with_the_opt_in(variable: str) -> None:
+    attribute = "secrets_manager_ttl" if variable == "SECRETS_MANAGER_TTL" else "ssm_ttl"
+    # Without it, a TTL keeps the AWS extension's meaning: clamped to 300 s, as it warns.
+    c, warning = one_warning({variable: "900"})
+    assert (getattr(c, attribute), c.max_ttl_seconds) == (300, 300)
+    assert warning == f"{variable}=900 is above the maximum 300; using 300"
+    # With it, up to the cap it sets, and clamped to that cap past it.
+    c = config.load({**TOKEN, MAX_TTL: "3600", variable: "900"})
+    assert (getattr(c, attribute), c.warnings) == (900, ())
+    c, warning = one_warning({MAX_TTL: "1200", variable: "3600"})
+    assert getattr(c, attribute) == 1200
+    assert warning == f"{variable}=3600 is above the maximum 1200; using 1200"
+    # A cap past an hour is an hour; a TTL under 300 s is untouched by the opt-in.
+    c = config.load({**TOKEN, MAX_TTL: "86400", variable: "7200"})
+    assert (getattr(c, attribute), c.max_ttl_seconds) == (3600, 3600)
+    assert c.warnings == (
+        f"{MAX_TTL}=86400 is above the maximum 3600; using 3600",
+        f"{variable}=7200 is above the maximum 3600; using 3600",
+    )
+    c = config.load({**TOKEN, MAX_TTL: "3600", variable: "60"})
+    assert (getattr(c, attribute), c.warnings) == (60, ())
+    # A cap that cannot be read is the default: the AWS extension's 300 s.
+    c = config.load({**TOKEN, MAX_TTL: "1h", variable: "900"})
+    assert getattr(c, attribute) == 300
+    assert c.warnings == (
+        f"{MAX_TTL}=1h is not a whole number; using the default 300",
+        f"{variable}=900 is above the maximum 300; using 300",
+    )
 
 
 @pytest.mark.parametrize(
@@ -431,3 +476,10 @@ def test_every_setting_is_one_row_read_into_an_immutable_config() -> None:
     with pytest.raises(AttributeError, match="immutable"):
         del c.cache_size
     assert c.cache_size == config.DEFAULT_CACHE_SIZE
+
+
+def test_the_readme_configuration_table_names_every_setting() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.partition("## Configuration")[2].partition("\n## ")[0]
+    rows = {line.split("|")[1].strip(" `") for line in section.splitlines() if line[:3] == "| `"}
+    assert {row[1] for row in config.SETTINGS} <= rows

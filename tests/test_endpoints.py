@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from parameters_secrets_extension import urls
 from parameters_secrets_extension.aws import endpoints
 from parameters_secrets_extension.aws.endpoints import resolve
 from parameters_secrets_extension.config import AwsConfig
@@ -289,10 +290,18 @@ def test_invalid_configured_region_is_a_clear_error(region: str) -> None:
         ("admin:hunter2@localhost:4566", "localhost:4566"),
         ("http://127.0.0.1:4566/a?b=c@d", "http://127.0.0.1:4566/a?b=c@d"),
         ("http://[::1]:4566", "http://[::1]:4566"),
+        ("//u:p@host/x", "//host/x"),
+        ("1http://u:p@host", "1http://u:p@host"),  # not a scheme: no authority follows
     ],
 )
-def test_redact_url_removes_userinfo(url: str, expected: str) -> None:
-    assert endpoints.redact_url(url) == expected
+def test_without_userinfo_removes_userinfo(url: str, expected: str) -> None:
+    assert urls.without_userinfo(url) == expected
+    if expected == url:
+        return
+    # With a mark, the userinfo's place is shown and nothing of it remains.
+    marked = urls.without_userinfo(url, "<redacted>@")
+    assert "<redacted>@" in marked
+    assert all(word not in marked for word in ("admin", "hunter2", "user"))
 
 
 def test_override_userinfo_never_reaches_the_origin() -> None:

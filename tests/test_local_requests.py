@@ -192,7 +192,7 @@ def test_unknown_paths_are_404(path: str) -> None:
     assert caught.value.message == (
         "unknown path: use /secretsmanager/get, /secretsmanager/batch,"
         " /systemsmanager/parameters/get, /systemsmanager/parameters/batch,"
-        " /systemsmanager/parameters/get-by-path, /metrics or /ping"
+        " /systemsmanager/parameters/get-by-path, /metrics, /secretsmanager/<secret id> or /ping"
     )
 
 

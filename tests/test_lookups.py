@@ -7,10 +7,12 @@ import json
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from typing import cast
 
 import pytest
 
 from cache import Cache
+from parameters_secrets_extension.aws.operations import AwsClient
 from parameters_secrets_extension.errors import (
     ExtensionError,
     MissingCredentials,
@@ -49,8 +51,10 @@ class RecordingUpstream:
     def deadline(self, service: object) -> float:
         return time.monotonic() + 30
 
-    def get(self) -> RecordingUpstream:
-        return self  # made already, as an AwsClient is
+    def get(self) -> AwsClient:
+        # Made already, as an AwsClient is; it answers the calls Lookups makes, with their
+        # signatures (Lookups types them as AwsClient's own).
+        return cast("AwsClient", self)
 
     def get_secret_value(
         self,
@@ -244,8 +248,10 @@ class FailingUpstream:
     def deadline(self, service: object) -> float:
         return time.monotonic() + 30
 
-    def get(self) -> FailingUpstream:
-        return self  # made already, as an AwsClient is
+    def get(self) -> AwsClient:
+        # Made already, as an AwsClient is; it answers the calls Lookups makes, with their
+        # signatures (Lookups types them as AwsClient's own).
+        return cast("AwsClient", self)
 
     def get_secret_value(
         self,

@@ -11,11 +11,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from cache import Cache
+from parameters_secrets_extension.aws.operations import AwsClient
 from parameters_secrets_extension.errors import UpstreamError
 from parameters_secrets_extension.lookups import Lookups
 from tests.conftest import LambdaCredentials, Moto, wait_until
@@ -254,8 +255,10 @@ class CountingUpstream:
     def deadline(self, service: object) -> float:
         return time.monotonic() + 30
 
-    def get(self) -> CountingUpstream:
-        return self  # made already, as an AwsClient is
+    def get(self) -> AwsClient:
+        # Made already, as an AwsClient is; it answers the calls Lookups makes, with their
+        # signatures (Lookups types them as AwsClient's own).
+        return cast("AwsClient", self)
 
     def get_secret_value(
         self,

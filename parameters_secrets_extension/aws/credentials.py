@@ -124,7 +124,8 @@ def _schedule(creds: Credentials, now: datetime) -> _Held:
 
 
 class CredentialProvider:
-    """Hands out current credentials; container credentials are refetched before they expire.
+    """Hands out current credentials; container credentials (or those of another `fetch`, such
+    as an assumed role's: roles.py) are refetched before they expire.
 
     Refresh follows botocore's two windows. In the advisory window (ADVISORY_REFRESH before
     expiry) one caller refetches while the others go on with the still-valid credentials.
@@ -143,17 +144,27 @@ class CredentialProvider:
         *,
         now: Callable[[], datetime] = utc_now,
         timeout: float = FETCH_TIMEOUT_SECONDS,
+        fetch: Callable[[float], Credentials] | None = None,
+        source: str = "container credentials provider",
     ) -> None:
-        """`timeout` caps one whole fetch, from connect to the body's last byte."""
+        """`timeout` caps one whole fetch, from connect to the body's last byte.
+
+        `fetch(limit)` replaces the environment and container sources: it returns new
+        credentials by `limit` (a time.monotonic value) or raises an ExtensionError; `source`
+        names it in log lines.
+        """
         self._aws = aws
         self._now = now
         self._timeout = timeout
+        self._from_container = fetch is None
+        self._fetch = fetch if fetch is not None else self._fetch_container
+        self._source = source
         self._held: _Held | None = None
         self._failed: ExtensionError | None = None
         self._failed_until: datetime | None = None
         # One fetch at a time; readers of fresh credentials never take this lock.
         self._refresh_lock = threading.Lock()
-        if aws.access_key_id and aws.secret_access_key:
+        if fetch is None and aws.access_key_id and aws.secret_access_key:
             creds = Credentials(aws.access_key_id, aws.secret_access_key, aws.session_token)
             self._held = _Held(creds, None, None, None)
 
@@ -167,7 +178,7 @@ class CredentialProvider:
         now = self._now()
         if held is not None and held.fresh(now):
             return held.creds
-        if not self._aws.container_credentials_full_uri:
+        if self._from_container and not self._aws.container_credentials_full_uri:
             raise MissingCredentials(
                 "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
                 "AWS_CONTAINER_CREDENTIALS_FULL_URI"
@@ -182,7 +193,7 @@ class CredentialProvider:
             if not self._refresh_lock.acquire(timeout=wait):
                 return held.creds
         elif not self._refresh_lock.acquire(timeout=max(0.0, limit - start)):
-            raise UpstreamTimeout("timed out waiting for the container credentials provider")
+            raise UpstreamTimeout(f"timed out waiting for the {self._source}")
         try:
             return self._refresh(limit, shared=limit >= cap)
         finally:
@@ -203,8 +214,8 @@ class CredentialProvider:
         if not usable and failed is not None and self._failed_until and now < self._failed_until:
             raise _again(failed)
         try:
-            creds = self._fetch_container(limit)
-        except (MissingCredentials, UpstreamConnectionError, UpstreamTimeout) as exc:
+            creds = self._fetch(limit)
+        except ExtensionError as exc:
             if held is not None and usable:
                 self._held = held.postponed(now)
                 log.warning("credential refresh failed, using current ones: %s", exc.message)
@@ -214,7 +225,7 @@ class CredentialProvider:
             raise
         now = self._now()
         if creds.expiration is not None and creds.expiration <= now:
-            expired = MissingCredentials("container credentials provider sent expired credentials")
+            expired = MissingCredentials(f"{self._source} sent expired credentials")
             if held is not None and held.usable(now):
                 self._held = held.postponed(now)
                 log.warning("credential refresh failed, using current ones: %s", expired.message)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from urllib.parse import urlsplit
 
 from .. import urls
 from ..config import AwsConfig
 from ..errors import InvalidEndpoint, InvalidParameter, InvalidRegion, MissingRegion
+from ..services import SECRETS_MANAGER, SSM
+from .partitions import DNS_SUFFIXES, PARTITIONS
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -15,7 +18,7 @@ if TYPE_CHECKING:
 
     from ..services import Service
 
-# Region-name prefix -> partition; partition -> DNS suffix (botocore's endpoints.json).
+# Region-name prefix -> partition (botocore's endpoints.json); DNS suffixes: partitions.py.
 _REGION_PARTITIONS = (
     ("us-gov-", "aws-us-gov"),
     ("us-isob-", "aws-iso-b"),
@@ -28,18 +31,13 @@ _REGION_PARTITIONS = (
 # Lower-case letters and digits in dash-separated groups, ending in a number: "us-east-1".
 _REGION = re.compile(r"[a-z]{2,}(?:-[a-z0-9]+)*-[0-9]+")
 _MAX_LABEL = 63  # a region is one DNS label
-# An optional scheme:// then everything up to the last "@" of the authority.
-_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://|//)?[^/?#]*@")
-_DNS_SUFFIXES = {
-    "aws": "amazonaws.com",
-    "aws-cn": "amazonaws.com.cn",
-    "aws-us-gov": "amazonaws.com",
-    "aws-iso": "c2s.ic.gov",
-    "aws-iso-b": "sc2s.sgov.gov",
-    "aws-iso-e": "cloud.adc-e.uk",
-    "aws-iso-f": "csp.hci.ic.gov",
-    "aws-eusc": "amazonaws.eu",
-}
+# The endpoint overrides: AwsConfig field and the variable it is read from.
+_OVERRIDES = (
+    ("endpoint_url", "AWS_ENDPOINT_URL"),
+    (SECRETS_MANAGER.endpoint_setting, SECRETS_MANAGER.endpoint_variable),
+    (SSM.endpoint_setting, SSM.endpoint_variable),
+)
+_SCHEME_PORTS = {"http": 80, "https": 443}
 
 
 class Endpoint:
@@ -95,14 +93,9 @@ def is_region(region: str, partition: str) -> bool:
     )
 
 
-def redact_url(url: str) -> str:
-    """`url` without its userinfo (`user:password@`), safe to log."""
-    return _USERINFO.sub(r"\1", url, count=1)
-
-
 def _check_arn(arn: Arn, service: Service) -> None:
     """Raise a 400 unless every part of `arn` that picks the host is valid for `service`."""
-    if arn.partition not in _DNS_SUFFIXES:
+    if arn.partition not in PARTITIONS:
         raise InvalidParameter("invalid ARN: unknown partition")
     if arn.service != service.signing_name:
         raise InvalidParameter(f"invalid ARN: expected a {service.signing_name} ARN on this route")
@@ -125,9 +118,47 @@ def _split_override(url: str) -> tuple[str, str]:
         valid = False
     if not valid:
         raise InvalidEndpoint(
-            f"invalid endpoint override {redact_url(url)!r}: expected http(s)://host[:port][/path]"
+            f"invalid endpoint override {urls.without_userinfo(url)!r}: expected http(s)://host[:port][/path]"
         )
     return urls.origin(parts.scheme, parts.netloc), parts.path or "/"
+
+
+def names_own_address(url: str, port: int) -> bool:
+    """True when `url` reaches this host's loopback on `port`: the extension's own address,
+    whatever the name (localhost, 127.0.0.0/8, ::1, 0.0.0.0)."""
+    try:
+        parts = urlsplit(url.strip())
+        host, url_port = parts.hostname, parts.port
+    except ValueError:  # not a URL resolve() would take either; it reports it
+        return False
+    if parts.scheme not in _SCHEME_PORTS or not host:
+        return False
+    if (url_port or _SCHEME_PORTS[parts.scheme]) != port:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
+def without_own_address(aws: AwsConfig, port: int) -> tuple[AwsConfig, list[str]]:
+    """`aws` without the endpoint overrides that name the extension's own address (the
+    function's AWS_ENDPOINT_URL_* point its SDK at the extension, and the extension runs
+    with the function's environment), and the variables left out: no call loops back."""
+    ignored = [
+        (field, variable)
+        for field, variable in _OVERRIDES
+        if getattr(aws, field) and names_own_address(getattr(aws, field), port)
+    ]
+    if not ignored:
+        return aws, []
+    fields = {name: getattr(aws, name) for name in AwsConfig.__slots__}
+    for field, _ in ignored:
+        fields[field] = None
+    return AwsConfig(**fields), [variable for _, variable in ignored]
 
 
 def resolve(aws: AwsConfig, service: Service, resource_id: str | None = None) -> Endpoint:
@@ -155,7 +186,7 @@ def resolve(aws: AwsConfig, service: Service, resource_id: str | None = None) ->
         return Endpoint(origin=origin, path=path, region=region, signing_name=service.signing_name)
     host = f"{service.host_prefix}-fips" if aws.use_fips else service.host_prefix
     return Endpoint(
-        origin=f"https://{host}.{region}.{_DNS_SUFFIXES[partition]}",
+        origin=f"https://{host}.{region}.{DNS_SUFFIXES[partition]}",
         path="/",
         region=region,
         signing_name=service.signing_name,

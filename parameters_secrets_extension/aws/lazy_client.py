@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 
+from ..logs import log
 from ..services import deadline_after
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
@@ -32,14 +33,23 @@ class LazyClient:
         """The client, made (and its modules imported) on the first call."""
         with self._lock:
             if self._client is None:
+                from .endpoints import without_own_address  # noqa: PLC0415 (as below)
                 from .operations import AwsClient  # noqa: PLC0415 -- the point of this class
 
                 settings = self._settings
+                aws, ignored = without_own_address(settings.aws, settings.http_port)
+                for variable in ignored:
+                    log.info(
+                        "%s names this extension's own address: ignored for its calls to AWS"
+                        " (it is for the function's SDK)",
+                        variable,
+                    )
                 self._client = AwsClient(
-                    settings.aws,
+                    aws,
                     max_connections=settings.max_connections,
                     secrets_manager_timeout_ms=settings.secrets_manager_timeout_ms,
                     ssm_timeout_ms=settings.ssm_timeout_ms,
+                    function_name=settings.function_name,
                 )
             return self._client
 

@@ -8,6 +8,7 @@ touches this module alone.
 
 from __future__ import annotations
 
+import copy
 import random
 import threading
 import time
@@ -20,9 +21,10 @@ from ..errors import ExtensionError, PathTooLarge, ResponseTooLarge, UpstreamErr
 from ..services import SECRETS_MANAGER, SSM, Service
 from . import sdk_shapes
 from .connection_pool import MAX_RESPONSE_BYTES
-from .credentials import utc_now
+from .credentials import CredentialProvider, Credentials, utc_now
 from .endpoints import Endpoint
 from .pairing import match_parameters, match_secrets
+from .roles import MAX_ROLES, Roles, assume_role, session_name
 from .transport import Transport
 
 TYPE_CHECKING = False  # mypy takes it as True
@@ -60,6 +62,8 @@ BATCH_GET_SECRET_VALUE = Operation(
 GET_PARAMETER = Operation(SSM, SSM.operation)
 GET_PARAMETERS = Operation(SSM, SSM.batch_operation)
 GET_PARAMETERS_BY_PATH = Operation(SSM, "GetParametersByPath")  # SSM.path_operation
+# Which version carries which stage, without the value: renews an expired entry (lookups.py).
+DESCRIBE_SECRET = Operation(SECRETS_MANAGER, "DescribeSecret")
 
 
 def batch_get_secret_value(
@@ -258,7 +262,8 @@ def _list(data: Mapping[str, object], name: str) -> list[object]:
 
 class AwsClient:
     """The operations bound to one Transport, each call within its local request's deadline
-    (by default the service's `*_TIMEOUT_MILLIS` from now)."""
+    (by default the service's `*_TIMEOUT_MILLIS` from now), signed with the function's own
+    credentials, or an assumed role's in the client as_role() returns."""
 
     def __init__(
         self,
@@ -270,11 +275,32 @@ class AwsClient:
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], datetime] = utc_now,
         rng: random.Random | None = None,
+        function_name: str | None = None,
+        max_roles: int = MAX_ROLES,
     ) -> None:
+        """`function_name` goes into the RoleSessionName of every role assumed."""
         self._timeouts_ms = {SECRETS_MANAGER: secrets_manager_timeout_ms, SSM: ssm_timeout_ms}
-        self._transport = Transport(
-            aws, max_connections=max_connections, sleep=sleep, now=now, rng=rng
-        )
+        transport = Transport(aws, max_connections=max_connections, sleep=sleep, now=now, rng=rng)
+        self._transport = transport
+        session = session_name(function_name)
+
+        def role_credentials(role_arn: str) -> CredentialProvider:
+            return CredentialProvider(
+                aws,
+                now=now,
+                fetch=lambda limit: assume_role(transport, aws, role_arn, session, limit),
+                source=f"AssumeRole of {role_arn}",
+            )
+
+        self.roles = Roles(role_credentials, max_roles)
+        self._credentials: CredentialProvider | None = None  # None: the function's own
+
+    def as_role(self, role_arn: str) -> AwsClient:
+        """This client acting as `role_arn`: the same operations, transport and connections,
+        every call signed with that role's credentials (assumed at its first call)."""
+        view = copy.copy(self)
+        view._credentials = self.roles.credentials(role_arn)
+        return view
 
     def deadline(self, service: Service) -> float:
         """When a local request for `service` that starts now must end (a time.monotonic
@@ -299,6 +325,22 @@ class AwsClient:
         deadline = self.deadline(SECRETS_MANAGER) if deadline is None else deadline
         data = self.call(GET_SECRET_VALUE, payload, deadline, secret_id)
         return sdk_shapes.secret_value(data)
+
+    def describe_secret(
+        self, secret_id: str, *, deadline: float | None = None
+    ) -> dict[str, list[str]]:
+        """DescribeSecret's VersionIdsToStages: each version id and the stages it carries
+        (members of any other shape left out)."""
+        deadline = self.deadline(SECRETS_MANAGER) if deadline is None else deadline
+        data = self.call(DESCRIBE_SECRET, {"SecretId": secret_id}, deadline, secret_id)
+        stages = data.get("VersionIdsToStages")
+        if not isinstance(stages, Mapping):
+            return {}
+        return {
+            version: [stage for stage in labels if isinstance(stage, str)]
+            for version, labels in stages.items()
+            if isinstance(version, str) and isinstance(labels, list)
+        }
 
     def get_parameter(
         self,
@@ -368,6 +410,7 @@ class AwsClient:
             deadline,
             resource_id=resource,
             max_body=operation.max_body,
+            credentials=self._credentials,
         )
 
     def get(self) -> AwsClient:
@@ -381,3 +424,8 @@ class AwsClient:
     def close(self) -> None:
         """Close every idle upstream connection."""
         self._transport.close()
+
+    def credentials(self, deadline: float | None = None) -> Credentials:
+        """The credentials its calls are signed with now: the ones a caller of the AWS JSON
+        protocol signs with too (local_api/sdk_auth.py)."""
+        return self._transport.credentials(deadline)

@@ -1,5 +1,6 @@
-"""One signed AWS JSON 1.1 call, whatever the operation: endpoint, deadline, retries, signing,
-error parsing. Like botocore's endpoint.py, it knows no operation: operations.py holds them.
+"""One signed AWS call, whatever the operation: endpoint, deadline, retries, signing, error
+parsing. Like botocore's endpoint.py, it knows no operation: operations.py holds them (AWS
+JSON 1.1, through call()), and roles.py its one Query-protocol call (through send()).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ..services import Service
 from ..version import NAME, VERSION
 from . import endpoints
 from .connection_pool import MAX_RESPONSE_BYTES, Pools, Response, TlsSettings
-from .credentials import CredentialProvider, utc_now
+from .credentials import CredentialProvider, Credentials, utc_now
 
 USER_AGENT = f"{NAME}/{VERSION} python/{sys.version_info[0]}.{sys.version_info[1]}"
 MAX_ATTEMPTS = 3
@@ -77,21 +78,45 @@ class Transport:
         *,
         resource_id: str,
         max_body: int = MAX_RESPONSE_BYTES,
+        credentials: CredentialProvider | None = None,
     ) -> dict[str, object]:
-        """One signed call of `operation`, with retries, within `deadline` (the local
-        request's, a time.monotonic value), to the endpoint `resource_id` resolves to; the
-        JSON object it answers.
+        """One signed AWS JSON 1.1 call of `operation`, with retries, within `deadline` (the
+        local request's, a time.monotonic value), to the endpoint `resource_id` resolves
+        to, signed with `credentials` (by default the function's own); the JSON object it
+        answers.
 
         An answer over `max_body` bytes is refused with 502 ResponseTooLargeException.
         """
         target = service.target_of(operation)
         endpoint = endpoints.resolve(self._aws, service, resource_id)
         body = json.dumps(payload, separators=(",", ":")).encode()
+        headers = {"Content-Type": _CONTENT_TYPE, "X-Amz-Target": target}
+        response = self.send(
+            endpoint, headers, body, deadline, max_body=max_body, credentials=credentials
+        )
+        return _json_object(response)
+
+    def send(
+        self,
+        endpoint: endpoints.Endpoint,
+        headers: dict[str, str],
+        body: bytes,
+        deadline: float,
+        *,
+        max_body: int = MAX_RESPONSE_BYTES,
+        credentials: CredentialProvider | None = None,
+    ) -> Response:
+        """POST `body` with `headers` (its Content-Type, any X-Amz-Target) to `endpoint`,
+        signed, with retries, within `deadline`: AWS's 200 answer, else its error raised.
+        Whatever the protocol: the caller builds the body and reads the answer."""
+        target = headers.get("X-Amz-Target") or endpoint.signing_name
         attempt = 0
         while True:
             attempt += 1
             try:
-                return self._attempt(endpoint, target, body, deadline, max_body)
+                return self._attempt(
+                    endpoint, headers, body, deadline, max_body=max_body, credentials=credentials
+                )
             except ExtensionError as exc:
                 exc.attempts = attempt
                 if attempt >= MAX_ATTEMPTS or not _retryable(exc):
@@ -121,24 +146,25 @@ class Transport:
         """Close every idle upstream connection."""
         self._pools.close()
 
+    def credentials(self, deadline: float | None = None) -> Credentials:
+        """The credentials calls are signed with now (local_api/sdk_auth verifies with them)."""
+        return self._credentials.get(deadline)
+
     def _attempt(
         self,
         endpoint: endpoints.Endpoint,
-        target: str,
+        headers: dict[str, str],
         body: bytes,
         deadline: float,
+        *,
         max_body: int,
-    ) -> dict[str, object]:
-        creds = self._credentials.get(deadline)
-        headers = {
-            "Host": urlsplit(endpoint.origin).netloc,
-            "Content-Type": _CONTENT_TYPE,
-            "X-Amz-Target": target,
-        }
+        credentials: CredentialProvider | None,
+    ) -> Response:
+        creds = (credentials or self._credentials).get(deadline)
         signed = sigv4.sign(
             "POST",
             endpoint.url,
-            headers,
+            {"Host": urlsplit(endpoint.origin).netloc, **headers},
             body,
             access_key=creds.access_key,
             secret_key=creds.secret_key,
@@ -153,7 +179,7 @@ class Transport:
             "POST", endpoint.path, signed, body, deadline=deadline, max_body=max_body
         )
         if response.status == 200:
-            return _json_object(response)
+            return response
         secrets = [creds.access_key, creds.secret_key, creds.session_token]
         secrets += _SIGNATURE.findall(signed.get("Authorization", ""))
         raise upstream_error(response, secrets)

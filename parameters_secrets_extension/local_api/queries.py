@@ -9,8 +9,9 @@ from __future__ import annotations
 import urllib.parse
 from collections import namedtuple
 
+from ..aws import role_arns
 from ..errors import InvalidParameter, MissingParameter, NotFound
-from ..parameter_names import ParameterName, parameter_name, version_number
+from ..parameter_names import ParameterName, parameter_name, version_selector
 from ..services import SECRETS_MANAGER, SERVICES, SSM
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
@@ -24,13 +25,31 @@ ROUTES = {path: route for service in SERVICES for path, route in service.routes.
 ROUTES["/ping"] = PING
 ROUTES["/metrics"] = METRICS
 _KNOWN_PATHS = [path for path in ROUTES if not path.endswith("/") and path != "/ping"]
+# GET /secretsmanager/<id>: the secret id is the rest of the path, as Cloud Extensions
+# serves it. Each route under the prefix (get, batch, ...) keeps its path, so a secret of
+# such a name must be read through the query route; asked for by path it is a 400.
+SECRET_PATH = "secretsmanager-path"  # noqa: S105 (a route name)
+SECRET_PATH_PREFIX = "/secretsmanager/"  # noqa: S105 (a path)
+RESERVED_SECRET_NAMES = frozenset(
+    path[len(SECRET_PATH_PREFIX) :] for path in ROUTES if path.startswith(SECRET_PATH_PREFIX)
+)
+# Those routes with a trailing slash stay unknown paths (404), as on the AWS extension.
+_NOT_SECRET_PATHS = frozenset(SECRET_PATH_PREFIX + name + "/" for name in RESERVED_SECRET_NAMES)
 # Ids one batch request may list, as BatchGetSecretValue and GetParameters allow.
 MAX_SECRET_IDS = SECRETS_MANAGER.max_batch_ids
 MAX_PARAMETER_NAMES = SSM.max_batch_ids
-_NOT_FOUND = f"unknown path: use {', '.join(_KNOWN_PATHS)} or /ping"
+_NOT_FOUND = (
+    f"unknown path: use {', '.join(_KNOWN_PATHS)}, {SECRET_PATH_PREFIX}<secret id> or /ping"
+)
 
 
-class SecretQuery(namedtuple("SecretQuery", "secret_id version_id version_stage refresh")):
+# Every query ends with role_arn, the validated roleArn (None: the function's own role); it
+# defaults to None so that a query built without one reads as the function's own role.
+class SecretQuery(
+    namedtuple(
+        "SecretQuery", "secret_id version_id version_stage refresh role_arn", defaults=(None,)
+    )
+):
     """The validated query of GET /secretsmanager/get."""
 
     __slots__ = ()
@@ -38,9 +57,14 @@ class SecretQuery(namedtuple("SecretQuery", "secret_id version_id version_stage 
     version_id: str | None
     version_stage: str | None
     refresh: bool
+    role_arn: str | None
 
 
-class ParameterQuery(namedtuple("ParameterQuery", "name version label with_decryption refresh")):
+class ParameterQuery(
+    namedtuple(
+        "ParameterQuery", "name version label with_decryption refresh role_arn", defaults=(None,)
+    )
+):
     """The validated query of GET /systemsmanager/parameters/get."""
 
     __slots__ = ()
@@ -49,26 +73,35 @@ class ParameterQuery(namedtuple("ParameterQuery", "name version label with_decry
     label: str | None
     with_decryption: bool
     refresh: bool
+    role_arn: str | None
 
 
-class SecretBatchQuery(namedtuple("SecretBatchQuery", "secret_ids refresh")):
+class SecretBatchQuery(
+    namedtuple("SecretBatchQuery", "secret_ids refresh role_arn", defaults=(None,))
+):
     """The validated query of GET /secretsmanager/batch."""
 
     __slots__ = ()
     secret_ids: tuple[str, ...]
     refresh: bool
+    role_arn: str | None
 
 
-class ParameterBatchQuery(namedtuple("ParameterBatchQuery", "names with_decryption refresh")):
+class ParameterBatchQuery(
+    namedtuple("ParameterBatchQuery", "names with_decryption refresh role_arn", defaults=(None,))
+):
     """The validated query of GET /systemsmanager/parameters/batch."""
 
     __slots__ = ()
     names: tuple[ParameterName, ...]
     with_decryption: bool
     refresh: bool
+    role_arn: str | None
 
 
-class PathQuery(namedtuple("PathQuery", "path recursive with_decryption refresh")):
+class PathQuery(
+    namedtuple("PathQuery", "path recursive with_decryption refresh role_arn", defaults=(None,))
+):
     """The validated query of GET /systemsmanager/parameters/get-by-path."""
 
     __slots__ = ()
@@ -76,12 +109,16 @@ class PathQuery(namedtuple("PathQuery", "path recursive with_decryption refresh"
     recursive: bool
     with_decryption: bool
     refresh: bool
+    role_arn: str | None
 
 
 def route(path: str) -> str:
-    """The route name of a path (a service's name, PING or METRICS); 404 for any other."""
+    """The route name of a path (a service's route, PING, METRICS or SECRET_PATH); 404 for
+    any other. A path of ROUTES is its route, never SECRET_PATH."""
     name = ROUTES.get(path)
     if name is None:
+        if path.startswith(SECRET_PATH_PREFIX) and path not in _NOT_SECRET_PATHS:
+            return SECRET_PATH
         raise NotFound(_NOT_FOUND)
     return name
 
@@ -126,6 +163,12 @@ def _refresh(values: dict[str, str]) -> bool:
     return lowered in ("true", "1")
 
 
+def _role(values: dict[str, str]) -> str | None:
+    """roleArn: a role ARN of a known partition (400 otherwise); absent or empty is None."""
+    raw = values.get(role_arns.QUERY_NAME)
+    return None if raw is None else role_arns.role_arn(raw)
+
+
 def _required(values: dict[str, str], name: str) -> str:
     value = values.get(name)
     if value is None:
@@ -153,7 +196,8 @@ def secret_batch_query(query: str) -> SecretBatchQuery:
     """Validate the query of the Secrets Manager batch endpoint."""
     pairs = _pairs(query)
     ids = tuple(_id_list(pairs, "secretIds", MAX_SECRET_IDS))
-    return SecretBatchQuery(ids, _refresh(_first(pairs)))
+    values = _first(pairs)
+    return SecretBatchQuery(ids, _refresh(values), _role(values))
 
 
 def parameter_batch_query(query: str) -> ParameterBatchQuery:
@@ -167,7 +211,9 @@ def parameter_batch_query(query: str) -> ParameterBatchQuery:
             " it lists one more than once"
         )
     values = _first(pairs)
-    return ParameterBatchQuery(names, _bool(values, "withDecryption"), _refresh(values))
+    return ParameterBatchQuery(
+        names, _bool(values, "withDecryption"), _refresh(values), _role(values)
+    )
 
 
 def path_query(query: str) -> PathQuery:
@@ -178,6 +224,7 @@ def path_query(query: str) -> PathQuery:
         recursive=_bool(values, "recursive"),
         with_decryption=_bool(values, "withDecryption"),
         refresh=_refresh(values),
+        role_arn=_role(values),
     )
 
 
@@ -189,6 +236,34 @@ def secret_query(query: str) -> SecretQuery:
         version_id=values.get("versionId"),
         version_stage=values.get("versionStage"),
         refresh=_refresh(values),
+        role_arn=_role(values),
+    )
+
+
+def secret_path_query(path: str, query: str) -> SecretQuery:
+    """Validate GET /secretsmanager/<id>: the id from the path (slashes kept, percent-escapes
+    such as %2F decoded), the other parameters as the query route takes them."""
+    raw = path[len(SECRET_PATH_PREFIX) :]
+    try:
+        secret_id = urllib.parse.unquote(raw, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        raise InvalidParameter("the secret id is not valid UTF-8 once percent-decoded") from exc
+    if not secret_id:
+        raise MissingParameter(f"the secret id after {SECRET_PATH_PREFIX} is required")
+    if secret_id in RESERVED_SECRET_NAMES:
+        raise InvalidParameter(
+            f"{SECRET_PATH_PREFIX}{secret_id} is a route of its own: read a secret named"
+            f" {secret_id} with {SECRET_PATH_PREFIX}get?secretId={secret_id}"
+        )
+    values = _first(_pairs(query))
+    if "secretId" in values:
+        raise InvalidParameter("secretId is not taken on the path route: the path names the secret")
+    return SecretQuery(
+        secret_id=secret_id,
+        version_id=values.get("versionId"),
+        version_stage=values.get("versionStage"),
+        refresh=_refresh(values),
+        role_arn=_role(values),
     )
 
 
@@ -200,7 +275,8 @@ def parameter_query(query: str) -> ParameterQuery:
     selector = next(((k, v) for k, v in pairs if v and k in ("version", "label")), None)
     version = label = None
     if selector is not None and selector[0] == "version":
-        version = version_number(selector[1])
+        # On a reference name, a secret's VersionId too (sent as `name:<VersionId>`).
+        version, label = version_selector(name, selector[1])
     elif selector is not None:
         label = selector[1]
     return ParameterQuery(
@@ -209,4 +285,5 @@ def parameter_query(query: str) -> ParameterQuery:
         label=label,
         with_decryption=_bool(values, "withDecryption"),
         refresh=_refresh(values),
+        role_arn=_role(values),
     )

@@ -20,7 +20,7 @@ TEXT = "text/plain; charset=utf-8"
 class Reply:
     """One response and what the debug log says about it."""
 
-    __slots__ = ("body", "content_type", "outcome", "route", "status")
+    __slots__ = ("body", "content_type", "headers", "outcome", "route", "status")
 
     def __init__(
         self,
@@ -29,12 +29,15 @@ class Reply:
         content_type: str = JSON,
         route: str = "-",
         outcome: str = "-",
+        *,
+        headers: str = "",
     ) -> None:
         self.status: Final = status
         self.body: Final = body
         self.content_type: Final = content_type
         self.route: Final = route
         self.outcome: Final = outcome
+        self.headers: Final = headers  # further header lines, each ending in CRLF
 
 
 def error_reply(exc: ExtensionError, route: str = "-") -> Reply:
@@ -90,6 +93,6 @@ def render_head(reply: Reply, *, close: bool, http10: bool = False) -> bytes:
         f"HTTP/1.1 {reply.status} {_phrase(reply.status)}\r\n"
         f"Content-Type: {reply.content_type}\r\n"
         f"Content-Length: {len(reply.body)}\r\n"
-        f"Date: {_date()}\r\n{connection}\r\n"
+        f"Date: {_date()}\r\n{reply.headers}{connection}\r\n"
     )
     return text.encode("latin-1")

@@ -2,7 +2,10 @@
 
 Limits, far above what any client sends and far below memory trouble:
 - the request line: at most MAX_REQUEST_LINE bytes, else 414;
-- the header section: at most MAX_HEADER_BYTES in all and MAX_HEADERS fields, else 431.
+- the header section: at most MAX_HEADER_BYTES in all and MAX_HEADERS fields, else 431;
+- the body, read only for the AWS JSON protocol (`POST /` with X-Amz-Target, see
+  sdk_protocol): a Content-Length of at most MAX_BODY_BYTES, else 413 (411 for a chunked
+  one), within the same deadline as the head.
 A malformed request line or header is a 400 BadRequestException, and so is a bare CR or a
 NUL anywhere in the head: such a byte is never part of a header value, since another
 parser could take it for a line end. Any framing error ends the connection, because the
@@ -14,7 +17,7 @@ from __future__ import annotations
 import re
 import urllib.parse
 
-from ..errors import BadRequest, HeaderFieldsTooLarge, UriTooLong
+from ..errors import BadRequest, HeaderFieldsTooLarge, LengthRequired, PayloadTooLarge, UriTooLong
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -25,12 +28,23 @@ if TYPE_CHECKING:
 
         def readline(self, size: int, /) -> bytes: ...
 
+        def read(self, size: int, /) -> bytes: ...
+
 
 MAX_REQUEST_LINE = 16 * 1024
 MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 100
+# The largest AWS JSON request served: BatchGetSecretValue's 20 ARNs of up to 2048
+# characters, JSON-escaped, are under 100 KiB.
+MAX_BODY_BYTES = 128 * 1024
+# The AWS JSON protocol's request: its method, path and the header that names its operation.
+SDK_METHOD = "POST"
+SDK_PATH = "/"
+TARGET_HEADER = "x-amz-target"
 
 TOKEN_HEADER = "x-aws-parameters-secrets-token"  # noqa: S105 (a header name)
+# The same token under the name Vault clients send, as both newer AWS agents accept it.
+VAULT_TOKEN_HEADER = "x-vault-token"  # noqa: S105 (a header name)
 # A request that passed through a proxy: refused, as the AWS extension refuses it, so that
 # a server-side request forgery elsewhere in the function cannot reach the secrets.
 FORWARDED_HEADERS = ("x-forwarded-for", "forwarded", "x-forwarded-host")
@@ -51,16 +65,31 @@ _PRINTABLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))
 class Request:
     """One request's head; header names are lower case, repeated fields joined by ", "."""
 
-    __slots__ = ("headers", "http10", "keep_alive", "method", "target")
+    __slots__ = ("body", "headers", "http10", "keep_alive", "method", "target")
 
     def __init__(
-        self, method: str, target: str, headers: dict[str, bytes], keep_alive: bool, http10: bool
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, bytes],
+        keep_alive: bool,
+        http10: bool,
+        *,
+        body: bytes = b"",
     ) -> None:
         self.method: Final = method
         self.target: Final = target
         self.headers: Final = headers
         self.keep_alive: Final = keep_alive
         self.http10: Final = http10
+        self.body: Final = body  # read only for the AWS JSON protocol; else empty
+
+
+def is_sdk_request(method: str, target: str, headers: dict[str, bytes]) -> bool:
+    """True for an AWS JSON protocol request: `POST /` naming an operation in X-Amz-Target."""
+    return (
+        method == SDK_METHOD and TARGET_HEADER in headers and target.partition("?")[0] == SDK_PATH
+    )
 
 
 def is_forwarded(headers: dict[str, bytes]) -> bool:
@@ -90,7 +119,27 @@ def read_request(rfile: LineReader) -> Request | None:
     if headers is None:
         return None
     http10 = version == b"HTTP/1.0"
+    if is_sdk_request(method, target, headers):
+        body = _body(rfile, headers)
+        if body is None:
+            return None
+        keep_alive = _keep_alive(headers, http10, body_read=True)
+        return Request(method, target, headers, keep_alive, http10, body=body)
     return Request(method, target, headers, _keep_alive(headers, http10), http10)
+
+
+def _body(rfile: LineReader, headers: dict[str, bytes]) -> bytes | None:
+    """The body its Content-Length announces, or None when the client closed first."""
+    if "transfer-encoding" in headers:
+        raise LengthRequired("a request body needs a Content-Length")
+    raw = headers.get("content-length", b"0")
+    if not raw.isdigit() or len(raw) > 12:  # digits only: no sign, space or second value
+        raise BadRequest("malformed Content-Length")
+    length = int(raw)
+    if length > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"request body over {MAX_BODY_BYTES} bytes")
+    body = rfile.read(length) if length else b""
+    return body if len(body) == length else None
 
 
 def _request_line(line: bytes) -> tuple[str, str, bytes]:
@@ -136,9 +185,12 @@ def _headers(rfile: LineReader) -> dict[str, bytes] | None:
     )
 
 
-def _keep_alive(headers: dict[str, bytes], http10: bool) -> bool:
-    # A request body is never read, so a request that has one ends the connection.
-    if "transfer-encoding" in headers or headers.get("content-length", b"0") != b"0":
+def _keep_alive(headers: dict[str, bytes], http10: bool, *, body_read: bool = False) -> bool:
+    # A request body is read only for the AWS JSON protocol, so any other request that has
+    # one ends the connection.
+    if not body_read and (
+        "transfer-encoding" in headers or headers.get("content-length", b"0") != b"0"
+    ):
         return False
     connection = headers.get("connection")
     if connection is None:  # the usual case, without building the set

@@ -2,9 +2,11 @@
 write each. Which reply a request gets is routes.py's; its bytes are replies.py's.
 
 GET /secretsmanager/get and /systemsmanager/parameters/get answer from the cache or AWS, as
-do the batch routes (/secretsmanager/batch, /systemsmanager/parameters/batch) and
-/systemsmanager/parameters/get-by-path; /ping answers "healthy", /metrics (token required)
-the counters as JSON; errors are JSON `{"__type", "message"}`. Also: 503
+do the batch routes (/secretsmanager/batch, /systemsmanager/parameters/batch),
+/systemsmanager/parameters/get-by-path and the path form /secretsmanager/<id>; /ping
+answers "healthy", /metrics (token required) the counters as JSON; errors are JSON
+`{"__type", "message"}`. `POST /` with X-Amz-Target is the services' own protocol for SDKs
+(sdk_protocol.py), its body read by request_head. Also: 503
 TooManyConnectionsException past the connection cap, 414 and 431 for oversized requests and
 400 BadRequestException for malformed ones (limits in request_head).
 """
@@ -34,6 +36,8 @@ from .routes import Api
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
     from typing import Any
+
+    from .sdk_protocol import Client as SdkClient
 
 # A client that goes away mid-request is routine, not an error worth a line.
 CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
@@ -452,14 +456,16 @@ def start(
     max_connections: int = 256,
     idle_timeout: float = 60.0,
     max_held_bytes: int = MAX_HELD_BYTES,
+    client: SdkClient | None = None,
 ) -> Servers:
     """Serve on the listening `sockets` (boot.listen's, taken before registering).
 
     Replies larger than COPY_LIMIT that clients are slow to take hold at most
     `max_held_bytes` of bodies in all (HeldReplies).
-    With no token, every secret and parameter request is refused with 401.
+    With no token, every secret and parameter request is refused with 401. With `client`
+    (the upstream LazyClient), `POST /` also serves the AWS JSON protocol (sdk_protocol).
     """
-    api = Api(lookups, token)
+    api = Api(lookups, token, client)
     connections = Connections(max_connections)
     held = HeldReplies(max_held_bytes)
     servers = [
