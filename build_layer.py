@@ -67,8 +67,9 @@ sys.exit(boot.main())
 # staying blocked (GNU env >= 8.31 can do that across exec) until the extension takes it.
 # The probe for that option is `env --version`, which execs nothing: 1-2 ms less than
 # running a program such as `true` under it.
-# {choose} sets $py to the interpreter, or to nothing when there is none: CHOOSE_RUNTIME
-# in the small layer, CHOOSE_BUNDLED in the layer built --with-python.
+# {choose} sets $py to the interpreter, or to nothing when there is none, and $pyflags
+# (always: never the function's variable of that name): CHOOSE_RUNTIME in the small layer,
+# CHOOSE_BUNDLED in the layer built --with-python.
 LAUNCHER_TEMPLATE = f"""\
 #!/bin/sh
 # {NAME}: a Python zipapp; this prefix runs it with {{interpreter}}, isolated.
@@ -81,8 +82,8 @@ main='{{main}}'
 export MALLOC_MMAP_THRESHOLD_="${{MALLOC_MMAP_THRESHOLD_:-131072}}"
 export MALLOC_ARENA_MAX="${{MALLOC_ARENA_MAX:-2}}"
 if env --block-signal=TERM --version >/dev/null 2>&1; then
-exec env --block-signal=TERM,INT "$py" -I -S -c "$main" "$0" "$@"; fi
-exec "$py" -I -S -c "$main" "$0" "$@"; fi
+exec env --block-signal=TERM,INT "$py" $pyflags -I -S -c "$main" "$0" "$@"; fi
+exec "$py" $pyflags -I -S -c "$main" "$0" "$@"; fi
 echo "{NAME} needs python3 >= 3.10 at /var/lang/bin/python3 or on PATH; none found" >&2
 exit 127
 """
@@ -90,7 +91,7 @@ exit 127
 CHOOSE_RUNTIME = (
     "Lambda's python3, else PATH's",
     """\
-py=python3
+py=python3 pyflags=
 if [ -x /var/lang/bin/python3 ]; then py=/var/lang/bin/python3
 elif ! command -v python3 >/dev/null 2>&1; then py=; fi
 """,
@@ -100,7 +101,8 @@ elif ! command -v python3 >/dev/null 2>&1; then py=; fi
 # is loaded dynamically, so LD_LIBRARY_PATH and LD_PRELOAD go; -I makes it ignore the
 # PYTHON* variables. Its OpenSSL reads no openssl.cnf and knows no CA bundle but
 # Amazon Linux's, so the first bundle found here is given to it (unless the function
-# names one with SSL_CERT_FILE).
+# names one with SSL_CERT_FILE). -X utf8: a locale the function sets (LANG, LC_ALL) cannot
+# change how it encodes its logs, file names or environment.
 CA_BUNDLES = (
     "/etc/pki/tls/certs/ca-bundle.crt",  # Amazon Linux, Fedora, RHEL
     "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Alpine, Gentoo
@@ -115,6 +117,7 @@ CHOOSE_BUNDLED = (
     "the layer's own python3",
     f"""\
 case $0 in */*) py=${{0%/*}}/../{BUNDLED_PYTHON};; *) py=../{BUNDLED_PYTHON};; esac
+pyflags="-X utf8"
 if [ -z "${{SSL_CERT_FILE-}}" ]; then
 for f in {" ".join(CA_BUNDLES)}; do
 if [ -r "$f" ]; then export SSL_CERT_FILE="$f"; break; fi; done; fi
@@ -311,17 +314,15 @@ def build_layer(
     return write_zip([(LAYER_ENTRY, executable, 0o755), *bundled], zipfile.ZIP_DEFLATED)
 
 
-def bundled_entries(
-    version: str, python: bytes, stdlib: list[tuple[str, bytes]]
-) -> list[tuple[str, bytes, int]]:
+def bundled_entries(version: str, python: bytes) -> list[tuple[str, bytes, int]]:
     """The interpreter's files in the layer, laid out as CPython looks for them from
-    bin/python3: lib/pythonXY.zip is its standard library (found from the executable's
-    place), lib/pythonX.Y/lib-dynload/ must exist or it warns at every start."""
+    bin/python3. Its standard library is frozen into it; lib/pythonXY.zip (empty) is the
+    landmark by which it finds its prefix without a warning, and lib/pythonX.Y/lib-dynload/
+    must exist or it warns at every start."""
     major, minor = version.split(".")[:2]
-    stdlib_zip = write_zip([(name, pyc, 0o644) for name, pyc in stdlib], zipfile.ZIP_STORED)
     return [
         (BUNDLED_PYTHON, python, 0o755),
-        (f"{BUNDLED_DIR}/lib/python{major}{minor}.zip", stdlib_zip, 0o644),
+        (f"{BUNDLED_DIR}/lib/python{major}{minor}.zip", write_zip([], zipfile.ZIP_STORED), 0o644),
         (f"{BUNDLED_DIR}/lib/python{major}.{minor}/lib-dynload/README", LIB_DYNLOAD_README, 0o644),
     ]
 
@@ -384,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         data = build_layer(
             ROOT,
             pythons={major_minor: str(bundle.compiler)},
-            bundled=bundled_entries(bundle.version, bundle.python, bundle.stdlib),
+            bundled=bundled_entries(bundle.version, bundle.python),
         )
     else:
         data = build_layer(ROOT)

@@ -1,8 +1,9 @@
 """Build the layer's own CPython: static OpenSSL and zlib, glibc 2.17 symbols, modules built in.
 
-One entry point, `interpreter(arch)`, returns a directory holding `bin/python3` (stripped)
-and its whole standard library as source in `lib/python3.13/` (STDLIB): a working Python
-where it runs (the cross build's build Python), from which stdlib.py's modules are taken.
+One entry point, `interpreter(arch)`, returns a directory holding `bin/python3` (stripped,
+stdlib.py's modules frozen into it) and its whole standard library as source in
+`lib/python3.13/` (STDLIB): a working Python where it runs (the cross build's build Python,
+the compiler of the zipapp's bytecode).
 The result is cached under the build cache, keyed by everything that goes into it, so only
 the first build on a machine compiles (3-4 minutes per architecture on 2 quiet cores).
 
@@ -27,7 +28,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from bundled_python import pins, sources
+from bundled_python import pins, sources, stdlib
 
 HERE = Path(__file__).resolve().parent
 CACHE_NAME = "parameters-secrets-extension"
@@ -40,6 +41,8 @@ BUILD_PATH = "/build"  # what the work directory is called in the binary's debug
 INSTALL_PREFIX = "/build/prefix"  # zlib's and OpenSSL's, as they know it
 _MAJOR, _MINOR = pins.CPYTHON.version.split(".")[:2]
 STDLIB = f"lib/python{_MAJOR}.{_MINOR}"  # where CPython looks for it from bin/python3
+# Builds kept per architecture: checkouts of other versions (branches) keep theirs.
+KEEP_BUILDS = 4
 
 # OpenSSL: a static library with what TLS 1.2/1.3 to AWS and hashlib/hmac need; no
 # config file read at start (the system's openssl.cnf must not change our TLS), no
@@ -107,9 +110,10 @@ def cache_key(arch: str) -> str:
         "sources": {source.name: source.sha256 for source in pins.SOURCES},
         "zig": [pins.ZIG_VERSION, sorted(pins.ZIG_WHEEL_SHA256.values())],
         "glibc": pins.GLIBC,
-        # The build's code. Not stdlib.py (the module list only changes the zip), nor
-        # sources.py or the pins' URLs: where a file came from cannot change it (its hash).
+        # The build's code and the modules it freezes (stdlib.py). Not sources.py or the
+        # pins' URLs: where a file came from cannot change it (its hash).
         "code": hashlib.sha256((HERE / "build.py").read_bytes()).hexdigest(),
+        "frozen": list(stdlib.MODULES),
     }
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
     return f"{arch}-{pins.CPYTHON.version}-{digest[:16]}"
@@ -121,6 +125,7 @@ def interpreter(arch: str, local: Path | None = None, log: Log | None = None) ->
     root = cache_root()
     done = root / "python" / cache_key(arch)
     if (done / "bin" / "python3").is_file():
+        os.utime(done)  # used now: prune() keeps the most recently used
         return done
     build_python = None
     if arch != host_arch():  # a cross build needs the same CPython running on this machine
@@ -154,7 +159,18 @@ def interpreter(arch: str, local: Path | None = None, log: Log | None = None) ->
         shutil.rmtree(final, ignore_errors=True)
         if not (done / "bin" / "python3").is_file():
             raise
+    prune(done.parent, arch)
     return done
+
+
+def prune(builds: Path, arch: str, keep: int = KEEP_BUILDS) -> list[Path]:
+    """Remove all but the `keep` most recently used builds for `arch` (each 20-35 MB);
+    the ones removed."""
+    entries = [path for path in builds.glob(f"{arch}-*") if (path / "bin" / "python3").is_file()]
+    entries.sort(key=lambda path: path.stat().st_mtime, reverse=True)
+    for old in entries[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+    return entries[keep:]
 
 
 def _fetch(source: pins.Source, downloads: Path, local: Path | None, log: Log) -> Path:
@@ -232,6 +248,9 @@ def _build(
         "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH,
         "ZIG_GLOBAL_CACHE_DIR": str(work / "zig-cache"),
         "ZIG_LOCAL_CACHE_DIR": str(work / "zig-cache"),
+        # The cross build freezes modules with the build Python: a fixed hash seed, so that
+        # the order of a set constant's items, as marshal writes it, is the same in every build.
+        "PYTHONHASHSEED": "0",
         "CC": "cc",
         "AR": "ar",
         "RANLIB": "ranlib",
@@ -269,6 +288,7 @@ def _build(
     run("openssl install", ["make", "install_dev", f"DESTDIR={work}"], openssl)
 
     cpython = _unpack(tarballs["cpython"], work / "cpython")
+    freeze(cpython, stdlib.MODULES, log)
     disabled = sorted(set(_optional_modules(cpython)) - KEPT_MODULES)
     cross = []
     if build_python is not None:
@@ -303,6 +323,49 @@ def _build(
     )
     run("cpython make", ["make", "-j2", "python"], cpython)
     return cpython / "python"
+
+
+# Run by this machine's Python in CPython's source tree: adds a section to the list
+# Tools/build/freeze_modules.py freezes (each module of argv that it does not freeze yet; a
+# package as <name>), then regenerates Makefile.pre.in and Python/frozen.c from the list.
+FREEZE = """\
+import os, sys
+sys.path.insert(0, "Tools/build")
+import freeze_modules
+frozen = {spec.split(":")[0].strip(" <>") for _, specs in freeze_modules.FROZEN for spec in specs}
+def spec(name):
+    package = os.path.isfile(os.path.join("Lib", *name.split("."), "__init__.py"))
+    return f"<{name}>" if package else name
+added = [spec(name) for name in sys.argv[1:] if name not in frozen]
+freeze_modules.FROZEN.insert(-1, ("stdlib - the extension's imports", added))
+freeze_modules.main()
+"""
+# _bootstrap_python freezes the modules of a native build. Its configuration is isolated, so
+# PYTHONHASHSEED cannot reach it: the fixed seed goes into its source.
+BOOTSTRAP_SOURCE = "Programs/_bootstrap_python.c"
+BOOTSTRAP_ANCHOR = "    config.safe_path = 0;\n"
+BOOTSTRAP_SEED = "    config.use_hash_seed = 1;\n    config.hash_seed = 0;\n"
+
+
+def freeze(cpython: Path, modules: tuple[str, ...], log: Log) -> None:
+    """Freeze `modules` into the binary, as CPython freezes os and codecs: their bytecode is
+    then read from the executable's own memory, not found and read in a zip at each import
+    (BENCHMARKS.md: a quarter of the import time of the extension's stdlib modules)."""
+    log("  freeze the stdlib modules")
+    result = subprocess.run(  # noqa: S603 -- CPython's own tool, from its verified sources
+        [sys.executable, "-I", "-c", FREEZE, *modules],
+        cwd=cpython,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise BuildError(f"freezing the stdlib modules failed:\n{result.stderr[-2000:]}")
+    bootstrap = cpython / BOOTSTRAP_SOURCE
+    text = bootstrap.read_text()
+    if text.count(BOOTSTRAP_ANCHOR) != 1:
+        raise BuildError(f"{BOOTSTRAP_SOURCE} changed: cannot fix its hash seed")
+    bootstrap.write_text(text.replace(BOOTSTRAP_ANCHOR, BOOTSTRAP_ANCHOR + BOOTSTRAP_SEED))
 
 
 class _Runner:
@@ -355,8 +418,8 @@ def _precompile(python: Path) -> None:
 
     The bytes `marshal` writes depend on what the compiling process has loaded, and from
     where (a module compiled from source or read from .pyc). With every .pyc present
-    from the start, each later run that compiles with this interpreter (the stdlib zip,
-    the zipapp's .pyc) starts from the same state, and gives the same bytes.
+    from the start, each later run that compiles with this interpreter (the zipapp's
+    .pyc) starts from the same state, and gives the same bytes.
     """
     command = [str(python / "bin" / "python3"), "-S", "-m", "compileall", "-q"]
     command += ["--invalidation-mode", "unchecked-hash", str(python / STDLIB)]

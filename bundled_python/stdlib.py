@@ -1,4 +1,4 @@
-"""The standard-library modules the --with-python layer carries, compiled, in its stdlib zip.
+"""The standard-library modules the --with-python layer carries, frozen into its interpreter.
 
 A module missing here is an ImportError in production, so the list errs on the side of
 completeness. It is what the extension imports (every route exercised, under the bundled
@@ -7,6 +7,8 @@ run time: the codecs a str.encode or a locale can ask for, traceback's printing 
 uncaught exception, email.generator for printing an http.client message.
 tests/test_stdlib_modules.py fails when the extension comes to import a module not listed.
 The C modules (_ssl, _json, unicodedata, ...) are built into the binary: see build.py.
+build.py freezes these modules as CPython freezes os and codecs: their bytecode is part of
+the executable, read from its memory at import rather than found and read in a zip.
 """
 
 from __future__ import annotations
@@ -103,8 +105,8 @@ MODULES = (
     "encodings.latin_1",
     "encodings.punycode",
     "encodings.utf_8",
-    # importlib; its _bootstrap modules are also frozen into the binary, and listed so that
-    # the zip is complete without the frozen copies.
+    # importlib; CPython itself freezes its _bootstrap modules (listed all the same: the
+    # list names every module the extension needs, frozen by whom it may be).
     "importlib",
     "importlib._bootstrap",
     "importlib._bootstrap_external",

@@ -123,6 +123,23 @@ def test_cache_key_depends_on_the_arch_and_lives_under_xdg_cache_home(
     assert build.cache_root() == Path.home() / ".cache" / NAME
 
 
+def test_prune_keeps_the_most_recently_used_builds_of_each_arch(tmp_path: Path) -> None:
+    builds = tmp_path / "python"
+    for n in range(7):
+        for arch in ("x86_64", "arm64"):
+            entry = builds / f"{arch}-{pins.CPYTHON.version}-{n:016x}"
+            (entry / "bin").mkdir(parents=True)
+            (entry / "bin" / "python3").write_bytes(b"")
+            os.utime(entry, (1_000_000 + n, 1_000_000 + n))
+    building = builds / f".x86_64-{pins.CPYTHON.version}-0000000000000009.tmp"  # no bin/python3
+    building.mkdir()
+    os.utime(builds / f"x86_64-{pins.CPYTHON.version}-{0:016x}", (2_000_000, 2_000_000))  # used
+    removed = build.prune(builds, "x86_64", keep=4)
+    kept = sorted(path.name[-1] for path in builds.glob("x86_64-*"))
+    assert kept == ["0", "4", "5", "6"] and len(removed) == 3
+    assert len(list(builds.glob("arm64-*"))) == 7 and building.is_dir()
+
+
 @pytest.fixture
 def bundled_layer(tmp_path: Path) -> Path:
     """A --with-python layer whose interpreter is FAKE_PYTHON, unpacked; its executable."""
@@ -150,9 +167,14 @@ def test_launcher_runs_the_layers_interpreter_isolated(bundled_layer: Path) -> N
         "LD_LIBRARY_PATH": "/var/task/lib",
         "LD_PRELOAD": "/var/task/lib/hook.so",
         "PYTHONPATH": "/var/task",
+        # A function's variable named like the launcher's own: it must not reach python3.
+        "pyflags": "-X importtime",
+        "LC_ALL": "en_US.ISO-8859-1",
     }
     argv, seen = launched(bundled_layer, env)
-    assert argv[:3] == ["-I", "-S", "-c"] and argv[4:] == [str(bundled_layer), "--version"]
+    # -X utf8: the function's locale changes nothing in how the extension encodes.
+    assert argv[:5] == ["-X", "utf8", "-I", "-S", "-c"]
+    assert argv[6:] == [str(bundled_layer), "--version"]
     assert "LD_LIBRARY_PATH" not in seen and "LD_PRELOAD" not in seen
     present = [path for path in build_layer.CA_BUNDLES if os.access(path, os.R_OK)]
     if present:
@@ -178,6 +200,23 @@ def test_launcher_finds_its_interpreter_when_started_by_a_relative_path(
     )
     argv = (bundled_layer.parent.parent / NAME / "bin" / "argv").read_text().split("\0")[:-1]
     assert argv[-1] == "--help"
+
+
+def test_small_layer_launcher_passes_no_flag_of_the_functions(tmp_path: Path) -> None:
+    # The small layer runs PATH's python3 (here a fake) with no -X of its own, and a
+    # function's variable named like the launcher's $pyflags adds none either.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text(FAKE_PYTHON)
+    (bin_dir / "python3").chmod(0o755)
+    executable = tmp_path / NAME
+    main = build_layer.main_program(("3.13",))
+    executable.write_text(build_layer.launcher(main).replace("/var/lang/bin/python3", "/none"))
+    executable.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "pyflags": "-X importtime"}
+    subprocess.run([str(executable), "--version"], env=env, check=True, timeout=30)
+    argv = (bin_dir / "argv").read_text().split("\0")[:-1]
+    assert argv[:3] == ["-I", "-S", "-c"] and argv[4:] == [str(executable), "--version"]
 
 
 def test_small_layer_launcher_is_unchanged_by_the_bundled_variant() -> None:

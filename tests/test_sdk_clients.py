@@ -878,7 +878,17 @@ def test_under_snapstart_requests_are_checked_against_the_container_credentials(
 )
 def test_epoch_seconds_is_calendar_timegm(moment: datetime.datetime) -> None:
     fields = moment.timetuple()[:6]
-    assert epoch_seconds(fields) == calendar.timegm(fields)
+    assert epoch_seconds(
+        "".join(f"{n:0{w}d}" for n, w in zip(fields, (4, 2, 2, 2, 2, 2), strict=True))
+    ) == calendar.timegm(fields)
+
+
+@pytest.mark.parametrize(
+    "digits",
+    ["20241301000000", "20240001000000", "2024010100000", "2024O101000000", "\uff120240101000000"],
+)
+def test_epoch_seconds_refuses_what_is_not_a_date(digits: str) -> None:
+    assert epoch_seconds(digits) is None
 
 
 def test_an_outage_is_served_stale_to_the_sdk_as_to_the_get_routes(

@@ -1,4 +1,5 @@
-"""bundled_python/stdlib.py: the --with-python layer carries each stdlib module the extension uses.
+"""bundled_python/stdlib.py: the --with-python layer carries each stdlib module the extension uses,
+frozen into its interpreter.
 
 The bundled interpreter (from the build cache; built first if absent) is run with its full
 standard library on sys.path; it imports every runtime module, every module any of them
@@ -83,7 +84,7 @@ def loaded(python: Path) -> dict[str, str | None]:
     return result
 
 
-def test_every_stdlib_file_the_extension_loads_is_in_the_zip(
+def test_every_stdlib_file_the_extension_loads_is_on_the_list(
     python: Path, loaded: dict[str, str | None]
 ) -> None:
     lib = python / build.STDLIB
@@ -108,3 +109,35 @@ def test_the_list_names_each_module_once_and_the_build_finds_them_all(python: Pa
     assert len(set(stdlib.MODULES)) == len(stdlib.MODULES)
     files = layer.module_files(python / build.STDLIB, stdlib.MODULES)  # raises for a typo
     assert len(set(files)) == len(stdlib.MODULES)
+
+
+# Argv: module names; prints those not frozen. importlib._bootstrap and _bootstrap_external
+# are frozen under their bootstrap names (_frozen_importlib, ...) and importlib puts those
+# into sys.modules under theirs.
+FROZEN_CHECK = """\
+import _imp, importlib, sys
+def frozen(name):
+    module = sys.modules.get(name)
+    return _imp.is_frozen(name) or (module is not None and module.__spec__.origin == "frozen")
+print(*(name for name in sys.argv[1:] if not frozen(name)))
+"""
+
+
+def test_every_module_on_the_list_is_frozen_into_the_interpreter(python: Path) -> None:
+    # Frozen: its bytecode is in the executable, read from memory at import. A module the
+    # build failed to freeze would be an ImportError in the layer, which ships no other copy.
+    done = subprocess.run(
+        [
+            str(python / "bin" / "python3"),
+            "-I",
+            "-S",
+            "-c",
+            FROZEN_CHECK,
+            *stdlib.MODULES,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert done.stdout.split() == []

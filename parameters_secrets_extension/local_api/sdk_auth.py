@@ -65,11 +65,17 @@ class Authorization:
         self.signature = parts["Signature"]
 
 
-def epoch_seconds(fields: tuple[int, int, int, int, int, int]) -> int:
-    """(year, month, day, hour, minute, second) in UTC as epoch seconds: calendar.timegm's
-    answer (days from the civil date, H. Hinnant's algorithm) without importing calendar,
-    which the layer built with its own Python does not carry."""
-    year, month, day, hour, minute, second = fields
+def epoch_seconds(digits: str) -> int | None:
+    """`YYYYMMDDhhmmss` (UTC) as epoch seconds, None when it is not 14 ASCII digits with a
+    month of 1-12: calendar.timegm's answer (days from the civil date, H. Hinnant's
+    algorithm) without importing calendar, which the layer built with its own Python does
+    not carry."""
+    if len(digits) != 14 or not digits.isascii() or not digits.isdigit():
+        return None
+    year, month, day = int(digits[0:4]), int(digits[4:6]), int(digits[6:8])
+    if not 1 <= month <= 12:
+        return None
+    hour, minute, second = int(digits[8:10]), int(digits[10:12]), int(digits[12:14])
     year -= month <= 2
     era = year // 400
     year_of_era = year - era * 400
@@ -85,24 +91,11 @@ def _epoch(amz_date: str, last: list[tuple[str, int]] = [("", 0)]) -> int:  # no
     remembered = last[0]
     if remembered[0] == amz_date:
         return remembered[1]
-    if len(amz_date) != 16 or amz_date[8] != "T" or amz_date[15] != "Z":
+    seconds = None
+    if len(amz_date) == 16 and amz_date[8] == "T" and amz_date[15] == "Z":
+        seconds = epoch_seconds(amz_date[:8] + amz_date[9:15])
+    if seconds is None:
         raise IncompleteSignature("X-Amz-Date must be a date like 20240101T000000Z")
-    digits = amz_date[:8] + amz_date[9:15]
-    if not digits.isdigit() or not digits.isascii():
-        raise IncompleteSignature("X-Amz-Date must be a date like 20240101T000000Z")
-    month = int(digits[4:6])
-    if not 1 <= month <= 12:
-        raise IncompleteSignature("X-Amz-Date must be a date like 20240101T000000Z")
-    seconds = epoch_seconds(
-        (
-            int(digits[0:4]),
-            month,
-            int(digits[6:8]),
-            int(digits[8:10]),
-            int(digits[10:12]),
-            int(digits[12:14]),
-        )
-    )
     last[0] = (amz_date, seconds)  # one tuple, replaced whole: no lock needed
     return seconds
 

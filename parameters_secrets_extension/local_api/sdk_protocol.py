@@ -131,21 +131,9 @@ def _epoch(text: str) -> float | None:
         return None
     digits = text[0:4] + text[5:7] + text[8:10] + text[11:13] + text[14:16] + text[17:19]
     millis = text[20:23]
-    if not (digits + millis).isdigit() or not digits.isascii():
+    seconds = epoch_seconds(digits)
+    if seconds is None or not millis.isascii() or not millis.isdigit():
         return None
-    month = int(digits[4:6])
-    if not 1 <= month <= 12:
-        return None
-    seconds = epoch_seconds(
-        (
-            int(digits[0:4]),
-            month,
-            int(digits[6:8]),
-            int(digits[8:10]),
-            int(digits[10:12]),
-            int(digits[12:14]),
-        )
-    )
     return float(f"{seconds}.{millis}")  # the double nearest the milliseconds, as AWS sends
 
 
