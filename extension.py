@@ -7,7 +7,6 @@ bootstrap.run, this module never imports boot back.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import threading
@@ -23,10 +22,6 @@ from parameters_secrets_extension.logs import DEBUG, log, setup
 from parameters_secrets_extension.lookups import Lookups
 from parameters_secrets_extension.services import UNSET_TIMEOUT_SECONDS
 from parameters_secrets_extension.version import NAME, VERSION
-
-# The warm-up's niceness (0 normal, 19 lowest): under a busy thread at 0 it gets about a
-# tenth of the CPU, enough to finish a miss's wait while the rest of the CPU is not ours.
-WARM_UP_NICENESS = 10
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -117,7 +112,7 @@ def _serve(
         # released) and Lambda starts the runtime: started before, it holds the GIL each time
         # the main thread gives it up in a system call, and `next` (the end of Lambda's init)
         # leaves up to a switch interval (5 ms) later per call.
-        later: list[threading.Thread] = []
+        later = [threading.Thread(target=client.warm, name="warm-up", daemon=True)]
         # Under SnapStart nothing may be fetched before the first invoke: the snapshot
         # would carry the values and their TTLs into every restored sandbox.
         if settings.prefetch and not settings.snapstart:
@@ -125,16 +120,9 @@ def _serve(
                 target=lookups.prefetch, args=(settings.prefetch,), name="prefetch", daemon=True
             )
             if settings.on_demand:
-                later.append(prefetch)
+                later.insert(0, prefetch)  # before the warm-up, which then finds its work done
             else:
                 _prefetch_before_next(prefetch, settings.prefetch_timeout_ms)
-        # After the prefetch, which makes the client at full priority: a warm-up that made it
-        # first, at its lower priority, would hold the prefetch (and the requests waiting on
-        # it) back behind any busy thread.
-        after = later[:]
-        later.append(
-            threading.Thread(target=_warm_up, args=(client, after), name="warm-up", daemon=True)
-        )
 
         def start_later() -> None:
             for thread in later:
@@ -158,18 +146,6 @@ def _refresh_deadline(settings: config.Config) -> float:
     the slower service's upstream call may take, retries included."""
     timeouts = (settings.secrets_manager_timeout_ms, settings.ssm_timeout_ms)
     return max(ms / 1000 if ms else UNSET_TIMEOUT_SECONDS for ms in timeouts)
-
-
-def _warm_up(client: LazyClient, after: list[threading.Thread]) -> None:
-    """client.warm(), once the threads `after` have ended, below the runtime's priority: it
-    only saves a later miss some work, so where the runtime's init and this share a CPU, the
-    runtime's goes first. A miss that comes meanwhile waits for it, but then the runtime
-    waits on that miss. Linux takes the niceness per thread: the other threads keep theirs."""
-    for thread in after:
-        thread.join()
-    with contextlib.suppress(OSError):  # not allowed, or not Linux: at the same priority
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WARM_UP_NICENESS)
-    client.warm()
 
 
 def _prefetch_before_next(prefetch: threading.Thread, budget_ms: int) -> None:

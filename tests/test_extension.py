@@ -186,14 +186,7 @@ def _writer_if_read(fifo: Path) -> int | None:
         return None
 
 
-def _thread_niceness(pid: int) -> list[int]:
-    """The niceness of each thread of process `pid` (proc(5): the 19th field of stat)."""
-    tasks = Path(f"/proc/{pid}/task")
-    stats = [(task / "stat").read_text() for task in tasks.iterdir()]
-    return [int(stat.rpartition(")")[2].split()[16]) for stat in stats]
-
-
-def test_the_warm_up_loads_the_trust_store_before_the_first_request_at_a_lower_priority(
+def test_the_warm_up_loads_the_trust_store_before_the_first_request(
     extension_executable: Path, tmp_path: Path, moto: Moto, lambda_credentials: LambdaCredentials
 ) -> None:
     # Loading the trust store costs the first https call about 20 ms of CPU: the warm-up,
@@ -225,55 +218,9 @@ def test_the_warm_up_loads_the_trust_store_before_the_first_request_at_a_lower_p
                 return writer is not None
 
             wait_until(read_by_now, 20, "a read of AWS_CA_BUNDLE before any request")
-            # The warm-up, waiting on the FIFO now, runs below the others' priority.
-            assert sorted(_thread_niceness(ext.proc.pid)).count(10) == 1
-            assert 0 in _thread_niceness(ext.proc.pid)
             with os.fdopen(writers[0], "wb") as writer:
                 writer.write(pki.ca_file.read_bytes())
             assert upstream.requests_received == 0  # warming made no call
-            status, body = ext.get_json(SECRET_PATH + quote(moto.secret_name))
-            assert (status, body["SecretString"]) == (200, SECRET_STRING_V2), body
-            fake.shutdown_extension()
-            assert ext.proc.wait(timeout=5) == 0
-
-
-def test_on_demand_the_prefetch_makes_the_client_at_full_priority(
-    extension_executable: Path, tmp_path: Path, moto: Moto, lambda_credentials: LambdaCredentials
-) -> None:
-    # The warm-up waits for the prefetch: had it made the client first, at its lower
-    # priority, the prefetch and the requests waiting on it would wait behind it.
-    pki = make_pki(tmp_path, "prefetch")
-    bundle = tmp_path / "bundle.pem"
-    os.mkfifo(bundle)
-    writers: list[int] = []
-    with (
-        FaultProxy(moto.host, moto.port, ssl_context=pki.server_context()) as upstream,
-        FakeExtensionsApi() as fake,
-    ):
-        ext = start(
-            extension_executable,
-            tmp_path,
-            moto,
-            lambda_credentials,
-            fake,
-            AWS_ENDPOINT_URL=f"https://127.0.0.1:{upstream.port}",
-            AWS_CA_BUNDLE=str(bundle),
-            AWS_LAMBDA_INITIALIZATION_TYPE="on-demand",
-            PARAMETERS_SECRETS_EXTENSION_PREFETCH=f"secretsmanager:{moto.secret_name}",
-        )
-        with ext:
-            wait_first_next(fake, ext)
-
-            def read_by_now() -> bool:
-                writer = _writer_if_read(bundle)
-                writers.extend([] if writer is None else [writer])
-                return writer is not None
-
-            wait_until(read_by_now, 20, "the prefetch reading AWS_CA_BUNDLE")
-            # The prefetch's first call loads the trust store; no thread runs below 0 yet.
-            assert set(_thread_niceness(ext.proc.pid)) == {0}
-            with os.fdopen(writers[0], "wb") as writer:
-                writer.write(pki.ca_file.read_bytes())
             status, body = ext.get_json(SECRET_PATH + quote(moto.secret_name))
             assert (status, body["SecretString"]) == (200, SECRET_STRING_V2), body
             fake.shutdown_extension()
