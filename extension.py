@@ -108,20 +108,31 @@ def _serve(
             emf.start()
     code = 1
     try:
+        # Work for later, started once `next` has left, while we wait on it (the GIL
+        # released) and Lambda starts the runtime: started before, it holds the GIL each time
+        # the main thread gives it up in a system call, and `next` (the end of Lambda's init)
+        # leaves up to a switch interval (5 ms) later per call.
+        later = [threading.Thread(target=client.warm, name="warm-up", daemon=True)]
         # Under SnapStart nothing may be fetched before the first invoke: the snapshot
         # would carry the values and their TTLs into every restored sandbox.
         if settings.prefetch and not settings.snapstart:
-            _prefetch(lookups, settings.prefetch, settings.prefetch_timeout_ms)
-        # While we wait on `next` (the GIL released) and Lambda starts the runtime. Only
-        # once `next` has left: started before, the import holds the GIL each time the
-        # main thread gives it up in a system call, and `next` (the end of Lambda's init)
-        # leaves up to a switch interval (5 ms) later per call.
-        warm = threading.Thread(target=client.warm, name="warm-client", daemon=True)
+            prefetch = threading.Thread(
+                target=lookups.prefetch, args=(settings.prefetch,), name="prefetch", daemon=True
+            )
+            if settings.on_demand:
+                later.insert(0, prefetch)  # before the warm-up, which then finds its work done
+            else:
+                _prefetch_before_next(prefetch, settings.prefetch_timeout_ms)
+
+        def start_later() -> None:
+            for thread in later:
+                thread.start()
+
         if api is None:
-            warm.start()
+            start_later()
             while True:  # standalone: boot's signal waiter ends the process
                 threading.Event().wait()
-        code = _wait_for_shutdown(api, lookups, warm.start, on_invoke)
+        code = _wait_for_shutdown(api, lookups, start_later, on_invoke)
         return code
     finally:
         if emf is not None:  # the last line at SHUTDOWN
@@ -137,13 +148,20 @@ def _refresh_deadline(settings: config.Config) -> float:
     return max(ms / 1000 if ms else UNSET_TIMEOUT_SECONDS for ms in timeouts)
 
 
-def _prefetch(lookups: Lookups, entries: tuple[tuple[str, ...], ...], budget_ms: int) -> None:
-    """Prefetch for at most `budget_ms`: Lambda's init phase is limited (10 s by default)."""
-    worker = threading.Thread(target=lookups.prefetch, args=(entries,), name="prefetch")
-    worker.daemon = True
-    worker.start()
-    worker.join(budget_ms / 1000)
-    if worker.is_alive():
+def _prefetch_before_next(prefetch: threading.Thread, budget_ms: int) -> None:
+    """Run the prefetch for at most `budget_ms` before `next`: Lambda's init phase is limited
+    (10 s by default).
+
+    Only when the init is not on-demand. On an on-demand init the first invoke follows the
+    init at once, so the prefetch starts once `next` has left instead: its upstream calls go
+    on while the runtime finishes its own init, and a request for an item still in flight
+    waits for that flight (the cache's single-flight) rather than making a second call. A
+    provisioned-concurrency init waits here: Lambda freezes the sandbox after `next`, and the
+    first invoke, maybe hours later, must find the values cached.
+    """
+    prefetch.start()
+    prefetch.join(budget_ms / 1000)
+    if prefetch.is_alive():
         # The fetches go on in the background; a request for an item still in flight
         # waits for that fetch instead of starting another.
         log.warning("prefetch not finished after %d ms; going on without waiting", budget_ms)

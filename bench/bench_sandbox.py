@@ -1,6 +1,7 @@
 """A Lambda sandbox emulator: the cold start of a Python function, with and without the extension.
 
 Usage: python -m bench.bench_sandbox [--rounds N] [--warm N] [--variants NAME,...] [--python PATH]
+                                     [--base REV] [--tls]
 
 Follows Lambda's init order: start every external extension from the built layer (the
 executable itself, as Lambda starts it), wait until each has registered, only then start the
@@ -11,17 +12,23 @@ both the Extensions API and the Runtime API at AWS_LAMBDA_RUNTIME_API. Upstream 
 Times are milliseconds from the Popen of the first process of the sandbox: register (the
 extension's `register` arrived), init (the last first `next`), first answer (the runtime
 posted the first invoke's response), and warm p50 (invoke to response, later invokes).
-Variants take turns within each round, each round is run with the sandbox's processes on
-all CPUs and pinned to one (taskset -c 0), and the medians over rounds are printed.
+Variants take turns within each round (in reverse order every other round), each round is
+run with the sandbox's processes on all CPUs and pinned to one (taskset -c 0), and the
+medians over rounds are printed.
 Variants:
   constant       the handler returns a constant; no extension (the function's own floor)
   zero-cost      urllib handler against a server that was already running (no init cost)
   ext            urllib handler against the extension, no prefetch
   ext-prefetch   the same with the secret prefetched
   ext-init       the function's init code fetches through the extension, the handler returns it
+  ext-unused     the extension beside the constant handler, which never calls it: what
+                 the extension's init and warm-up cost a function that does not use it yet
   boto3          the handler calls Secrets Manager with boto3 (client made at init); no extension
   minimal-ext    a minimal Python extension (http.server + threading imported, register,
                  next) beside the constant handler: the floor for the extension's own init
+With `--tls`, upstream is moto behind a TLS proxy, as AWS is https on Lambda.
+With `--base REV`, each variant with the extension also runs as `<variant>@base` with the layer
+that REV's own build_layer.py builds, in the same rounds: an A/B of a change in one run.
 """
 
 from __future__ import annotations
@@ -49,8 +56,17 @@ TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"
 SECRET_ID = "bench/sandbox"
 SECRET_VALUE = '{"username":"svc","password":"sandbox-VALUE"}'
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:fn"
-VARIANTS = ("constant", "zero-cost", "ext", "ext-prefetch", "ext-init", "boto3", "minimal-ext")
-WITH_EXTENSION = {"ext", "ext-prefetch", "ext-init"}
+VARIANTS = (
+    "constant",
+    "zero-cost",
+    "ext",
+    "ext-prefetch",
+    "ext-init",
+    "ext-unused",
+    "boto3",
+    "minimal-ext",
+)
+WITH_EXTENSION = {"ext", "ext-prefetch", "ext-init", "ext-unused"}
 
 _FETCH = f"""\
 import json, os, urllib.request
@@ -78,6 +94,7 @@ client = boto3.client("secretsmanager")
 def handler(event, context):
     return {"value": client.get_secret_value(SecretId=os.environ["SECRET_ID"])["SecretString"]}
 """,
+    "ext-unused": 'def handler(event, context):\n    return {"value": "constant"}\n',
     "minimal-ext": 'def handler(event, context):\n    return {"value": "constant"}\n',
 }
 
@@ -236,8 +253,10 @@ class Context:
         env: dict[str, str],
         tmp: Path,
         zero_cost_port: int,
+        base_extension: Path | None = None,
     ) -> None:
         self.extension = extension
+        self.base_extension = base_extension  # `--base`'s layer, for the `@base` variants
         self.python = python  # the `python3` Lambda would run the extension with
         self.runtime_python = runtime_python  # has awslambdaric (and boto3) installed
         self.env = env  # credentials, region, AWS_ENDPOINT_URL, PATH
@@ -269,22 +288,33 @@ class Result:
 
 
 def free_port() -> int:
+    """A free port below Linux's ephemeral range (32768 up), which the kernel never hands
+    an outgoing connection meanwhile (the TLS proxy opens one per upstream call)."""
+    import random
     import socket
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    while True:
+        port = random.randrange(20000, 32768)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def cold_start(variant: str, ctx: Context, *, warm: int = 0, pin: bool = False) -> Result:
     """One sandbox from nothing to `1 + warm` answered invokes, then its shutdown."""
     task = ctx.tmp / f"task-{variant}"
     task.mkdir(exist_ok=True)
+    variant, base, _ = variant.partition("@")
     (task / "app.py").write_text(HANDLERS[variant])
     extensions: list[list[str]] = []
     port = free_port()
     if variant in WITH_EXTENSION:
-        extensions.append([str(ctx.extension)])
+        executable = ctx.base_extension if base else ctx.extension
+        assert executable is not None, "an @base variant needs --base"
+        extensions.append([str(executable)])
     elif variant == "minimal-ext":
         script = task / "minimal-ext"
         from bench import harness  # main() loaded it already: only the name is bound here
@@ -413,6 +443,22 @@ def zero_cost_server(python: Path) -> Iterator[int]:
             proc.wait(10)
 
 
+def tls_upstream(host: str, port: int, tmp: Path, stack: contextlib.ExitStack) -> dict[str, str]:
+    """Moto behind a TLS proxy with a test CA's certificate; the variables that point at it.
+
+    As on Lambda, the first call then loads the trust store and shakes hands: AWS_CA_BUNDLE
+    adds the test CA to the system's certificates, which are loaded as well."""
+    from tests.fault_proxy import FaultProxy  # only with --tls; tls_certs needs cryptography
+    from tests.tls_certs import make_pki
+
+    pki = make_pki(tmp, "bench")
+    proxy = stack.enter_context(FaultProxy(host, port, ssl_context=pki.server_context()))
+    return {
+        "AWS_ENDPOINT_URL": f"https://127.0.0.1:{proxy.port}",
+        "AWS_CA_BUNDLE": str(pki.ca_file),
+    }
+
+
 def bare_python(python: Path, pin: bool) -> float:
     """Seconds from Popen to exit of `python3 -I -S -c pass`."""
     prefix = ["taskset", "-c", "0"] if pin else []
@@ -429,16 +475,22 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=20, help="warm invokes after each cold one")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
     parser.add_argument("--python", help="the extension's python3 (default: this one)")
+    parser.add_argument("--base", help="also run the extension's variants with REV's layer")
+    parser.add_argument(
+        "--tls", action="store_true", help="upstream over https, as on Lambda (a test CA)"
+    )
     args = parser.parse_args()
     variants = [name for name in args.variants.split(",") if name]
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         parser.error(f"unknown variants: {', '.join(sorted(unknown))}")
+    if args.base:
+        variants += [f"{name}@base" for name in variants if name in WITH_EXTENSION]
     if shutil.which("taskset") is None:
         raise SystemExit("needs taskset (util-linux)")
     from bench import harness  # moto and the layer build: only once there is work to do
 
-    with harness.setup(args.python) as s:
+    with harness.setup(args.python) as s, contextlib.ExitStack() as stack:
         sm = s.moto.boto3_client("secretsmanager")  # admin: the role may only read
         sm.create_secret(Name=SECRET_ID, SecretString=SECRET_VALUE)  # type: ignore[attr-defined]
         env = {
@@ -449,7 +501,15 @@ def main() -> None:
             "AWS_SECRET_ACCESS_KEY": s.creds.secret_key,
             "AWS_SESSION_TOKEN": s.creds.session_token,
             "AWS_ENDPOINT_URL": s.moto.endpoint,
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",  # as Lambda sets it
         }
+        if args.tls:
+            env.update(tls_upstream(s.moto.host, s.moto.port, s.tmp, stack))
+        base = None
+        if args.base:
+            from bench.bench_compare import base_layer  # only with --base
+
+            base = base_layer(args.base, s.python, s.tmp)
         with zero_cost_server(s.python) as zero_port:
             ctx = Context(
                 extension=s.executable,
@@ -458,6 +518,7 @@ def main() -> None:
                 env=env,
                 tmp=s.tmp,
                 zero_cost_port=zero_port,
+                base_extension=base,
             )
             print(
                 f"# bench_sandbox: {harness.machine()}, python {harness.python_version(s.python)}"
@@ -470,9 +531,11 @@ def main() -> None:
 def run_mode(ctx: Context, variants: list[str], rounds: int, warm: int, pin: bool) -> None:
     results: dict[str, list[Result]] = {name: [] for name in variants}
     bare: list[float] = []
-    for _ in range(rounds):
+    for round_number in range(rounds):
         bare.append(bare_python(ctx.python, pin))
-        for name in variants:
+        # Forward, then backward: no variant always runs right after the same neighbour
+        # (an @base variant would otherwise always come last).
+        for name in variants if round_number % 2 == 0 else variants[::-1]:
             results[name].append(cold_start(name, ctx, warm=warm, pin=pin))
     mode = "pinned to one CPU (taskset -c 0)" if pin else f"all {os.cpu_count()} CPUs"
     print(f"## {mode}\n")
@@ -500,14 +563,18 @@ def run_mode(ctx: Context, variants: list[str], rounds: int, warm: int, pin: boo
     goals = []
     # Issue 18's goals; pinned to one CPU the first answer may take up to 1.75x.
     answer_goals = (1.75, 1.75) if pin else (1.25, 1.4)
-    if {"ext-prefetch", "zero-cost"} <= med.keys():
-        ratio = med["ext-prefetch"]["first"] / med["zero-cost"]["first"]
-        goals.append(
-            f"first answer, ext-prefetch / zero-cost: {ratio:.2f} (goal <= {answer_goals[0]})"
-        )
-    if {"ext", "zero-cost"} <= med.keys():
-        ratio = med["ext"]["first"] / med["zero-cost"]["first"]
-        goals.append(f"first answer, ext / zero-cost: {ratio:.2f} (goal <= {answer_goals[1]})")
+    for suffix in ("", "@base"):
+        if {f"ext-prefetch{suffix}", "zero-cost"} <= med.keys():
+            ratio = med[f"ext-prefetch{suffix}"]["first"] / med["zero-cost"]["first"]
+            goals.append(
+                f"first answer, ext-prefetch{suffix} / zero-cost: {ratio:.2f}"
+                f" (goal <= {answer_goals[0]})"
+            )
+        if {f"ext{suffix}", "zero-cost"} <= med.keys():
+            ratio = med[f"ext{suffix}"]["first"] / med["zero-cost"]["first"]
+            goals.append(
+                f"first answer, ext{suffix} / zero-cost: {ratio:.2f} (goal <= {answer_goals[1]})"
+            )
     if "ext" in med:
         ratio = med["ext"]["register"] / bare_ms
         goals.append(f"exec->register, ext / bare python: {ratio:.2f} (goal <= 1.5)")

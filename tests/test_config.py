@@ -26,6 +26,22 @@ def test_defaults() -> None:
     assert c.effective_cache_size == 1000
 
 
+@pytest.mark.parametrize(
+    ("initialization_type", "snapstart", "on_demand"),
+    [
+        ("on-demand", False, True),
+        ("provisioned-concurrency", False, False),
+        ("snap-start", True, False),
+        ("", False, False),  # not on Lambda, or a type we do not know: neither
+    ],
+)
+def test_the_initialization_type_says_snapstart_or_on_demand(
+    initialization_type: str, snapstart: bool, on_demand: bool
+) -> None:
+    c = config.load({**TOKEN, "AWS_LAMBDA_INITIALIZATION_TYPE": initialization_type})
+    assert (c.snapstart, c.on_demand) == (snapstart, on_demand)
+
+
 def test_each_service_names_the_setting_its_timeout_variable_sets() -> None:
     from parameters_secrets_extension.services import SERVICES
 

@@ -53,7 +53,7 @@ def context(
 @pytest.mark.parametrize("variant", bench_sandbox.VARIANTS)
 def test_a_cold_sandbox_answers(context: bench_sandbox.Context, variant: str) -> None:
     result = bench_sandbox.cold_start(variant, context, warm=1)
-    constant = variant in {"constant", "minimal-ext"}
+    constant = variant in {"constant", "ext-unused", "minimal-ext"}
     expected = {"value": "constant" if constant else bench_sandbox.SECRET_VALUE}
     assert result.answers == [expected, expected]
     assert 0 < result.init <= result.first_answer

@@ -59,14 +59,15 @@ class LazyClient:
         return deadline_after(timeout_ms)
 
     def warm(self) -> None:
-        """Import and make the client now, off the request path; failures wait for a request.
+        """Import and make the client now, and load its trust store, off the request path;
+        failures wait for a request.
 
         Started on a thread once the extension is serving: on Lambda the runtime's own init
         runs meanwhile, so the first miss no longer pays for these imports.
         """
         # On failure the first request makes it again, and that request reports why.
         with contextlib.suppress(Exception):
-            self.get()
+            self.get().warm()
 
     def close(self) -> None:
         with self._lock:

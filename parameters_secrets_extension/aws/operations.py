@@ -421,6 +421,10 @@ class AwsClient:
         """Where a call for this resource goes (a 400 for an ARN of the wrong kind)."""
         return self._transport.endpoint(service, resource_id)
 
+    def warm(self) -> None:
+        """Do now what the first call would otherwise do first (load the trust store)."""
+        self._transport.warm(services.SERVICES)
+
     def close(self) -> None:
         """Close every idle upstream connection."""
         self._transport.close()
