@@ -119,10 +119,7 @@ def _serve(
             prefetch = threading.Thread(
                 target=lookups.prefetch, args=(settings.prefetch,), name="prefetch", daemon=True
             )
-            if settings.on_demand:
-                later.insert(0, prefetch)  # before the warm-up, which then finds its work done
-            else:
-                _prefetch_before_next(prefetch, settings.prefetch_timeout_ms)
+            _prefetch_before_next(prefetch, settings.prefetch_timeout_ms)
 
         def start_later() -> None:
             for thread in later:
@@ -152,12 +149,11 @@ def _prefetch_before_next(prefetch: threading.Thread, budget_ms: int) -> None:
     """Run the prefetch for at most `budget_ms` before `next`: Lambda's init phase is limited
     (10 s by default).
 
-    Only when the init is not on-demand. On an on-demand init the first invoke follows the
-    init at once, so the prefetch starts once `next` has left instead: its upstream calls go
-    on while the runtime finishes its own init, and a request for an item still in flight
-    waits for that flight (the cache's single-flight) rather than making a second call. A
-    provisioned-concurrency init waits here: Lambda freezes the sandbox after `next`, and the
-    first invoke, maybe hours later, must find the values cached.
+    On every kind of init: started after `next` instead, on an on-demand init, it measured
+    no sooner first answer (the first request waits on the prefetch's call either way) and a
+    later one on a single CPU, where its work shares the CPU with the runtime's init; and a
+    provisioned-concurrency sandbox is frozen after `next`, so its first invoke, maybe hours
+    later, must find the values cached.
     """
     prefetch.start()
     prefetch.join(budget_ms / 1000)

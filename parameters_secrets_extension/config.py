@@ -202,7 +202,6 @@ OTHER_FIELDS = (
     "log_json",
     "function_name",
     "snapstart",
-    "on_demand",
     "auth_token",
     "aws",
     "warnings",
@@ -317,7 +316,6 @@ class Config:
     log_json: bool
     function_name: str  # Lambda's, for the metrics' dimension
     snapstart: bool
-    on_demand: bool  # Lambda's on-demand init: the first invoke follows the init at once
     auth_token: str
     aws: AwsConfig
     warnings: tuple[str, ...]
@@ -600,7 +598,6 @@ def load(env: Mapping[str, str]) -> Config:
         log_json=log_format == "json",
         function_name=read.text("AWS_LAMBDA_FUNCTION_NAME") or "unknown",
         snapstart=read.text("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start",
-        on_demand=read.text("AWS_LAMBDA_INITIALIZATION_TYPE") == "on-demand",
         auth_token=_auth_token(aws),
         aws=aws,
         warnings=tuple(read.warnings),

@@ -27,19 +27,17 @@ def test_defaults() -> None:
 
 
 @pytest.mark.parametrize(
-    ("initialization_type", "snapstart", "on_demand"),
+    ("initialization_type", "snapstart"),
     [
-        ("on-demand", False, True),
-        ("provisioned-concurrency", False, False),
-        ("snap-start", True, False),
-        ("", False, False),  # not on Lambda, or a type we do not know: neither
+        ("on-demand", False),
+        ("provisioned-concurrency", False),
+        ("snap-start", True),
+        ("", False),  # not on Lambda, or a type we do not know
     ],
 )
-def test_the_initialization_type_says_snapstart_or_on_demand(
-    initialization_type: str, snapstart: bool, on_demand: bool
-) -> None:
+def test_the_initialization_type_says_snapstart(initialization_type: str, snapstart: bool) -> None:
     c = config.load({**TOKEN, "AWS_LAMBDA_INITIALIZATION_TYPE": initialization_type})
-    assert (c.snapstart, c.on_demand) == (snapstart, on_demand)
+    assert c.snapstart == snapstart
 
 
 def test_each_service_names_the_setting_its_timeout_variable_sets() -> None:

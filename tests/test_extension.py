@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
@@ -12,13 +11,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import pytest
 
 from tests.conftest import (
-    BATCH_POLICY,
     PARAM_SECURE,
     SECRET_STRING_V2,
     LambdaCredentials,
@@ -79,9 +76,10 @@ def test_lifecycle_register_serve_then_shutdown(
             assert fake.calls.init_errors == [] and fake.calls.exit_errors == []
 
 
-# Unset (not on Lambda) and provisioned concurrency, whose sandbox Lambda freezes after the
-# init: the first invoke, maybe hours later, must find the values cached.
-@pytest.mark.parametrize("initialization_type", ["", "provisioned-concurrency"])
+# Every kind of init: unset (not on Lambda), on-demand, and provisioned concurrency, whose
+# sandbox Lambda freezes after the init (the first invoke, maybe hours later, must find the
+# values cached).
+@pytest.mark.parametrize("initialization_type", ["", "on-demand", "provisioned-concurrency"])
 def test_prefetch_finishes_before_the_first_next(
     extension_executable: Path,
     tmp_path: Path,
@@ -120,58 +118,6 @@ def test_prefetch_finishes_before_the_first_next(
             assert answers[1][0] == 200
             assert answers[1][1]["Parameter"]["Value"] == "prefetched-VALUE-2"  # type: ignore[index]
             assert "/prefetch/absent" in ext.output()  # the failed prefetch is logged, not fatal
-            fake.shutdown_extension()
-            assert ext.proc.wait(timeout=5) == 0
-
-
-def test_on_demand_the_first_next_leaves_while_the_prefetch_is_in_flight_and_a_request_joins_it(
-    extension_executable: Path, tmp_path: Path, moto: Moto, lambda_credentials: LambdaCredentials
-) -> None:
-    # On an on-demand init the first invoke follows the init at once: `next` need not wait
-    # for the prefetch, and a request for the item waits for the prefetch's own call.
-    sm = moto.boto3_client("secretsmanager")
-    sm.create_secret(Name="prefetch/on-demand", SecretString="on-demand-VALUE")  # type: ignore[attr-defined]
-    iam: Any = moto.boto3_client("iam")
-    role = moto.role_arn.rsplit("/", 1)[1]
-    iam.put_role_policy(
-        RoleName=role, PolicyName="on-demand-batch", PolicyDocument=json.dumps(BATCH_POLICY)
-    )
-    forwarded_at_next: list[int] = []
-    answers: list[tuple[int, dict[str, object]]] = []
-    with (
-        contextlib.ExitStack() as cleanup,
-        FaultProxy(moto.host, moto.port) as upstream,
-        FakeExtensionsApi() as fake,
-    ):
-        cleanup.callback(iam.delete_role_policy, RoleName=role, PolicyName="on-demand-batch")
-        upstream.set_fault("delay", times=1, delay_ms=3000)  # the prefetch's call, held
-        ext = start(
-            extension_executable,
-            tmp_path,
-            moto,
-            lambda_credentials,
-            fake,
-            AWS_ENDPOINT_URL=f"http://127.0.0.1:{upstream.port}",
-            AWS_LAMBDA_INITIALIZATION_TYPE="on-demand",
-            PARAMETERS_SECRETS_EXTENSION_PREFETCH="secretsmanager:prefetch/on-demand",
-            PARAMETERS_SECRETS_EXTENSION_PREFETCH_TIMEOUT_MILLIS="20000",
-        )
-
-        def during_init() -> None:
-            forwarded_at_next.append(upstream.requests_forwarded)
-            # Once the prefetch's call is out, a request for its item joins that flight.
-            wait_until(lambda: upstream.requests_received == 1, 10, "the prefetch's call")
-            answers.append(ext.get_json(SECRET_PATH + "prefetch/on-demand"))
-
-        fake.on_first_next = during_init
-        with ext:
-            wait_first_next(fake, ext)
-            assert forwarded_at_next == [0]  # `next` left before the prefetch's answer
-            assert answers[0][0] == 200, answers
-            assert answers[0][1]["SecretString"] == "on-demand-VALUE"
-            # One upstream call in all: the prefetch's batch, which the request waited for.
-            targets = upstream.header_values("X-Amz-Target")
-            assert targets == ["secretsmanager.BatchGetSecretValue"], targets
             fake.shutdown_extension()
             assert ext.proc.wait(timeout=5) == 0
 
