@@ -14,10 +14,6 @@ from ..errors import InvalidParameter, MissingParameter, NotFound
 from ..parameter_names import ParameterName, parameter_name, version_selector
 from ..services import SECRETS_MANAGER, SERVICES, SSM
 
-TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
-if TYPE_CHECKING:
-    pass
-
 PING = "ping"
 METRICS = "metrics"  # the extension's own counters; like a service, it needs the token
 # Path -> route name: one of a service's route names, PING or METRICS.
