@@ -185,7 +185,25 @@ class Lookups:
         # One deadline for the local request: its call, retries and any wait on another's.
         deadline = self._client.deadline(service)
         fetch = self._logged(key, lambda: _encode(self._counted(lambda: call(deadline))))
+        renew = None if renewer is None else renewer(deadline)
         ttl = self._ttl_now(service)
+        return self._cached(
+            service, key, ttl, fetch, refresh=refresh, deadline=deadline, renew=renew
+        )
+
+    def _cached(
+        self,
+        service: Service,
+        key: Hashable,
+        ttl: float,
+        fetch: Callable[[], bytes],
+        *,
+        refresh: bool,
+        deadline: float,
+        renew: Callable[[bytes], bool] | None = None,
+    ) -> tuple[bytes, str]:
+        """`key` through the cache, as every read goes: stale-if-error with its log line,
+        the service's not-found answers remembered, within the local request's deadline."""
         return self._cache.get_or_fetch(
             key,
             ttl,
@@ -193,7 +211,7 @@ class Lookups:
             refresh=refresh,
             on_stale=self._failures.stale,
             deadline=deadline,
-            renew=None if renewer is None else renewer(deadline),
+            renew=renew,
             remember=self._remember[service],
         )
 
@@ -214,15 +232,7 @@ class Lookups:
 
         def get(key: Hashable, fetch: Callable[[], bytes]) -> bytes:
             logged = self._logged(key, fetch, operation)  # type: ignore[arg-type]
-            return self._cache.get_or_fetch(
-                key,
-                ttl,
-                logged,
-                refresh=refresh,
-                on_stale=self._failures.stale,
-                deadline=deadline,
-                remember=self._remember[service],
-            )[0]
+            return self._cached(service, key, ttl, logged, refresh=refresh, deadline=deadline)[0]
 
         # Counted here, per call AWS receives, not per key: one batch call serves many keys.
         return batches.resolve(
@@ -447,15 +457,7 @@ class Lookups:
             return _encode({"NextToken": None, "Parameters": found, "ResultMetadata": {}})
 
         logged = self._logged(key, fetch, SSM.path_operation, _PATH_SELECTORS)
-        return self._cache.get_or_fetch(
-            key,
-            ttl,
-            logged,
-            refresh=refresh,
-            on_stale=self._failures.stale,
-            deadline=deadline,
-            remember=self._remember[SSM],
-        )
+        return self._cached(SSM, key, ttl, logged, refresh=refresh, deadline=deadline)
 
     def prefetch(self, entries: Sequence[tuple[str, ...]]) -> None:
         """Warm the cache for ("secretsmanager", id) / ("ssm", name) entries, or
