@@ -63,7 +63,8 @@ def in_role(key: tuple[object, ...], role: str | None) -> tuple[object, ...]:
     return key if role is None else (*key, (ROLE_KEY, role))
 
 
-def _encode(result: object) -> bytes:
+def encode(result: object) -> bytes:
+    """`result` as the cache holds it (and local_api/sdk_protocol.py reads it)."""
     # Compact and ASCII-only, like Go's encoder minus its HTML escaping: the bytes are
     # cached as they are sent, so a hit costs no serialization at all.
     return json.dumps(result, separators=(",", ":")).encode("ascii")
@@ -184,7 +185,7 @@ class Lookups:
     ) -> tuple[bytes, str]:
         # One deadline for the local request: its call, retries and any wait on another's.
         deadline = self._client.deadline(service)
-        fetch = self._logged(key, lambda: _encode(self._counted(lambda: call(deadline))))
+        fetch = self._logged(key, lambda: encode(self._counted(lambda: call(deadline))))
         renew = None if renewer is None else renewer(deadline)
         ttl = self._ttl_now(service)
         return self._cached(
@@ -323,7 +324,7 @@ class Lookups:
             SECRETS_MANAGER,
             keys,
             fetch_many,
-            lambda i, deadline: _encode(
+            lambda i, deadline: encode(
                 self._upstream(role).get_secret_value(secret_ids[i], deadline=deadline)
             ),
             refresh,
@@ -358,7 +359,7 @@ class Lookups:
 
         def fetch_one(index: int, deadline: float) -> bytes:
             entry = names[index]
-            return _encode(
+            return encode(
                 self._upstream(role).get_parameter(
                     entry.name,
                     version=entry.version,
@@ -387,7 +388,7 @@ class Lookups:
             else:
                 values.append(batch_item(answer, SECRETS_MANAGER))
         body = b'{"Errors":%s,"NextToken":null,"SecretValues":[%s],"ResultMetadata":{}}' % (
-            _encode(errors),
+            encode(errors),
             b",".join(values),
         )
         return body, "batch"
@@ -417,7 +418,7 @@ class Lookups:
             else:
                 values.append(batch_item(answer, SSM))
         body = b'{"InvalidParameters":%s,"Parameters":[%s],"ResultMetadata":{}}' % (
-            _encode(invalid),
+            encode(invalid),
             b",".join(values),
         )
         return body, "batch"
@@ -454,7 +455,7 @@ class Lookups:
                 self._too_large.add(key, exc, ttl)
                 raise
             self._too_large.discard(key)  # a refreshNow found it within the limit again
-            return _encode({"NextToken": None, "Parameters": found, "ResultMetadata": {}})
+            return encode({"NextToken": None, "Parameters": found, "ResultMetadata": {}})
 
         logged = self._logged(key, fetch, SSM.path_operation, _PATH_SELECTORS)
         return self._cached(SSM, key, ttl, logged, refresh=refresh, deadline=deadline)
@@ -639,7 +640,7 @@ def _by_index(
     out: dict[int, bytes | ExtensionError] = {}
     for index, ident in zip(indices, requested, strict=True):
         if ident in found:
-            out[index] = _encode(found[ident])
+            out[index] = encode(found[ident])
         else:
             out[index] = failed.get(ident) or ExtensionError(f"no answer for {ident}")
     return out
@@ -655,4 +656,4 @@ def batch_item(body: bytes, service: Service) -> bytes:
             return body[: -len(_METADATA_TAIL)] + b"}"
     data = json.loads(body)  # not our encoder's layout (a test double's): take the long way
     data.pop("ResultMetadata", None)
-    return _encode(data["Parameter"] if service is SSM else data)
+    return encode(data["Parameter"] if service is SSM else data)

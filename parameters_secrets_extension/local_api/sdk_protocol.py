@@ -35,7 +35,7 @@ from ..errors import (
 )
 from ..failure_log import is_client_mistake, printable
 from ..logs import log
-from ..lookups import Lookups
+from ..lookups import Lookups, batch_item, encode
 from ..parameter_names import ParameterName, parameter_name
 from ..services import SECRETS_MANAGER, SSM, Service
 from .replies import Reply
@@ -80,15 +80,9 @@ MAX_REMEMBERED_DATES = 1024
 # null member (with the comma that joins it to the next or the previous one) and a date.
 _NULL_MEMBER = re.compile(rb'"[A-Za-z]+":null,|,"[A-Za-z]+":null')
 _DATE_MEMBER = re.compile(rb'"(?:CreatedDate|LastModifiedDate)":"([0-9T:.Z-]{24})"')
-_METADATA_TAIL = b',"ResultMetadata":{}}'
-_PARAMETER_HEAD = b'{"Parameter":'
 # An error type passed through from AWS goes into a header only if it looks like one.
 _ERROR_TYPE = re.compile(r"[A-Za-z0-9_.:#-]{1,128}")
 _UNEXPECTED = "an unexpected error occurred while executing request"
-
-
-def _encode(result: object) -> bytes:
-    return json.dumps(result, separators=(",", ":")).encode("ascii")
 
 
 class _Dates:
@@ -235,7 +229,7 @@ class SdkApi:
                 )
             else:
                 values.append(self._secret_bytes(answer))
-        body = b'{"SecretValues":[%s],"Errors":%s}' % (b",".join(values), _encode(errors))
+        body = b'{"SecretValues":[%s],"Errors":%s}' % (b",".join(values), encode(errors))
         return body, "batch"
 
     def _get_parameter(self, payload: dict[str, object]) -> tuple[bytes, str]:
@@ -270,7 +264,7 @@ class SdkApi:
                 invalid.append(entry.requested)
             else:
                 found.append(self._parameter_bytes(answer))
-        body = b'{"Parameters":[%s],"InvalidParameters":%s}' % (b",".join(found), _encode(invalid))
+        body = b'{"Parameters":[%s],"InvalidParameters":%s}' % (b",".join(found), encode(invalid))
         return body, "batch"
 
     def _get_parameters_by_path(self, payload: dict[str, object]) -> tuple[bytes, str]:
@@ -292,7 +286,7 @@ class SdkApi:
         answer: dict[str, object] = {"Parameters": everything[start : start + size]}
         if start + size < len(everything):
             answer["NextToken"] = str(start + size)
-        return _encode(answer), outcome
+        return encode(answer), outcome
 
     # -- the Go SDK's shapes the cache holds, in the service's wire format ----------------
 
@@ -304,22 +298,11 @@ class SdkApi:
 
     def _secret_bytes(self, cached: bytes) -> bytes:
         """A cached GetSecretValue answer in the wire format."""
-        if cached.endswith(_METADATA_TAIL):
-            return self._wire(cached[: -len(_METADATA_TAIL)] + b"}")
-        return _encode(self._secret(cached))  # not lookups' encoding (a test double's)
+        return self._wire(batch_item(cached, SECRETS_MANAGER))
 
     def _parameter_bytes(self, cached: bytes) -> bytes:
         """A cached GetParameter answer's Parameter object in the wire format."""
-        if cached.startswith(_PARAMETER_HEAD) and cached.endswith(_METADATA_TAIL):
-            return self._wire(cached[len(_PARAMETER_HEAD) : -len(_METADATA_TAIL)])
-        return _encode(self._parameter(json.loads(cached)["Parameter"]))
-
-    def _secret(self, cached: bytes) -> dict[str, object]:
-        data = json.loads(cached)
-        wire = {k: v for k, v in data.items() if v is not None and k != "ResultMetadata"}
-        if "CreatedDate" in wire:
-            wire["CreatedDate"] = self._dates(wire["CreatedDate"])
-        return wire
+        return self._wire(batch_item(cached, SSM))
 
     def _parameter(self, data: dict[str, object]) -> dict[str, object]:
         wire = {k: v for k, v in data.items() if v is not None}
