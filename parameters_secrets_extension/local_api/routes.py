@@ -95,12 +95,15 @@ class Api:
     def _sdk_api(self, client: SdkClient) -> SdkApi:
         """The AWS JSON protocol's handler, imported at its first request: its signature
         checks load hashlib and hmac, which a start must not pay for."""
-        with self._sdk_lock:
-            if self._sdk is None:
-                from .sdk_protocol import SdkApi  # noqa: PLC0415 -- see the docstring
+        sdk = self._sdk  # made once; the lock only guards its making
+        if sdk is None:
+            with self._sdk_lock:
+                if self._sdk is None:
+                    from .sdk_protocol import SdkApi  # noqa: PLC0415 -- see the docstring
 
-                self._sdk = SdkApi(self._lookups, client)
-            return self._sdk
+                    self._sdk = SdkApi(self._lookups, client)
+                sdk = self._sdk
+        return sdk
 
     def refuse(self, exc: ExtensionError, route: str = "-") -> Reply:
         """The error reply for `exc`, counting the local request errors among them."""
