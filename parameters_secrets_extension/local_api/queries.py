@@ -227,8 +227,13 @@ def path_query(query: str) -> PathQuery:
 def secret_query(query: str) -> SecretQuery:
     """Validate the query of the Secrets Manager endpoint."""
     values = _first(_pairs(query))
+    return _secret_query(_required(values, "secretId"), values)
+
+
+def _secret_query(secret_id: str, values: dict[str, str]) -> SecretQuery:
+    """The secret `secret_id` with the other parameters of both secret routes."""
     return SecretQuery(
-        secret_id=_required(values, "secretId"),
+        secret_id=secret_id,
         version_id=values.get("versionId"),
         version_stage=values.get("versionStage"),
         refresh=_refresh(values),
@@ -254,13 +259,7 @@ def secret_path_query(path: str, query: str) -> SecretQuery:
     values = _first(_pairs(query))
     if "secretId" in values:
         raise InvalidParameter("secretId is not taken on the path route: the path names the secret")
-    return SecretQuery(
-        secret_id=secret_id,
-        version_id=values.get("versionId"),
-        version_stage=values.get("versionStage"),
-        refresh=_refresh(values),
-        role_arn=_role(values),
-    )
+    return _secret_query(secret_id, values)
 
 
 def parameter_query(query: str) -> ParameterQuery:
