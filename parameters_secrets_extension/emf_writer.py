@@ -20,14 +20,12 @@ import threading
 import time
 
 from .logs import MAX_LINE_BYTES, log
-from .metrics import COUNTER_NAMES, emf_line
+from .metrics import COUNTER_NAMES, TABLE_NAMES, emf_line
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-# The by-type tables of metrics.Metrics.counters, carried in each line as deltas too.
-_TABLES = ("UpstreamErrorsByType", "LocalErrorsByType")
 # How long stop() waits for a line being written by the thread.
 _JOIN_SECONDS = 1.0
 
@@ -38,7 +36,7 @@ def delta(now: dict[str, object], before: dict[str, object]) -> dict[str, object
     result: dict[str, object] = {
         name: _int(now.get(name)) - _int(before.get(name)) for name in COUNTER_NAMES
     }
-    for table in _TABLES:
+    for table in TABLE_NAMES:
         current, earlier = now.get(table), before.get(table)
         grown: dict[str, int] = {}
         if isinstance(current, dict):
@@ -112,6 +110,6 @@ class EmfWriter:
             if len(line) >= MAX_LINE_BYTES:
                 # Many error types in one period: the counts without the by-type tables
                 # rather than a line cut short (and lost) or a write that may block.
-                counts = {**counted, **{table: {} for table in _TABLES}}
+                counts = {**counted, **{table: {} for table in TABLE_NAMES}}
                 line = emf_line(counts, self._function_name, stamp)
             self._write(line)

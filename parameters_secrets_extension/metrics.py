@@ -47,6 +47,8 @@ COUNTER_NAMES = (
     "UpstreamErrors",
     "LocalErrors",
 )
+# The by-type tables of the upstream and local errors, beside the counters.
+TABLE_NAMES = ("UpstreamErrorsByType", "LocalErrorsByType")
 
 
 class Metrics:
@@ -93,8 +95,7 @@ class Metrics:
         result["UpstreamCalls"] = calls
         result["UpstreamErrors"] = sum(upstream.values())
         result["LocalErrors"] = sum(local.values())
-        result["UpstreamErrorsByType"] = upstream
-        result["LocalErrorsByType"] = local
+        result.update(zip(TABLE_NAMES, (upstream, local), strict=True))
         result["CacheSize"] = cache.size
         result["CacheMaxSize"] = cache.max_size
         result["CacheBytes"] = cache.bytes
@@ -129,6 +130,6 @@ def emf_line(counters: dict[str, object], function_name: str, timestamp_ms: int)
     }
     for name in COUNTER_NAMES:
         document[name] = counters[name]
-    document["UpstreamErrorsByType"] = counters["UpstreamErrorsByType"]
-    document["LocalErrorsByType"] = counters["LocalErrorsByType"]
+    for table in TABLE_NAMES:
+        document[table] = counters[table]
     return json.dumps(document, separators=(",", ":"))
