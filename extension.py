@@ -108,28 +108,20 @@ def _serve(
             emf.start()
     code = 1
     try:
-        # Work for later, started once `next` has left, while we wait on it (the GIL
+        # The warm-up, started once `next` has left, while we wait on it (the GIL
         # released) and Lambda starts the runtime: started before, it holds the GIL each time
         # the main thread gives it up in a system call, and `next` (the end of Lambda's init)
         # leaves up to a switch interval (5 ms) later per call.
-        later = [threading.Thread(target=client.warm, name="warm-up", daemon=True)]
+        warm = threading.Thread(target=client.warm, name="warm-up", daemon=True)
         # Under SnapStart nothing may be fetched before the first invoke: the snapshot
         # would carry the values and their TTLs into every restored sandbox.
         if settings.prefetch and not settings.snapstart:
-            prefetch = threading.Thread(
-                target=lookups.prefetch, args=(settings.prefetch,), name="prefetch", daemon=True
-            )
-            _prefetch_before_next(prefetch, settings.prefetch_timeout_ms)
-
-        def start_later() -> None:
-            for thread in later:
-                thread.start()
-
+            _prefetch_before_next(lookups, settings.prefetch, settings.prefetch_timeout_ms)
         if api is None:
-            start_later()
+            warm.start()
             while True:  # standalone: boot's signal waiter ends the process
                 threading.Event().wait()
-        code = _wait_for_shutdown(api, lookups, start_later, on_invoke)
+        code = _wait_for_shutdown(api, lookups, warm.start, on_invoke)
         return code
     finally:
         if emf is not None:  # the last line at SHUTDOWN
@@ -145,7 +137,9 @@ def _refresh_deadline(settings: config.Config) -> float:
     return max(ms / 1000 if ms else UNSET_TIMEOUT_SECONDS for ms in timeouts)
 
 
-def _prefetch_before_next(prefetch: threading.Thread, budget_ms: int) -> None:
+def _prefetch_before_next(
+    lookups: Lookups, entries: tuple[tuple[str, ...], ...], budget_ms: int
+) -> None:
     """Run the prefetch for at most `budget_ms` before `next`: Lambda's init phase is limited
     (10 s by default).
 
@@ -155,6 +149,9 @@ def _prefetch_before_next(prefetch: threading.Thread, budget_ms: int) -> None:
     provisioned-concurrency sandbox is frozen after `next`, so its first invoke, maybe hours
     later, must find the values cached.
     """
+    prefetch = threading.Thread(
+        target=lookups.prefetch, args=(entries,), name="prefetch", daemon=True
+    )
     prefetch.start()
     prefetch.join(budget_ms / 1000)
     if prefetch.is_alive():
