@@ -41,7 +41,9 @@ def is_role_arn(text: str) -> bool:
         return False
     if len(account) != 12 or not all("0" <= digit <= "9" for digit in account):
         return False
-    kind, *path, name = ["", *resource.split("/")] if "/" not in resource else resource.split("/")
+    if "/" not in resource:  # role/<name> at the least
+        return False
+    kind, *path, name = resource.split("/")
     return (
         kind == "role"
         and _is_name(name)
