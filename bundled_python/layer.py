@@ -20,18 +20,3 @@ def bundled_files(arch: str, sources: Path | None = None) -> Bundle:
     host = build.interpreter(build.host_arch(), sources)  # runs here, compiles for both
     python = (built / "bin" / "python3").read_bytes()
     return Bundle(pins.CPYTHON.version, python, host / "bin" / "python3")
-
-
-def module_files(lib: Path, modules: tuple[str, ...]) -> list[str]:
-    """Each module's source file relative to `lib` (a package's __init__.py); an error for
-    a name that is no module there, so that a typo in the list fails the build."""
-    files = []
-    for name in modules:
-        relative = name.replace(".", "/")
-        if (lib / relative / "__init__.py").is_file():
-            files.append(f"{relative}/__init__.py")
-        elif (lib / f"{relative}.py").is_file():
-            files.append(f"{relative}.py")
-        else:
-            raise build.BuildError(f"stdlib.MODULES names {name}, which is not in {lib}")
-    return sorted(files)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import build_layer
-from bundled_python import build, layer, stdlib
+from bundled_python import build, stdlib
 from tests.conftest import ROOT
 
 # Run by the bundled interpreter: argv = Lib directory, zipapp directory, module names.
@@ -84,6 +84,21 @@ def loaded(python: Path) -> dict[str, str | None]:
     return result
 
 
+def module_files(lib: Path, modules: tuple[str, ...]) -> list[str]:
+    """Each module's source file relative to `lib` (a package's __init__.py); an error for
+    a name that is no module there, so that a typo in the list fails."""
+    files = []
+    for name in modules:
+        relative = name.replace(".", "/")
+        if (lib / relative / "__init__.py").is_file():
+            files.append(f"{relative}/__init__.py")
+        elif (lib / f"{relative}.py").is_file():
+            files.append(f"{relative}.py")
+        else:
+            raise AssertionError(f"stdlib.MODULES names {name}, which is not in {lib}")
+    return sorted(files)
+
+
 def test_every_stdlib_file_the_extension_loads_is_on_the_list(
     python: Path, loaded: dict[str, str | None]
 ) -> None:
@@ -95,7 +110,7 @@ def test_every_stdlib_file_the_extension_loads_is_on_the_list(
     # Nothing from anywhere else: the stdlib directory and the extension's modules are all.
     assert files - own == {lib / name for name in from_stdlib}
     assert "ssl.py" in from_stdlib and "http/client.py" in from_stdlib
-    assert sorted(from_stdlib - set(layer.module_files(lib, stdlib.MODULES))) == []
+    assert sorted(from_stdlib - set(module_files(lib, stdlib.MODULES))) == []
 
 
 def test_the_c_modules_it_loads_are_built_in(loaded: dict[str, str | None]) -> None:
@@ -107,7 +122,7 @@ def test_the_c_modules_it_loads_are_built_in(loaded: dict[str, str | None]) -> N
 
 def test_the_list_names_each_module_once_and_the_build_finds_them_all(python: Path) -> None:
     assert len(set(stdlib.MODULES)) == len(stdlib.MODULES)
-    files = layer.module_files(python / build.STDLIB, stdlib.MODULES)  # raises for a typo
+    files = module_files(python / build.STDLIB, stdlib.MODULES)  # raises for a typo
     assert len(set(files)) == len(stdlib.MODULES)
 
 
