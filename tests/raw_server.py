@@ -58,8 +58,9 @@ def hang(conn: socket.socket, stop: threading.Event) -> None:
 
 
 def trickle(conn: socket.socket, stop: threading.Event) -> None:
-    """A valid head announcing a body that then comes one byte every 0.2 s."""
+    """A valid head announcing a body that then comes one byte every 0.2 s (an hour's
+    worth, yet under every answer's size limit, so that only a deadline ends it)."""
     conn.recv(65536)
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 20000\r\n\r\n")
     while not stop.wait(0.2):
         conn.sendall(b" ")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -23,8 +24,10 @@ from parameters_secrets_extension.errors import (
     UpstreamConnectionError,
     UpstreamTimeout,
 )
+from parameters_secrets_extension.response_reader import MAX_HEAD_BYTES
 from tests.conftest import free_port
 from tests.fault_proxy import FaultProxy
+from tests.raw_server import RawServer
 from tests.stub_upstream import StubUpstream, response
 from tests.tls_certs import make_pki
 
@@ -300,3 +303,109 @@ def test_a_retired_pool_finishes_its_request_then_closes_the_connection() -> Non
     finally:
         for upstream in upstreams:
             upstream.stop()
+
+
+# --- The pool's own HTTP/1.1 client (response_reader.py reads every answer) ---
+
+
+def _answer_then(
+    answers: list[bytes], then: str
+) -> Callable[[socket.socket, threading.Event], None]:
+    """A RawServer script: each request read gets the next of `answers`; after the last,
+    "close" the connection at once, or "drop" it when the next request arrives."""
+
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        for answer in answers:
+            conn.recv(65536)
+            conn.sendall(answer)
+        if then == "drop":
+            conn.recv(65536)
+
+    return serve
+
+
+@pytest.mark.parametrize("then", ["close", "drop"])
+def test_a_server_closing_a_kept_alive_connection(then: str) -> None:
+    # HTTP/1.1 without `Connection: close`: the pool keeps the connection, and the server then
+    # closes it, while it is idle or as the next request arrives. Either way the next request
+    # goes out again on a fresh connection, unseen by the caller.
+    with RawServer(_answer_then([response(200, b"one")], then)) as server:
+        pool = _pool(server.uri.removesuffix("/creds"))
+        assert _post(pool, b"a") == b"one"
+        if then == "close":
+            time.sleep(0.1)  # the FIN is in: the idle check sees it
+        assert _post(pool, b"b") == b"one"
+        assert server.accepted == 2
+        pool.close()
+
+
+def test_a_chunked_answer_keeps_the_connection() -> None:
+    with StubUpstream(answer=response(200, b"c" * 200_000, chunked=True)) as upstream:
+        pool = _pool(f"http://127.0.0.1:{upstream.port}")
+        for _ in range(3):
+            assert _post(pool, b"x") == b"c" * 200_000
+        assert upstream.accepted == 1
+        pool.close()
+
+
+def test_a_truncated_body_is_a_connection_error_and_the_connection_is_not_reused() -> None:
+    truncated = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf"
+    with RawServer(_answer_then([truncated], "close")) as server:
+        pool = _pool(server.uri.removesuffix("/creds"))
+        with pytest.raises(UpstreamConnectionError) as caught:
+            _post(pool, b"a")
+        assert "mid-response" in caught.value.message
+        with pytest.raises(UpstreamConnectionError):
+            _post(pool, b"b")
+        assert server.accepted == 2
+
+
+def test_an_oversize_head_is_a_502_and_the_connection_is_dropped() -> None:
+    huge = b"HTTP/1.1 200 OK\r\nX-Padding: " + b"p" * (MAX_HEAD_BYTES + 1) + b"\r\n\r\n"
+    with StubUpstream(answer=huge) as upstream:
+        pool = _pool(f"http://127.0.0.1:{upstream.port}")
+        with pytest.raises(ResponseTooLarge) as caught:
+            _post(pool, b"a")
+        assert caught.value.status == 502
+        upstream.wait_open(0)
+        upstream.answer = response(200, b"small")
+        assert _post(pool, b"b") == b"small"
+        assert upstream.accepted == 2
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"not http at all\r\n\r\n", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nxyz\r\n"],
+)
+def test_a_malformed_answer_is_a_connection_error_and_the_connection_is_dropped(
+    answer: bytes,
+) -> None:
+    with StubUpstream(answer=answer) as upstream:
+        pool = _pool(f"http://127.0.0.1:{upstream.port}")
+        with pytest.raises(UpstreamConnectionError) as caught:
+            _post(pool, b"a")
+        assert not isinstance(caught.value, ResponseTooLarge)
+        upstream.wait_open(0)
+
+
+def test_one_write_per_request_with_its_length_and_host() -> None:
+    with StubUpstream(answer=response(200, b"ok")) as upstream:
+        pool = _pool(f"http://127.0.0.1:{upstream.port}")
+        assert _post(pool, b"0123456789") == b"ok"
+        pool.request("POST", "/q", {"Host": "example.com", **HEADERS}, b"", deadline=None)
+        pool.close()
+    assert upstream.header_values("Host") == [f"127.0.0.1:{upstream.port}", "example.com"]
+    assert upstream.header_values("Content-Length") == ["10", "0"]
+    assert upstream.heads[0].startswith(b"POST /p HTTP/1.1\r\n")
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [("/p\r\nX-Injected: 1", HEADERS), ("/p", {"X-Token": "a\r\nX-Injected: 1"})],
+)
+def test_a_line_break_never_reaches_the_wire(path: str, headers: dict[str, str]) -> None:
+    with StubUpstream(answer=response(200, b"ok")) as upstream:
+        pool = _pool(f"http://127.0.0.1:{upstream.port}")
+        with pytest.raises(ValueError, match="line break"):
+            pool.request("POST", path, headers, b"")
+    assert upstream.accepted == 0

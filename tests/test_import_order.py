@@ -23,7 +23,7 @@ from tests.conftest import LambdaCredentials, Moto, free_port
 from tests.extension_process import ExtensionProcess, lambda_env
 from tests.fake_extensions_api import FakeExtensionsApi
 
-# Beyond the bare interpreter's own: our three modules and the two (empty) package __init__s
+# Beyond the bare interpreter's own: our four modules and the two (empty) package __init__s
 # on their path, and the two of the standard library that listening and the signal set-up
 # cannot do without (_socket is a shared library in lib-dynload, gc a built-in module not
 # imported at start). A change that imports more before `register` (os, __future__, the idna
@@ -34,6 +34,7 @@ PRE_REGISTER = {
     f"{PACKAGE}.lambda_api",
     f"{PACKAGE}.lambda_api.boot",
     f"{PACKAGE}.lambda_api.lifecycle",
+    f"{PACKAGE}.response_reader",
     f"{PACKAGE}.version",
     "_socket",
     "gc",

@@ -9,7 +9,6 @@ import time
 import pytest
 
 from parameters_secrets_extension.errors import ExtensionsApiError
-from parameters_secrets_extension.lambda_api import lifecycle
 from parameters_secrets_extension.lambda_api.lifecycle import ExtensionsApi
 from tests.fake_extensions_api import IDENTIFIER, FakeExtensionsApi
 
@@ -106,20 +105,52 @@ def test_a_name_that_would_smuggle_a_header_is_refused() -> None:
         assert fake.calls.registrations == []
 
 
-def test_responses_with_chunked_or_sized_bodies_are_parsed() -> None:
-    chunked = (
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n"
-        b'5\r\n{"a":\r\n3;ext=1\r\n 1}\r\n0\r\n\r\n'
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (b"garbage\r\n\r\n", "not HTTP/1.x"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort", "closed the connection"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (2 << 20), "over 1048576 bytes"),
+    ],
+)
+def test_an_answer_that_cannot_be_read_is_an_extensions_api_error(
+    answer: bytes, message: str
+) -> None:
+    # The answers are read by response_reader (tests/test_response_reader.py has the rest).
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(answer)
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        api = ExtensionsApi(f"127.0.0.1:{listener.getsockname()[1]}", timeout=5)
+        with pytest.raises(RuntimeError, match=message) as caught:
+            api.register("x", ["SHUTDOWN"])
+        server.join(timeout=5)
+    assert isinstance(caught.value, ExtensionsApiError)
+    assert caught.value.path == "/register"
+
+
+def test_a_chunked_event_is_read() -> None:
+    event = b'{"eventType": "SHUTDOWN", "shutdownReason": "spindown"}'
+    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (
+        len(event),
+        event,
     )
-    assert lifecycle._parse(chunked) == (
-        200,
-        {"transfer-encoding": "chunked", "x-a": "1"},
-        b'{"a": 1}',
-    )
-    sized = b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nokEXTRA"
-    assert lifecycle._parse(sized) == (202, {"content-length": "2"}, b"ok")
-    for broken in (b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort", b"garbage\r\n\r\n"):
-        with pytest.raises(RuntimeError):
-            lifecycle._parse(broken)
-    assert lifecycle._complete(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-    assert not lifecycle._complete(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok")
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(answer)
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        api = ExtensionsApi(f"127.0.0.1:{listener.getsockname()[1]}")
+        assert api.next_event() == {"eventType": "SHUTDOWN", "shutdownReason": "spindown"}
+        server.join(timeout=5)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import http.client
-import io
 import ipaddress
 import json
 import re
 import socket
-import ssl
 import threading
 import time
 from collections import namedtuple
@@ -18,9 +15,10 @@ from urllib.parse import urlsplit
 
 from ..config import AwsConfig
 from ..errors import ExtensionError, MissingCredentials, UpstreamConnectionError, UpstreamTimeout
-from ..lambda_api.lifecycle import read_response
 from ..logs import log
+from ..response_reader import OverLimit, ResponseError, read_response
 from ..urls import host_port
+from .connection_pool import host_bytes
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -39,6 +37,7 @@ FAILURE_BACKOFF = timedelta(seconds=1)
 # One fetch in total, connect to the body's last byte, whatever the request's own deadline.
 FETCH_TIMEOUT_SECONDS = 5.0
 MAX_CREDENTIALS_BYTES = 64 * 1024  # a credentials answer is about 1.5 KB
+_PROVIDER = "container credentials provider"  # the peer, as messages name it
 # No control characters or spaces may reach the request line; none but tab in a header value.
 _BAD_TARGET = re.compile(r"[\x00-\x20\x7f]")
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
@@ -292,16 +291,6 @@ def _check_container_uri(scheme: str, host: str | None) -> None:
     )
 
 
-class _Canned:
-    """A whole response already read, for http.client.HTTPResponse to parse."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def makefile(self, *args: object, **kwargs: object) -> io.BytesIO:
-        return io.BytesIO(self._data)
-
-
 def _left(limit: float) -> float:
     left = limit - time.monotonic()
     if left <= 0:
@@ -328,32 +317,29 @@ def _http_get(uri: str, headers: dict[str, str], limit: float) -> tuple[int, byt
         raise MissingCredentials(
             "AWS_CONTAINER_CREDENTIALS_FULL_URI or the authorization token is not Latin-1"
         ) from exc
+    address = (host_bytes(host), parts.port or (443 if https else 80))
     try:
-        sock = socket.create_connection((host, parts.port or (443 if https else 80)), _left(limit))
+        # getaddrinfo takes the host as bytes too (see host_bytes); typeshed says str.
+        sock = socket.create_connection(address, _left(limit))  # type: ignore[arg-type]
         try:
             if https:
+                import ssl  # noqa: PLC0415 -- only an https provider needs it (Lambda's is http)
+
                 # The handshake is bounded as a whole by the socket's timeout.
-                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+                context = ssl.create_default_context()
+                sock = context.wrap_socket(sock, server_hostname=address[0])
             sock.settimeout(_left(limit))
             sock.sendall(request)
-            raw = read_response(
-                sock, limit, MAX_CREDENTIALS_BYTES, "container credentials provider"
-            )
-            if raw is None:
-                raise MissingCredentials("container credentials provider sent too large an answer")
+            response = read_response(sock, limit, MAX_CREDENTIALS_BYTES, _PROVIDER)
         finally:
             sock.close()
-        response = http.client.HTTPResponse(_Canned(raw))  # type: ignore[arg-type]
-        response.begin()
-        return response.status, response.read()
+        return response.status, response.body
+    except OverLimit as exc:
+        raise MissingCredentials(f"{_PROVIDER} sent too large an answer") from exc
     except TimeoutError as exc:
-        raise UpstreamTimeout(
-            "container credentials provider did not answer before the deadline"
-        ) from exc
-    except (OSError, http.client.HTTPException) as exc:
-        raise UpstreamConnectionError(
-            f"container credentials provider unreachable: {type(exc).__name__}"
-        ) from exc
+        raise UpstreamTimeout(f"{_PROVIDER} did not answer before the deadline") from exc
+    except (OSError, ResponseError) as exc:
+        raise UpstreamConnectionError(f"{_PROVIDER} unreachable: {type(exc).__name__}") from exc
 
 
 def _parse_container(body: bytes) -> Credentials:

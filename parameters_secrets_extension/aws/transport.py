@@ -29,10 +29,11 @@ from ..errors import (
     is_transient,
 )
 from ..logs import log
+from ..response_reader import Response
 from ..services import Service
 from ..version import NAME, VERSION
 from . import endpoints
-from .connection_pool import MAX_RESPONSE_BYTES, Pools, Response, TlsSettings
+from .connection_pool import MAX_RESPONSE_BYTES, Pools, TlsSettings
 from .credentials import CredentialProvider, Credentials, utc_now
 
 USER_AGENT = f"{NAME}/{VERSION} python/{sys.version_info[0]}.{sys.version_info[1]}"

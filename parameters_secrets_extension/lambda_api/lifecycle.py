@@ -1,17 +1,20 @@
 """A client for the Lambda Extensions API: register, next, init/error and exit/error; and
 the local port's one parse, which boot needs before `register` and config after it.
 
-Plain HTTP/1.1 over a raw socket, one connection per call. Registration is the first thing
-the extension does and Lambda starts the function's runtime only after it, so this module
-imports nothing the interpreter has not already loaded but `_socket` (http.client alone
-costs about 20 ms to import), and leaves json until an event or error needs it, and errors
-(a module of many classes) until a call fails. Not even `__future__`: annotations that name
-what is imported only for type checking are quoted instead. tests/test_import_order.py
-checks all of this on the built executable.
+Plain HTTP/1.1 over a raw socket, one connection per call, its answer read by the
+extension's one response reader (response_reader.py). Registration is the first thing the
+extension does and Lambda starts the function's runtime only after it, so this module
+imports nothing the interpreter has not already loaded but `_socket` and that reader (which
+imports nothing itself; http.client alone costs about 20 ms to import), and leaves json
+until an event or error needs it, and errors (a module of many classes) until a call fails.
+Not even `__future__`: annotations that name what is imported only for type checking are
+quoted instead. tests/test_import_order.py checks all of this on the built executable.
 """
 
 import _socket
 import time
+
+from ..response_reader import ResponseError, read_response
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -111,12 +114,15 @@ class ExtensionsApi:
             sock.sendall(request)
             if on_sent is not None:
                 on_sent()
-            status, response_headers, data = _parse(_receive(sock, deadline))
+            response = read_response(sock, deadline, MAX_RESPONSE, "Extensions API")
+        except ResponseError as exc:
+            raise _error(str(exc), path) from exc
         finally:
             sock.close()
-        if not 200 <= status < 300:
-            raise _error(f"Extensions API {method} {path} answered {status}", path, status)
-        return status, response_headers, data
+        if not 200 <= response.status < 300:
+            message = f"Extensions API {method} {path} answered {response.status}"
+            raise _error(message, path, response.status)
+        return response.status, response.headers, response.body
 
 
 def _header_value(value: str) -> str:
@@ -144,91 +150,6 @@ def _connect(runtime_api: str, timeout: float | None) -> _socket.socket:
         sock.close()
         raise
     return sock
-
-
-def _receive(sock: _socket.socket, deadline: float | None) -> bytes:
-    """Read one response: up to its Content-Length, else until the server closes."""
-    data = read_response(sock, deadline, MAX_RESPONSE, "Extensions API")
-    if data is None:
-        raise _error("Extensions API answer is too large")
-    return data
-
-
-def read_response(
-    sock: _socket.socket, deadline: float | None, max_bytes: int, peer: str
-) -> "bytes | None":
-    """One HTTP/1.1 response's bytes off `sock`: up to its Content-Length, else until the
-    peer closes; each read within `deadline` (a time.monotonic value; TimeoutError naming
-    `peer` once past it). None once more than `max_bytes` have come.
-
-    Also how aws/credentials.py reads the container credentials provider: the one raw HTTP
-    reader, here because this module may import nothing before registering.
-    """
-    data = b""
-    while not _complete(data):
-        if deadline is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"{peer} did not answer in time")
-            sock.settimeout(remaining)
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-        if len(data) > max_bytes:
-            return None
-    return data
-
-
-def _complete(data: bytes) -> bool:
-    head, found, body = data.partition(b"\r\n\r\n")
-    if not found:
-        return False
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length" and value.strip().isdigit():
-            return len(body) >= int(value)
-    return False
-
-
-def _parse(data: bytes) -> tuple[int, dict[str, str], bytes]:
-    """Status, headers (names lower-cased) and body of a complete HTTP/1.1 response."""
-    head, found, body = data.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    version, _, rest = status_line.partition(" ")
-    code = rest[:3]
-    if not found or not version.startswith("HTTP/1.") or not (code.isdigit() and len(code) == 3):
-        raise _error("Extensions API answered something that is not HTTP/1.x")
-    headers: dict[str, str] = {}
-    for line in header_lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    length = headers.get("content-length", "")
-    if headers.get("transfer-encoding", "").lower() == "chunked":
-        body = _dechunk(body)
-    elif length.isdigit():
-        if len(body) < int(length):
-            raise _error("Extensions API answer was cut short")
-        body = body[: int(length)]
-    return int(code), headers, body
-
-
-def _dechunk(data: bytes) -> bytes:
-    parts: list[bytes] = []
-    position = 0
-    while True:
-        end = data.find(b"\r\n", position)
-        size_field = data[position:end].split(b";")[0].strip()
-        if end < 0 or not size_field or size_field.strip(b"0123456789abcdefABCDEF"):
-            raise _error("Extensions API sent a malformed chunked body")
-        size = int(size_field, 16)
-        if size == 0:
-            return b"".join(parts)
-        start = end + 2
-        if len(data) < start + size:
-            raise _error("Extensions API answer was cut short")
-        parts.append(data[start : start + size])
-        position = start + size + 2
 
 
 def _error(message: str, path: str = "", status: int | None = None) -> "ExtensionsApiError":
