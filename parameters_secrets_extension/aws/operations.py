@@ -8,8 +8,6 @@ touches this module alone.
 
 from __future__ import annotations
 
-import copy
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +27,8 @@ from .transport import Transport
 
 TYPE_CHECKING = False  # mypy takes it as True
 if TYPE_CHECKING:
+    import random
+
     from ..parameter_names import ParameterName
 
     # Shaped answers by requested id, and the ids AWS answered with an error.
@@ -298,6 +298,8 @@ class AwsClient:
     def as_role(self, role_arn: str) -> AwsClient:
         """This client acting as `role_arn`: the same operations, transport and connections,
         every call signed with that role's credentials (assumed at its first call)."""
+        import copy  # noqa: PLC0415 -- only roleArn requests need it: off the first call's path
+
         view = copy.copy(self)
         view._credentials = self.roles.credentials(role_arn)
         return view

@@ -10,7 +10,6 @@ built with its own Python would have to carry (pyexpat) for this alone.
 
 from __future__ import annotations
 
-import html
 import re
 import threading
 import urllib.parse
@@ -118,6 +117,8 @@ def assume_role(
 
 def _parse(body: bytes) -> Credentials:
     """The Credentials element of an AssumeRole answer; never echoes the body (it holds them)."""
+    import html  # noqa: PLC0415 -- only roleArn requests need it: off the first call's path
+
     text = body.decode("utf-8", "replace")
     block = _CREDENTIALS.search(text)
     values: dict[str, str] = {}

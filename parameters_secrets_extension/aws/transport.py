@@ -6,9 +6,7 @@ JSON 1.1, through call()), and roles.py its one Query-protocol call (through sen
 from __future__ import annotations
 
 import contextlib
-import html
 import json
-import random
 import re
 import sys
 import time
@@ -36,6 +34,10 @@ from . import endpoints
 from .connection_pool import MAX_RESPONSE_BYTES, Pools, TlsSettings
 from .credentials import CredentialProvider, Credentials, utc_now
 
+TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
+if TYPE_CHECKING:
+    import random
+
 USER_AGENT = f"{NAME}/{VERSION} python/{sys.version_info[0]}.{sys.version_info[1]}"
 MAX_ATTEMPTS = 3
 BACKOFF_BASE_SECONDS = 0.1
@@ -62,8 +64,7 @@ class Transport:
         self._aws = aws
         self._sleep = sleep
         self._now = now
-        # Jitter only spreads retries out in time; it needs no cryptographic strength.
-        self._rng = rng if rng is not None else random.Random()  # noqa: S311
+        self._rng = rng  # made at the first retry (_backoff)
         self._credentials = CredentialProvider(aws, now=now)
         self._tls = TlsSettings(aws.ca_bundle)
         self._pools = Pools(max_connections=max_connections, tls=self._tls)
@@ -133,9 +134,7 @@ class Transport:
                 exc.attempts = attempt
                 if attempt >= MAX_ATTEMPTS or not _retryable(exc):
                     raise
-                delay = self._rng.uniform(
-                    0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
-                )
+                delay = self._backoff(attempt)
                 if time.monotonic() + delay >= deadline:
                     if isinstance(exc, UpstreamTimeout):
                         raise
@@ -153,6 +152,16 @@ class Transport:
                     delay,
                 )
                 self._sleep(delay)
+
+    def _backoff(self, attempt: int) -> float:
+        """The wait before retry `attempt` + 1: full jitter under an exponential cap."""
+        if self._rng is None:
+            import random  # noqa: PLC0415 -- only a retry needs it: off the first call's path
+
+            # Jitter only spreads retries out in time; it needs no cryptographic strength.
+            self._rng = random.Random()  # noqa: S311
+        cap = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
+        return self._rng.uniform(0, cap)
 
     def close(self) -> None:
         """Close every idle upstream connection."""
@@ -253,6 +262,8 @@ def _parse_error(response: Response) -> tuple[str, str]:
         error_type = str(data.get("__type") or data.get("code") or "")
         message = str(data.get("message") or data.get("Message") or "")
     else:
+        import html  # noqa: PLC0415 -- only XML errors (STS's, moto's): off the first call's path
+
         code = _XML_CODE.search(text)
         found = _XML_MESSAGE.search(text)
         error_type = html.unescape(code.group(1)) if code else ""
