@@ -60,5 +60,8 @@ def test_a_cold_sandbox_answers(context: bench_sandbox.Context, variant: str) ->
     if variant in bench_sandbox.WITH_EXTENSION or variant == "minimal-ext":
         assert result.register is not None and result.ext_next is not None
         assert 0 < result.register <= result.ext_next <= result.init
+        assert result.exit_codes == [0]  # SHUTDOWN: each extension exits 0 on its own
+        assert 0.005 < result.cpu < 10  # an interpreter's start at least, from os.wait4
     else:
         assert result.register is None
+        assert (result.exit_codes, result.cpu) == ([], 0.0)
