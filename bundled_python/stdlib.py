@@ -4,7 +4,7 @@ A module missing here is an ImportError in production, so the list errs on the s
 completeness. It is what the extension imports (every route exercised, under the bundled
 interpreter) with everything those modules import in turn, plus what is only imported at
 run time: the codecs a str.encode or a locale can ask for, traceback's printing of an
-uncaught exception, email.generator for printing an http.client message.
+uncaught exception.
 tests/test_stdlib_modules.py fails when the extension comes to import a module not listed.
 The C modules (_ssl, _json, unicodedata, ...) are built into the binary: see build.py.
 build.py freezes these modules as CPython freezes os and codecs: their bytecode is part of
@@ -37,7 +37,6 @@ MODULES = (
     "html",
     "html.entities",
     "http",
-    "http.client",
     "io",
     "ipaddress",
     "keyword",
@@ -45,7 +44,6 @@ MODULES = (
     "operator",
     "os",
     "posixpath",
-    "quopri",
     "random",
     "re",
     "re._casefix",
@@ -59,7 +57,6 @@ MODULES = (
     "socketserver",
     "ssl",
     "stat",
-    "string",
     "stringprep",
     "struct",
     "textwrap",
@@ -79,23 +76,6 @@ MODULES = (
     "json.decoder",
     "json.encoder",
     "json.scanner",
-    # http.client parses headers with email's compat32 parser
-    "email",
-    "email._encoded_words",
-    "email._parseaddr",
-    "email._policybase",
-    "email.base64mime",
-    "email.charset",
-    "email.encoders",
-    "email.errors",
-    "email.feedparser",
-    "email.generator",
-    "email.header",
-    "email.iterators",
-    "email.message",
-    "email.parser",
-    "email.quoprimime",
-    "email.utils",
     # Codecs: the interpreter's own (utf-8), ssl's host names (idna, punycode), and the
     # stdio encodings a C or Latin-1 locale gives.
     "encodings",
