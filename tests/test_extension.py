@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import pytest
 
+import extension
 from tests.conftest import (
     PARAM_SECURE,
     SECRET_STRING_V2,
@@ -164,6 +165,11 @@ def test_the_warm_up_loads_the_trust_store_before_the_first_request(
                 return writer is not None
 
             wait_until(read_by_now, 20, "a read of AWS_CA_BUNDLE before any request")
+            # The warm-up, waiting on the FIFO, runs niced; the threads that serve do not.
+            usual = os.getpriority(os.PRIO_PROCESS, 0)  # the extension inherits the test's
+            niced = min(usual + extension.WARM_UP_NICENESS, 19)
+            niceness = sorted(_niceness_of_threads(ext.proc.pid))
+            assert niceness == [usual] * (len(niceness) - 1) + [niced], niceness
             with os.fdopen(writers[0], "wb") as writer:
                 writer.write(pki.ca_file.read_bytes())
             assert upstream.requests_received == 0  # warming made no call
@@ -171,6 +177,15 @@ def test_the_warm_up_loads_the_trust_store_before_the_first_request(
             assert (status, body["SecretString"]) == (200, SECRET_STRING_V2), body
             fake.shutdown_extension()
             assert ext.proc.wait(timeout=5) == 0
+
+
+def _niceness_of_threads(pid: int) -> list[int]:
+    """The niceness of each thread of process `pid` (field 19 of /proc/<pid>/task/*/stat)."""
+    values = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = (task / "stat").read_text().rpartition(")")[2].split()
+        values.append(int(fields[16]))
+    return values
 
 
 def test_no_token_reports_init_error(
