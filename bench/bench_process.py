@@ -116,9 +116,7 @@ def extension_run(s: harness.Setup, samples: Sample, prefetch: bool) -> None:
 
 def init_and_shutdown(s: harness.Setup, runs: int) -> Sample:
     samples = Sample()
-    stripped = harness.source_only(
-        s.executable, s.tmp / "source-only" / "extensions" / s.executable.name
-    )
+    stripped = harness.source_only(s.tmp / "source-only" / "extensions" / s.executable.name)
     steps: list[Callable[[], None]] = [
         lambda: samples.add("bare", bare_python(s)),
         lambda: minimal_extension(s, samples),
