@@ -219,11 +219,11 @@ def launcher_program(executable: Path) -> str:
 
 def importing(executable: Path, statement: str) -> str:
     """The launcher's -c program with `statement` in place of starting boot: run as
-    `python3 -I -S -c <it> <executable>`, it imports from the executable as the extension does."""
+    `python3 -I -S -c <it> <executable>`, it imports from the executable as the extension
+    does (whatever the layout: an older build's program sets up its own)."""
     main = launcher_program(executable)
-    return main[: main.index("from parameters_secrets_extension.lambda_api import boot")] + (
-        statement + "\n"
-    )
+    start = main.rindex("\n", 0, main.index("import boot\n")) + 1  # that line's start
+    return main[:start] + statement + "\n"
 
 
 def interpreter_path(python: Path, tmp: Path) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import io
@@ -46,6 +47,7 @@ STUB_MODULES = (
     f"{PKG}.lambda_api",
     f"{PKG}.lambda_api.boot",
     f"{PKG}.version",
+    f"{PKG}.zipapp_finder",
 )
 # The file name compiled into the shipped code: where Lambda puts the executable.
 CODE_ROOT = f"/opt/{ENTRY}"
@@ -100,11 +102,26 @@ def inner_zip(layer: bytes) -> zipfile.ZipFile:
 
 
 def modules_of(zipapp: zipfile.ZipFile) -> tuple[dict[str, Any], bytes]:
-    """The zipapp's `modules` entry: the index it starts with, and the bytes after it."""
+    """The zipapp's `modules` entry: the index it starts with, and the modules after it."""
     data = zipapp.read(build_layer.MODULES_ENTRY)
     # The index is the entry's first object: marshal.loads ignores the bytes after it.
     index = marshal.loads(data)  # noqa: S302 -- our own build's bytes
     return index, data[len(marshal.dumps(index, 2)) :]
+
+
+@functools.cache
+def magic_numbers() -> dict[str, bytes]:
+    """The magic number of each Python build_layer compiles with, by version."""
+    found = {}
+    for version, python in build_layer.interpreters().items():
+        done = subprocess.run(
+            [python, "-I", "-c", "import importlib.util; print(importlib.util.MAGIC_NUMBER.hex())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        found[version] = bytes.fromhex(done.stdout)
+    return found
 
 
 def part(data: bytes, span: tuple[int, int]) -> bytes:
@@ -124,6 +141,7 @@ def stub_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / PKG / "config.py").write_text(STUB_CONFIG)
     (root / PKG / "lambda_api" / "boot.py").write_text(STUB_BOOT)
     shutil.copy(ROOT / PKG / "version.py", root / PKG)
+    shutil.copy(ROOT / PKG / "zipapp_finder.py", root / PKG)
     (root / PKG / ".#config.py").write_text("an editor's lock file\n")
     (root / "scratch.py").write_text("not on the allow-list\n")
     for folder, module in (("tests", "test_config.py"), ("bench", "bench_cache.py")):
@@ -197,22 +215,19 @@ def test_zipapp_holds_main_and_each_modules_source_and_code_only(
         index, data = modules_of(app)
     assert names == ["__main__.py", "modules"]  # no tests/, bench/, build_layer.py nor editor files
     assert {stat.S_IMODE(info.external_attr >> 16) for info in infos} == {0o644}
-    versions = sorted(build_layer.interpreters())
-    assert list(index["magic"]) == versions
-    assert list(index["modules"]) == list(STUB_MODULES)
+    magic = [magic_numbers()[version] for version in sorted(magic_numbers())]
+    assert list(index) == list(STUB_MODULES)
     end = 0  # each module in its turn
-    for name, (path, package, source, code) in index["modules"].items():
+    for name, (path, package, source, code) in index.items():
         assert part(data, source) == (stub_root / path).read_bytes()
+        assert list(code) == magic
         # Its source, then its versions side by side: deflate finds one in the next.
-        for offset, length in [source, *(code[version] for version in versions)]:
+        for offset, length in [source, *code.values()]:
             assert offset == end
             end = offset + length
         assert package == path.endswith("/__init__.py")
         assert name == path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
-        assert sorted(code) == versions
-    current = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    assert index["magic"][current] == importlib.util.MAGIC_NUMBER
-    compiled = marshal.loads(part(data, index["modules"][f"{PKG}.config"][3][current]))  # noqa: S302
+    compiled = marshal.loads(part(data, index[f"{PKG}.config"][3][importlib.util.MAGIC_NUMBER]))  # noqa: S302
     assert compiled.co_filename == f"{CODE_ROOT}/{PKG}/config.py"
     assert "MARKER" in compiled.co_names
 
@@ -225,11 +240,10 @@ def test_repo_zipapp_ships_every_top_level_module_but_the_build(repo_layer: byte
     modules = {path.relative_to(ROOT).as_posix() for path in found} - {"build_layer.py"}
     assert {f"{PKG}/config.py", f"{PKG}/errors.py", f"{PKG}/logs.py", "extension.py"} <= modules
     assert names == ["__main__.py", "modules"]
-    assert {path for path, _, _, _ in index["modules"].values()} == modules
-    versions = build_layer.interpreters()
-    assert {"3.10", "3.11", "3.12", "3.13"} <= set(versions)  # what this machine has
-    assert set(index["magic"]) == set(versions)
-    assert all(set(code) == set(versions) for _, _, _, code in index["modules"].values())
+    assert {path for path, _, _, _ in index.values()} == modules
+    assert {"3.10", "3.11", "3.12", "3.13"} <= set(magic_numbers())  # what this machine has
+    magic = set(magic_numbers().values())
+    assert all(set(code) == magic for _, _, _, code in index.values())
 
 
 # The cold-start work set 256 KB with every version's bytecode; the batch, path, refresh-ahead
@@ -248,11 +262,10 @@ def test_each_versions_bytecode_is_its_own_and_without_debug_ranges(repo_layer: 
     with inner_zip(repo_layer) as app:
         main = app.read("__main__.py").decode()
         index, data = modules_of(app)
-    _, _, _, code = index["modules"][f"{PKG}.lookups"]
+    _, _, _, code = index[f"{PKG}.lookups"]
     for version, python in build_layer.interpreters().items():
         check = (
-            "import importlib.util, marshal, sys\n"
-            "assert bytes.fromhex(sys.argv[1]) == importlib.util.MAGIC_NUMBER, 'magic'\n"
+            "import marshal, sys\n"
             "code = marshal.loads(sys.stdin.buffer.read())\n"
             "if sys.version_info >= (3, 11):\n"
             "    columns = [c for f in code.co_consts if hasattr(f, 'co_positions')\n"
@@ -260,8 +273,8 @@ def test_each_versions_bytecode_is_its_own_and_without_debug_ranges(repo_layer: 
             "    assert columns and set(columns) == {None}, 'debug ranges'\n"
         )
         done = subprocess.run(
-            [python, "-I", "-S", "-c", check, index["magic"][version].hex()],
-            input=part(data, code[version]),
+            [python, "-I", "-S", "-c", check],
+            input=part(data, code[magic_numbers()[version]]),
             capture_output=True,
             check=False,
         )
@@ -275,8 +288,8 @@ def test_a_missing_interpreter_is_reported_not_fatal(
     only = {"3.11": build_layer.interpreters()["3.11"], "3.12": "/nonexistent/python3.12"}
     with zipfile.ZipFile(io.BytesIO(build_layer.build_zipapp(stub_root, only))) as app:
         index, _ = modules_of(app)
-    assert list(index["magic"]) == ["3.11"]
-    assert all(list(code) == ["3.11"] for _, _, _, code in index["modules"].values())
+    magic = [magic_numbers()["3.11"]]
+    assert all(list(code) == magic for _, _, _, code in index.values())
     err = capsys.readouterr().err
     assert "/nonexistent/python3.12 is not a working 3.12" in err
     assert "no python3.13 found" in err
@@ -464,24 +477,23 @@ def test_python_runs_the_zipapp_itself(stub_executable: Path) -> None:
     assert report["traceback"][0] == f"{CODE_ROOT}/{PKG}/config.py"  # this Python's code
 
 
-def test_code_of_another_python_is_refused_for_its_magic_number(
-    stub_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # 3.11's code filed as 3.12's, as a build with a wrong interpreter would: 3.12 must
-    # compile the source rather than load code it cannot run.
-    compile_all = build_layer.compile_all
-    python311 = build_layer.interpreters()["3.11"]
-
-    def mislabelled(
-        root: Path, sources: list[str], pythons: dict[str, str], versions: tuple[str, ...]
-    ) -> dict[str, build_layer.Bytecode]:
-        return {"3.12": compile_all(root, sources, {"3.11": python311}, ("3.11",))["3.11"]}
-
-    monkeypatch.setattr(build_layer, "compile_all", mislabelled)
-    executable = unpack_layer(build_layer.build_layer(stub_root), tmp_path / "opt")
-    code, stdout, stderr = run(executable, path_with_python3(tmp_path, pyenv_python("3.12")))
-    assert (code, stderr) == (3, "")
-    assert json.loads(stdout)["traceback"][0] == f"{executable}/{PKG}/config.py"
+def test_a_python_runs_only_code_of_its_own_magic_number(stub_root: Path, tmp_path: Path) -> None:
+    # Only 3.11's code shipped: 3.11 runs it, 3.12 compiles the source rather than load code
+    # it cannot run.
+    only = {"3.11": build_layer.interpreters()["3.11"]}
+    executable = tmp_path / ENTRY
+    executable.parent.mkdir(parents=True)
+    executable.write_bytes(build_layer.build_zipapp(stub_root, only))
+    executable.chmod(0o755)
+    for version, compiled_as in (
+        ("3.11", f"{CODE_ROOT}/{PKG}/config.py"),
+        ("3.12", f"{executable}/{PKG}/config.py"),
+    ):
+        (tmp_path / version).mkdir()
+        path = path_with_python3(tmp_path / version, pyenv_python(version))
+        code, stdout, stderr = run(executable, path)
+        assert (code, stderr) == (3, "")
+        assert json.loads(stdout)["traceback"][0] == compiled_as
 
 
 # End to end, as Lambda runs it: the real extension from the real layer.
