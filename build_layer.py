@@ -61,8 +61,8 @@ if sys.argv[0] == "-c":  # started by the launcher, with the zipapp path next
 import marshal, posix
 from _frozen_importlib_external import MAGIC_NUMBER
 
-# Our modules, in the zip entry {MODULES_ENTRY}: an index, then each one source and code.
-# One of them imports the others: its code for this Python, else its source.
+# The zip entry "{MODULES_ENTRY}" holds an index, then the source and code of each module.
+# One of them imports the others: its code for this Python is run, else its source.
 fd = posix.open(sys.argv[0], posix.O_RDONLY)
 start = posix.fstat(fd).st_size - {{at}}
 index = marshal.loads(posix.pread(fd, {{length}}, start - {{length}}))
@@ -468,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         except RuntimeError as exc:
             sys.stderr.write(f"build_layer: {exc}\n")
             return 1
-        # Only the bundled interpreter runs this zipapp: .pyc for its version alone.
+        # Only the bundled interpreter runs this zipapp: code for its version alone.
         major_minor = ".".join(bundle.version.split(".")[:2])
         data = build_layer(
             ROOT,

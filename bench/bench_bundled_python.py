@@ -8,7 +8,7 @@ warm), prints its size, then times whole processes on this machine, the two inte
 taking turns within each round so that the shared machine's noise falls on both alike:
   - `python3 -I -S -c pass`: the bundled x86_64 interpreter against ~/.pyenv's 3.13, the
     runtime-like floor the goal names (≤ 1.0x);
-  - the same, importing the extension's modules from the layer's zipapp (.pyc for 3.13):
+  - the same, importing the extension's modules from the layer's zipapp (code for 3.13):
     what runs between `register` and `next`;
   - the same, then the AWS client's modules (aws.operations: http.client, ssl, hashlib, the
     signer), which the extension imports on a thread once `next` has left, or at the first

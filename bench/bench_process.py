@@ -15,7 +15,7 @@ RSS: VmRSS once idle after the first `next` (floor: the minimal extension, block
 and after 1000 distinct 4 KB secrets were fetched through it (floor: idle RSS plus the 1000
 response bodies it must hold); that all 1000 are cached is checked at a counting proxy.
 Zip: the layer's size; floor: a deflated zip of only the runtime .py sources it carries. What
-the .pyc buy is measured too: init of the same executable with its .pyc removed.
+the bytecode buys is measured too: init of the same executable built without it.
 --awake keeps the vCPUs from idling meanwhile (harness.keep_awake says why).
 """
 
@@ -86,7 +86,7 @@ def minimal_extension(s: harness.Setup, samples: Sample) -> None:
 
 
 def source_only_run(s: harness.Setup, samples: Sample, executable: Path) -> None:
-    """Init to first next of the executable stripped of its .pyc (what shipping them saves)."""
+    """Init to first next of the executable built without bytecode (what shipping it saves)."""
     with harness.extension(s, "init-source", executable=executable) as ext:
         samples.add("init_source", (ext.first_next - ext.started) * 1000)
         ext.shutdown()
@@ -220,7 +220,7 @@ def main() -> None:
     for tag, label in (
         ("plain", "no prefetch"),
         ("prefetch", "prefetch 1 secret + 1 parameter"),
-        ("source", "no prefetch, .py only (no .pyc)"),
+        ("source", "no prefetch, sources only (no bytecode)"),
     ):
         value = t.median(f"init_{tag}")
         rows.append(
