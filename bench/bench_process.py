@@ -11,7 +11,8 @@ http.server and threading imported, register, then `next`: harness.MINIMAL_EXTEN
 /var/lang/bin/python3 is on Lambda.
 SHUTDOWN: from the fake sending SHUTDOWN to the reaped exit, with and without an idle
 keep-alive client connection open; floor: the minimal extension's exit.
-RSS: VmRSS once idle after the first `next` (floor: the minimal extension, blocked in `next`),
+RSS: VmRSS once idle after the first `next`: no CPU used for 0.1 s, so the warm-up thread is
+done (harness.idle_rss_kb; floor: the minimal extension, blocked in `next`, read the same way),
 and after 1000 distinct 4 KB secrets were fetched through it (floor: idle RSS plus the 1000
 response bodies it must hold); that all 1000 are cached is checked at a counting proxy.
 Zip: the layer's size; floor: a deflated zip of only the runtime .py sources it carries. What
@@ -74,7 +75,7 @@ def minimal_extension(s: harness.Setup, samples: Sample) -> None:
             if not fake.first_next.wait(30):
                 raise RuntimeError("the minimal extension never called next")
             samples.add("init_floor", (marks[0] - started) * 1000)
-            samples.add("rss_floor", harness.rss_kb(proc.pid))
+            samples.add("rss_floor", harness.idle_rss_kb(proc.pid))
             sent = time.perf_counter()
             fake.shutdown_extension()
             harness.wait_exit(proc, 10)
@@ -105,7 +106,7 @@ def extension_run(s: harness.Setup, samples: Sample, prefetch: bool) -> None:
         if prefetch:
             samples.add("shutdown_no_client", ext.shutdown() * 1000)
             return
-        samples.add("rss_idle", harness.rss_kb(ext.pid))
+        samples.add("rss_idle", harness.idle_rss_kb(ext.pid))
         client = harness.KeepAlive(ext.port, harness.SECRET_PATH + s.moto.secret_name, ext.token)
         try:
             client.get()
@@ -157,7 +158,7 @@ def rss_cached(s: harness.Setup, names: list[str]) -> tuple[int, int, int]:
         endpoint = f"http://127.0.0.1:{proxy.port}"
         with harness.extension(s, "rss", {"AWS_ENDPOINT_URL": endpoint}) as ext:
             time.sleep(0.5)
-            idle = harness.rss_kb(ext.pid)
+            idle = harness.idle_rss_kb(ext.pid)
 
             def fetch_all(chunk: list[str]) -> int:
                 total = 0

@@ -412,6 +412,27 @@ def rss_kb(pid: int) -> int:
     return int(found.group(1))
 
 
+def cpu_ticks(pid: int) -> int:
+    """User plus system CPU time of a process so far, in clock ticks, from /proc."""
+    # The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+
+
+def idle_rss_kb(pid: int, quiet: float = 0.1, limit: float = 5.0) -> int:
+    """VmRSS once the process has used no CPU for `quiet` seconds (its start-up work, such as
+    a warm-up thread, done), in KiB; RuntimeError if it is still busy after `limit` seconds."""
+    deadline = time.monotonic() + limit
+    ticks = cpu_ticks(pid)
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = cpu_ticks(pid)
+        if now == ticks:
+            return rss_kb(pid)
+        ticks = now
+    raise RuntimeError(f"pid {pid} still used CPU after {limit} s: not idle")
+
+
 def table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A Markdown table, ready to paste into BENCHMARKS.md."""
     lines = [title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -16,6 +16,7 @@ of the same version: the host's own build.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -125,7 +126,10 @@ def interpreter(arch: str, local: Path | None = None, log: Log | None = None) ->
     root = cache_root()
     done = root / "python" / cache_key(arch)
     if (done / "bin" / "python3").is_file():
-        os.utime(done)  # used now: prune() keeps the most recently used
+        # Used now: prune() keeps the most recently used. A cache shared read-only (a CI
+        # cache mounted so, another user's) still serves its builds; it is just not pruned.
+        with contextlib.suppress(OSError):
+            os.utime(done)
         return done
     build_python = None
     if arch != host_arch():  # a cross build needs the same CPython running on this machine

@@ -11,6 +11,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ import pytest
 import build_layer
 from bench.harness import unpack_layer
 from bundled_python import build, pins, sources
+from tests.test_any_runtime import require_namespaces
 
 NAME = "parameters-secrets-extension"
 # A stand-in for the bundled interpreter: reports how the launcher ran it.
@@ -227,3 +229,42 @@ def test_small_layer_launcher_is_unchanged_by_the_bundled_variant() -> None:
     # Both end the same way: only the lines that set $py differ.
     assert small.split('if [ -n "$py" ]', 1)[1] == bundled.split('if [ -n "$py" ]', 1)[1]
     assert "{" + "choose}" not in bundled and "{" + "interpreter}" not in bundled
+
+
+def test_a_read_only_cache_still_serves_its_build(tmp_path: Path) -> None:
+    """A cache mounted read-only (a shared CI cache) is used as it is, not refused because
+    its entry's time cannot be touched. As root, only a read-only mount can refuse the write."""
+    require_namespaces()
+    entry = tmp_path / NAME / "python" / build.cache_key(build.host_arch())
+    (entry / "bin").mkdir(parents=True)
+    (entry / "bin" / "python3").write_bytes(b"")
+    program = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from bundled_python import build;"
+        " print(build.interpreter(build.host_arch(), log=sys.exit))"
+    )
+    root = Path(build_layer.__file__).resolve().parent
+    script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+    done = subprocess.run(
+        [
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            str(tmp_path),
+            sys.executable,
+            "-I",
+            "-c",
+            program,
+            str(root),
+        ],
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(entry)

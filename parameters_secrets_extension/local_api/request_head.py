@@ -10,10 +10,20 @@ A malformed request line or header is a 400 BadRequestException, and so is a bar
 NUL anywhere in the head: such a byte is never part of a header value, since another
 parser could take it for a line end. Any framing error ends the connection, because the
 rest of the stream can no longer be trusted.
+
+Two readers give the same request. The usual head arrives in one piece, already in the
+server's buffer (an io.BufferedReader): `_buffered_head` finds its end there, splits it
+once and checks each line with a few byte operations, which costs a fraction of a readline
+and a pattern per line (an AWS SDK's request has ten header lines, one of them a 1 KB
+session token). It takes only a head that is whole, CRLF throughout and within every
+limit; anything else (a head still arriving, LF line ends, a bare CR or NUL, obs-fold, a
+malformed line, a limit passed) is left unread for `_head_by_lines`, the line-by-line
+reader, which decides it: every error comes from one place.
 """
 
 from __future__ import annotations
 
+import io
 import re
 import urllib.parse
 
@@ -21,7 +31,10 @@ from ..errors import BadRequest, HeaderFieldsTooLarge, LengthRequired, PayloadTo
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
-    from typing import Final, Protocol
+    from typing import Final, Protocol, TypeAlias
+
+    # method, target, HTTP version, header fields
+    _Head: TypeAlias = tuple[str, str, bytes, dict[str, bytes]]
 
     class LineReader(Protocol):
         """The part of a buffered socket file that reading a request needs."""
@@ -54,11 +67,20 @@ _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 # and the version, one space apart, then CRLF or LF. The target has no control byte or space
 # (bytes above 0x7e are percent-encoded later), so there is no CR or NUL before the line end.
 _REQUEST_LINE = re.compile(rb"(%s) ([^\x00-\x20\x7f]+) (HTTP/1\.[0-9])\r?\n" % _TOKEN)
+# The same, without the line end: the request line of a head split at its CRLFs.
+_REQUEST_LINE_CONTENT = re.compile(rb"(%s) ([^\x00-\x20\x7f]+) (HTTP/1\.[0-9])" % _TOKEN)
+_TOKEN_BYTES = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 # A header field's name and colon; the value is not scanned by a pattern, since it holds the
 # long session token and _content's two byte searches are faster over it.
 _FIELD_NAME = re.compile(rb"(%s):" % _TOKEN)
 # A refused request line of this shape has a bad target: empty, or a control byte in it.
 _LINE_SHAPE = re.compile(rb"%s [^ ]* HTTP/1\.[0-9]" % _TOKEN)
+# Header names as sent -> checked and lower-cased, for _buffered_head: a client sends the
+# same few names on every request. Bounded: cleared when full, names longer than
+# MAX_KNOWN_NAME never kept (at most 16 KiB of names).
+MAX_KNOWN_NAMES = 256
+MAX_KNOWN_NAME = 64
+_NAMES: dict[bytes, str] = {}
 _PRINTABLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))
 
 
@@ -107,6 +129,70 @@ def _content(line: bytes) -> bytes:
 
 def read_request(rfile: LineReader) -> Request | None:
     """The next request's head, or None when the client closed the connection first."""
+    head = _buffered_head(rfile) if isinstance(rfile, io.BufferedReader) else None
+    if head is None:
+        head = _head_by_lines(rfile)
+        if head is None:
+            return None
+    method, target, version, headers = head
+    http10 = version == b"HTTP/1.0"
+    if is_sdk_request(method, target, headers):
+        body = _body(rfile, headers)
+        if body is None:
+            return None
+        keep_alive = _keep_alive(headers, http10, body_read=True)
+        return Request(method, target, headers, keep_alive, http10, body=body)
+    return Request(method, target, headers, _keep_alive(headers, http10), http10)
+
+
+def _buffered_head(rfile: io.BufferedReader) -> _Head | None:
+    """The head, read in one pass when it is whole in `rfile`'s buffer, CRLF throughout,
+    well formed and within the limits; else None, with nothing read."""
+    buffered = rfile.peek(1)  # all that is buffered; one read first if nothing is
+    end = buffered.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = buffered[:end]
+    lines = head.split(b"\r\n")
+    line_ends = len(lines) - 1
+    # A CR or LF left in a line is a bare one, or an LF line end: the line reader's case.
+    if head.count(b"\r") != line_ends or head.count(b"\n") != line_ends or b"\0" in head:
+        return None
+    request_line = lines[0]
+    if (
+        len(lines) > MAX_HEADERS + 1
+        or len(request_line) + 2 > MAX_REQUEST_LINE
+        or end + 4 - len(request_line) - 2 > MAX_HEADER_BYTES  # the fields and the empty line
+    ):
+        return None
+    match = _REQUEST_LINE_CONTENT.fullmatch(request_line)
+    if match is None:
+        return None
+    headers: dict[str, bytes] = {}
+    names = _NAMES
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon:
+            return None
+        key = names.get(name)
+        if key is None:
+            # Deleting the token bytes leaves nothing of a token; an obs-fold's space remains.
+            if not name or name.translate(None, _TOKEN_BYTES):
+                return None
+            key = name.decode("ascii").lower()
+            if len(name) <= MAX_KNOWN_NAME:
+                if len(names) >= MAX_KNOWN_NAMES:
+                    names.clear()
+                names[name] = key
+        value = value.strip(b" \t")
+        headers[key] = headers[key] + b", " + value if key in headers else value
+    rfile.read(end + 4)  # from the buffer: no system call
+    method, target, version = match.groups()
+    return method.decode("ascii"), _target(target), version, headers
+
+
+def _head_by_lines(rfile: LineReader) -> _Head | None:
+    """The head, line by line: the reader of every head, and the judge of a bad one."""
     line = rfile.readline(MAX_REQUEST_LINE + 1)
     if line in (b"\r\n", b"\n"):  # RFC 9112 2.2: tolerate an empty line before a request
         line = rfile.readline(MAX_REQUEST_LINE + 1)
@@ -118,14 +204,7 @@ def read_request(rfile: LineReader) -> Request | None:
     headers = _headers(rfile)
     if headers is None:
         return None
-    http10 = version == b"HTTP/1.0"
-    if is_sdk_request(method, target, headers):
-        body = _body(rfile, headers)
-        if body is None:
-            return None
-        keep_alive = _keep_alive(headers, http10, body_read=True)
-        return Request(method, target, headers, keep_alive, http10, body=body)
-    return Request(method, target, headers, _keep_alive(headers, http10), http10)
+    return method, target, version, headers
 
 
 def _body(rfile: LineReader, headers: dict[str, bytes]) -> bytes | None:
@@ -147,11 +226,14 @@ def _request_line(line: bytes) -> tuple[str, str, bytes]:
     if match is None:
         raise _request_line_error(line)
     method, target, version = match.groups()
+    return method.decode("ascii"), _target(target), version
+
+
+def _target(target: bytes) -> str:
     if target.isascii():
-        text = target.decode("ascii")
-    else:  # curl sends UTF-8 unescaped; escaping it lets the query decode as UTF-8
-        text = urllib.parse.quote(target, safe=_PRINTABLE_ASCII)
-    return method.decode("ascii"), text, version
+        return target.decode("ascii")
+    # curl sends UTF-8 unescaped; escaping it lets the query decode as UTF-8
+    return urllib.parse.quote(target, safe=_PRINTABLE_ASCII)
 
 
 def _request_line_error(line: bytes) -> BadRequest:
