@@ -15,7 +15,6 @@ import threading
 from cache import Cache
 from parameters_secrets_extension import config
 from parameters_secrets_extension.aws.lazy_client import LazyClient
-from parameters_secrets_extension.emf_writer import EmfWriter
 from parameters_secrets_extension.errors import ConfigError
 from parameters_secrets_extension.lambda_api.lifecycle import ExtensionsApi
 from parameters_secrets_extension.local_api.server import start
@@ -105,6 +104,9 @@ def _serve(
     emf = None
     on_invoke = None
     if settings.metrics == "emf":
+        # Imported here: only a start with EMF metrics on needs it.
+        from parameters_secrets_extension.emf_writer import EmfWriter  # noqa: PLC0415
+
         emf = EmfWriter(lookups.counters, settings.function_name, settings.metrics_interval_seconds)
         if settings.snapstart and api is not None:
             # Counted from the first invoke: what init counted before the snapshot would

@@ -8,7 +8,7 @@ warm), prints its size, then times whole processes on this machine, the two inte
 taking turns within each round so that the shared machine's noise falls on both alike:
   - `python3 -I -S -c pass`: the bundled x86_64 interpreter against ~/.pyenv's 3.13, the
     runtime-like floor the goal names (≤ 1.0x);
-  - the same, importing the extension's modules from the layer's zipapp (.pyc for 3.13):
+  - the same, importing the extension's modules from the layer's zipapp (code for 3.13):
     what runs between `register` and `next`;
   - the same, then the AWS client's modules (aws.operations: http.client, ssl, hashlib, the
     signer), which the extension imports on a thread once `next` has left, or at the first
@@ -32,12 +32,13 @@ import time
 from pathlib import Path
 
 import build_layer
-from bench.harness import unpack_layer
+from bench.harness import importing, unpack_layer
 
 ROOT = Path(__file__).resolve().parent.parent
 
 FLOOR = sorted(Path.home().glob(".pyenv/versions/3.13.*/bin/python3"))
-IMPORT = "import sys; sys.path[:0] = [sys.argv[1] + '/pyc/3.13', sys.argv[1]]; import extension"
+# Run after the launcher's own program has set up the imports from the zipapp.
+IMPORT = "import extension"
 CLIENT = IMPORT + "; import parameters_secrets_extension.aws.operations"
 
 
@@ -58,6 +59,13 @@ def build(arch: str, out: Path) -> Path:
         stdout=subprocess.DEVNULL,
     )
     return output
+
+
+def command(python: str, zipapp: str, statement: str | None) -> list[str]:
+    """`python -I -S` running `statement` as the launcher does from `zipapp`; None: bare."""
+    if statement is None:
+        return [python, "-I", "-S", "-c", "pass"]
+    return [python, "-I", "-S", "-c", importing(Path(zipapp), statement), zipapp]
 
 
 def time_runs(
@@ -105,13 +113,13 @@ def main() -> int:
             zipapps["compared"] = str(other)
             pythons["compared"] = str(out / "compared" / build_layer.BUNDLED_PYTHON)
         rows = {
-            "-I -S -c pass": ["-I", "-S", "-c", "pass"],
-            "-I -S import extension": ["-I", "-S", "-c", IMPORT],
-            "-I -S import extension and the AWS client": ["-I", "-S", "-c", CLIENT],
+            "-I -S -c pass": None,
+            "-I -S import extension": IMPORT,
+            "-I -S import extension and the AWS client": CLIENT,
         }
-        for title, arguments in rows.items():
+        for title, statement in rows.items():
             commands = {
-                label: [python, *arguments, *([zipapps[label]] if "import" in title else [])]
+                label: command(python, zipapps[label], statement)
                 for label, python in pythons.items()
             }
             times, cpu = time_runs(commands, args.runs)

@@ -16,7 +16,7 @@ done (harness.idle_rss_kb; floor: the minimal extension, blocked in `next`, read
 and after 1000 distinct 4 KB secrets were fetched through it (floor: idle RSS plus the 1000
 response bodies it must hold); that all 1000 are cached is checked at a counting proxy.
 Zip: the layer's size; floor: a deflated zip of only the runtime .py sources it carries. What
-the .pyc buy is measured too: init of the same executable with its .pyc removed.
+the bytecode buys is measured too: init of the same executable built without it.
 --awake keeps the vCPUs from idling meanwhile (harness.keep_awake says why).
 """
 
@@ -87,7 +87,7 @@ def minimal_extension(s: harness.Setup, samples: Sample) -> None:
 
 
 def source_only_run(s: harness.Setup, samples: Sample, executable: Path) -> None:
-    """Init to first next of the executable stripped of its .pyc (what shipping them saves)."""
+    """Init to first next of the executable built without bytecode (what shipping it saves)."""
     with harness.extension(s, "init-source", executable=executable) as ext:
         samples.add("init_source", (ext.first_next - ext.started) * 1000)
         ext.shutdown()
@@ -117,9 +117,7 @@ def extension_run(s: harness.Setup, samples: Sample, prefetch: bool) -> None:
 
 def init_and_shutdown(s: harness.Setup, runs: int) -> Sample:
     samples = Sample()
-    stripped = harness.source_only(
-        s.executable, s.tmp / "source-only" / "extensions" / s.executable.name
-    )
+    stripped = harness.source_only(s.tmp / "source-only" / "extensions" / s.executable.name)
     steps: list[Callable[[], None]] = [
         lambda: samples.add("bare", bare_python(s)),
         lambda: minimal_extension(s, samples),
@@ -223,7 +221,7 @@ def main() -> None:
     for tag, label in (
         ("plain", "no prefetch"),
         ("prefetch", "prefetch 1 secret + 1 parameter"),
-        ("source", "no prefetch, .py only (no .pyc)"),
+        ("source", "no prefetch, sources only (no bytecode)"),
     ):
         value = t.median(f"init_{tag}")
         rows.append(

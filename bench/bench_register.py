@@ -7,8 +7,8 @@ rotates) and timed from Popen to the fake Extensions API receiving `register` (t
 floor the goal names, to its exit):
   bare        python3 -I -S -c pass, Popen to exit
   +http       python3 -I -S, a `register` on a raw socket (_socket, as lifecycle sends it)
-  +zip        the same after putting the layer's zipapp on sys.path and importing `version`
-              from it (zipimport reads the archive's directory)
+  +modules    the same after the launcher's program has set up its finder (the index of the
+              zipapp's modules read) and imported `version` through it
   +ours       python3 -I -S -c <the launcher's program> <zipapp>: boot, lifecycle, the signal
               waiter, listening, register (no shell)
   +sh         the layer's executable with its launcher stripped of the `env --block-signal` probe
@@ -44,14 +44,7 @@ sock.sendall(b"POST /2020-01-01/extension/register HTTP/1.1\\r\\nHost: x\\r\\n"
              b"Content-Length: 24\\r\\nConnection: close\\r\\n\\r\\n" + body)
 sock.recv(4096)
 """
-STEPS = ("bare", "+http", "+zip", "+ours", "+sh", "+env")
-
-
-def launcher_program(executable: Path) -> str:
-    """The -c program the launcher passes to python3 (between main=' and the closing quote)."""
-    data = executable.read_bytes()
-    script = data[: data.index(b"PK\x03\x04")].decode()
-    return script.split("main='", 1)[1].split("'\n", 1)[0]
+STEPS = ("bare", "+http", "+modules", "+ours", "+sh", "+env")
 
 
 def without_probe(executable: Path, out: Path) -> Path:
@@ -120,19 +113,17 @@ def main() -> None:
         no_probe = without_probe(executable, tmp / "opt" / "extensions" / "no-probe")
         path = harness.interpreter_path(python, tmp)
         python3 = path.split(":")[0] + "/python3"
-        version = ".".join(harness.python_version(python).split(".")[:2])
-        zip_first = (
-            f"import sys; sys.path[:0] = [{str(executable)!r} + '/pyc/{version}', "
-            f"{str(executable)!r}]; from parameters_secrets_extension import version\n"
+        modules_first = harness.importing(
+            executable, "from parameters_secrets_extension import version"
         )
-        main_program = launcher_program(executable)
+        main_program = harness.launcher_program(executable)
         with FakeExtensionsApi() as fake:
             timer = Timer(fake, path, ["taskset", "-c", "0"] if args.pin else [])
             steps: dict[str, Callable[[], float]] = {
                 "bare": lambda: timer.to_exit([python3, "-I", "-S", "-c", "pass"]),
                 "+http": lambda: timer.to_register([python3, "-I", "-S", "-c", RAW_REGISTER]),
-                "+zip": lambda: timer.to_register(
-                    [python3, "-I", "-S", "-c", zip_first + RAW_REGISTER]
+                "+modules": lambda: timer.to_register(
+                    [python3, "-I", "-S", "-c", modules_first + RAW_REGISTER, str(executable)]
                 ),
                 "+ours": lambda: timer.to_register(
                     [python3, "-I", "-S", "-c", main_program, str(executable)]

@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from build_layer import build_zipapp
 from parameters_secrets_extension.version import NAME
 from tests.conftest import (
     REGION,
@@ -201,19 +202,28 @@ def unpack_layer(layer: bytes, opt: Path) -> Path:
     return opt / "extensions" / NAME
 
 
-def source_only(executable: Path, out: Path) -> Path:
-    """A copy of the layer's executable without its .pyc files: every import compiles."""
-    data = executable.read_bytes()
-    buffer = io.BytesIO()
-    buffer.write(data[: data.index(b"PK\x03\x04")])  # the sh launcher
-    with zipfile.ZipFile(executable) as app, zipfile.ZipFile(buffer, "w") as stripped:
-        for info in app.infolist():
-            if not info.filename.endswith(".pyc"):
-                stripped.writestr(info, app.read(info))
+def source_only(out: Path) -> Path:
+    """This tree's executable built without bytecode: every import compiles its source."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(buffer.getvalue())
+    out.write_bytes(build_zipapp(ROOT, pythons={}))
     out.chmod(0o755)
     return out
+
+
+def launcher_program(executable: Path) -> str:
+    """The -c program the launcher passes to python3 (between main=' and the closing quote)."""
+    data = executable.read_bytes()
+    script = data[: data.index(b"PK\x03\x04")].decode()
+    return script.split("main='", 1)[1].split("'\n", 1)[0]
+
+
+def importing(executable: Path, statement: str) -> str:
+    """The launcher's -c program with `statement` in place of starting boot: run as
+    `python3 -I -S -c <it> <executable>`, it imports from the executable as the extension
+    does (whatever the layout: an older build's program sets up its own)."""
+    main = launcher_program(executable)
+    start = main.rindex("\n", 0, main.index("import boot\n")) + 1  # that line's start
+    return main[:start] + statement + "\n"
 
 
 def interpreter_path(python: Path, tmp: Path) -> str:

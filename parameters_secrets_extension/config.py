@@ -13,7 +13,6 @@ inspect) costs a good share of the extension's init.
 
 from __future__ import annotations
 
-from .aws.role_arns import is_role_arn
 from .errors import ConfigError
 from .lambda_api.lifecycle import DEFAULT_PORT, PORT_VARIABLE, http_port
 from .services import BY_NAME, SECRETS_MANAGER, SSM
@@ -406,6 +405,13 @@ def _host(url: str | None) -> str:
     return host if port is None else f"{host}:{port}"
 
 
+def _is_role_arn(text: str) -> bool:
+    # Imported here: only a prefetch item that names a role needs it, not every start.
+    from .aws.role_arns import is_role_arn  # noqa: PLC0415
+
+    return is_role_arn(text)
+
+
 def _show(raw: str) -> str:
     """A value as a warning shows it: as given if plain, else quoted, and never long."""
     text = raw if len(raw) <= _SHOWN_CHARS else raw[:_SHOWN_CHARS] + "..."
@@ -529,7 +535,7 @@ class _Reader:
             if (
                 service not in PREFETCH_SERVICES
                 or not ident
-                or (separator and not is_role_arn(role))
+                or (separator and not _is_role_arn(role))
             ):
                 bad.append(item)
             else:

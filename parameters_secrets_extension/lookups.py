@@ -24,7 +24,6 @@ from .failure_log import MAX_TRACKED_FAILURES, FailureLog, is_client_mistake, pr
 from .logs import log
 from .metrics import Metrics
 from .parameter_names import ParameterName, parameter_name
-from .revalidation import Revalidation
 from .services import SECRETS_MANAGER, SERVICES, SSM, Service
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
@@ -33,6 +32,7 @@ if TYPE_CHECKING:
 
     # The calls Lookups makes are AwsClient's own methods, typed once, where they are written.
     from .aws.operations import AwsClient as Upstream
+    from .revalidation import Revalidation
 
     R = TypeVar("R")
 
@@ -108,7 +108,10 @@ class Lookups:
         self._caching = not cache_until_invoked
         self._failures = failures if failures is not None else FailureLog()
         self.metrics = metrics if metrics is not None else Metrics()
-        self._revalidation = Revalidation(self.metrics) if revalidate else None
+        self._revalidate = revalidate
+        # Made by _revalidator() when a secret read by stage first expires.
+        self._revalidation: Revalidation | None = None
+        self._revalidation_lock = threading.Lock()
         # Service -> the cache's `remember`: how long an error of one of its keys is kept.
         self._remember = {
             service: _remembering(min(negative_ttl, ttl)) for service, ttl in self._ttl.items()
@@ -123,6 +126,17 @@ class Lookups:
         """How long an answer of `service` fetched now is cached: its TTL, or 0 until
         start_caching() (under SnapStart)."""
         return self._ttl[service] if self._caching else 0
+
+    def _revalidator(self) -> Revalidation:
+        """The one Revalidation (it remembers denials across reads), made on first use: only
+        an expired secret needs it (the lock is taken then, never on a hit)."""
+        with self._revalidation_lock:
+            if self._revalidation is None:
+                # Imported here: no start needs it, so it is not loaded before `next`.
+                from .revalidation import Revalidation  # noqa: PLC0415
+
+                self._revalidation = Revalidation(self.metrics)
+            return self._revalidation
 
     def counters(self) -> dict[str, object]:
         """The cache's counters and the upstream and local ones, as GET /metrics answers."""
@@ -261,19 +275,21 @@ class Lookups:
                 secret_id, version_id=version_id, version_stage=version_stage, deadline=deadline
             )
 
-        revalidation = self._revalidation
-        if revalidation is None or version_id is not None:  # a version id never moves
+        if not self._revalidate or version_id is not None:  # a version id never moves
             return self._get(SECRETS_MANAGER, key, call, refresh)
 
         def renewer(deadline: float) -> Callable[[bytes], bool]:
-            # As the role the value is read as: its own permissions, its own denial.
-            return revalidation.renewer(
-                lambda: self._counted(
-                    lambda: self._upstream(role).describe_secret(secret_id, deadline=deadline)
-                ),
-                version_stage,
-                principal=role,
-            )
+            def renew(held: bytes) -> bool:  # asked only once the entry has expired
+                # As the role the value is read as: its own permissions, its own denial.
+                return self._revalidator().renewer(
+                    lambda: self._counted(
+                        lambda: self._upstream(role).describe_secret(secret_id, deadline=deadline)
+                    ),
+                    version_stage,
+                    principal=role,
+                )(held)
+
+            return renew
 
         return self._get(SECRETS_MANAGER, key, call, refresh, renewer)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import io
 import json
+import marshal
 import shutil
 import stat
 import subprocess
@@ -13,6 +15,7 @@ import sys
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -37,27 +40,42 @@ SUPPORTED = ("3.10", "3.11", "3.12", "3.13", "3.14")
 TOO_OLD = ("3.6", "3.7", "3.8", "3.9")
 NO_PYTHON3 = f"{NAME} needs python3 >= 3.10 at /var/lang/bin/python3 or on PATH; none found\n"
 PKG = "parameters_secrets_extension"
-# The stub repository's runtime modules, in the zip's (sorted) order.
+# The stub repository's runtime modules, in the index's order (their paths sorted).
 STUB_MODULES = (
-    f"{PKG}/__init__",
-    f"{PKG}/config",
-    f"{PKG}/lambda_api/__init__",
-    f"{PKG}/lambda_api/boot",
-    f"{PKG}/version",
+    PKG,
+    f"{PKG}.config",
+    f"{PKG}.lambda_api",
+    f"{PKG}.lambda_api.boot",
+    f"{PKG}.version",
+    f"{PKG}.zipapp_finder",
 )
+# The file name compiled into the shipped code: where Lambda puts the executable.
+CODE_ROOT = f"/opt/{ENTRY}"
 
 # A stand-in boot module that reports how it was started and exits with a code of its own.
 STUB_BOOT = """\
-import json, sys
+import json, sys, traceback
 from parameters_secrets_extension import config
 
 def main():
+    try:
+        config.fail()
+    except RuntimeError as exc:
+        [frame] = traceback.extract_tb(exc.__traceback__)[1:]
     print(json.dumps({
         "argv": sys.argv, "config": config.__file__, "marker": config.MARKER,
         "isolated": sys.flags.isolated, "no_site": sys.flags.no_site,
         "version": list(sys.version_info[:2]),
+        "traceback": [frame.filename, frame.lineno, frame.line],
     }))
     return 3
+"""
+STUB_CONFIG = """\
+MARKER = "the zipapp config"
+
+
+def fail():
+    raise RuntimeError("a line a traceback shows")
 """
 SHADOW = "raise RuntimeError('a module outside the zipapp shadowed ours')\n"
 
@@ -83,6 +101,35 @@ def inner_zip(layer: bytes) -> zipfile.ZipFile:
         return zipfile.ZipFile(io.BytesIO(archive.read(ENTRY)))
 
 
+def modules_of(zipapp: zipfile.ZipFile) -> tuple[dict[str, Any], bytes]:
+    """The zipapp's `modules` entry: the index it starts with, and the modules after it."""
+    data = zipapp.read(build_layer.MODULES_ENTRY)
+    # The index is the entry's first object: marshal.loads ignores the bytes after it.
+    index = marshal.loads(data)  # noqa: S302 -- our own build's bytes
+    return index, data[len(marshal.dumps(index, 2)) :]
+
+
+@functools.cache
+def magic_numbers() -> dict[str, bytes]:
+    """The magic number of each Python build_layer compiles with, by version."""
+    found = {}
+    for version, python in build_layer.interpreters().items():
+        done = subprocess.run(
+            [python, "-I", "-c", "import importlib.util; print(importlib.util.MAGIC_NUMBER.hex())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        found[version] = bytes.fromhex(done.stdout)
+    return found
+
+
+def part(data: bytes, span: tuple[int, int]) -> bytes:
+    """The bytes an index record's (offset, length) names."""
+    offset, length = span
+    return data[offset : offset + length]
+
+
 @pytest.fixture(scope="module")
 def stub_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A repository laid out like ours, with stub runtime modules and dev-only files."""
@@ -91,9 +138,10 @@ def stub_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / PKG / "lambda_api").mkdir(parents=True)
     (root / PKG / "__init__.py").write_text("")
     (root / PKG / "lambda_api" / "__init__.py").write_text("")
-    (root / PKG / "config.py").write_text("MARKER = 'the zipapp config'\n")
+    (root / PKG / "config.py").write_text(STUB_CONFIG)
     (root / PKG / "lambda_api" / "boot.py").write_text(STUB_BOOT)
     shutil.copy(ROOT / PKG / "version.py", root / PKG)
+    shutil.copy(ROOT / PKG / "zipapp_finder.py", root / PKG)
     (root / PKG / ".#config.py").write_text("an editor's lock file\n")
     (root / "scratch.py").write_text("not on the allow-list\n")
     for folder, module in (("tests", "test_config.py"), ("bench", "bench_cache.py")):
@@ -158,31 +206,44 @@ def test_layer_holds_one_executable_regular_file(repo_layer: bytes) -> None:
     assert info.date_time == (1980, 1, 1, 0, 0, 0)
 
 
-def test_zipapp_holds_runtime_modules_their_pyc_and_main_only(stub_layer: bytes) -> None:
+def test_zipapp_holds_main_and_each_modules_source_and_code_only(
+    stub_root: Path, stub_layer: bytes
+) -> None:
     with inner_zip(stub_layer) as app:
         names = app.namelist()
-        pyc = app.read(f"pyc/{sys.version_info[0]}.{sys.version_info[1]}/{PKG}/config.pyc")
         infos = app.infolist()
-    versions = sorted(build_layer.interpreters())
-    expected = ["__main__.py"]
-    for module in STUB_MODULES:
-        expected += [f"{module}.py", *(f"pyc/{version}/{module}.pyc" for version in versions)]
-    assert names == expected  # no tests/, bench/, build_layer.py nor editor files
-    assert pyc.startswith(importlib.util.MAGIC_NUMBER)
+        index, data = modules_of(app)
+    assert names == ["__main__.py", "modules"]  # no tests/, bench/, build_layer.py nor editor files
     assert {stat.S_IMODE(info.external_attr >> 16) for info in infos} == {0o644}
+    magic = [magic_numbers()[version] for version in sorted(magic_numbers())]
+    assert list(index) == list(STUB_MODULES)
+    end = 0  # each module in its turn
+    for name, (path, package, source, code) in index.items():
+        assert part(data, source) == (stub_root / path).read_bytes()
+        assert list(code) == magic
+        # Its source, then its versions side by side: deflate finds one in the next.
+        for offset, length in [source, *code.values()]:
+            assert offset == end
+            end = offset + length
+        assert package == path.endswith("/__init__.py")
+        assert name == path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+    compiled = marshal.loads(part(data, index[f"{PKG}.config"][3][importlib.util.MAGIC_NUMBER]))  # noqa: S302
+    assert compiled.co_filename == f"{CODE_ROOT}/{PKG}/config.py"
+    assert "MARKER" in compiled.co_names
 
 
 def test_repo_zipapp_ships_every_top_level_module_but_the_build(repo_layer: bytes) -> None:
     with inner_zip(repo_layer) as app:
-        names = set(app.namelist())
+        names = app.namelist()
+        index, _ = modules_of(app)
     found = [*ROOT.glob("*.py"), *(ROOT / PKG).rglob("*.py")]
     modules = {path.relative_to(ROOT).as_posix() for path in found} - {"build_layer.py"}
     assert {f"{PKG}/config.py", f"{PKG}/errors.py", f"{PKG}/logs.py", "extension.py"} <= modules
-    assert {name for name in names if name.endswith(".py")} == modules | {"__main__.py"}
-    versions = build_layer.interpreters()
-    assert {"3.10", "3.11", "3.12", "3.13"} <= set(versions)  # what this machine has
-    expected = {f"pyc/{v}/{name}c" for v in versions for name in modules}
-    assert {name for name in names if name.endswith(".pyc")} == expected
+    assert names == ["__main__.py", "modules"]
+    assert {path for path, _, _, _ in index.values()} == modules
+    assert {"3.10", "3.11", "3.12", "3.13"} <= set(magic_numbers())  # what this machine has
+    magic = set(magic_numbers().values())
+    assert all(set(code) == magic for _, _, _, code in index.values())
 
 
 # The cold-start work set 256 KB with every version's bytecode; the batch, path, refresh-ahead
@@ -191,7 +252,8 @@ def test_repo_zipapp_ships_every_top_level_module_but_the_build(repo_layer: byte
 # it once per sandbox, well under a millisecond more. This bound catches a real regression,
 # such as sources shipped twice or an unstripped dependency, not the growth of our own code:
 # roleArn (three small modules), revalidation and the AWS JSON protocol (two) took it from
-# about 370 KB to about 475 KB (each module ships as source and as .pyc for four Pythons).
+# about 370 KB to about 475 KB (each module ships as source and as code for four Pythons, side
+# by side in the `modules` entry: 478 KB, against 485 KB as 201 zip entries).
 def test_layer_stays_small(repo_layer: bytes) -> None:
     assert len(repo_layer) <= 512 * 1024
 
@@ -199,22 +261,24 @@ def test_layer_stays_small(repo_layer: bytes) -> None:
 def test_each_versions_bytecode_is_its_own_and_without_debug_ranges(repo_layer: bytes) -> None:
     with inner_zip(repo_layer) as app:
         main = app.read("__main__.py").decode()
-        for version, python in build_layer.interpreters().items():
-            pyc = app.read(f"pyc/{version}/{PKG}/lookups.pyc")
-            check = (
-                "import importlib.util, marshal, sys\n"
-                "pyc = sys.stdin.buffer.read()\n"
-                "assert pyc[:4] == importlib.util.MAGIC_NUMBER, 'magic'\n"
-                "code = marshal.loads(pyc[16:])\n"
-                "if sys.version_info >= (3, 11):\n"
-                "    columns = [c for f in code.co_consts if hasattr(f, 'co_positions')\n"
-                "               for p in f.co_positions() for c in p[2:]]\n"
-                "    assert columns and set(columns) == {None}, 'debug ranges'\n"
-            )
-            done = subprocess.run(
-                [python, "-I", "-S", "-c", check], input=pyc, capture_output=True, check=False
-            )
-            assert done.returncode == 0, (version, done.stderr)
+        index, data = modules_of(app)
+    _, _, _, code = index[f"{PKG}.lookups"]
+    for version, python in build_layer.interpreters().items():
+        check = (
+            "import marshal, sys\n"
+            "code = marshal.loads(sys.stdin.buffer.read())\n"
+            "if sys.version_info >= (3, 11):\n"
+            "    columns = [c for f in code.co_consts if hasattr(f, 'co_positions')\n"
+            "               for p in f.co_positions() for c in p[2:]]\n"
+            "    assert columns and set(columns) == {None}, 'debug ranges'\n"
+        )
+        done = subprocess.run(
+            [python, "-I", "-S", "-c", check],
+            input=part(data, code[magic_numbers()[version]]),
+            capture_output=True,
+            check=False,
+        )
+        assert done.returncode == 0, (version, done.stderr)
     assert main in build_layer.launcher(main)  # the -c program is __main__.py itself
 
 
@@ -223,10 +287,9 @@ def test_a_missing_interpreter_is_reported_not_fatal(
 ) -> None:
     only = {"3.11": build_layer.interpreters()["3.11"], "3.12": "/nonexistent/python3.12"}
     with zipfile.ZipFile(io.BytesIO(build_layer.build_zipapp(stub_root, only))) as app:
-        names = app.namelist()
-    assert {name for name in names if name.startswith("pyc/")} == {
-        f"pyc/3.11/{module}.pyc" for module in STUB_MODULES
-    }
+        index, _ = modules_of(app)
+    magic = [magic_numbers()["3.11"]]
+    assert all(list(code) == magic for _, _, _, code in index.values())
     err = capsys.readouterr().err
     assert "/nonexistent/python3.12 is not a working 3.12" in err
     assert "no python3.13 found" in err
@@ -382,17 +445,55 @@ def test_supported_python3_runs_main_isolated_from_pythonpath_and_cwd(
     )
     assert (code, stderr) == (3, "")  # main()'s return value is the exit code
     report = json.loads(stdout)
-    # Each version's own .pyc, where one was compiled; source otherwise.
+    # Each version's own code, where one was compiled (the file name it was compiled with);
+    # the source otherwise. Either way the traceback shows the line.
     shipped = version in build_layer.interpreters()
-    config = f"pyc/{version}/{PKG}/config.pyc" if shipped else f"{PKG}/config.py"
+    compiled_as = (
+        f"{CODE_ROOT}/{PKG}/config.py" if shipped else f"{stub_executable}/{PKG}/config.py"
+    )
     assert report == {
         "argv": [str(stub_executable), "--some-arg"],
-        "config": f"{stub_executable}/{config}",
+        "config": f"{stub_executable}/{PKG}/config.py",
         "marker": "the zipapp config",
         "isolated": 1,
         "no_site": 1,
         "version": [int(part) for part in version.split(".")],
+        "traceback": [compiled_as, 5, 'raise RuntimeError("a line a traceback shows")'],
     }
+
+
+def test_python_runs_the_zipapp_itself(stub_executable: Path) -> None:
+    # `python <zipapp>` runs __main__.py through runpy: the same program, the same finder.
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", str(stub_executable), "--some-arg"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert (done.returncode, done.stderr) == (3, "")
+    report = json.loads(done.stdout)
+    assert report["argv"] == [str(stub_executable), "--some-arg"]
+    assert report["traceback"][0] == f"{CODE_ROOT}/{PKG}/config.py"  # this Python's code
+
+
+def test_a_python_runs_only_code_of_its_own_magic_number(stub_root: Path, tmp_path: Path) -> None:
+    # Only 3.11's code shipped: 3.11 runs it, 3.12 compiles the source rather than load code
+    # it cannot run.
+    only = {"3.11": build_layer.interpreters()["3.11"]}
+    executable = tmp_path / ENTRY
+    executable.parent.mkdir(parents=True)
+    executable.write_bytes(build_layer.build_zipapp(stub_root, only))
+    executable.chmod(0o755)
+    for version, compiled_as in (
+        ("3.11", f"{CODE_ROOT}/{PKG}/config.py"),
+        ("3.12", f"{executable}/{PKG}/config.py"),
+    ):
+        (tmp_path / version).mkdir()
+        path = path_with_python3(tmp_path / version, pyenv_python(version))
+        code, stdout, stderr = run(executable, path)
+        assert (code, stderr) == (3, "")
+        assert json.loads(stdout)["traceback"][0] == compiled_as
 
 
 # End to end, as Lambda runs it: the real extension from the real layer.

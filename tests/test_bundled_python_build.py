@@ -212,7 +212,7 @@ def test_small_layer_launcher_passes_no_flag_of_the_functions(tmp_path: Path) ->
     (bin_dir / "python3").write_text(FAKE_PYTHON)
     (bin_dir / "python3").chmod(0o755)
     executable = tmp_path / NAME
-    main = build_layer.main_program(("3.13",))
+    main = build_layer.main_program(0, 0)
     executable.write_text(build_layer.launcher(main).replace("/var/lang/bin/python3", "/none"))
     executable.chmod(0o755)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "pyflags": "-X importtime"}
@@ -222,7 +222,7 @@ def test_small_layer_launcher_passes_no_flag_of_the_functions(tmp_path: Path) ->
 
 
 def test_small_layer_launcher_is_unchanged_by_the_bundled_variant() -> None:
-    main = build_layer.main_program(("3.13",))
+    main = build_layer.main_program(0, 0)
     small = build_layer.launcher(main)
     assert "/var/lang/bin/python3" in small and NAME + "/bin/python3" not in small
     bundled = build_layer.launcher(main, build_layer.CHOOSE_BUNDLED)

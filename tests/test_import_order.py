@@ -39,11 +39,19 @@ PRE_REGISTER = {
     "_socket",
     "gc",
 }
+# What only a later, rarer request needs: a roleArn (in a request or a prefetch item), EMF
+# metrics, a secret's first expiry. A start without them loads none before the first `next`.
+LATER = {
+    f"{PACKAGE}.aws.role_arns",
+    f"{PACKAGE}.emf_writer",
+    f"{PACKAGE}.revalidation",
+}
 LINE = re.compile(r"^import time:\s+\d+ \|\s+\d+ \|( *)(\S+)\s*$")
 # Each Python 3.10+ that build_layer compiles for, and the one running the tests.
 PYTHONS = {version: str(Path(path).resolve()) for version, path in interpreters().items()}
 if str(Path(sys.executable).resolve()) not in PYTHONS.values():
     PYTHONS["current"] = str(Path(sys.executable).resolve())
+CURRENT = next(key for key, path in PYTHONS.items() if path == str(Path(sys.executable).resolve()))
 
 
 def imported(stderr: str) -> list[tuple[int, str]]:
@@ -147,3 +155,39 @@ def test_help_and_version_import_nothing_more(
     # --version names the OpenSSL in use: _ssl's own version string, and nothing of ssl.py.
     expected = PRE_REGISTER | ({"_ssl"} if argument == "--version" else set())
     assert {name for _, name in imported(done.stderr)} - bare == expected
+
+
+@pytest.mark.parametrize("python", [CURRENT], indirect=True)
+@pytest.mark.parametrize("needed", [False, True], ids=["plain", "emf-and-a-role"])
+def test_what_only_a_later_request_needs_waits_for_it(
+    *,
+    extension_executable: Path,
+    tmp_path: Path,
+    moto: Moto,
+    lambda_credentials: LambdaCredentials,
+    python: tuple[str, frozenset[str]],
+    needed: bool,
+) -> None:
+    path, _ = python
+    extra = {"PATH": path}
+    if needed:  # the control: a start that does need two of them loads them
+        extra["PARAMETERS_SECRETS_EXTENSION_METRICS"] = "emf"
+        extra["PARAMETERS_SECRETS_EXTENSION_PREFETCH"] = f"ssm:{moto.param_string}|{moto.role_arn}"
+    stderr = tmp_path / "stderr"
+    with FakeExtensionsApi() as fake:
+        at_next: list[str] = []
+        fake.on_first_next = lambda: at_next.append(stderr.read_text())
+        env = lambda_env(moto, lambda_credentials, free_port(), fake.address, **extra)
+        with stderr.open("w") as err:
+            proc = subprocess.Popen(
+                [str(extension_executable)], env=env, stdout=subprocess.DEVNULL, stderr=err
+            )
+            try:
+                assert fake.first_next.wait(30), stderr.read_text()
+            finally:
+                proc.kill()
+                proc.wait(10)
+    loaded = {name for _, name in imported(at_next[0])}
+    assert f"{PACKAGE}.local_api.server" in loaded  # the wiring's imports are all there
+    expected = {f"{PACKAGE}.aws.role_arns", f"{PACKAGE}.emf_writer"} if needed else set()
+    assert loaded & LATER == expected

@@ -9,7 +9,6 @@ from __future__ import annotations
 import urllib.parse
 from collections import namedtuple
 
-from ..aws import role_arns
 from ..errors import InvalidParameter, MissingParameter, NotFound
 from ..parameter_names import ParameterName, parameter_name, version_selector
 from ..services import SECRETS_MANAGER, SERVICES, SSM
@@ -161,8 +160,13 @@ def _refresh(values: dict[str, str]) -> bool:
 
 def _role(values: dict[str, str]) -> str | None:
     """roleArn: a role ARN of a known partition (400 otherwise); absent or empty is None."""
-    raw = values.get(role_arns.QUERY_NAME)
-    return None if raw is None else role_arns.role_arn(raw)
+    raw = values.get("roleArn")
+    if raw is None:
+        return None
+    # Imported here: only a request that names a role needs it, not every start.
+    from ..aws.role_arns import role_arn  # noqa: PLC0415
+
+    return role_arn(raw)
 
 
 def _required(values: dict[str, str], name: str) -> str:
