@@ -3,7 +3,6 @@ response is one socket write; errors as JSON `{"__type", "message"}`."""
 
 from __future__ import annotations
 
-import http
 import json
 import time
 
@@ -63,19 +62,43 @@ class _Date:
 _date = _Date()
 
 
-# Reason phrases by status, looked up once each; only this module's statuses get here.
-_PHRASES: dict[int, str] = {}
-
-
-def _phrase(status: int) -> str:
-    phrase = _PHRASES.get(status)
-    if phrase is None:
-        try:
-            phrase = http.HTTPStatus(status).phrase
-        except ValueError:
-            phrase = "Error"
-        _PHRASES[status] = phrase
-    return phrase
+# Reason phrases (RFC 9110 section 15, RFC 6585) of the statuses a reply can carry: ours,
+# and an upstream refusal's, which is relayed with its status. A table rather than
+# http.HTTPStatus: importing `http` builds an enum of every status before the first `next`.
+# Clients ignore the phrase (RFC 9112 section 4), so any other status says "Error".
+_PHRASES: Final = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    402: "Payment Required",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    407: "Proxy Authentication Required",
+    408: "Request Timeout",
+    409: "Conflict",
+    410: "Gone",
+    411: "Length Required",
+    412: "Precondition Failed",
+    413: "Content Too Large",
+    414: "URI Too Long",
+    415: "Unsupported Media Type",
+    416: "Range Not Satisfiable",
+    417: "Expectation Failed",
+    421: "Misdirected Request",
+    422: "Unprocessable Content",
+    426: "Upgrade Required",
+    428: "Precondition Required",
+    429: "Too Many Requests",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+    505: "HTTP Version Not Supported",
+}
 
 
 def render(reply: Reply, *, close: bool, http10: bool = False, head: bool = False) -> bytes:
@@ -90,7 +113,7 @@ def render_head(reply: Reply, *, close: bool, http10: bool = False) -> bytes:
     else:
         connection = "Connection: keep-alive\r\n" if http10 else ""
     text = (
-        f"HTTP/1.1 {reply.status} {_phrase(reply.status)}\r\n"
+        f"HTTP/1.1 {reply.status} {_PHRASES.get(reply.status, 'Error')}\r\n"
         f"Content-Type: {reply.content_type}\r\n"
         f"Content-Length: {len(reply.body)}\r\n"
         f"Date: {_date()}\r\n{reply.headers}{connection}\r\n"
