@@ -30,7 +30,6 @@ import contextlib
 import os
 import re
 import socket
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -140,23 +139,10 @@ def zero_cost_server(python: Path, reply: bytes) -> Iterator[int]:
     with tempfile.NamedTemporaryFile(prefix="sdk-reply-") as reply_file:
         reply_file.write(reply)
         reply_file.flush()
-        proc = subprocess.Popen(
-            [str(python), "-I", "-S", "-c", _ZERO_COST_MAIN, reply_file.name],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert proc.stdout is not None
-            yield int(proc.stdout.readline())
-        finally:
-            assert proc.stdin is not None
-            proc.stdin.close()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        with harness.port_of(
+            [str(python), "-I", "-S", "-c", _ZERO_COST_MAIN, reply_file.name]
+        ) as port:
+            yield port
 
 
 def whole_reply(port: int, request: bytes) -> bytes:

@@ -330,17 +330,10 @@ def extension(
 
 
 @contextlib.contextmanager
-def floor_server(
-    python: Path, body: bytes, content_type: str = "application/json"
-) -> Iterator[int]:
-    """bench/floor_server.py in a subprocess, answering `body` to every GET; yields its port."""
-    body_file = tempfile.NamedTemporaryFile(prefix="floor-body-", delete=False)  # noqa: SIM115
-    with body_file:
-        body_file.write(body)
-    command = [str(python), "-I", "-S", str(BENCH / "floor_server.py"), body_file.name]
-    proc = subprocess.Popen(
-        [*command, content_type], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
+def port_of(command: list[str]) -> Iterator[int]:
+    """A server in a subprocess that prints its port on a line and stops when its stdin
+    closes (floor_server.py and its kind); yields the port, and stops it after."""
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         yield int(proc.stdout.readline())
@@ -352,6 +345,21 @@ def floor_server(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def floor_server(
+    python: Path, body: bytes, content_type: str = "application/json"
+) -> Iterator[int]:
+    """bench/floor_server.py in a subprocess, answering `body` to every GET; yields its port."""
+    body_file = tempfile.NamedTemporaryFile(prefix="floor-body-", delete=False)  # noqa: SIM115
+    with body_file:
+        body_file.write(body)
+    command = [str(python), "-I", "-S", str(BENCH / "floor_server.py"), body_file.name]
+    try:
+        with port_of([*command, content_type]) as port:
+            yield port
+    finally:
         os.unlink(body_file.name)
 
 
