@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench import harness
+from build_layer import runtime_modules
 from tests.fake_extensions_api import FakeExtensionsApi
 
 SECRETS = 1000
@@ -187,12 +188,12 @@ def rss_cached(s: harness.Setup, names: list[str]) -> tuple[int, int, int]:
 
 
 def zip_sizes(s: harness.Setup) -> tuple[int, int]:
-    """(layer zip size, size of a deflated zip of only the .py sources in the zipapp)."""
+    """(layer zip size, size of a deflated zip of only the runtime .py sources it carries)."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(s.executable) as app, zipfile.ZipFile(buffer, "w") as floor:
-        for name in sorted(app.namelist()):
-            if name.endswith(".py"):
-                floor.writestr(name, app.read(name), zipfile.ZIP_DEFLATED, compresslevel=9)
+    with zipfile.ZipFile(buffer, "w") as floor:
+        for name in runtime_modules(harness.ROOT):
+            source = (harness.ROOT / name).read_bytes()
+            floor.writestr(name, source, zipfile.ZIP_DEFLATED, compresslevel=9)
     return s.layer_zip.stat().st_size, len(buffer.getvalue())
 
 
