@@ -1,7 +1,7 @@
 """Unchanged SDK code against the extension's AWS JSON protocol, in one run: boto3 to the
 extension against boto3 to moto, and the extension's CPU per SDK hit against per GET hit.
 
-Usage: python -m bench.bench_sdk [--rounds R] [--calls N] [--hits H]
+Usage: python -m bench.bench_sdk [--rounds R] [--calls N] [--hits H] [--pin]
 
 Figure 1: a warm `get_secret_value` through one boto3 client pointed at the extension
 (`endpoint_url=`, the function's credentials) against the same call through a boto3 client
@@ -21,6 +21,9 @@ times: an SDK hit is the very request boto3 sent for figure 1, sent again (a rep
 the 5 minutes: its signature is checked in full each time), a GET hit the same secret
 through GET /secretsmanager/get. Goal: CPU per SDK hit <= 2x CPU per GET hit. The extension
 runs at log level warn.
+--pin: boto3 (this process) on CPU 0 and every server (moto, the extension, the zero-cost
+server: all their threads) on CPU 1, the same placement for all three, so that where the
+scheduler puts a client and its server does not move figures 1 and 2 from run to run.
 """
 
 from __future__ import annotations
@@ -61,6 +64,30 @@ def cpu_seconds(pid: int) -> float:
 
 def load() -> float:
     return os.getloadavg()[0]
+
+
+def listener_pid(port: int) -> int:
+    """The process listening on loopback TCP `port`, found through /proc (no tool needed)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # LISTEN
+                    inodes.add(f"socket:[{fields[9]}]")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                        return int(pid)
+    raise RuntimeError(f"no process listens on port {port}")
+
+
+def pin(pid: int, cpu: int) -> None:
+    """Every thread of `pid` on `cpu` (threads it starts later inherit it)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(task), {cpu})
 
 
 class SignedPost(harness.KeepAlive):
@@ -184,6 +211,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--hits", type=int, default=4000)
+    parser.add_argument("--pin", action="store_true", help="client on CPU 0, servers on CPU 1")
     args = parser.parse_args()
     import boto3
     from botocore.config import Config
@@ -213,6 +241,11 @@ def main() -> None:
                 to_zero: Any = boto3.client(
                     "secretsmanager", endpoint_url=f"http://localhost:{zero_port}", **keys
                 )
+                if args.pin:
+                    os.sched_setaffinity(0, {0})
+                    moto_port = int(s.moto.endpoint.rsplit(":", 1)[1].split("/")[0])
+                    for port in (moto_port, running.port, zero_port):
+                        pin(listener_pid(port), 1)
                 calls: dict[str, Callable[[], Any]] = {
                     "extension": lambda: to_ext.get_secret_value(SecretId=secret),
                     "moto": lambda: to_moto.get_secret_value(SecretId=secret),
@@ -296,6 +329,7 @@ def main() -> None:
         f"load average {min(loads):.2f}-{max(loads):.2f} during the runs, "
         f"{args.rounds} rounds of {args.calls} boto3 calls and of {args.hits} hits per "
         f"target; extension ERROR lines {errors}"
+        + ("; pinned: boto3 on CPU 0, the servers on CPU 1" if args.pin else "")
     )
     header = ["figure", "measured", "floor", "ratio", "goal", "met?"]
     print(harness.table(title, header, rows))
