@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from tests.conftest import REGION, LambdaCredentials, Moto
 
@@ -96,6 +97,7 @@ class ExtensionProcess:
         finally:
             conn.close()
 
-    def get_json(self, path: str, **kwargs: object) -> tuple[int, dict[str, object]]:
+    def get_json(self, path: str, **kwargs: object) -> tuple[int, Any]:
+        """The status and the JSON body of one GET (typed loosely, as JSON is)."""
         status, _, body = self.get(path, **kwargs)  # type: ignore[arg-type]
         return status, json.loads(body)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -36,6 +37,18 @@ def start_standalone(
         ext.__exit__(None, None, None)
         raise
     return ext
+
+
+@contextlib.contextmanager
+def serving_standalone(
+    executable: Path, log_path: Path, moto: Moto, creds: LambdaCredentials, **extra: str
+) -> Iterator[ExtensionProcess]:
+    """start_standalone for a module's tests; once they are done, the process must still be
+    running and must have logged no traceback."""
+    with start_standalone(executable, log_path, moto, creds, **extra) as process:
+        yield process
+        assert process.proc.poll() is None, process.output()
+        assert "Traceback" not in process.output()
 
 
 def secret_path(name: str) -> str:

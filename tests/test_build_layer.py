@@ -557,5 +557,5 @@ def test_layer_registers_serves_and_shuts_down_with_each_python(
     assert fake.calls.registrations[0].headers["lambda-extension-name"] == NAME
     assert secret[0] == 200 and secret[1]["SecretString"] == SECRET_STRING_V2
     assert parameter[0] == 200
-    assert parameter[1]["Parameter"]["Value"] == PARAM_STRING  # type: ignore[index]
+    assert parameter[1]["Parameter"]["Value"] == PARAM_STRING
     assert fake.calls.init_errors == [] and fake.calls.exit_errors == []

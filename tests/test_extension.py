@@ -320,7 +320,7 @@ def test_debug_logs_never_carry_values_tokens_or_keys(
             secret = ext.get_json(SECRET_PATH + quote(moto.secret_name))
             assert secret[1]["SecretString"] == SECRET_STRING_V2
             param = ext.get_json(PARAM_PATH + moto.param_secure + "&withDecryption=true")
-            assert param[1]["Parameter"]["Value"] == PARAM_SECURE  # type: ignore[index]
+            assert param[1]["Parameter"]["Value"] == PARAM_SECURE
             ext.get_json(SECRET_PATH + quote(moto.secret_name))  # a hit, logged too
             assert ext.get(SECRET_PATH + "x", token="wrong-token-fixture")[0] == 401
             fake.shutdown_extension()

@@ -85,5 +85,5 @@ def test_prefetch_items_naming_one_key_twice_fail_nothing(
         path = "/systemsmanager/parameters/get?name=" + query
         assert ext.get(path)[0] == 200
         _, after = ext.get_json("/metrics")
-        hits = before["Hits"] + 1  # type: ignore[operator]
+        hits = before["Hits"] + 1
         assert (after["Hits"], after["Misses"]) == (hits, before["Misses"]), query

@@ -15,16 +15,11 @@ import pytest
 
 from tests.conftest import SECRET_STRING, SECRET_STRING_V2, LambdaCredentials, Moto
 from tests.extension_process import TOKEN_HEADER, ExtensionProcess
-from tests.hardening_support import param_path, secret_path, start_standalone
+from tests.hardening_support import param_path, secret_path, serving_standalone
 
 PLUS_NAME = "path-route/team+app"  # '+' is literal in a path, a space in a query
 PLUS_VALUE = "path-route-PLUS-value"
 VAULT = "X-Vault-Token"
-
-
-def get_json(ext: ExtensionProcess, path: str, **kwargs: Any) -> tuple[int, Any]:
-    """The status and the JSON body of one GET (typed loosely, as JSON is)."""
-    return ext.get_json(path, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -37,14 +32,12 @@ def ext(
     sm: Any = moto.boto3_client("secretsmanager")
     sm.create_secret(Name=PLUS_NAME, SecretString=PLUS_VALUE)
     log_path = tmp_path_factory.mktemp("path-route") / "extension.log"
-    with start_standalone(extension_executable, log_path, moto, lambda_credentials) as process:
+    with serving_standalone(extension_executable, log_path, moto, lambda_credentials) as process:
         yield process
-        assert process.proc.poll() is None, process.output()
-        assert "Traceback" not in process.output()
 
 
 def counters(ext: ExtensionProcess) -> Any:
-    status, body = get_json(ext, "/metrics")
+    status, body = ext.get_json("/metrics")
     assert status == 200, body
     return body
 
@@ -75,18 +68,18 @@ def test_the_path_route_takes_the_query_routes_parameters(
         "?versionStage=AWSCURRENT&refreshNow=true": SECRET_STRING_V2,
     }
     for query, value in cases.items():
-        status, body = get_json(ext, base + query)
+        status, body = ext.get_json(base + query)
         assert (status, body.get("SecretString")) == (200, value), (query, body)
-    status, body = get_json(ext, base + "?refreshNow=maybe")
+    status, body = ext.get_json(base + "?refreshNow=maybe")
     assert (status, body["__type"]) == (400, "InvalidParameterException")
-    status, body = get_json(ext, "/secretsmanager/" + moto.secret_arn)
+    status, body = ext.get_json("/secretsmanager/" + moto.secret_arn)
     assert (status, body["Name"]) == (200, moto.secret_name)
 
 
 def test_a_plus_in_the_path_is_a_plus(ext: ExtensionProcess) -> None:
-    status, body = get_json(ext, "/secretsmanager/" + PLUS_NAME)
+    status, body = ext.get_json("/secretsmanager/" + PLUS_NAME)
     assert (status, body["Name"], body["SecretString"]) == (200, PLUS_NAME, PLUS_VALUE)
-    status, body = get_json(ext, "/secretsmanager/" + quote(PLUS_NAME, safe=""))
+    status, body = ext.get_json("/secretsmanager/" + quote(PLUS_NAME, safe=""))
     assert (status, body["SecretString"]) == (200, PLUS_VALUE)
 
 
@@ -111,7 +104,7 @@ def test_a_plus_in_the_path_is_a_plus(ext: ExtensionProcess) -> None:
 def test_what_each_path_under_secretsmanager_answers(
     ext: ExtensionProcess, path: str, status: int, error_type: str, message_part: str
 ) -> None:
-    got, body = get_json(ext, path)
+    got, body = ext.get_json(path)
     assert (got, body["__type"]) == (status, error_type), body
     assert message_part in body["message"]
 
@@ -141,7 +134,7 @@ def test_two_different_tokens_are_refused_whichever_is_right(
     wrong = VAULT if right == TOKEN_HEADER else TOKEN_HEADER
     headers = {right: ext.token, wrong: "not-the-token"}
     for path in (secret_path(moto.secret_name), param_path(moto.param_string)):
-        status, body = get_json(ext, path, token=None, headers=headers)
+        status, body = ext.get_json(path, token=None, headers=headers)
         assert (status, body["__type"]) == (401, "UnauthorizedException")
         assert body["message"] == "X-Aws-Parameters-Secrets-Token and X-Vault-Token differ"
         assert ext.token not in body["message"]

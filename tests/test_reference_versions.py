@@ -17,7 +17,7 @@ from parameters_secrets_extension.errors import InvalidParameter
 from parameters_secrets_extension.parameter_names import parameter_name
 from tests.conftest import SECRET_STRING, SECRET_STRING_V2, LambdaCredentials, Moto
 from tests.extension_process import ExtensionProcess
-from tests.hardening_support import start_standalone
+from tests.hardening_support import serving_standalone
 from tests.test_local_server import get, moto_config, serving
 
 REFERENCE = "/aws/reference/secretsmanager/"
@@ -34,11 +34,6 @@ NOT_A_VERSION_ID = (
 )
 
 
-def get_json(ext: ExtensionProcess, path: str, **kwargs: Any) -> tuple[int, Any]:
-    """The status and the JSON body of one GET (typed loosely, as JSON is)."""
-    return ext.get_json(path, **kwargs)
-
-
 @pytest.fixture(scope="module")
 def ext(
     extension_executable: Path,
@@ -52,9 +47,8 @@ def ext(
     )
     sm.put_secret_value(SecretId=DIGIT_SECRET, SecretString=DIGIT_VALUE_2)
     log_path = tmp_path_factory.mktemp("reference-versions") / "extension.log"
-    with start_standalone(extension_executable, log_path, moto, lambda_credentials) as process:
+    with serving_standalone(extension_executable, log_path, moto, lambda_credentials) as process:
         yield process
-        assert "Traceback" not in process.output()
 
 
 def reference_read(name: str, version: str) -> str:
@@ -71,13 +65,12 @@ def test_a_secret_version_id_reads_that_version(ext: ExtensionProcess, moto: Mot
         (DIGIT_SECRET, DIGIT_VERSION, DIGIT_VALUE_1),
     ]
     for name, version, value in cases:
-        status, body = get_json(ext, reference_read(name, version))
+        status, body = ext.get_json(reference_read(name, version))
         assert status == 200, body
         assert body["Parameter"]["Value"] == value, (name, version)
         assert body["Parameter"]["Selector"] == ":" + version
     # Without a version, the current one, as before.
-    status, body = get_json(
-        ext,
+    status, body = ext.get_json(
         f"/systemsmanager/parameters/get?name={quote(REFERENCE + DIGIT_SECRET, safe='')}"
         "&withDecryption=true",
     )
@@ -97,7 +90,7 @@ def test_a_secret_version_id_reads_that_version(ext: ExtensionProcess, moto: Mot
     ],
 )
 def test_a_bad_version_id_is_a_400(ext: ExtensionProcess, moto: Moto, version: str) -> None:
-    status, body = get_json(ext, reference_read(moto.secret_name, version))
+    status, body = ext.get_json(reference_read(moto.secret_name, version))
     assert (status, body["__type"], body["message"]) == (
         400,
         "InvalidParameterException",
@@ -110,7 +103,7 @@ def test_other_names_still_take_only_a_version_number(ext: ExtensionProcess, mot
         target = (
             f"/systemsmanager/parameters/get?name={quote(name, safe='')}&version={moto.secret_v1}"
         )
-        status, body = get_json(ext, target)
+        status, body = ext.get_json(target)
         assert (status, body["message"]) == (400, NOT_A_NUMBER), name
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import PARAM_SECURE, SECRET_STRING, LambdaCredentials, Moto
 from tests.extension_process import ExtensionProcess
-from tests.hardening_support import param_path, secret_path, start_standalone
+from tests.hardening_support import param_path, secret_path, serving_standalone, start_standalone
 from tests.raw_server import RawServer, hang
 
 LINE = re.compile(r"^\[parameters-secrets-extension\] (DEBUG|INFO|WARN|ERROR) (.*)$")
@@ -38,10 +38,8 @@ def admin_ext(
     lambda_credentials: LambdaCredentials,
 ) -> Iterator[ExtensionProcess]:
     log_path = tmp_path_factory.mktemp("upstream-logging") / "extension.log"
-    with start_standalone(extension_executable, log_path, moto, lambda_credentials) as ext:
+    with serving_standalone(extension_executable, log_path, moto, lambda_credentials) as ext:
         yield ext
-        assert ext.proc.poll() is None, ext.output()
-        assert "Traceback" not in ext.output()
 
 
 def test_a_missing_secret_gives_one_warn_line(admin_ext: ExtensionProcess) -> None:
