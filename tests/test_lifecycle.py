@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -105,6 +107,23 @@ def test_a_name_that_would_smuggle_a_header_is_refused() -> None:
         assert fake.calls.registrations == []
 
 
+@contextlib.contextmanager
+def answering(answer: bytes) -> Iterator[str]:
+    """A server on loopback that reads one request and sends `answer`; yields its address."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(answer)
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+        server.join(timeout=5)
+
+
 @pytest.mark.parametrize(
     ("answer", "message"),
     [
@@ -117,20 +136,10 @@ def test_an_answer_that_cannot_be_read_is_an_extensions_api_error(
     answer: bytes, message: str
 ) -> None:
     # The answers are read by response_reader (tests/test_response_reader.py has the rest).
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-
-        def serve() -> None:
-            conn, _ = listener.accept()
-            with conn:
-                conn.recv(65536)
-                conn.sendall(answer)
-
-        server = threading.Thread(target=serve, daemon=True)
-        server.start()
-        api = ExtensionsApi(f"127.0.0.1:{listener.getsockname()[1]}", timeout=5)
+    with answering(answer) as address:
+        api = ExtensionsApi(address, timeout=5)
         with pytest.raises(RuntimeError, match=message) as caught:
             api.register("x", ["SHUTDOWN"])
-        server.join(timeout=5)
     assert isinstance(caught.value, ExtensionsApiError)
     assert caught.value.path == "/register"
 
@@ -141,16 +150,6 @@ def test_a_chunked_event_is_read() -> None:
         len(event),
         event,
     )
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-
-        def serve() -> None:
-            conn, _ = listener.accept()
-            with conn:
-                conn.recv(65536)
-                conn.sendall(answer)
-
-        server = threading.Thread(target=serve, daemon=True)
-        server.start()
-        api = ExtensionsApi(f"127.0.0.1:{listener.getsockname()[1]}")
+    with answering(answer) as address:
+        api = ExtensionsApi(address)
         assert api.next_event() == {"eventType": "SHUTDOWN", "shutdownReason": "spindown"}
-        server.join(timeout=5)
