@@ -92,7 +92,16 @@ def read_response(
 class _Reader:
     """The bytes received and not yet used, and the budget of head bytes left."""
 
-    __slots__ = ("buffer", "deadline", "head_left", "longest_wait", "peer", "received", "sock")
+    __slots__ = (
+        "buffer",
+        "deadline",
+        "head_left",
+        "longest_wait",
+        "max_head",
+        "peer",
+        "received",
+        "sock",
+    )
 
     def __init__(
         self,
@@ -105,6 +114,7 @@ class _Reader:
         self.sock = sock
         self.deadline = deadline
         self.longest_wait = longest_wait
+        self.max_head = max_head
         self.head_left = max_head
         self.peer = peer
         self.buffer = bytearray()
@@ -136,17 +146,21 @@ class _Reader:
             started=self.received > 0,
         )
 
+    def head_over_limit(self) -> OverLimit:
+        # The limit, not the budget left: heads, chunk sizes and trailers share it.
+        return OverLimit(f"{self.peer} sent a head over {self.max_head} bytes")
+
     def line(self) -> bytes:
         """One line of the head, without its CRLF (or bare LF), counted against the budget."""
         end = self.buffer.find(b"\n")
         while end < 0:
             if len(self.buffer) > self.head_left:
-                raise OverLimit(f"{self.peer} sent a head over {self.head_left} bytes")
+                raise self.head_over_limit()
             if not self.fill():
                 raise self.cut_short()
             end = self.buffer.find(b"\n")
         if end >= self.head_left:
-            raise OverLimit(f"{self.peer} sent a head over {self.head_left} bytes")
+            raise self.head_over_limit()
         self.head_left -= end + 1
         line = bytes(self.buffer[:end])
         del self.buffer[: end + 1]
