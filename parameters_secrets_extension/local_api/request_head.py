@@ -61,6 +61,7 @@ VAULT_TOKEN_HEADER = "x-vault-token"  # noqa: S105 (a header name)
 # A request that passed through a proxy: refused, as the AWS extension refuses it, so that
 # a server-side request forgery elsewhere in the function cannot reach the secrets.
 FORWARDED_HEADERS = ("x-forwarded-for", "forwarded", "x-forwarded-host")
+_FORWARDED = frozenset(FORWARDED_HEADERS)
 
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 # A whole request line, line end included, in one match: a token (the method), the target
@@ -116,7 +117,7 @@ def is_sdk_request(method: str, target: str, headers: dict[str, bytes]) -> bool:
 
 def is_forwarded(headers: dict[str, bytes]) -> bool:
     """True when the request carries any header a proxy adds when forwarding."""
-    return any(name in headers for name in FORWARDED_HEADERS)
+    return not _FORWARDED.isdisjoint(headers)  # one C call, no generator
 
 
 def _content(line: bytes) -> bytes:

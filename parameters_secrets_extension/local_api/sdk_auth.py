@@ -13,6 +13,7 @@ hashlib and hmac (OpenSSL), which must not be loaded before the extension regist
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 
 # Constant time, as routes.py compares the token of the GET routes.
@@ -35,6 +36,14 @@ MAX_SKEW_SECONDS = 300
 _PREFIX = sigv4.ALGORITHM + " "
 _SCOPE_TERMINATOR = "aws4_request"
 _PARTS = ("Credential", "SignedHeaders", "Signature")
+# The header as SDKs write it: the three parts in this order, ", " between them, no value
+# empty or holding a separator. Anything else is parsed part by part (Authorization), to the
+# same fields where both apply.
+_SCOPE_PART = r"([^/,= ]+)"
+_USUAL_AUTHORIZATION = re.compile(
+    rf"{sigv4.ALGORITHM} Credential={_SCOPE_PART}/{_SCOPE_PART}/{_SCOPE_PART}/{_SCOPE_PART}/"
+    rf"{_SCOPE_TERMINATOR}, SignedHeaders=([^,= ]+), Signature=([^,= ]+)"
+)
 _INVALID_TOKEN = "The security token included in the request is invalid."  # noqa: S105
 _MISMATCH = "The request signature we calculated does not match the signature you provided."
 
@@ -45,6 +54,11 @@ class Authorization:
     __slots__ = ("access_key", "date", "region", "service", "signature", "signed")
 
     def __init__(self, header: str) -> None:
+        usual = _USUAL_AUTHORIZATION.fullmatch(header)
+        if usual is not None:  # what every SDK sends: one match, no loop over the parts
+            self.access_key, self.date, self.region, self.service = usual.group(1, 2, 3, 4)
+            self.signed, self.signature = usual.group(5, 6)
+            return
         if not header.startswith(_PREFIX):
             raise IncompleteSignature(f"the Authorization header must use {sigv4.ALGORITHM}")
         parts: dict[str, str] = {}
@@ -149,7 +163,8 @@ class Verifier:
             encoded = self._encoded = (creds, creds.access_key.encode(), digest)
         _check_identity(auth, headers.get("x-amz-security-token"), encoded[1], encoded[2])
         selected = _signed_headers(auth.signed, headers)
-        body_hash = sigv4.payload_hash({}, request.body)  # of what arrived, never a claim
+        body = request.body  # its hash, of what arrived, never a claim
+        body_hash = hashlib.sha256(body).hexdigest() if body else sigv4.EMPTY_SHA256
         claimed = headers.get("x-amz-content-sha256")
         if claimed is not None and claimed.decode("latin-1") != body_hash:
             raise SignatureRefused("X-Amz-Content-SHA256 is not the body's hash")
