@@ -9,6 +9,8 @@ pointed at moto directly (what the function would do without the extension), R r
 calls each, taking turns; the median call of each, and their ratio (goal: the extension >= 5x
 faster). Moto stands in for AWS on loopback, so the floor is far faster than a real Secrets
 Manager call: the ratio is a lower bound.
+Beside figure 1, the extension's CPU time per boto3 call (its process CPU-time clock over
+each round's calls): a woken hit runs with cold caches, so this is several times figure 3's.
 Figure 2, the bound of figure 1: the same call through a third boto3 client pointed at a
 zero-cost server (a subprocess that answers every request with the extension's own reply,
 byte for byte: one write, TCP_NODELAY, keep-alive), taking turns with the other two. No server
@@ -281,9 +283,14 @@ def main() -> None:
             order = list(calls)
             for name in order:
                 timed_calls(calls[name], 20)  # warm-up: connections, the cache
+            call_cpu: dict[str, list[float]] = {name: [] for name in extensions}
             for _ in range(args.rounds):
                 for name in order:
+                    before = cpu_seconds(extensions[name].pid) if name in extensions else 0.0
                     samples[name] += timed_calls(calls[name], args.calls)
+                    if name in extensions:
+                        spent = cpu_seconds(extensions[name].pid) - before
+                        call_cpu[name].append(spent / args.calls)
                 order.reverse()
                 loads.append(load())
 
@@ -325,6 +332,14 @@ def main() -> None:
                 f"{speedup:.2f}x faster",
                 ">= 5x",
                 "yes" if speedup >= 5 else "NO",
+            ],
+            [
+                f"{name} CPU per boto3 call of the above (median round)",
+                f"{harness.median(call_cpu[name]) * 1e6:.0f} us",
+                "-",
+                "-",
+                "-",
+                "-",
             ],
             [
                 f"{name} / a zero-cost server: what it adds to a call",
