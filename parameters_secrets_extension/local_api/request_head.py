@@ -189,10 +189,13 @@ def _buffered_head(rfile: io.BufferedReader) -> _Head | None:
         return None
     raw_names = parts[1::2]
     values = parts[2::2]
-    keys = list(map(_NAMES.get, raw_names))
-    if None in keys:
-        keys = [key or _known_name(name) for key, name in zip(keys, raw_names, strict=True)]
-    headers = dict(zip(keys, values, strict=True))
+    known = list(map(_NAMES.get, raw_names))
+    keys: list[str] = (
+        [key or _known_name(name) for key, name in zip(known, raw_names, strict=True)]
+        if None in known
+        else known  # type: ignore[assignment]  # no None in it
+    )
+    headers: dict[str, bytes] = dict(zip(keys, values, strict=True))
     if len(headers) != fields:  # a repeated field: its values joined, in order
         headers = {}
         for key, value in zip(keys, values, strict=True):
