@@ -94,7 +94,7 @@ _PRINTABLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))
 class Request:
     """One request's head; header names are lower case, repeated fields joined by ", "."""
 
-    __slots__ = ("body", "headers", "http10", "keep_alive", "method", "target")
+    __slots__ = ("body", "headers", "http10", "keep_alive", "method", "sdk", "target")
 
     def __init__(
         self,
@@ -105,6 +105,7 @@ class Request:
         http10: bool,
         *,
         body: bytes = b"",
+        sdk: bool = False,
     ) -> None:
         self.method: Final = method
         self.target: Final = target
@@ -112,6 +113,7 @@ class Request:
         self.keep_alive: Final = keep_alive
         self.http10: Final = http10
         self.body: Final = body  # read only for the AWS JSON protocol; else empty
+        self.sdk: Final = sdk  # an AWS JSON protocol request (is_sdk_request), body read
 
 
 def is_sdk_request(method: str, target: str, headers: dict[str, bytes]) -> bool:
@@ -148,7 +150,7 @@ def read_request(rfile: LineReader) -> Request | None:
         if body is None:
             return None
         keep_alive = _keep_alive(headers, http10, body_read=True)
-        return Request(method, target, headers, keep_alive, http10, body=body)
+        return Request(method, target, headers, keep_alive, http10, body=body, sdk=True)
     return Request(method, target, headers, _keep_alive(headers, http10), http10)
 
 

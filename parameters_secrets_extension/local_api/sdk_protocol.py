@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 
 
 CONTENT_TYPE = "application/x-amz-json-1.1"
+_CONTENT_TYPE_BYTES = CONTENT_TYPE.encode()
 # GetParametersByPath's page size: at most, and when MaxResults is absent.
 MAX_PATH_PAGE = 10
 # Input limits, AWS's own: the longest id, version id, stage or label and path it takes.
@@ -339,7 +340,7 @@ def error_reply(exc: ExtensionError, route: str = "sdk") -> Reply:
 
 def _payload(request: Request) -> dict[str, object]:
     content_type = request.headers.get("content-type", b"")
-    if not content_type.startswith(CONTENT_TYPE.encode()):
+    if not content_type.startswith(_CONTENT_TYPE_BYTES):
         raise InvalidParameter(
             f"Content-Type must be {CONTENT_TYPE}", error_type="SerializationException"
         )
