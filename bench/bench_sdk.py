@@ -29,7 +29,8 @@ scheduler puts a client and its server does not move figures 1 and 2 from run to
 --base REV: REV's layer (built by REV's own build_layer.py) runs beside this tree's as a
 second extension, `extension@base`, with a boto3 client of its own taking its turn in every
 round of figure 1 and its SDK and GET hits in every round of figure 3: the same-run A/B of
-a change (the ratios this / base).
+a change (the ratios this / base). The two trade places every two rounds (round_order), so
+use a multiple of 4 rounds.
 """
 
 from __future__ import annotations
@@ -195,6 +196,20 @@ def whole_reply(port: int, request: bytes) -> bytes:
         return head + b"\r\n\r\n" + body
 
 
+def round_order(names: list[str], extensions: list[str], number: int) -> list[str]:
+    """The order of round `number`: `names` forward in even rounds, backward in odd ones,
+    so each server's block follows either neighbour in turn; with --base, the two
+    extensions also trade places every two rounds. Without that trade, extension@base
+    (between the extension and moto) would follow moto's block in every backward round and
+    the extension never: a block that follows moto's (or a pause) runs measurably slower,
+    which would have flattered this tree in the A/B."""
+    order = list(names)
+    if len(extensions) == 2 and number // 2 % 2:
+        first, second = (order.index(name) for name in extensions)
+        order[first], order[second] = order[second], order[first]
+    return order[::-1] if number % 2 else order
+
+
 def timed_calls(call: Any, count: int) -> list[float]:
     samples = []
     for _ in range(count):
@@ -280,18 +295,16 @@ def main() -> None:
             if len(same) != 1:
                 raise SystemExit("the extensions, moto and the zero-cost server differ")
             samples: dict[str, list[float]] = {name: [] for name in calls}
-            order = list(calls)
-            for name in order:
-                timed_calls(calls[name], 20)  # warm-up: connections, the cache
+            for call in calls.values():
+                timed_calls(call, 20)  # warm-up: connections, the cache
             call_cpu: dict[str, list[float]] = {name: [] for name in extensions}
-            for _ in range(args.rounds):
-                for name in order:
+            for number in range(args.rounds):
+                for name in round_order(list(calls), list(extensions), number):
                     before = cpu_seconds(extensions[name].pid) if name in extensions else 0.0
                     samples[name] += timed_calls(calls[name], args.calls)
                     if name in extensions:
                         spent = cpu_seconds(extensions[name].pid) - before
                         call_cpu[name].append(spent / args.calls)
-                order.reverse()
                 loads.append(load())
 
         # Figure 3: per extension, its SDK hits and GET hits taking turns.
