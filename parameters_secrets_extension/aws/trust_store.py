@@ -46,18 +46,19 @@ _HEX = frozenset("0123456789abcdef")
 
 
 def hashed_directory() -> str | None:
-    """The CA directory to look certificates up in lazily: SSL_CERT_DIR's (the function's),
-    the interpreter's default one, then CA_DIRECTORIES, the first that holds a hash link;
-    None when the function names its own bundle file (SSL_CERT_FILE) or none does."""
+    """Where to look CA certificates up lazily: SSL_CERT_DIR (the function's; OpenSSL reads
+    it as a list, like PATH) if one of its directories holds a hash link, else the first of
+    the interpreter's default directory and CA_DIRECTORIES that does; None when the function
+    names its own bundle file (SSL_CERT_FILE) or none does."""
     if os.environ.get("SSL_CERT_FILE"):
         return None
+    named = os.environ.get("SSL_CERT_DIR", "")
+    if any(holds_hash_links(directory) for directory in named.split(os.pathsep) if directory):
+        return named
     import ssl  # noqa: PLC0415 -- a context is about to be made: the caller needs it anyway
 
-    # OpenSSL reads SSL_CERT_DIR as a list, like PATH.
-    candidates = os.environ.get("SSL_CERT_DIR", "").split(os.pathsep)
-    candidates += [ssl.get_default_verify_paths().openssl_capath, *CA_DIRECTORIES]
-    for directory in candidates:
-        if directory and holds_hash_links(directory):
+    for directory in (ssl.get_default_verify_paths().openssl_capath, *CA_DIRECTORIES):
+        if holds_hash_links(directory):
             return directory
     return None
 
