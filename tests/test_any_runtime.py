@@ -34,6 +34,7 @@ import pytest
 
 from bench import bench_sandbox, node_sandbox, with_python
 from bundled_python import build
+from parameters_secrets_extension.aws import trust_store
 from tests import elf_facts
 from tests.conftest import SECRET_STRING_V2, LambdaCredentials, Moto, free_port
 from tests.extension_process import ExtensionProcess
@@ -222,6 +223,12 @@ def test_a_node_function_reads_at_init_and_on_every_invoke(
     assert result.exit_codes == [0]  # SHUTDOWN: the extension exits 0 on its own
     # The init read was the one miss, signed and over TLS; every invoke's read was a hit.
     assert function.upstream.requests_received - before == 1
+    # The system's hashed CA directory, looked in first, lacks the test CA: the extension
+    # then loaded the system's bundle, found by itself (the launcher names none), once.
+    log = (node_context.tmp / "node-ext-init.log").read_text(errors="replace")
+    fallbacks = [line for line in log.splitlines() if "not verified with the CA directory" in line]
+    hashed = any(trust_store.holds_hash_links(path) for path in trust_store.CA_DIRECTORIES)
+    assert len(fallbacks) == hashed, log
 
 
 def test_without_the_ca_in_the_system_bundle_the_tls_miss_fails(
@@ -355,7 +362,9 @@ SYSTEM_FILES = re.compile(
     r"|"
     + "|".join(re.escape(path) for path in node_sandbox.SYSTEM_CA_BUNDLES)
     + r"|/etc/(ssl|pki/tls)/certs/[0-9a-f]{8}\.\d+"  # OpenSSL's hashed lookup in a CA directory
-    r"|/(proc|dev|sys)/.*"
+    + "|"  # the hashed CA directories: listed by the extension (is it hashed?), looked up in
+    + "|".join(rf"{re.escape(path)}(/[0-9a-f]{{8}}\.\d+)?" for path in trust_store.CA_DIRECTORIES)
+    + r"|/(proc|dev|sys)/.*"
 )
 _TRACED = re.compile(r'^\d+ +(execve|open|openat|openat2)\((?:AT_FDCWD, )?"([^"]*)"', re.MULTILINE)
 
