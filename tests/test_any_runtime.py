@@ -32,9 +32,9 @@ from typing import Any, NamedTuple
 
 import pytest
 
+import parameters_secrets_extension.aws.trust_store
 from bench import bench_sandbox, node_sandbox, with_python
 from bundled_python import build
-from parameters_secrets_extension.aws import trust_store
 from tests import elf_facts
 from tests.conftest import SECRET_STRING_V2, LambdaCredentials, Moto, free_port
 from tests.extension_process import ExtensionProcess
@@ -44,6 +44,8 @@ from tests.hardening_support import secret_path
 from tests.tls_certs import Pki, make_pki
 
 ROOT = Path(__file__).resolve().parent.parent
+# The hashed CA directories the extension lists (are they hashed?), then looks CAs up in.
+CA_DIRECTORIES = parameters_secrets_extension.aws.trust_store.CA_DIRECTORIES
 LOADER = {"x86_64": "/lib64/ld-linux-x86-64.so.2", "arm64": "/lib/ld-linux-aarch64.so.1"}
 MACHINE = {"x86_64": "Advanced Micro Devices X86-64", "arm64": "AArch64"}
 OLDEST_GLIBC = (2, 17)  # Amazon Linux 2 has 2.26; 2.17 is the floor the build promises
@@ -227,7 +229,7 @@ def test_a_node_function_reads_at_init_and_on_every_invoke(
     # then loaded the system's bundle, found by itself (the launcher names none), once.
     log = (node_context.tmp / "node-ext-init.log").read_text(errors="replace")
     fallbacks = [line for line in log.splitlines() if "not verified with the CA directory" in line]
-    hashed = any(trust_store.holds_hash_links(path) for path in trust_store.CA_DIRECTORIES)
+    hashed = any(map(parameters_secrets_extension.aws.trust_store.holds_hash_links, CA_DIRECTORIES))
     assert len(fallbacks) == hashed, log
 
 
@@ -363,7 +365,7 @@ SYSTEM_FILES = re.compile(
     + "|".join(re.escape(path) for path in node_sandbox.SYSTEM_CA_BUNDLES)
     + r"|/etc/(ssl|pki/tls)/certs/[0-9a-f]{8}\.\d+"  # OpenSSL's hashed lookup in a CA directory
     + "|"  # the hashed CA directories: listed by the extension (is it hashed?), looked up in
-    + "|".join(rf"{re.escape(path)}(/[0-9a-f]{{8}}\.\d+)?" for path in trust_store.CA_DIRECTORIES)
+    + "|".join(rf"{re.escape(path)}(/[0-9a-f]{{8}}\.\d+)?" for path in CA_DIRECTORIES)
     + r"|/(proc|dev|sys)/.*"
 )
 _TRACED = re.compile(r'^\d+ +(execve|open|openat|openat2)\((?:AT_FDCWD, )?"([^"]*)"', re.MULTILINE)
