@@ -18,6 +18,7 @@ from ..errors import ExtensionError, MissingCredentials, UpstreamConnectionError
 from ..logs import log
 from ..response_reader import OverLimit, ResponseError, read_response
 from ..urls import host_port
+from . import trust_store
 from .connection_pool import host_bytes
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
@@ -324,11 +325,10 @@ def _http_get(uri: str, headers: dict[str, str], limit: float) -> tuple[int, byt
         # getaddrinfo takes the host as bytes too (see host_bytes); typeshed says str.
         sock = socket.create_connection(address, _left(limit))  # type: ignore[arg-type]
         try:
-            if https:
-                import ssl  # noqa: PLC0415 -- only an https provider needs it (Lambda's is http)
-
-                # The handshake is bounded as a whole by the socket's timeout.
-                context = ssl.create_default_context()
+            if https:  # only here is ssl imported: Lambda's provider is http
+                # The system's whole store, found as for AWS (trust_store.py); the handshake
+                # is bounded as a whole by the socket's timeout.
+                context = trust_store.client_context(None, None)
                 sock = context.wrap_socket(sock, server_hostname=address[0])
             sock.settimeout(_left(limit))
             sock.sendall(request)

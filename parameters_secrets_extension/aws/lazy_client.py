@@ -36,6 +36,7 @@ CLIENT_MODULES = (
     "hmac",
     "sigv4",
     "parameters_secrets_extension.aws.endpoints",
+    "parameters_secrets_extension.aws.trust_store",
     "parameters_secrets_extension.aws.connection_pool",
     "parameters_secrets_extension.aws.credentials",
     "parameters_secrets_extension.aws.transport",
