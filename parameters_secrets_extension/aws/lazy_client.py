@@ -7,10 +7,10 @@ operation's signature is written here.
 
 The warm-up (warm(), on a thread at low priority) imports those modules one at a time and
 stops at the first request that wants the client: from then on that request's own thread, at
-its own priority, imports what is left. It never waits on the warm-up for more than the one
-module being imported, where it used to wait for all of them behind a lock the warm-up held:
-on a CPU shared with the function's runtime (or another extension), a niced thread gets about
-a tenth of it.
+its own priority, imports what is left, waiting on the warm-up for at most the one module it
+is importing. Holding a lock through all of them would make the request wait for a thread
+that, on a CPU shared with the function's runtime (or another extension), gets about a tenth
+of it.
 """
 
 from __future__ import annotations
