@@ -40,8 +40,10 @@ FETCH_TIMEOUT_SECONDS = 5.0
 MAX_CREDENTIALS_BYTES = 64 * 1024  # a credentials answer is about 1.5 KB
 _PROVIDER = "container credentials provider"  # the peer, as messages name it
 # No control characters or spaces may reach the request line; none but tab in a header value.
-_BAD_TARGET = re.compile(r"[\x00-\x20\x7f]")
-_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Compiled (and cached by re) at the first container credentials fetch: Lambda's own
+# credentials are in the environment.
+_BAD_TARGET = r"[\x00-\x20\x7f]"
+_BAD_VALUE = r"[\x00-\x08\x0a-\x1f\x7f]"
 # Plain-http credential endpoints are allowed only on hosts that cannot be a stranger's:
 # loopback and the ECS/EKS link-local agent addresses (the same rule as botocore).
 _AGENT_HOSTS = frozenset(
@@ -305,7 +307,7 @@ def _http_get(uri: str, headers: dict[str, str], limit: float) -> tuple[int, byt
     host = parts.hostname or ""
     https = parts.scheme == "https"
     target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
-    if _BAD_TARGET.search(target) or any(_BAD_VALUE.search(v) for v in headers.values()):
+    if re.search(_BAD_TARGET, target) or any(re.search(_BAD_VALUE, v) for v in headers.values()):
         # Never name the value: the bad one may be the authorization token.
         raise MissingCredentials(
             "AWS_CONTAINER_CREDENTIALS_FULL_URI or the authorization token holds control characters"
