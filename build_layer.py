@@ -121,18 +121,11 @@ elif ! command -v python3 >/dev/null 2>&1; then py=; fi
 # The layer's own interpreter, found from this file's place (Lambda unpacks layers at /opt,
 # tests anywhere), always: it starts faster than the runtime's (BENCHMARKS.md). Only glibc
 # is loaded dynamically, so LD_LIBRARY_PATH and LD_PRELOAD go; -I makes it ignore the
-# PYTHON* variables. Its OpenSSL reads no openssl.cnf and knows no CA bundle but
-# Amazon Linux's, so the first bundle found here is given to it (unless the function
-# names one with SSL_CERT_FILE). -X utf8: a locale the function sets (LANG, LC_ALL) cannot
-# change how it encodes its logs, file names or environment.
-CA_BUNDLES = (
-    "/etc/pki/tls/certs/ca-bundle.crt",  # Amazon Linux, Fedora, RHEL
-    "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Alpine, Gentoo
-    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",  # CentOS, RHEL 7+
-    "/etc/ssl/ca-bundle.pem",  # openSUSE
-    "/etc/pki/tls/cacert.pem",  # OpenELEC
-    "/etc/ssl/cert.pem",  # Alpine, BSDs
-)
+# PYTHON* variables. Its OpenSSL reads no openssl.cnf and knows only Amazon Linux's CA
+# places; the extension finds the image's own (aws/trust_store.py: a hashed CA directory,
+# else the first CA bundle of a list), so nothing here sets SSL_CERT_FILE, which would make
+# it parse the whole bundle before the first https call. -X utf8: a locale the function
+# sets (LANG, LC_ALL) cannot change how it encodes its logs, file names or environment.
 BUNDLED_DIR = NAME  # the layer's directory that holds the interpreter: /opt/<NAME>/
 BUNDLED_PYTHON = f"{BUNDLED_DIR}/bin/python3"
 CHOOSE_BUNDLED = (
@@ -140,9 +133,6 @@ CHOOSE_BUNDLED = (
     f"""\
 case $0 in */*) py=${{0%/*}}/../{BUNDLED_PYTHON};; *) py=../{BUNDLED_PYTHON};; esac
 pyflags="-X utf8"
-if [ -z "${{SSL_CERT_FILE-}}" ]; then
-for f in {" ".join(CA_BUNDLES)}; do
-if [ -r "$f" ]; then export SSL_CERT_FILE="$f"; break; fi; done; fi
 unset LD_LIBRARY_PATH LD_PRELOAD
 """,
 )

@@ -141,7 +141,9 @@ def _serve(
 def _warm_up(client: LazyClient) -> None:
     """client.warm() at niceness WARM_UP_NICENESS: its work (the AWS client's imports, and
     with https the trust store) only spares a later miss, and where it shares one CPU with
-    the runtime's init, as in functions under 1769 MB, that init must not wait for it.
+    the runtime's init, as in functions under 1769 MB, that init must not wait for it. A
+    request never waits for it either: the warm-up stops at the first one that wants the
+    client (LazyClient.warm), which then does the rest at its own priority.
 
     Linux sets niceness per thread, and this one starts no other: nothing else runs niced.
     """

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
+import parameters_secrets_extension.aws.trust_store
 from bench import bench_sandbox, node_sandbox, with_python
 from bundled_python import build
 from tests import elf_facts
@@ -43,6 +44,8 @@ from tests.hardening_support import secret_path
 from tests.tls_certs import Pki, make_pki
 
 ROOT = Path(__file__).resolve().parent.parent
+# The hashed CA directories the extension lists (are they hashed?), then looks CAs up in.
+CA_DIRECTORIES = parameters_secrets_extension.aws.trust_store.CA_DIRECTORIES
 LOADER = {"x86_64": "/lib64/ld-linux-x86-64.so.2", "arm64": "/lib/ld-linux-aarch64.so.1"}
 MACHINE = {"x86_64": "Advanced Micro Devices X86-64", "arm64": "AArch64"}
 OLDEST_GLIBC = (2, 17)  # Amazon Linux 2 has 2.26; 2.17 is the floor the build promises
@@ -222,6 +225,12 @@ def test_a_node_function_reads_at_init_and_on_every_invoke(
     assert result.exit_codes == [0]  # SHUTDOWN: the extension exits 0 on its own
     # The init read was the one miss, signed and over TLS; every invoke's read was a hit.
     assert function.upstream.requests_received - before == 1
+    # The system's hashed CA directory, looked in first, lacks the test CA: the extension
+    # then loaded the system's bundle, found by itself (the launcher names none), once.
+    log = (node_context.tmp / "node-ext-init.log").read_text(errors="replace")
+    fallbacks = [line for line in log.splitlines() if "not verified with the CA directory" in line]
+    hashed = any(map(parameters_secrets_extension.aws.trust_store.holds_hash_links, CA_DIRECTORIES))
+    assert len(fallbacks) == hashed, log
 
 
 def test_without_the_ca_in_the_system_bundle_the_tls_miss_fails(
@@ -355,7 +364,9 @@ SYSTEM_FILES = re.compile(
     r"|"
     + "|".join(re.escape(path) for path in node_sandbox.SYSTEM_CA_BUNDLES)
     + r"|/etc/(ssl|pki/tls)/certs/[0-9a-f]{8}\.\d+"  # OpenSSL's hashed lookup in a CA directory
-    r"|/(proc|dev|sys)/.*"
+    + "|"  # the hashed CA directories: listed by the extension (is it hashed?), looked up in
+    + "|".join(rf"{re.escape(path)}(/[0-9a-f]{{8}}\.\d+)?" for path in CA_DIRECTORIES)
+    + r"|/(proc|dev|sys)/.*"
 )
 _TRACED = re.compile(r'^\d+ +(execve|open|openat|openat2)\((?:AT_FDCWD, )?"([^"]*)"', re.MULTILINE)
 

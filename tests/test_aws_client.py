@@ -709,6 +709,7 @@ def test_import_loads_only_the_standard_library() -> None:
             "partitions",
             "role_arns",
             "roles",
+            "trust_store",
         )
     }
     ours |= {f"{package}.{name}" for name in ("config", "errors", "logs", "services", "version")}

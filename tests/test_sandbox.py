@@ -62,6 +62,7 @@ def test_a_cold_sandbox_answers(context: bench_sandbox.Context, variant: str) ->
         assert 0 < result.register <= result.ext_next <= result.init
         assert result.exit_codes == [0]  # SHUTDOWN: each extension exits 0 on its own
         assert 0.005 < result.cpu < 10  # an interpreter's start at least, from os.wait4
+        assert 0.005 < result.cpu_to_first <= result.cpu  # from the process's CPU clock
     else:
         assert result.register is None
-        assert (result.exit_codes, result.cpu) == ([], 0.0)
+        assert (result.exit_codes, result.cpu, result.cpu_to_first) == ([], 0.0, 0.0)

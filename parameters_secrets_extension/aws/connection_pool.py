@@ -2,7 +2,7 @@
 
 Each request goes out in one write; its response is read by response_reader.py, the
 extension's one HTTP reader, which tells whether the connection may carry the next request.
-ssl is imported with the trust store, when the first https origin needs it.
+ssl is imported with the trust store (trust_store.py), when the first https origin needs it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from ..errors import (
 )
 from ..logs import log
 from ..response_reader import CutShort, OverLimit, Response, ResponseError, read_response
+from . import trust_store
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -48,42 +49,61 @@ def host_bytes(host: str) -> bytes:
 
 
 class TlsSettings:
-    """One lazily built SSL context (system trust store + AWS_CA_BUNDLE), shared by pools."""
+    """One lazily built SSL context, shared by pools: the CA certificates looked up lazily in
+    the system's hashed directory where it has one (trust_store.py), AWS_CA_BUNDLE's loaded;
+    after a chain that fails against that directory, the system's whole store for good."""
 
     def __init__(self, ca_bundle: str | None) -> None:
         self._ca_bundle = ca_bundle
         self._context: ssl.SSLContext | None = None
+        self._lazy: ssl.SSLContext | None = None  # the directory's context, once made
+        self._directory: str | None = None
         self._lock = threading.Lock()
 
     def context(self) -> ssl.SSLContext:
-        """The SSL context, built on first use because loading the trust store is slow."""
+        """The SSL context, built on first use: even without the whole trust store, ssl's
+        imports take 5 ms that only an https origin needs."""
         with self._lock:
             if self._context is None:
-                import ssl  # noqa: PLC0415 -- 5 ms of imports that only an https origin needs
-
-                context = ssl.create_default_context()
-                if self._ca_bundle:
-                    try:
-                        context.load_verify_locations(cafile=self._ca_bundle)
-                    except (OSError, ssl.SSLError) as exc:
-                        raise UpstreamConnectionError(
-                            f"cannot load AWS_CA_BUNDLE {self._ca_bundle!r}: {exc}"
-                        ) from exc
-                self._context = context
+                self._directory = trust_store.hashed_directory()
+                self._context = trust_store.client_context(self._ca_bundle, self._directory)
+                if self._directory is not None:
+                    self._lazy = self._context
             return self._context
 
     def wrap(self, sock: socket.socket, host: bytes, origin: str) -> socket.socket:
         """`sock` over TLS to `host`, its certificate verified; the handshake is bounded by
-        the socket's timeout."""
+        the socket's timeout. LazyStoreMiss when the directory's store failed the chain:
+        the whole store is in place then, for a new connection to try."""
         context = self.context()
         import ssl  # noqa: PLC0415 -- loaded by context() just now
 
         try:
             return context.wrap_socket(sock, server_hostname=host)
         except ssl.SSLCertVerificationError as exc:
+            if context is self._lazy:
+                self._use_whole_store(origin, exc.verify_message)
+                raise LazyStoreMiss(origin) from exc
             raise TlsVerificationError(
                 f"TLS certificate of {origin} not trusted: {exc.verify_message}"
             ) from exc
+
+    def _use_whole_store(self, origin: str, reason: str) -> None:
+        with self._lock:
+            if self._context is self._lazy:  # the first connection to fail switches
+                log.info(
+                    "TLS certificate of %s not verified with the CA directory %s (%s): "
+                    "loading the whole trust store, and trying once more",
+                    origin,
+                    self._directory,
+                    reason,
+                )
+                self._context = trust_store.client_context(self._ca_bundle, None)
+
+
+class LazyStoreMiss(Exception):
+    """A handshake failed against the hashed directory's store: a new connection may try
+    the whole store (TlsSettings has it in place by then)."""
 
 
 class _Deadline:
@@ -192,6 +212,16 @@ class ConnectionPool:
             sock.close()
 
     def _connect(self, limit: _Deadline) -> socket.socket:
+        sock = self._open(limit)
+        if not self._https:
+            return sock
+        try:
+            return self._handshake(sock, limit)
+        except LazyStoreMiss:
+            # The hashed directory lacked this chain's CA; the whole store is in place now.
+            return self._handshake(self._open(limit), limit)
+
+    def _open(self, limit: _Deadline) -> socket.socket:
         try:
             # getaddrinfo takes the host as bytes too (see host_bytes); typeshed says str.
             sock = socket.create_connection(self._address, limit.timeout())  # type: ignore[arg-type]
@@ -203,8 +233,9 @@ class ConnectionPool:
             ) from exc
         # Requests are small; Nagle plus delayed ACK would add ~40 ms to each one.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if not self._https:
-            return sock
+        return sock
+
+    def _handshake(self, sock: socket.socket, limit: _Deadline) -> socket.socket:
         try:
             sock.settimeout(limit.timeout())
             return self._tls.wrap(sock, self._address[0], self.origin)

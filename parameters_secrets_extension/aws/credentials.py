@@ -18,6 +18,7 @@ from ..errors import ExtensionError, MissingCredentials, UpstreamConnectionError
 from ..logs import log
 from ..response_reader import OverLimit, ResponseError, read_response
 from ..urls import host_port
+from . import trust_store
 from .connection_pool import host_bytes
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
@@ -39,8 +40,10 @@ FETCH_TIMEOUT_SECONDS = 5.0
 MAX_CREDENTIALS_BYTES = 64 * 1024  # a credentials answer is about 1.5 KB
 _PROVIDER = "container credentials provider"  # the peer, as messages name it
 # No control characters or spaces may reach the request line; none but tab in a header value.
-_BAD_TARGET = re.compile(r"[\x00-\x20\x7f]")
-_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Compiled (and cached by re) at the first container credentials fetch: Lambda's own
+# credentials are in the environment.
+_BAD_TARGET = r"[\x00-\x20\x7f]"
+_BAD_VALUE = r"[\x00-\x08\x0a-\x1f\x7f]"
 # Plain-http credential endpoints are allowed only on hosts that cannot be a stranger's:
 # loopback and the ECS/EKS link-local agent addresses (the same rule as botocore).
 _AGENT_HOSTS = frozenset(
@@ -304,7 +307,7 @@ def _http_get(uri: str, headers: dict[str, str], limit: float) -> tuple[int, byt
     host = parts.hostname or ""
     https = parts.scheme == "https"
     target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
-    if _BAD_TARGET.search(target) or any(_BAD_VALUE.search(v) for v in headers.values()):
+    if re.search(_BAD_TARGET, target) or any(re.search(_BAD_VALUE, v) for v in headers.values()):
         # Never name the value: the bad one may be the authorization token.
         raise MissingCredentials(
             "AWS_CONTAINER_CREDENTIALS_FULL_URI or the authorization token holds control characters"
@@ -322,11 +325,10 @@ def _http_get(uri: str, headers: dict[str, str], limit: float) -> tuple[int, byt
         # getaddrinfo takes the host as bytes too (see host_bytes); typeshed says str.
         sock = socket.create_connection(address, _left(limit))  # type: ignore[arg-type]
         try:
-            if https:
-                import ssl  # noqa: PLC0415 -- only an https provider needs it (Lambda's is http)
-
-                # The handshake is bounded as a whole by the socket's timeout.
-                context = ssl.create_default_context()
+            if https:  # only here is ssl imported: Lambda's provider is http
+                # The system's whole store, found as for AWS (trust_store.py); the handshake
+                # is bounded as a whole by the socket's timeout.
+                context = trust_store.client_context(None, None)
                 sock = context.wrap_socket(sock, server_hostname=address[0])
             sock.settimeout(_left(limit))
             sock.sendall(request)

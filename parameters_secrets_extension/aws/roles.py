@@ -41,7 +41,7 @@ STS_API_VERSION = "2011-06-15"
 MAX_SESSION_NAME = 64
 _NOT_IN_SESSION_NAME = re.compile(r"[^\w+=,.@-]", re.ASCII)
 _FORM = "application/x-www-form-urlencoded; charset=utf-8"
-_CREDENTIALS = re.compile(r"<Credentials>(.*?)</Credentials>", re.DOTALL)
+_CREDENTIALS = r"<Credentials>(.*?)</Credentials>"  # compiled at the first AssumeRole answer
 _FIELDS = ("AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration")
 
 # STS, described as the record endpoints.resolve reads: host sts.<region>.<DNS suffix>
@@ -120,7 +120,7 @@ def _parse(body: bytes) -> Credentials:
     import html  # noqa: PLC0415 -- only roleArn requests need it: off the first call's path
 
     text = body.decode("utf-8", "replace")
-    block = _CREDENTIALS.search(text)
+    block = re.search(_CREDENTIALS, text, re.DOTALL)
     values: dict[str, str] = {}
     for field in _FIELDS:
         found = re.search(f"<{field}>(.*?)</{field}>", block.group(1)) if block else None

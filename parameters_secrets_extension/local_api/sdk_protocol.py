@@ -145,7 +145,7 @@ class SdkApi:
         self._lookups = lookups
         self._client = client
 
-        signer: list[Signer] = []  # the client, once made: LazyClient.get takes a lock
+        signer: list[Signer] = []  # the client, once made: asked directly from then on
 
         def credentials(deadline: float | None) -> Credentials:
             if not signer:
