@@ -16,6 +16,25 @@ from collections.abc import Mapping
 from functools import lru_cache
 from urllib.parse import SplitResult, quote, unquote_to_bytes, urlsplit
 
+try:  # the C HMAC that hmac.new wraps, where the build has OpenSSL (see _keyed)
+    from _hashlib import hmac_new as _openssl_hmac
+except ImportError:  # pragma: no cover - a Python built without OpenSSL
+    _openssl_hmac = None  # type: ignore[assignment]
+
+TYPE_CHECKING = False  # mypy takes it as True
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class _Mac(Protocol):
+        """What signature() needs of an HMAC: hmac.HMAC's and OpenSSL's alike."""
+
+        def copy(self) -> _Mac: ...
+
+        def update(self, msg: bytes, /) -> None: ...
+
+        def hexdigest(self) -> str: ...
+
+
 ALGORITHM = "AWS4-HMAC-SHA256"
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -219,8 +238,16 @@ def signature(key: bytes, sts: str) -> str:
 
 # Beside each signing key, its HMAC with the key already set up: copying that state costs
 # about half of a one-shot hmac.digest, which sets the key up (two SHA-256 blocks) anew.
+# OpenSSL's HMAC object itself where there is one (hmac.new wraps it in a Python class whose
+# copy, update and hexdigest are three more Python calls per signature: on a verifier's hit
+# path, woken with cold caches, each call costs far more than the hash).
 @lru_cache(maxsize=8)
-def _keyed(key: bytes) -> hmac.HMAC:
+def _keyed(key: bytes) -> _Mac:
+    if _openssl_hmac is not None:
+        try:
+            return _openssl_hmac(key, digestmod="sha256")
+        except ValueError:  # pragma: no cover - an OpenSSL without SHA-256 HMAC
+            pass
     return hmac.new(key, digestmod=hashlib.sha256)
 
 

@@ -1,7 +1,7 @@
 """Unchanged SDK code against the extension's AWS JSON protocol, in one run: boto3 to the
 extension against boto3 to moto, and the extension's CPU per SDK hit against per GET hit.
 
-Usage: python -m bench.bench_sdk [--rounds R] [--calls N] [--hits H] [--pin]
+Usage: python -m bench.bench_sdk [--rounds R] [--calls N] [--hits H] [--pin] [--base REV]
 
 Figure 1: a warm `get_secret_value` through one boto3 client pointed at the extension
 (`endpoint_url=`, the function's credentials) against the same call through a boto3 client
@@ -9,6 +9,8 @@ pointed at moto directly (what the function would do without the extension), R r
 calls each, taking turns; the median call of each, and their ratio (goal: the extension >= 5x
 faster). Moto stands in for AWS on loopback, so the floor is far faster than a real Secrets
 Manager call: the ratio is a lower bound.
+Beside figure 1, the extension's CPU time per boto3 call (its process CPU-time clock over
+each round's calls): a woken hit runs with cold caches, so this is several times figure 3's.
 Figure 2, the bound of figure 1: the same call through a third boto3 client pointed at a
 zero-cost server (a subprocess that answers every request with the extension's own reply,
 byte for byte: one write, TCP_NODELAY, keep-alive), taking turns with the other two. No server
@@ -24,12 +26,18 @@ runs at log level warn.
 --pin: boto3 (this process) on CPU 0 and every server (moto, the extension, the zero-cost
 server: all their threads) on CPU 1, the same placement for all three, so that where the
 scheduler puts a client and its server does not move figures 1 and 2 from run to run.
+--base REV: REV's layer (built by REV's own build_layer.py) runs beside this tree's as a
+second extension, `extension@base`, with a boto3 client of its own taking its turn in every
+round of figure 1 and its SDK and GET hits in every round of figure 3: the same-run A/B of
+a change (the ratios this / base). The two trade places every two rounds (round_order), so
+use a multiple of 4 rounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import re
 import socket
@@ -188,6 +196,20 @@ def whole_reply(port: int, request: bytes) -> bytes:
         return head + b"\r\n\r\n" + body
 
 
+def round_order(names: list[str], extensions: list[str], number: int) -> list[str]:
+    """The order of round `number`: `names` forward in even rounds, backward in odd ones,
+    so each server's block follows either neighbour in turn; with --base, the two
+    extensions also trade places every two rounds. Without that trade, extension@base
+    (between the extension and moto) would follow moto's block in every backward round and
+    the extension never: a block that follows moto's (or a pause) runs measurably slower,
+    which would have flattered this tree in the A/B."""
+    order = list(names)
+    if len(extensions) == 2 and number // 2 % 2:
+        first, second = (order.index(name) for name in extensions)
+        order[first], order[second] = order[second], order[first]
+    return order[::-1] if number % 2 else order
+
+
 def timed_calls(call: Any, count: int) -> list[float]:
     samples = []
     for _ in range(count):
@@ -212,134 +234,172 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--hits", type=int, default=4000)
     parser.add_argument("--pin", action="store_true", help="client on CPU 0, servers on CPU 1")
+    parser.add_argument("--base", help="also run REV's layer as extension@base")
     args = parser.parse_args()
     import boto3
     from botocore.config import Config
 
     loads = [load()]
-    with harness.setup() as s:
+    with harness.setup() as s, contextlib.ExitStack() as stack:
         env = {"PARAMETERS_SECRETS_EXTENSION_LOG_LEVEL": "warn"}
-        with harness.extension(s, "sdk", env) as running:
-            creds = s.creds
-            config = Config(retries={"max_attempts": 1, "mode": "standard"})
-            keys: Any = {
-                "region_name": REGION,
-                "aws_access_key_id": creds.access_key,
-                "aws_secret_access_key": creds.secret_key,
-                "aws_session_token": creds.session_token,
-                "config": config,
+        running = stack.enter_context(harness.extension(s, "sdk", env))
+        extensions = {"extension": running}
+        if args.base:
+            from bench.bench_compare import base_layer  # only with --base
+
+            executable = base_layer(args.base, s.python, s.tmp)
+            extensions["extension@base"] = stack.enter_context(
+                harness.extension(s, "sdk-base", env, executable)
+            )
+        creds = s.creds
+        config = Config(retries={"max_attempts": 1, "mode": "standard"})
+        keys: Any = {
+            "region_name": REGION,
+            "aws_access_key_id": creds.access_key,
+            "aws_secret_access_key": creds.secret_key,
+            "aws_session_token": creds.session_token,
+            "config": config,
+        }
+        clients: dict[str, Any] = {
+            name: boto3.client(
+                "secretsmanager", endpoint_url=f"http://localhost:{ext.port}", **keys
+            )
+            for name, ext in extensions.items()
+        }
+        to_moto: Any = boto3.client("secretsmanager", endpoint_url=s.moto.endpoint, **keys)
+        secret = s.moto.secret_name
+        for client in clients.values():
+            client.get_secret_value(SecretId=secret)  # cached now
+        signed = {
+            name: boto3_request(client, functools.partial(client.get_secret_value, SecretId=secret))
+            for name, client in clients.items()
+        }
+        reply = whole_reply(running.port, signed["extension"])
+        with zero_cost_server(s.python, reply) as zero_port:
+            to_zero: Any = boto3.client(
+                "secretsmanager", endpoint_url=f"http://localhost:{zero_port}", **keys
+            )
+            if args.pin:
+                os.sched_setaffinity(0, {0})
+                moto_port = int(s.moto.endpoint.rsplit(":", 1)[1].split("/")[0])
+                ports = [moto_port, zero_port] + [ext.port for ext in extensions.values()]
+                for port in ports:
+                    pin(listener_pid(port), 1)
+            calls: dict[str, Callable[[], Any]] = {
+                name: functools.partial(client.get_secret_value, SecretId=secret)
+                for name, client in clients.items()
             }
-            to_ext: Any = boto3.client(
-                "secretsmanager", endpoint_url=f"http://localhost:{running.port}", **keys
-            )
-            to_moto: Any = boto3.client("secretsmanager", endpoint_url=s.moto.endpoint, **keys)
-            secret = s.moto.secret_name
-            to_ext.get_secret_value(SecretId=secret)  # cached now
-            signed = boto3_request(to_ext, lambda: to_ext.get_secret_value(SecretId=secret))
-            reply = whole_reply(running.port, signed)
-            with zero_cost_server(s.python, reply) as zero_port:
-                to_zero: Any = boto3.client(
-                    "secretsmanager", endpoint_url=f"http://localhost:{zero_port}", **keys
-                )
-                if args.pin:
-                    os.sched_setaffinity(0, {0})
-                    moto_port = int(s.moto.endpoint.rsplit(":", 1)[1].split("/")[0])
-                    for port in (moto_port, running.port, zero_port):
-                        pin(listener_pid(port), 1)
-                calls: dict[str, Callable[[], Any]] = {
-                    "extension": lambda: to_ext.get_secret_value(SecretId=secret),
-                    "moto": lambda: to_moto.get_secret_value(SecretId=secret),
-                    "zero-cost": lambda: to_zero.get_secret_value(SecretId=secret),
-                }
-                same = {call()["SecretString"] for call in calls.values()}
-                if len(same) != 1:
-                    raise SystemExit("the extension, moto and the zero-cost server differ")
-                samples: dict[str, list[float]] = {name: [] for name in calls}
-                order = list(calls)
-                for name in order:
-                    timed_calls(calls[name], 20)  # warm-up: connections, the cache
-                for _ in range(args.rounds):
-                    for name in order:
-                        samples[name] += timed_calls(calls[name], args.calls)
-                    order.reverse()
-                    loads.append(load())
-
-            get = harness.KeepAlive(
-                running.port, f"/secretsmanager/get?secretId={secret}", running.token
-            )
-            post = SignedPost(running.port, signed)
-            cpu: dict[str, list[float]] = {"sdk": [], "get": []}
-            clients = {"sdk": post, "get": get}
-            for client in clients.values():
-                cpu_per_hit(running.pid, client, 200)  # warm-up
-            turn = ["sdk", "get"]
-            for _ in range(args.rounds):
-                for name in turn:
-                    cpu[name].append(cpu_per_hit(running.pid, clients[name], args.hits))
-                turn.reverse()
+            calls["moto"] = lambda: to_moto.get_secret_value(SecretId=secret)
+            calls["zero-cost"] = lambda: to_zero.get_secret_value(SecretId=secret)
+            same = {call()["SecretString"] for call in calls.values()}
+            if len(same) != 1:
+                raise SystemExit("the extensions, moto and the zero-cost server differ")
+            samples: dict[str, list[float]] = {name: [] for name in calls}
+            for call in calls.values():
+                timed_calls(call, 20)  # warm-up: connections, the cache
+            call_cpu: dict[str, list[float]] = {name: [] for name in extensions}
+            for number in range(args.rounds):
+                for name in round_order(list(calls), list(extensions), number):
+                    before = cpu_seconds(extensions[name].pid) if name in extensions else 0.0
+                    samples[name] += timed_calls(calls[name], args.calls)
+                    if name in extensions:
+                        spent = cpu_seconds(extensions[name].pid) - before
+                        call_cpu[name].append(spent / args.calls)
                 loads.append(load())
-            get.close()
-            post.close()
-            errors = running.ext.output().count("ERROR")
 
-    ext_ms = harness.median(samples["extension"]) * 1000
+        # Figure 3: per extension, its SDK hits and GET hits taking turns.
+        hits: dict[tuple[str, str], harness.KeepAlive] = {}
+        for name, ext in extensions.items():
+            hits[name, "sdk"] = SignedPost(ext.port, signed[name])
+            hits[name, "get"] = harness.KeepAlive(
+                ext.port, f"/secretsmanager/get?secretId={secret}", ext.token
+            )
+        cpu: dict[tuple[str, str], list[float]] = {key: [] for key in hits}
+        for (name, _), client in hits.items():
+            cpu_per_hit(extensions[name].pid, client, 200)  # warm-up
+        turn = list(hits)
+        for _ in range(args.rounds):
+            for key in turn:
+                cpu[key].append(cpu_per_hit(extensions[key[0]].pid, hits[key], args.hits))
+            turn.reverse()
+            loads.append(load())
+        for client in hits.values():
+            client.close()
+        errors = sum(ext.ext.output().count("ERROR") for ext in extensions.values())
+
     moto_ms = harness.median(samples["moto"]) * 1000
     zero_ms = harness.median(samples["zero-cost"]) * 1000
-    sdk_us = harness.median(cpu["sdk"]) * 1e6
-    get_us = harness.median(cpu["get"]) * 1e6
-    speedup = moto_ms / ext_ms
     bound = moto_ms / zero_ms
-    cpu_ratio = sdk_us / get_us
-    rows = [
-        [
-            "boto3 get_secret_value, warm: moto directly / the extension (median call)",
-            f"{ext_ms:.2f} ms",
-            f"{moto_ms:.2f} ms",
-            f"{speedup:.1f}x faster",
-            ">= 5x",
-            "yes" if speedup >= 5 else "NO",
-        ],
+    rows = []
+    for name in extensions:
+        ext_ms = harness.median(samples[name]) * 1000
+        sdk_us = harness.median(cpu[name, "sdk"]) * 1e6
+        get_us = harness.median(cpu[name, "get"]) * 1e6
+        speedup = moto_ms / ext_ms
+        cpu_ratio = sdk_us / get_us
+        rows += [
+            [
+                f"boto3 get_secret_value, warm: moto directly / {name} (median call)",
+                f"{ext_ms:.2f} ms",
+                f"{moto_ms:.2f} ms",
+                f"{speedup:.2f}x faster",
+                ">= 5x",
+                "yes" if speedup >= 5 else "NO",
+            ],
+            [
+                f"{name} CPU per boto3 call of the above (median round)",
+                f"{harness.median(call_cpu[name]) * 1e6:.0f} us",
+                "-",
+                "-",
+                "-",
+                "-",
+            ],
+            [
+                f"{name} / a zero-cost server: what it adds to a call",
+                f"{ext_ms:.2f} ms",
+                f"{zero_ms:.2f} ms",
+                f"{ext_ms / zero_ms:.3f}",
+                "-",
+                "-",
+            ],
+            [
+                f"{name} CPU per hit: SDK (signature checked) / GET (median round)",
+                f"{sdk_us:.0f} us",
+                f"{get_us:.0f} us",
+                f"{cpu_ratio:.2f}",
+                "<= 2",
+                "yes" if cpu_ratio <= 2 else "NO",
+            ],
+        ]
+    rows.insert(
+        1,
         [
             "the goal's bound: moto directly / a zero-cost server (boto3's own work)",
             f"{zero_ms:.2f} ms",
             f"{moto_ms:.2f} ms",
-            f"{bound:.1f}x faster",
+            f"{bound:.2f}x faster",
             ">= 5x to be reachable",
             "yes" if bound >= 5 else "NO: boto3 bounds it",
         ],
-        [
-            "the extension / a zero-cost server: what the extension adds to a call",
-            f"{ext_ms:.2f} ms",
-            f"{zero_ms:.2f} ms",
-            f"{ext_ms / zero_ms:.3f}",
-            "-",
-            "-",
-        ],
-        [
-            "extension CPU per hit: SDK (signature checked) / GET (median round)",
-            f"{sdk_us:.0f} us",
-            f"{get_us:.0f} us",
-            f"{cpu_ratio:.2f}",
-            "<= 2",
-            "yes" if cpu_ratio <= 2 else "NO",
-        ],
-    ]
+    )
     title = (
         f"bench_sdk: python {harness.python_version(s.python)}, {harness.machine()}, "
         f"load average {min(loads):.2f}-{max(loads):.2f} during the runs, "
         f"{args.rounds} rounds of {args.calls} boto3 calls and of {args.hits} hits per "
         f"target; extension ERROR lines {errors}"
         + ("; pinned: boto3 on CPU 0, the servers on CPU 1" if args.pin else "")
+        + (f"; extension@base is {args.base}" if args.base else "")
     )
     header = ["figure", "measured", "floor", "ratio", "goal", "met?"]
     print(harness.table(title, header, rows))
-    print(
-        "CPU per hit by round (us): "
-        + ", ".join(
-            f"sdk {a * 1e6:.0f} get {b * 1e6:.0f}"
-            for a, b in zip(cpu["sdk"], cpu["get"], strict=True)
+    for name in extensions:
+        print(
+            f"{name} CPU per hit by round (us): "
+            + ", ".join(
+                f"sdk {a * 1e6:.0f} get {b * 1e6:.0f}"
+                for a, b in zip(cpu[name, "sdk"], cpu[name, "get"], strict=True)
+            )
         )
-    )
 
 
 if __name__ == "__main__":

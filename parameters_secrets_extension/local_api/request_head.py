@@ -12,13 +12,13 @@ parser could take it for a line end. Any framing error ends the connection, beca
 rest of the stream can no longer be trusted.
 
 Two readers give the same request. The usual head arrives in one piece, already in the
-server's buffer (an io.BufferedReader): `_buffered_head` finds its end there, splits it
-once and checks each line with a few byte operations, which costs a fraction of a readline
-and a pattern per line (an AWS SDK's request has ten header lines, one of them a 1 KB
-session token). It takes only a head that is whole, CRLF throughout and within every
-limit; anything else (a head still arriving, LF line ends, a bare CR or NUL, obs-fold, a
-malformed line, a limit passed) is left unread for `_head_by_lines`, the line-by-line
-reader, which decides it: every error comes from one place.
+server's buffer (an io.BufferedReader): `_buffered_head` finds its end there and splits it
+once at its field lines' starts, which costs a fraction of a readline and a pattern per line
+(an AWS SDK's request has ten header lines, one of them a 1 KB session token). It takes
+only a head that is whole, CRLF throughout and within every limit; anything else (a head
+still arriving, LF line ends, a bare CR or NUL, obs-fold, a malformed line, a limit
+passed) is left unread for `_head_by_lines`, the line-by-line reader, which decides it:
+every error comes from one place.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import re
 import urllib.parse
+from _operator import methodcaller  # operator's own, without importing operator
 
 from ..errors import BadRequest, HeaderFieldsTooLarge, LengthRequired, PayloadTooLarge, UriTooLong
 
@@ -61,6 +62,7 @@ VAULT_TOKEN_HEADER = "x-vault-token"  # noqa: S105 (a header name)
 # A request that passed through a proxy: refused, as the AWS extension refuses it, so that
 # a server-side request forgery elsewhere in the function cannot reach the secrets.
 FORWARDED_HEADERS = ("x-forwarded-for", "forwarded", "x-forwarded-host")
+_FORWARDED = frozenset(FORWARDED_HEADERS)
 
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 # A whole request line, line end included, in one match: a token (the method), the target
@@ -69,12 +71,17 @@ _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _REQUEST_LINE = re.compile(rb"(%s) ([^\x00-\x20\x7f]+) (HTTP/1\.[0-9])\r?\n" % _TOKEN)
 # The same, without the line end: the request line of a head split at its CRLFs.
 _REQUEST_LINE_CONTENT = re.compile(rb"(%s) ([^\x00-\x20\x7f]+) (HTTP/1\.[0-9])" % _TOKEN)
-_TOKEN_BYTES = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 # A header field's name and colon; the value is not scanned by a pattern, since it holds the
 # long session token and _content's two byte searches are faster over it.
 _FIELD_NAME = re.compile(rb"(%s):" % _TOKEN)
 # A refused request line of this shape has a bad target: empty, or a control byte in it.
 _LINE_SHAPE = re.compile(rb"%s [^ ]* HTTP/1\.[0-9]" % _TOKEN)
+# Where a field line starts in a head with CRLF line ends: the line end before it, the name
+# (captured), its colon and the whitespace that opens the value. Split at these, a head
+# gives its request line, then each field's name and value.
+_FIELD_START = re.compile(rb"\r\n(%s):[ \t]*" % _TOKEN)
+# A value's whitespace at its end, stripped; the same object back when there is none.
+_STRIP_END = methodcaller("rstrip", b" \t")
 # Header names as sent -> checked and lower-cased, for _buffered_head: a client sends the
 # same few names on every request. Bounded: cleared when full, names longer than
 # MAX_KNOWN_NAME never kept (at most 16 KiB of names).
@@ -87,7 +94,7 @@ _PRINTABLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))
 class Request:
     """One request's head; header names are lower case, repeated fields joined by ", "."""
 
-    __slots__ = ("body", "headers", "http10", "keep_alive", "method", "target")
+    __slots__ = ("body", "headers", "http10", "keep_alive", "method", "sdk", "target")
 
     def __init__(
         self,
@@ -98,6 +105,7 @@ class Request:
         http10: bool,
         *,
         body: bytes = b"",
+        sdk: bool = False,
     ) -> None:
         self.method: Final = method
         self.target: Final = target
@@ -105,6 +113,7 @@ class Request:
         self.keep_alive: Final = keep_alive
         self.http10: Final = http10
         self.body: Final = body  # read only for the AWS JSON protocol; else empty
+        self.sdk: Final = sdk  # an AWS JSON protocol request (is_sdk_request), body read
 
 
 def is_sdk_request(method: str, target: str, headers: dict[str, bytes]) -> bool:
@@ -116,7 +125,7 @@ def is_sdk_request(method: str, target: str, headers: dict[str, bytes]) -> bool:
 
 def is_forwarded(headers: dict[str, bytes]) -> bool:
     """True when the request carries any header a proxy adds when forwarding."""
-    return any(name in headers for name in FORWARDED_HEADERS)
+    return not _FORWARDED.isdisjoint(headers)  # one C call, no generator
 
 
 def _content(line: bytes) -> bytes:
@@ -141,26 +150,34 @@ def read_request(rfile: LineReader) -> Request | None:
         if body is None:
             return None
         keep_alive = _keep_alive(headers, http10, body_read=True)
-        return Request(method, target, headers, keep_alive, http10, body=body)
+        return Request(method, target, headers, keep_alive, http10, body=body, sdk=True)
     return Request(method, target, headers, _keep_alive(headers, http10), http10)
 
 
 def _buffered_head(rfile: io.BufferedReader) -> _Head | None:
     """The head, read in one pass when it is whole in `rfile`'s buffer, CRLF throughout,
-    well formed and within the limits; else None, with nothing read."""
+    well formed and within the limits; else None, with nothing read.
+
+    One split at the field lines' starts (_FIELD_START) cuts the head into the request line
+    and each field's name and value; the dict is then made by C-level calls, with no Python
+    loop over the lines (an SDK's request has ten of them). A woken SDK hit runs with cold
+    caches, where each Python step costs several times what it costs warm.
+    """
     buffered = rfile.peek(1)  # all that is buffered; one read first if nothing is
     end = buffered.find(b"\r\n\r\n")
     if end < 0:
         return None
     head = buffered[:end]
-    lines = head.split(b"\r\n")
-    line_ends = len(lines) - 1
-    # A CR or LF left in a line is a bare one, or an LF line end: the line reader's case.
-    if head.count(b"\r") != line_ends or head.count(b"\n") != line_ends or b"\0" in head:
+    parts = _FIELD_START.split(head)
+    fields = len(parts) >> 1
+    # Each field line's start holds one CR and one LF. Any other is a bare one, an LF line
+    # end or the end of a line the split did not take (no colon, a bad name, obs-fold):
+    # the line reader's case.
+    if head.count(b"\r") != fields or head.count(b"\n") != fields or b"\0" in head:
         return None
-    request_line = lines[0]
+    request_line = parts[0]
     if (
-        len(lines) > MAX_HEADERS + 1
+        fields > MAX_HEADERS
         or len(request_line) + 2 > MAX_REQUEST_LINE
         or end + 4 - len(request_line) - 2 > MAX_HEADER_BYTES  # the fields and the empty line
     ):
@@ -168,27 +185,32 @@ def _buffered_head(rfile: io.BufferedReader) -> _Head | None:
     match = _REQUEST_LINE_CONTENT.fullmatch(request_line)
     if match is None:
         return None
-    headers: dict[str, bytes] = {}
-    names = _NAMES
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon:
-            return None
-        key = names.get(name)
-        if key is None:
-            # Deleting the token bytes leaves nothing of a token; an obs-fold's space remains.
-            if not name or name.translate(None, _TOKEN_BYTES):
-                return None
-            key = name.decode("ascii").lower()
-            if len(name) <= MAX_KNOWN_NAME:
-                if len(names) >= MAX_KNOWN_NAMES:
-                    names.clear()
-                names[name] = key
-        value = value.strip(b" \t")
-        headers[key] = headers[key] + b", " + value if key in headers else value
+    raw_names = parts[1::2]
+    values = list(map(_STRIP_END, parts[2::2]))  # its start stripped by the split
+    known = list(map(_NAMES.get, raw_names))
+    keys: list[str] = (
+        [key or _known_name(name) for key, name in zip(known, raw_names, strict=True)]
+        if None in known
+        else known  # type: ignore[assignment]  # no None in it
+    )
+    headers: dict[str, bytes] = dict(zip(keys, values, strict=True))
+    if len(headers) != fields:  # a repeated field: its values joined, in order
+        headers = {}
+        for key, value in zip(keys, values, strict=True):
+            headers[key] = headers[key] + b", " + value if key in headers else value
     rfile.read(end + 4)  # from the buffer: no system call
     method, target, version = match.groups()
     return method.decode("ascii"), _target(target), version, headers
+
+
+def _known_name(name: bytes) -> str:
+    """A field name lower-cased, remembered (within the table's bounds) for next time."""
+    key = name.decode("ascii").lower()
+    if len(name) <= MAX_KNOWN_NAME:
+        if len(_NAMES) >= MAX_KNOWN_NAMES:
+            _NAMES.clear()
+        _NAMES[name] = key
+    return key
 
 
 def _head_by_lines(rfile: LineReader) -> _Head | None:

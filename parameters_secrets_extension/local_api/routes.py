@@ -70,9 +70,7 @@ class Api:
         try:
             if request.method != "GET":
                 client = self._client
-                if client is not None and request_head.is_sdk_request(
-                    request.method, request.target, request.headers
-                ):
+                if request.sdk and client is not None:
                     if request_head.is_forwarded(request.headers):
                         raise ForwardedRequest("forwarded requests are refused")
                     return self._sdk_api(client).respond(request)

@@ -65,8 +65,7 @@ if TYPE_CHECKING:
 
 
 CONTENT_TYPE = "application/x-amz-json-1.1"
-# The target's prefix (before the dot) -> its service.
-SERVICE_PREFIXES = {service.target.partition(".")[0]: service for service in (SECRETS_MANAGER, SSM)}
+_CONTENT_TYPE_BYTES = CONTENT_TYPE.encode()
 # GetParametersByPath's page size: at most, and when MaxResults is absent.
 MAX_PATH_PAGE = 10
 # Input limits, AWS's own: the longest id, version id, stage or label and path it takes.
@@ -83,6 +82,9 @@ _DATE_MEMBER = re.compile(rb'"(?:CreatedDate|LastModifiedDate)":"([0-9T:.Z-]{24}
 # An error type passed through from AWS goes into a header only if it looks like one.
 _ERROR_TYPE = re.compile(r"[A-Za-z0-9_.:#-]{1,128}")
 _UNEXPECTED = "an unexpected error occurred while executing request"
+# The C scanner json.loads ends in, and the whitespace JSON allows around a value.
+_SCAN = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+_JSON_SPACE = " \t\n\r"
 
 
 class _Dates:
@@ -143,8 +145,12 @@ class SdkApi:
         self._lookups = lookups
         self._client = client
 
+        signer: list[Signer] = []  # the client, once made: asked directly from then on
+
         def credentials(deadline: float | None) -> Credentials:
-            return client.get().credentials(deadline)
+            if not signer:
+                signer.append(client.get())
+            return signer[0].credentials(deadline)
 
         self._verifier = Verifier(credentials)
         self._dates = _Dates()
@@ -155,16 +161,21 @@ class SdkApi:
         self._last_secret: tuple[bytes, bytes] = (b"", b"")
         self._last_parameter: tuple[bytes, bytes] = (b"", b"")
         self._path_memo: tuple[bytes, list[dict[str, object]]] = (b"", [])
-        # X-Amz-Target -> its service and handler: the operations served, and no others.
-        self._operations: dict[str, tuple[Service, Handler]] = {
-            SECRETS_MANAGER.target: (SECRETS_MANAGER, self._get_secret_value),
-            SECRETS_MANAGER.target_of(SECRETS_MANAGER.batch_operation): (
-                SECRETS_MANAGER,
-                self._batch_get_secret_value,
-            ),
-            SSM.target: (SSM, self._get_parameter),
-            SSM.target_of(SSM.batch_operation): (SSM, self._get_parameters),
-            SSM.target_of(SSM.path_operation or ""): (SSM, self._get_parameters_by_path),
+        # X-Amz-Target -> its service, handler and route name (`sdk:<operation>`, as log
+        # lines and errors name it): the operations served, and no others.
+        self._operations: dict[str, tuple[Service, Handler, str]] = {
+            target: (service, handler, "sdk:" + target.partition(".")[2])
+            for target, service, handler in (
+                (SECRETS_MANAGER.target, SECRETS_MANAGER, self._get_secret_value),
+                (
+                    SECRETS_MANAGER.target_of(SECRETS_MANAGER.batch_operation),
+                    SECRETS_MANAGER,
+                    self._batch_get_secret_value,
+                ),
+                (SSM.target, SSM, self._get_parameter),
+                (SSM.target_of(SSM.batch_operation), SSM, self._get_parameters),
+                (SSM.target_of(SSM.path_operation or ""), SSM, self._get_parameters_by_path),
+            )
         }
 
     def respond(self, request: Request) -> Reply:
@@ -172,15 +183,14 @@ class SdkApi:
         target = request.headers[TARGET_HEADER].decode("latin-1")
         route = "sdk"
         try:
-            service = SERVICE_PREFIXES.get(target.partition(".")[0])
             operation = self._operations.get(target)
-            if service is None or operation is None:
+            if operation is None:
                 served = ", ".join(self._operations)
                 raise UnknownOperation(
                     f"{printable(target)[:100]} is not served: this extension answers"
                     f" only reads ({served})"
                 )
-            route = "sdk:" + target.partition(".")[2]
+            service, handler, route = operation
             deadline = self._client.deadline(service)
             try:
                 self._verifier.verify(request, service, deadline)
@@ -189,7 +199,7 @@ class SdkApi:
                 log.warning("refused an AWS JSON request for %s: %s", route[4:], exc.error_type)
                 raise
             payload = _payload(request)
-            body, outcome = operation[1](payload)
+            body, outcome = handler(payload)
             return Reply(200, body, CONTENT_TYPE, route, outcome)
         except ExtensionError as exc:
             if isinstance(exc, RequestError):
@@ -330,17 +340,30 @@ def error_reply(exc: ExtensionError, route: str = "sdk") -> Reply:
 
 def _payload(request: Request) -> dict[str, object]:
     content_type = request.headers.get("content-type", b"")
-    if not content_type.startswith(CONTENT_TYPE.encode()):
+    if not content_type.startswith(_CONTENT_TYPE_BYTES):
         raise InvalidParameter(
             f"Content-Type must be {CONTENT_TYPE}", error_type="SerializationException"
         )
     try:
-        payload = json.loads(request.body or b"{}")
+        payload = _json_value(request.body or b"{}")
     except ValueError as exc:
         raise InvalidParameter("the body is not JSON", error_type="SerializationException") from exc
     if not isinstance(payload, dict):
         raise InvalidParameter("the body is not a JSON object", error_type="SerializationException")
     return payload
+
+
+def _json_value(body: bytes) -> object:
+    """json.loads(body), straight through its C scanner for a body that opens an object:
+    such a body is UTF-8 (json.detect_encoding's answer for it), and loads' own steps are
+    four Python calls, which cost a woken SDK hit more than the scan itself."""
+    if not body.startswith(b'{"'):
+        return json.loads(body)
+    text = body.decode("utf-8", "surrogatepass")  # as loads decodes it
+    value, end = _SCAN(text, 0)
+    if end != len(text) and text[end:].strip(_JSON_SPACE):
+        raise ValueError("extra data after the JSON value")
+    return value
 
 
 def _text(
