@@ -34,14 +34,12 @@ Goals:
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import random
 import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
@@ -99,7 +97,7 @@ def main() -> None:
         bundled_opt = s.tmp / "opt-with-python"
         bundled_executable = with_python.unpack(layer_zip, bundled_opt)
         bundled = with_python.interpreter(bundled_opt)
-        base_executable = base_layer(args.base, s.tmp) if args.base else None
+        base_executable = with_python.base(args.base, s.tmp) if args.base else None
         sm = s.moto.boto3_client("secretsmanager")  # admin: the role may only read
         sm.create_secret(Name=SECRET_ID, SecretString=SECRET_VALUE)  # type: ignore[attr-defined]
         env = {
@@ -161,23 +159,6 @@ def main() -> None:
             f"interleaved): the layer's own {floor['bundled'] * 1e3:.1f} ms, the runtime's "
             f"{floor['runtime'] * 1e3:.1f} ms: {ratio:.2f} (goal <= 1.0)"
         )
-
-
-def base_layer(rev: str, tmp: Path) -> Path:
-    """The executable of `rev`'s --with-python layer, built by `rev`'s own build_layer.py
-    (whose interpreter build is cached as this tree's is, when their inputs are the same)."""
-    from bench import harness, with_python
-
-    archive = subprocess.run(
-        ["git", "archive", "--format=tar", rev], cwd=harness.ROOT, capture_output=True, check=True
-    ).stdout
-    source = tmp / "base-source"
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(source, filter="data")
-    output = tmp / "base-with-python.zip"
-    command = [sys.executable, "build_layer.py", "--arch", "x86_64", "--with-python"]
-    subprocess.run([*command, "--output", str(output)], cwd=source, capture_output=True, check=True)
-    return with_python.unpack(output, tmp / "base-opt-with-python")
 
 
 def run_rounds(
