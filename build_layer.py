@@ -21,6 +21,7 @@ import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
+from bundled_python.launch import BLOCK_STOP_SIGNALS
 from parameters_secrets_extension.version import NAME, VERSION
 
 ROOT = Path(__file__).resolve().parent
@@ -86,9 +87,7 @@ sys.exit(boot.main())
 # shell script may precede it: one file that picks its own interpreter. The script must
 # exec or exit before the shell could read the binary part. A stop signal must end the
 # process with 0 at any moment: in the script by the trap; while the interpreter starts by
-# staying blocked (GNU env >= 8.31 can do that across exec) until the extension takes it.
-# The probe for that option is `env --version`, which execs nothing: 1-2 ms less than
-# running a program such as `true` under it.
+# staying blocked until the extension takes it ({handover}: how).
 # {choose} sets $py to the interpreter, or to nothing when there is none, and $pyflags
 # (always: never the function's variable of that name): CHOOSE_RUNTIME in the small layer,
 # CHOOSE_BUNDLED in the layer built --with-python.
@@ -103,15 +102,25 @@ main='{{main}}'
 # thread's arena; and two arenas, not 8 per core, for threads that mostly wait.
 export MALLOC_MMAP_THRESHOLD_="${{MALLOC_MMAP_THRESHOLD_:-131072}}"
 export MALLOC_ARENA_MAX="${{MALLOC_ARENA_MAX:-2}}"
-if env --block-signal=TERM --version >/dev/null 2>&1; then
-exec env --block-signal=TERM,INT "$py" $pyflags -I -S -c "$main" "$0" "$@"; fi
-exec "$py" $pyflags -I -S -c "$main" "$0" "$@"; fi
+{{handover}}exec "$py" $pyflags -I -S -c "$main" "$0" "$@"; fi
 echo "{NAME} needs python3 >= 3.10 at /var/lang/bin/python3 or on PATH; none found" >&2
 exit 127
 """
+# The runtime's python3 starts with the stop signals as it finds them: GNU env >= 8.31 can
+# keep them blocked across exec, where it has --block-signal. The probe for that option is
+# `env --version`, which execs nothing: 1-2 ms less than running a program such as `true`
+# under it. The probe and env's exec cost 1-2 ms of each start (bench_register).
+ENV_HANDOVER = """\
+if env --block-signal=TERM --version >/dev/null 2>&1; then
+exec env --block-signal=TERM,INT "$py" $pyflags -I -S -c "$main" "$0" "$@"; fi
+"""
+# The layer's own interpreter blocks them itself, first thing in its main(), when this
+# variable asks it to (bundled_python/launch.py): no probe, no env.
+OWN_HANDOVER = f"export {BLOCK_STOP_SIGNALS}=1\n"
 
 CHOOSE_RUNTIME = (
     "Lambda's python3, else PATH's",
+    ENV_HANDOVER,
     """\
 py=python3 pyflags=
 if [ -x /var/lang/bin/python3 ]; then py=/var/lang/bin/python3
@@ -130,6 +139,7 @@ BUNDLED_DIR = NAME  # the layer's directory that holds the interpreter: /opt/<NA
 BUNDLED_PYTHON = f"{BUNDLED_DIR}/bin/python3"
 CHOOSE_BUNDLED = (
     "the layer's own python3",
+    OWN_HANDOVER,
     f"""\
 case $0 in */*) py=${{0%/*}}/../{BUNDLED_PYTHON};; *) py=../{BUNDLED_PYTHON};; esac
 pyflags="-X utf8"
@@ -176,14 +186,15 @@ def main_program(at: int, length: int) -> str:
     return MAIN_TEMPLATE.replace("{at}", str(at)).replace("{length}", str(length))
 
 
-def launcher(main: str, choose: tuple[str, str] = CHOOSE_RUNTIME) -> str:
+def launcher(main: str, choose: tuple[str, str, str] = CHOOSE_RUNTIME) -> str:
     """The sh prefix, running `main` with -c (single-quoted: it holds no single quote)."""
     if "'" in main:
         raise ValueError("the -c program must not contain a single quote")
-    interpreter, lines = choose
+    interpreter, handover, lines = choose
     return (
         LAUNCHER_TEMPLATE.replace("{interpreter}", interpreter)
         .replace("{choose}", lines)
+        .replace("{handover}", handover)
         .replace("{main}", main)
     )
 
@@ -347,7 +358,9 @@ def data_from_end(archive: bytes, name: str) -> int:
 
 
 def build_zipapp(
-    root: Path, pythons: dict[str, str] | None = None, choose: tuple[str, str] = CHOOSE_RUNTIME
+    root: Path,
+    pythons: dict[str, str] | None = None,
+    choose: tuple[str, str, str] = CHOOSE_RUNTIME,
 ) -> bytes:
     """The executable: the sh launcher, then a zip of __main__.py and the `modules` entry.
 

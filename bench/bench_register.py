@@ -1,6 +1,7 @@
 """Where the time from exec to `register` goes, as shares of a bare interpreter's start.
 
 Usage: python -m bench.bench_register [--runs N] [--python PATH] [--pin]
+                                      [--with-python [--base REV]]
 
 Six ways to start, each adding one piece to the one before, interleaved run by run (the order
 rotates) and timed from Popen to the fake Extensions API receiving `register` (the first, the
@@ -16,11 +17,18 @@ floor the goal names, to its exit):
 Each step's median minus the previous one's is that piece's cost. `python3` is a symlink to
 the interpreter, as /var/lang/bin/python3 is on Lambda. --pin runs every step under
 `taskset -c 0`, as a 1-vCPU function's sandbox (the fake Extensions API stays unpinned).
+--with-python times the layer built `--with-python` instead: its own interpreter (started
+with the launcher's flags, `-X utf8`, from `bare` on) and its executable, whatever --python.
+Its launcher has no probe (its interpreter blocks the stop signals itself): `+sh` is then
+the executable as built, and there is no `+env`. With --base REV, REV's executable built
+--with-python by REV's build_layer.py takes turns with the steps: exec -> register, this /
+REV, in the same runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -29,7 +37,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import harness
+from bench import harness, with_python
 from tests.fake_extensions_api import FakeExtensionsApi
 
 PROBE = "if env --block-signal=TERM "  # the launcher's probe line starts so
@@ -105,12 +113,29 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=41, help="runs of each step (default 41)")
     parser.add_argument("--python", help="the interpreter (default: this one)")
     parser.add_argument("--pin", action="store_true", help="run each step under taskset -c 0")
+    parser.add_argument(
+        "--with-python", action="store_true", help="the layer that carries its own python3"
+    )
+    parser.add_argument("--base", help="with --with-python: also REV's executable")
     args = parser.parse_args()
+    if args.base and not args.with_python:
+        parser.error("--base goes with --with-python (bench_compare compares small layers)")
     python = Path(args.python or sys.executable).resolve()
+    flags: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-register-") as tmp_name:
         tmp = Path(tmp_name)
-        _, executable = harness.build_layer(python, tmp)
-        no_probe = without_probe(executable, tmp / "opt" / "extensions" / "no-probe")
+        if args.with_python:
+            opt = tmp / "opt"
+            executable = with_python.unpack(with_python.build("x86_64", tmp / "wp.zip"), opt)
+            python = with_python.interpreter(opt)
+            flags = ["-X", "utf8"]  # CHOOSE_BUNDLED's $pyflags
+        else:
+            _, executable = harness.build_layer(python, tmp)
+        version = python_version(python)
+        probed = PROBE.encode() in executable.read_bytes()
+        no_probe = without_probe(executable, executable.with_name("no-probe")) if probed else None
+        names = [*(STEPS if probed else STEPS[:-1]), *(["base"] if args.base else [])]
+        base = with_python.base(args.base, tmp) if args.base else None
         path = harness.interpreter_path(python, tmp)
         python3 = path.split(":")[0] + "/python3"
         modules_first = harness.importing(
@@ -120,37 +145,69 @@ def main() -> None:
         with FakeExtensionsApi() as fake:
             timer = Timer(fake, path, ["taskset", "-c", "0"] if args.pin else [])
             steps: dict[str, Callable[[], float]] = {
-                "bare": lambda: timer.to_exit([python3, "-I", "-S", "-c", "pass"]),
-                "+http": lambda: timer.to_register([python3, "-I", "-S", "-c", RAW_REGISTER]),
+                "bare": lambda: timer.to_exit([python3, *flags, "-I", "-S", "-c", "pass"]),
+                "+http": lambda: timer.to_register(
+                    [python3, *flags, "-I", "-S", "-c", RAW_REGISTER]
+                ),
                 "+modules": lambda: timer.to_register(
-                    [python3, "-I", "-S", "-c", modules_first + RAW_REGISTER, str(executable)]
+                    [
+                        python3,
+                        *flags,
+                        "-I",
+                        "-S",
+                        "-c",
+                        modules_first + RAW_REGISTER,
+                        str(executable),
+                    ]
                 ),
                 "+ours": lambda: timer.to_register(
-                    [python3, "-I", "-S", "-c", main_program, str(executable)]
+                    [python3, *flags, "-I", "-S", "-c", main_program, str(executable)]
                 ),
-                "+sh": lambda: timer.to_register([str(no_probe)]),
+                "+sh": lambda: timer.to_register([str(no_probe or executable)]),
                 "+env": lambda: timer.to_register([str(executable)]),
+                "base": lambda: timer.to_register([str(base)]),
             }
-            samples: dict[str, list[float]] = {name: [] for name in STEPS}
-            for name in STEPS:  # warm-up: page cache
+            samples: dict[str, list[float]] = {name: [] for name in names}
+            for name in names:  # warm-up: page cache
                 steps[name]()
             for run in range(args.runs):
-                turn = run % len(STEPS)
-                for name in STEPS[turn:] + STEPS[:turn]:
+                turn = run % len(names)
+                for name in names[turn:] + names[:turn]:
                     samples[name].append(steps[name]())
-    print(f"# bench_register: {harness.machine()}, python {harness.python_version(python)}")
+    layer = "the layer built --with-python, its own" if args.with_python else "the small layer,"
+    print(f"# bench_register: {harness.machine()}, {layer} python {version}")
+    print(f"# `uptime` at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     pinned = ", pinned to one CPU (taskset -c 0)" if args.pin else ""
     print(f"# {args.runs} interleaved runs of each{pinned}; medians\n")
     bare = harness.median(samples["bare"])
     print("| step | Popen to register (bare: to exit) | added | added / bare |")
     print("|---|---:|---:|---:|")
     previous = 0.0
-    for name in STEPS:
+    for name in names:
+        if name == "base":
+            continue
         med = harness.median(samples[name])
         added = med - previous
         print(f"| {name} | {med:.2f} ms | {added:+.2f} ms | {added / bare:+.2f} |")
         previous = med
     print(f"\nexec -> register / bare: {previous / bare:.2f} (goal <= 1.5)")
+    if args.base:
+        then = harness.median(samples["base"])
+        print(
+            f"exec -> register, {args.base}'s executable {then:.2f} ms, this one's "
+            f"{previous:.2f} ms: {previous - then:+.2f} ms, "
+            f"this / {args.base} {previous / then:.3f}"
+        )
+
+
+def python_version(python: Path) -> str:
+    """X.Y.Z from sys alone (the layer's own interpreter carries few modules)."""
+    return subprocess.run(
+        [str(python), "-I", "-S", "-c", "import sys; print(sys.version.split()[0])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 if __name__ == "__main__":

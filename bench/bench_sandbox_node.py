@@ -1,6 +1,7 @@
 """A Node.js function's cold start with the layer that carries its own Python, beside Python's.
 
 Usage: python -m bench.bench_sandbox_node [--rounds N] [--warm N] [--starts N] [--python PATH]
+                                          [--pin] [--base REV] [--seed N]
 
 One run, one moto (plain HTTP, signatures checked), two sandboxes that follow Lambda's init
 order (bench_sandbox.run_sandbox):
@@ -11,12 +12,23 @@ order (bench_sandbox.run_sandbox):
 Variants, in each sandbox:
   zero-cost  the handler reads the secret from a server that was already running
   ext        the handler reads it through the extension (no prefetch)
-  ext-init   (node) the function reads it at init (top-level await) and on every invoke
-Variants take turns within each round; each round runs on all CPUs and pinned to one
-(taskset -c 0); medians over rounds in ms from the sandbox's first Popen.
+With `--base REV`, also `node:ext@base`: the Node.js function with REV's --with-python layer
+(built by REV's own build_layer.py), in the same rounds: an A/B of a change in one run.
+
+Paired rounds: each round runs every variant once, in turns (forward, then backward the next
+round, so no variant always follows the same one), on all CPUs (with --pin, pinned to one:
+taskset -c 0). Each round gives its own Node.js ratio (node:ext / node:zero-cost, first answer,
+ms from the sandbox's first Popen) and Python ratio (py:ext / py:zero-cost), and their
+difference: a slow minute of the machine then weighs on both sandboxes of that round alike,
+where the medians of separate runs moved by as much as the extension adds. Printed: the median
+difference, its interquartile range and a bootstrap 90% interval of the median (--seed); and
+as a cross-check the difference of the medians' ratios, its interval from whole rounds
+resampled.
 
 Goals:
-  - first answer, ext / zero-cost: Node.js's ratio within 0.05 of Python's, same run
+  - first answer, ext / zero-cost: Node.js's ratio within 0.05 of Python's, same run; "met"
+    only when the whole 90% interval of the median difference lies within +-0.05, "missed"
+    when it lies wholly outside, else "not shown"
   - interpreter start, Popen to exit of `python3 -I -S -c pass`: the layer's own interpreter
     / the runtime's python3 (--python) <= 1.0 (--starts of each, interleaved)
 """
@@ -25,19 +37,22 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench import bench_sandbox, node_sandbox
 from bench.bench_sandbox import SECRET_ID, SECRET_VALUE, Context, Result, zero_cost_server
 from bench.node_sandbox import NodeContext
 
-PY_VARIANTS = ("zero-cost", "ext")
-NODE_VARIANTS = ("zero-cost", "ext", "ext-init")
+VARIANTS = ("py:zero-cost", "py:ext", "node:zero-cost", "node:ext")
+GOAL = 0.05  # |Node.js ratio - Python ratio|
+RESAMPLES = 2000  # bootstrap resamples of the rounds
 
 
 def runtime_python() -> Path:
@@ -64,10 +79,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rounds", type=int, default=15, help="cold starts per variant and mode")
-    parser.add_argument("--warm", type=int, default=5, help="warm invokes after each cold one")
+    parser.add_argument("--rounds", type=int, default=150, help="paired rounds (default 150)")
+    parser.add_argument("--warm", type=int, default=0, help="warm invokes after each cold one")
     parser.add_argument("--starts", type=int, default=41, help="interpreter starts of each")
     parser.add_argument("--python", help="the runtime's python3 (default: pyenv's newest 3.13)")
+    parser.add_argument("--pin", action="store_true", help="pin each sandbox to one CPU")
+    parser.add_argument("--base", help="also run node:ext with REV's --with-python layer")
+    parser.add_argument("--seed", type=int, default=17, help="the bootstrap's random seed")
     args = parser.parse_args()
     if shutil.which("taskset") is None:
         raise SystemExit("needs taskset (util-linux)")
@@ -82,6 +100,7 @@ def main() -> None:
         bundled_opt = s.tmp / "opt-with-python"
         bundled_executable = with_python.unpack(layer_zip, bundled_opt)
         bundled = with_python.interpreter(bundled_opt)
+        base_executable = with_python.base(args.base, s.tmp) if args.base else None
         sm = s.moto.boto3_client("secretsmanager")  # admin: the role may only read
         sm.create_secret(Name=SECRET_ID, SecretString=SECRET_VALUE)  # type: ignore[attr-defined]
         env = {
@@ -102,23 +121,34 @@ def main() -> None:
                 tmp=s.tmp,
                 zero_cost_port=zero_port,
             )
-            js = NodeContext(
-                extension=bundled_executable,
-                node=node,
-                runtime_client=ric,
-                env={**env, "PATH": no_python},
-                tmp=s.tmp,
-                zero_cost_port=zero_port,
-            )
+            js = {
+                name: NodeContext(
+                    extension=executable,
+                    node=node,
+                    runtime_client=ric,
+                    env={**env, "PATH": no_python},
+                    tmp=s.tmp,
+                    zero_cost_port=zero_port,
+                )
+                for name, executable in (("", bundled_executable), ("@base", base_executable))
+                if executable is not None
+            }
             print(f"# bench_sandbox_node: {harness.machine()}, `uptime`: {uptime()}")
             print(
                 f"# Python sandbox: extension on python {harness.python_version(s.python)} "
                 f"({s.python}); Node.js sandbox: node {node_version(node)}, "
                 f"the layer's own python {python_version(bundled)}"
             )
-            print(f"# {args.rounds} rounds, {args.warm} warm invokes each; medians in ms\n")
-            for pin in (False, True):
-                run_mode(py, js, args.rounds, args.warm, pin)
+            variants = [*VARIANTS, "node:ext@base"] if args.base else list(VARIANTS)
+            started = time.monotonic()
+            results = run_rounds(py, js, variants, args.rounds, warm=args.warm, pin=args.pin)
+            minutes = (time.monotonic() - started) / 60
+            mode = "pinned to one CPU (taskset -c 0)" if args.pin else f"all {os.cpu_count()} CPUs"
+            print(
+                f"# {args.rounds} paired rounds ({minutes:.1f} min), {mode}, {args.warm} warm "
+                f"invokes each; `uptime` after: {uptime()}\n"
+            )
+            report(results, args.warm, random.Random(args.seed))
         floor = starts(
             {
                 "runtime": [str(s.python), "-I", "-S", "-c", "pass"],
@@ -132,6 +162,147 @@ def main() -> None:
             f"interleaved): the layer's own {floor['bundled'] * 1e3:.1f} ms, the runtime's "
             f"{floor['runtime'] * 1e3:.1f} ms: {ratio:.2f} (goal <= 1.0)"
         )
+
+
+def run_rounds(
+    py: Context,
+    js: dict[str, NodeContext],
+    variants: list[str],
+    rounds: int,
+    *,
+    warm: int,
+    pin: bool,
+) -> list[dict[str, Result]]:
+    """`rounds` rounds of one cold start of each variant, in turns, forward then backward."""
+    results = []
+    for number in range(rounds):
+        one: dict[str, Result] = {}
+        for name in variants if number % 2 == 0 else variants[::-1]:
+            sandbox, _, variant = name.partition(":")
+            if sandbox == "py":
+                one[name] = bench_sandbox.cold_start(variant, py, warm=warm, pin=pin)
+            else:
+                variant, at, base = variant.partition("@")
+                ctx = js[at + base]
+                one[name] = node_sandbox.cold_start(variant, ctx, warm=warm, pin=pin)
+        results.append(one)
+    return results
+
+
+def report(results: list[dict[str, Result]], warm: int, rng: random.Random) -> None:
+    """The medians of each variant, then the paired ratios and their difference."""
+    print("| sandbox:variant | register | extension's next | init end | first answer | warm p50 |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in results[0]:
+        runs = [one[name] for one in results]
+        registers = [r.register for r in runs if r.register is not None]
+        nexts = [r.ext_next for r in runs if r.ext_next is not None]
+        first = statistics.median(r.first_answer for r in runs) * 1e3
+        init = statistics.median(r.init for r in runs) * 1e3
+        warm_p50 = (
+            f"{statistics.median(t for r in runs for t in r.warm) * 1e3:.2f}" if warm else "-"
+        )
+        register = f"{statistics.median(registers) * 1e3:.1f}" if registers else "-"
+        ext_next = f"{statistics.median(nexts) * 1e3:.1f}" if nexts else "-"
+        print(f"| {name} | {register} | {ext_next} | {init:.1f} | {first:.1f} | {warm_p50} |")
+    print()
+
+    def ratios(sandbox: str, ext: str = "ext") -> list[float]:
+        return [
+            one[f"{sandbox}:{ext}"].first_answer / one[f"{sandbox}:zero-cost"].first_answer
+            for one in results
+        ]
+
+    def costs(sandbox: str, ext: str = "ext") -> list[float]:
+        return [
+            (one[f"{sandbox}:{ext}"].first_answer - one[f"{sandbox}:zero-cost"].first_answer) * 1e3
+            for one in results
+        ]
+
+    node, python = ratios("node"), ratios("py")
+    print("| per round (paired) | median | interquartile range | bootstrap 90% of the median |")
+    print("|---|---:|---:|---:|")
+    rows = {
+        "Node.js ratio, ext / zero-cost": node,
+        "Python ratio, ext / zero-cost": python,
+        "**difference, Node.js - Python**": [n - p for n, p in zip(node, python, strict=True)],
+        "Node.js ext - zero-cost (ms)": costs("node"),
+        "Python ext - zero-cost (ms)": costs("py"),
+    }
+    if "node:ext@base" in results[0]:
+        base = ratios("node", "ext@base")
+        rows["Node.js ratio with the base layer"] = base
+        rows["difference, base - Python"] = [b - p for b, p in zip(base, python, strict=True)]
+        rows["this layer - base, Node.js ratio"] = [n - b for n, b in zip(node, base, strict=True)]
+        rows["Node.js ext@base - zero-cost (ms)"] = costs("node", "ext@base")
+    intervals = {}
+    for label, samples in rows.items():
+        low, high = quartiles(samples)
+        lo, hi = intervals[label] = bootstrap_median(samples, rng)
+        med = statistics.median(samples)
+        f = "{:+.1f}" if label.endswith("(ms)") else "{:+.3f}"
+        print(
+            f"| {label} | {f.format(med)} | {f.format(low)} .. {f.format(high)} "
+            f"| {f.format(lo)} .. {f.format(hi)} |"
+        )
+    difference = rows["**difference, Node.js - Python**"]
+    lo, hi = intervals["**difference, Node.js - Python**"]
+    print(
+        f"\n- first answer, ext / zero-cost, Node.js - Python, per round: median "
+        f"{statistics.median(difference):+.3f}, 90% interval {lo:+.3f} .. {hi:+.3f}: "
+        f"{verdict(lo, hi)} (goal within {GOAL})"
+    )
+    # A cross-check, not the verdict: the ratio of the medians (as one run's table gives
+    # it), Node.js's minus Python's, with the rounds resampled whole (pairs kept).
+    firsts = {name: [one[name].first_answer for one in results] for name in VARIANTS}
+    lo, hi = bootstrap_rounds(firsts, ratio_difference, rng)
+    print(
+        f"- the same from the medians' ratios: {ratio_difference(firsts):+.3f}, "
+        f"90% interval {lo:+.3f} .. {hi:+.3f}"
+    )
+
+
+def ratio_difference(firsts: dict[str, list[float]]) -> float:
+    """Node.js's median ext / median zero-cost minus Python's."""
+    med = {name: statistics.median(samples) for name, samples in firsts.items()}
+    node = med["node:ext"] / med["node:zero-cost"]
+    return node - med["py:ext"] / med["py:zero-cost"]
+
+
+def bootstrap_rounds(
+    samples: dict[str, list[float]],
+    statistic: Callable[[dict[str, list[float]]], float],
+    rng: random.Random,
+) -> tuple[float, float]:
+    """The 5th and 95th percentiles of `statistic` over RESAMPLES resamples of whole rounds."""
+    n = len(next(iter(samples.values())))
+    values = []
+    for _ in range(RESAMPLES):
+        picked = rng.choices(range(n), k=n)
+        values.append(statistic({k: [v[i] for i in picked] for k, v in samples.items()}))
+    values.sort()
+    return values[int(0.05 * RESAMPLES)], values[int(0.95 * RESAMPLES) - 1]
+
+
+def quartiles(samples: list[float]) -> tuple[float, float]:
+    q1, _, q3 = statistics.quantiles(samples, n=4, method="inclusive")
+    return q1, q3
+
+
+def bootstrap_median(samples: list[float], rng: random.Random) -> tuple[float, float]:
+    """The 5th and 95th percentiles of the median over RESAMPLES resamples of the rounds."""
+    n = len(samples)
+    medians = sorted(statistics.median(rng.choices(samples, k=n)) for _ in range(RESAMPLES))
+    return medians[int(0.05 * RESAMPLES)], medians[int(0.95 * RESAMPLES) - 1]
+
+
+def verdict(low: float, high: float) -> str:
+    """Met only when the whole interval is within the goal; missed when wholly outside."""
+    if low >= -GOAL and high <= GOAL:
+        return "met"
+    if high < -GOAL or low > GOAL:
+        return "missed"
+    return "not shown (the interval crosses the goal's bound)"
 
 
 def python_version(python: Path) -> str:
@@ -152,47 +323,6 @@ def node_version(node: Path) -> str:
     return subprocess.run(
         [str(node), "--version"], capture_output=True, text=True, check=True
     ).stdout.strip()
-
-
-def run_mode(py: Context, js: NodeContext, rounds: int, warm: int, pin: bool) -> None:
-    names = [f"py:{v}" for v in PY_VARIANTS] + [f"node:{v}" for v in NODE_VARIANTS]
-    results: dict[str, list[Result]] = {name: [] for name in names}
-    for _ in range(rounds):
-        for variant in PY_VARIANTS:
-            results[f"py:{variant}"].append(
-                bench_sandbox.cold_start(variant, py, warm=warm, pin=pin)
-            )
-        for variant in NODE_VARIANTS:
-            results[f"node:{variant}"].append(
-                node_sandbox.cold_start(variant, js, warm=warm, pin=pin)
-            )
-    mode = "pinned to one CPU (taskset -c 0)" if pin else f"all {os.cpu_count()} CPUs"
-    print(f"## {mode}\n")
-    print("| sandbox:variant | register | extension's next | init end | first answer | warm p50 |")
-    print("|---|---:|---:|---:|---:|---:|")
-    first: dict[str, float] = {}
-    for name, runs in results.items():
-        registers = [r.register for r in runs if r.register is not None]
-        nexts = [r.ext_next for r in runs if r.ext_next is not None]
-        first[name] = statistics.median(r.first_answer for r in runs) * 1e3
-        init = statistics.median(r.init for r in runs) * 1e3
-        warm_p50 = statistics.median(t for r in runs for t in r.warm) * 1e3 if warm else 0.0
-        register = f"{statistics.median(registers) * 1e3:.1f}" if registers else "-"
-        ext_next = f"{statistics.median(nexts) * 1e3:.1f}" if nexts else "-"
-        print(
-            f"| {name} | {register} | {ext_next} | {init:.1f} | {first[name]:.1f} "
-            f"| {warm_p50:.2f} |"
-        )
-    py_ratio = first["py:ext"] / first["py:zero-cost"]
-    node_ratio = first["node:ext"] / first["node:zero-cost"]
-    print(
-        f"\n- first answer, ext / zero-cost: Node.js {node_ratio:.3f}, Python {py_ratio:.3f}; "
-        f"difference {node_ratio - py_ratio:+.3f} (goal within 0.05)"
-    )
-    # The same ratio over a faster runtime is larger for the same cost: show the cost too.
-    node_ms = first["node:ext"] - first["node:zero-cost"]
-    py_ms = first["py:ext"] - first["py:zero-cost"]
-    print(f"- first answer, ext - zero-cost: Node.js {node_ms:.1f} ms, Python {py_ms:.1f} ms\n")
 
 
 if __name__ == "__main__":

@@ -6,9 +6,11 @@ its interpreter is cached by build_layer.py itself, so only a machine's first bu
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 from bench.harness import unpack_layer
@@ -34,6 +36,28 @@ def build(arch: str, output: Path, *, env: dict[str, str] | None = None) -> Path
         failed = f"{' '.join(command)} failed ({done.returncode})"
         raise RuntimeError(f"{failed}:\n{done.stderr[-4000:]}")
     return output
+
+
+def base(rev: str, tmp: Path) -> Path:
+    """The executable of `rev`'s layer built --with-python by `rev`'s own build_layer.py,
+    unpacked under `tmp` (its interpreter comes from the build cache when `rev` builds the
+    same one as this tree, else it is built: minutes)."""
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", rev], cwd=ROOT, capture_output=True, check=True
+    ).stdout
+    source = tmp / "base-source"
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(source, filter="data")
+    output = tmp / "base-with-python.zip"
+    command = [sys.executable, "build_layer.py", "--arch", "x86_64", "--with-python"]
+    subprocess.run(
+        [*command, "--output", str(output)],
+        cwd=source,
+        capture_output=True,
+        check=True,
+        timeout=BUILD_TIMEOUT,
+    )
+    return unpack(output, tmp / "base-opt-with-python")
 
 
 def unpack(layer_zip: Path, opt: Path) -> Path:

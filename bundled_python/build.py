@@ -29,7 +29,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from bundled_python import pins, sources, stdlib
+from bundled_python import launch, pins, sources, stdlib
 
 HERE = Path(__file__).resolve().parent
 CACHE_NAME = "parameters-secrets-extension"
@@ -114,6 +114,7 @@ def cache_key(arch: str) -> str:
         # The build's code and the modules it freezes (stdlib.py). Not sources.py or the
         # pins' URLs: where a file came from cannot change it (its hash).
         "code": hashlib.sha256((HERE / "build.py").read_bytes()).hexdigest(),
+        "launch": hashlib.sha256((HERE / "launch.py").read_bytes()).hexdigest(),
         "frozen": list(stdlib.MODULES),
     }
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
@@ -293,6 +294,7 @@ def _build(
 
     cpython = _unpack(tarballs["cpython"], work / "cpython")
     freeze(cpython, stdlib.MODULES, log)
+    block_stop_signals(cpython)
     disabled = sorted(set(_optional_modules(cpython)) - KEPT_MODULES)
     cross = []
     if build_python is not None:
@@ -370,6 +372,34 @@ def freeze(cpython: Path, modules: tuple[str, ...], log: Log) -> None:
     if text.count(BOOTSTRAP_ANCHOR) != 1:
         raise BuildError(f"{BOOTSTRAP_SOURCE} changed: cannot fix its hash seed")
     bootstrap.write_text(text.replace(BOOTSTRAP_ANCHOR, BOOTSTRAP_ANCHOR + BOOTSTRAP_SEED))
+
+
+# The interpreter's main(), asked by the launcher (launch.py), blocks the stop signals before
+# Python starts: pending, they wait for the extension's boot, which takes them with sigwait.
+# The variable goes before Python reads its environment: nothing else ever sees it.
+MAIN_SOURCE = "Programs/python.c"
+MAIN_INCLUDE = '#include "Python.h"\n'
+MAIN_ANCHOR = "    return Py_BytesMain(argc, argv);\n"
+MAIN_BLOCK = f"""\
+    if (getenv("{launch.BLOCK_STOP_SIGNALS}") != NULL) {{
+        sigset_t stop;
+        sigemptyset(&stop);
+        sigaddset(&stop, SIGTERM);
+        sigaddset(&stop, SIGINT);
+        sigprocmask(SIG_BLOCK, &stop, NULL);
+        unsetenv("{launch.BLOCK_STOP_SIGNALS}");
+    }}
+"""
+
+
+def block_stop_signals(cpython: Path) -> None:
+    """Patch CPython's main() (MAIN_SOURCE) to block SIGTERM and SIGINT when asked."""
+    source = cpython / MAIN_SOURCE
+    text = source.read_text()
+    if text.count(MAIN_INCLUDE) != 1 or text.count(MAIN_ANCHOR) != 1:
+        raise BuildError(f"{MAIN_SOURCE} changed: cannot make main() block the stop signals")
+    text = text.replace(MAIN_INCLUDE, MAIN_INCLUDE + "#include <signal.h>\n#include <stdlib.h>\n")
+    source.write_text(text.replace(MAIN_ANCHOR, MAIN_BLOCK + MAIN_ANCHOR))
 
 
 class _Runner:

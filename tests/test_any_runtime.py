@@ -23,6 +23,7 @@ import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import zipfile
@@ -34,7 +35,7 @@ import pytest
 
 import parameters_secrets_extension.aws.trust_store
 from bench import bench_sandbox, node_sandbox, with_python
-from bundled_python import build
+from bundled_python import build, launch
 from tests import elf_facts
 from tests.conftest import SECRET_STRING_V2, LambdaCredentials, Moto, free_port
 from tests.extension_process import ExtensionProcess
@@ -443,10 +444,9 @@ def test_the_bundled_interpreter_opens_nothing_outside_the_layer(
     poisoned = function._replace(env={**function.env, **_poisoned(task)})
     paths = _traced_lifecycle(layer.executable, poisoned, tmp_path)
     assert str(layer.interpreter) in paths  # it ran, from the layer
-    # The launcher runs `env` (and `env ... true` to see what env can do).
-    path = function.env["PATH"]
-    commands = {os.path.realpath(shutil.which(c, path=path) or c) for c in ("env", "true")}
-    assert _outside(paths, layer.opt, commands) == []
+    # Nor does its launcher run any command: its interpreter blocks the stop signals itself
+    # (the small layer's launcher runs `env`).
+    assert _outside(paths, layer.opt, set()) == []
 
 
 def test_the_trace_sees_an_interpreter_outside_the_layer(
@@ -464,6 +464,71 @@ def test_the_trace_sees_an_interpreter_outside_the_layer(
     outside = _outside(paths, extension_executable.parent.parent, set())
     assert str(python) in {os.path.realpath(path) for path in outside}
     assert any(path.endswith((".py", ".pyc")) for path in outside), outside
+
+
+# --- stop signals, blocked without env ------------------------------------------------------
+
+# Prints the signals blocked when Python starts, then whether the launcher's variable is in
+# the environment Python read.
+_MASK_AT_START = f"""\
+import _signal, posix
+print(*map(int, _signal.pthread_sigmask(_signal.SIG_BLOCK, ())))
+print({launch.BLOCK_STOP_SIGNALS.encode()!r} in posix.environ)
+"""
+STOP = {int(signal.SIGTERM), int(signal.SIGINT)}
+
+
+def test_asked_so_the_interpreter_starts_with_the_stop_signals_blocked(
+    layers: Callable[[str], Layer],
+) -> None:
+    python = layers("x86_64").interpreter
+
+    def start(env: dict[str, str]) -> tuple[set[int], str]:
+        done = subprocess.run(
+            [str(python), "-I", "-S", "-c", _MASK_AT_START],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        mask, variable_seen = done.stdout.splitlines()
+        return {int(number) for number in mask.split()}, variable_seen
+
+    asked, seen = start({launch.BLOCK_STOP_SIGNALS: "1"})
+    assert asked >= STOP  # blocked before Python ran anything
+    assert seen == "False"  # and the variable gone before Python read its environment
+    unasked, _ = start({})
+    assert not unasked & STOP  # only when asked: any other use of it is a plain python3
+
+
+def test_the_launcher_execs_the_interpreter_itself_which_blocks_the_signals_first(
+    layers: Callable[[str], Layer], tmp_path: Path
+) -> None:
+    # With GNU env on PATH, as on Amazon Linux 2023: the layer's launcher still neither
+    # probes it nor execs through it.
+    strace = require("strace", "strace")
+    layer = layers("x86_64")
+    trace = tmp_path / "trace"
+    command = [strace, "-f", "-qq", "-e", "trace=execve,rt_sigprocmask,rt_sigaction"]
+    subprocess.run(
+        [*command, "-o", str(trace), str(layer.executable), "--version"],
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        check=True,
+    )
+    lines = trace.read_text().splitlines()
+    execs = [(n, m[1]) for n, line in enumerate(lines) if (m := _EXECVE.search(line))]
+    programs = [os.path.realpath(program) for _, program in execs]
+    assert programs == [str(layer.executable), str(layer.interpreter)], lines
+    # The interpreter's first word on SIGINT or SIGTERM blocks both: before its own
+    # SIGINT handler, before any Python code ran.
+    after = [line for line in lines[execs[-1][0] + 1 :] if _STOP_NAMED.search(line)]
+    assert after and _BLOCKS_STOP.search(after[0]), after[:3]
+
+
+_EXECVE = re.compile(r'execve\("([^"]+)".* = 0$')
+_STOP_NAMED = re.compile(r"rt_sig(procmask|action)\(.*\b(SIG)?(INT|TERM)\b")
+_BLOCKS_STOP = re.compile(r"rt_sigprocmask\(SIG_BLOCK, \[INT TERM\]")
 
 
 # --- reproducible ---------------------------------------------------------------------------

@@ -135,6 +135,9 @@ def stub_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A repository laid out like ours, with stub runtime modules and dev-only files."""
     root = tmp_path_factory.mktemp("repo")
     shutil.copy(ROOT / "build_layer.py", root)
+    (root / "bundled_python").mkdir()  # build_layer.py takes one name from launch.py
+    for module in ("__init__.py", "launch.py"):
+        shutil.copy(ROOT / "bundled_python" / module, root / "bundled_python")
     (root / PKG / "lambda_api").mkdir(parents=True)
     (root / PKG / "__init__.py").write_text("")
     (root / PKG / "lambda_api" / "__init__.py").write_text("")

@@ -224,9 +224,17 @@ def test_small_layer_launcher_is_unchanged_by_the_bundled_variant() -> None:
     small = build_layer.launcher(main)
     assert "/var/lang/bin/python3" in small and NAME + "/bin/python3" not in small
     bundled = build_layer.launcher(main, build_layer.CHOOSE_BUNDLED)
-    # Both end the same way: only the lines that set $py differ.
-    assert small.split('if [ -n "$py" ]', 1)[1] == bundled.split('if [ -n "$py" ]', 1)[1]
+    # Both end the same way: only the lines that set $py differ, and how the stop signals
+    # stay blocked (the small layer's through env, if it can; the bundled interpreter's itself).
+    assert build_layer.ENV_HANDOVER in small and build_layer.OWN_HANDOVER not in small
+    assert build_layer.OWN_HANDOVER in bundled and "env --block-signal" not in bundled
+    tails = [
+        small.replace(build_layer.ENV_HANDOVER, "").split('if [ -n "$py" ]', 1)[1],
+        bundled.replace(build_layer.OWN_HANDOVER, "").split('if [ -n "$py" ]', 1)[1],
+    ]
+    assert tails[0] == tails[1]
     assert "{" + "choose}" not in bundled and "{" + "interpreter}" not in bundled
+    assert "{" + "handover}" not in bundled and "{" + "handover}" not in small
 
 
 def test_a_read_only_cache_still_serves_its_build(tmp_path: Path) -> None:
