@@ -6,7 +6,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ from parameters_secrets_extension.errors import (
 )
 from parameters_secrets_extension.response_reader import MAX_HEAD_BYTES
 from tests.conftest import free_port
+from tests.echo_upstream import serving_echo
 from tests.fault_proxy import FaultProxy
 from tests.raw_server import RawServer
 from tests.stub_upstream import StubUpstream, response
@@ -34,34 +34,10 @@ from tests.tls_certs import make_pki
 HEADERS = {"Content-Type": "text/plain"}
 
 
-class _Echo(BaseHTTPRequestHandler):
-    """HTTP/1.0 (one request per connection, like moto): answers `echo:<path>:<body>`."""
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length", "0"))
-        body = b"echo:" + self.path.encode() + b":" + self.rfile.read(length)
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def echo() -> Iterator[tuple[str, int]]:
-    """A stdlib upstream on 127.0.0.1:0 that closes after each response."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield "127.0.0.1", server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving_echo() as address:
+        yield address
 
 
 @pytest.fixture

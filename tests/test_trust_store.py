@@ -15,9 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -28,6 +26,7 @@ from parameters_secrets_extension.aws.connection_pool import ConnectionPool, Tls
 from parameters_secrets_extension.errors import TlsVerificationError
 from tests import log_capture
 from tests.conftest import ROOT, SECRET_STRING_V2, LambdaCredentials, Moto
+from tests.echo_upstream import serving_echo
 from tests.fault_proxy import FaultProxy
 from tests.hardening_support import secret_path, start_standalone
 from tests.tls_certs import make_pki
@@ -35,30 +34,10 @@ from tests.tls_certs import make_pki
 FALLBACK_LINE = "not verified with the CA directory"
 
 
-class _Echo(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        body = b"echo:" + self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def echo() -> Iterator[tuple[str, int]]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield "127.0.0.1", server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving_echo() as address:
+        yield address
 
 
 @pytest.fixture
@@ -179,7 +158,7 @@ def test_the_hashed_directory_is_read_only_for_the_ca_a_chain_asks_for(
         FaultProxy(*echo, ssl_context=trusted.server_context()) as upstream,
     ):
         pool = ConnectionPool(f"https://127.0.0.1:{upstream.port}", max_connections=2, tls=tls)
-        assert post(pool, b"lazy") == b"echo:lazy"
+        assert post(pool, b"lazy") == b"echo:/p:lazy"
         pool.close()
         assert upstream.connections_accepted == 1
     assert cas_held(tls) == 1  # the one CA of the chain, of four in the directory
@@ -200,7 +179,7 @@ def test_aws_ca_bundle_is_loaded_beside_the_lazy_directory(
         FaultProxy(*echo, ssl_context=trusted.server_context()) as upstream,
     ):
         pool = ConnectionPool(f"https://127.0.0.1:{upstream.port}", max_connections=2, tls=tls)
-        assert post(pool, b"bundle") == b"echo:bundle"
+        assert post(pool, b"bundle") == b"echo:/p:bundle"
         pool.close()
         assert upstream.connections_accepted == 1
     assert fallback_lines(logged.getvalue()) == []
@@ -224,7 +203,7 @@ def test_ssl_cert_file_keeps_its_meaning(
         FaultProxy(*echo, ssl_context=trusted.server_context()) as upstream,
     ):
         pool = ConnectionPool(f"https://127.0.0.1:{upstream.port}", max_connections=2, tls=tls)
-        assert post(pool, b"file") == b"echo:file"
+        assert post(pool, b"file") == b"echo:/p:file"
         pool.close()
         assert upstream.connections_accepted == 1
     assert fallback_lines(logged.getvalue()) == []
