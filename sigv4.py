@@ -162,6 +162,11 @@ def payload_hash(headers: Mapping[str, str], body: bytes) -> str:
     for name, value in headers.items():
         if name.lower() == "x-amz-content-sha256":
             return value
+    return body_hash(body)
+
+
+def body_hash(body: bytes) -> str:
+    """Hex SHA-256 of `body` itself: what a verifier compares with a claimed hash."""
     return hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
 
 

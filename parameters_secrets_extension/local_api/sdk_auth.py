@@ -12,7 +12,6 @@ hashlib and hmac (OpenSSL), which must not be loaded before the extension regist
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 
@@ -162,8 +161,7 @@ class Verifier:
             encoded = self._encoded = (creds, creds.access_key.encode(), held_token)
         _check_identity(auth, headers.get("x-amz-security-token"), encoded[1], encoded[2])
         selected = _signed_headers(auth.signed, headers)
-        body = request.body  # its hash, of what arrived, never a claim
-        body_hash = hashlib.sha256(body).hexdigest() if body else sigv4.EMPTY_SHA256
+        body_hash = sigv4.body_hash(request.body)  # of what arrived, never a claim
         claimed = headers.get("x-amz-content-sha256")
         if claimed is not None and claimed.decode("latin-1") != body_hash:
             raise SignatureRefused("X-Amz-Content-SHA256 is not the body's hash")
