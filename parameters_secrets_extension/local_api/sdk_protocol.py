@@ -145,12 +145,8 @@ class SdkApi:
         self._lookups = lookups
         self._client = client
 
-        signer: list[Signer] = []  # the client, once made: asked directly from then on
-
         def credentials(deadline: float | None) -> Credentials:
-            if not signer:
-                signer.append(client.get())
-            return signer[0].credentials(deadline)
+            return client.get().credentials(deadline)
 
         self._verifier = Verifier(credentials)
         self._dates = _Dates()
