@@ -42,6 +42,7 @@ from tests.extension_process import ExtensionProcess
 from tests.fake_extensions_api import FakeExtensionsApi
 from tests.fault_proxy import FaultProxy
 from tests.hardening_support import secret_path
+from tests.host_tools import missing, require, require_namespaces
 from tests.tls_certs import Pki, make_pki
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,37 +54,10 @@ OLDEST_GLIBC = (2, 17)  # Amazon Linux 2 has 2.26; 2.17 is the floor the build p
 QEMU_START = 120  # seconds: an emulated interpreter starts many times slower
 
 
-def _missing(what: str) -> None:
-    """Skip, or under CI fail: CI installs every tool these tests need."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} (CI installs it: .ci/run)")
-    pytest.skip(what)
-
-
-def require(tool: str, package: str) -> str:
-    found = shutil.which(tool)
-    if found is None:
-        _missing(f"{tool} not found (Debian: apt-get install {package})")
-    return str(found)
-
-
-def require_namespaces() -> None:
-    """unshare can make a user and mount namespace here (not every container allows it)."""
-    require("unshare", "util-linux")
-    done = subprocess.run(
-        ["unshare", "--user", "--map-root-user", "--mount", "true"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        _missing(f"no user and mount namespaces: {done.stderr.strip()}")
-
-
 def require_arm64_emulation() -> None:
     require("qemu-aarch64-static", "qemu-user-static")
     if not Path(node_sandbox.AARCH64_SYSROOT, "lib", "ld-linux-aarch64.so.1").is_file():
-        _missing(f"no aarch64 glibc at {node_sandbox.AARCH64_SYSROOT} (libc6-arm64-cross)")
+        missing(f"no aarch64 glibc at {node_sandbox.AARCH64_SYSROOT} (libc6-arm64-cross)")
     require_namespaces()
 
 

@@ -19,7 +19,7 @@ import pytest
 import build_layer
 from bench.harness import unpack_layer
 from bundled_python import build, pins, sources
-from tests.test_any_runtime import require_namespaces
+from tests.host_tools import require_namespaces
 
 NAME = "parameters-secrets-extension"
 # A stand-in for the bundled interpreter: reports how the launcher ran it.

@@ -29,6 +29,7 @@ from tests.conftest import ROOT, SECRET_STRING_V2, LambdaCredentials, Moto
 from tests.echo_upstream import serving_echo
 from tests.fault_proxy import FaultProxy
 from tests.hardening_support import secret_path, start_standalone
+from tests.host_tools import require, require_namespaces
 from tests.tls_certs import make_pki
 
 FALLBACK_LINE = "not verified with the CA directory"
@@ -48,12 +49,7 @@ def no_cert_variables(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def openssl() -> str:
-    found = shutil.which("openssl")
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("openssl not found (CI installs it)")
-        pytest.skip("openssl not found (Debian: apt-get install openssl)")
-    return found
+    return require("openssl", "openssl")
 
 
 def hashed(directory: Path, *cas: Path) -> Path:
@@ -273,23 +269,3 @@ def test_the_extension_falls_back_to_the_bundle_that_holds_the_ca(
             (line,) = fallback_lines(ext.output())
             assert "INFO" in line
             assert "Traceback" not in ext.output()
-
-
-def require_namespaces() -> None:
-    """unshare can make a user and mount namespace here (not every container allows it)."""
-    if shutil.which("unshare") is None:
-        missing("unshare not found (Debian: apt-get install util-linux)")
-    done = subprocess.run(
-        ["unshare", "--user", "--map-root-user", "--mount", "true"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        missing(f"no user and mount namespaces: {done.stderr.strip()}")
-
-
-def missing(what: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{what} (CI installs it: .ci/run)")
-    pytest.skip(what)
