@@ -28,7 +28,6 @@ REV, in the same runs.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -131,7 +130,7 @@ def main() -> None:
             flags = ["-X", "utf8"]  # CHOOSE_BUNDLED's $pyflags
         else:
             _, executable = harness.build_layer(python, tmp)
-        version = python_version(python)
+        version = harness.python_version(python)
         probed = PROBE.encode() in executable.read_bytes()
         no_probe = without_probe(executable, executable.with_name("no-probe")) if probed else None
         names = [*(STEPS if probed else STEPS[:-1]), *(["base"] if args.base else [])]
@@ -176,7 +175,7 @@ def main() -> None:
                     samples[name].append(steps[name]())
     layer = "the layer built --with-python, its own" if args.with_python else "the small layer,"
     print(f"# bench_register: {harness.machine()}, {layer} python {version}")
-    print(f"# `uptime` at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"# `uptime` at the end: {harness.load_averages()}")
     pinned = ", pinned to one CPU (taskset -c 0)" if args.pin else ""
     print(f"# {args.runs} interleaved runs of each{pinned}; medians\n")
     bare = harness.median(samples["bare"])
@@ -198,16 +197,6 @@ def main() -> None:
             f"{previous:.2f} ms: {previous - then:+.2f} ms, "
             f"this / {args.base} {previous / then:.3f}"
         )
-
-
-def python_version(python: Path) -> str:
-    """X.Y.Z from sys alone (the layer's own interpreter carries few modules)."""
-    return subprocess.run(
-        [str(python), "-I", "-S", "-c", "import sys; print(sys.version.split()[0])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
 
 
 if __name__ == "__main__":

@@ -133,11 +133,11 @@ def main() -> None:
                 for name, executable in (("", bundled_executable), ("@base", base_executable))
                 if executable is not None
             }
-            print(f"# bench_sandbox_node: {harness.machine()}, `uptime`: {uptime()}")
+            print(f"# bench_sandbox_node: {harness.machine()}, `uptime`: {harness.load_averages()}")
             print(
                 f"# Python sandbox: extension on python {harness.python_version(s.python)} "
                 f"({s.python}); Node.js sandbox: node {node_version(node)}, "
-                f"the layer's own python {python_version(bundled)}"
+                f"the layer's own python {harness.python_version(bundled)}"
             )
             variants = [*VARIANTS, "node:ext@base"] if args.base else list(VARIANTS)
             started = time.monotonic()
@@ -146,7 +146,7 @@ def main() -> None:
             mode = "pinned to one CPU (taskset -c 0)" if args.pin else f"all {os.cpu_count()} CPUs"
             print(
                 f"# {args.rounds} paired rounds ({minutes:.1f} min), {mode}, {args.warm} warm "
-                f"invokes each; `uptime` after: {uptime()}\n"
+                f"invokes each; `uptime` after: {harness.load_averages()}\n"
             )
             report(results, args.warm, random.Random(args.seed))
         floor = starts(
@@ -303,20 +303,6 @@ def verdict(low: float, high: float) -> str:
     if high < -GOAL or low > GOAL:
         return "missed"
     return "not shown (the interval crosses the goal's bound)"
-
-
-def python_version(python: Path) -> str:
-    """X.Y.Z, asking only sys (the layer's interpreter carries the extension's modules only)."""
-    return subprocess.run(
-        [str(python), "-I", "-S", "-c", "import sys; print(sys.version.split()[0])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-
-
-def uptime() -> str:
-    return " ".join(f"{load:.2f}" for load in os.getloadavg())
 
 
 def node_version(node: Path) -> str:

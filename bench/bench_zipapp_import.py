@@ -74,9 +74,8 @@ def compare(rev: str, runs: int) -> None:
                 cpu[label].append((usage.ru_utime + usage.ru_stime) * 1000)
                 if status != 0:
                     raise SystemExit(f"{label} failed: {commands[label][:5]}")
-    load = " ".join(f"{value:.2f}" for value in os.getloadavg())
     print(f"# import extension, base {rev}: python {harness.python_version(python)}, {runs} runs")
-    print(f"# each, taking turns; medians; load {load}\n")
+    print(f"# each, taking turns; medians; load {harness.load_averages()}\n")
     print("| start | wall | / bare | CPU | / bare |")
     print("|---|---:|---:|---:|---:|")
     floor_wall, floor_cpu = statistics.median(wall["bare"]), statistics.median(cpu["bare"])

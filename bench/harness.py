@@ -141,13 +141,19 @@ class Setup:
 
 
 def python_version(python: Path) -> str:
+    """X.Y.Z, asking only sys: the layer's own interpreter carries few modules."""
     done = subprocess.run(
-        [str(python), "-c", "import platform; print(platform.python_version())"],
+        [str(python), "-I", "-S", "-c", "import sys; print(sys.version.split()[0])"],
         capture_output=True,
         text=True,
         check=True,
     )
     return done.stdout.strip()
+
+
+def load_averages() -> str:
+    """The 1, 5 and 15 minute load averages, as `uptime` prints them."""
+    return " ".join(f"{load:.2f}" for load in os.getloadavg())
 
 
 def machine() -> str:
