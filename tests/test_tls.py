@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -94,6 +95,12 @@ def test_the_context_is_create_default_contexts(python: str, store: str, tmp_pat
         assert found["ours"]["store"]["x509_ca"] == 1
     if store == "keylog":
         assert found["ours"]["keylog_filename"] == env["SSLKEYLOGFILE"]
+
+
+def test_the_errors_are_ssls_own_classes() -> None:
+    # Whoever catches ssl's exceptions catches tls.py's: _ssl defines them, ssl re-exports them.
+    assert tls.SSLError is ssl.SSLError
+    assert tls.SSLCertVerificationError is ssl.SSLCertVerificationError
 
 
 # --- the checks, against real TLS servers -------------------------------------------------

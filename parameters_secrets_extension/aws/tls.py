@@ -1,11 +1,11 @@
 """A verified client TLS connection, made with `_ssl`, the C module that ssl.py wraps.
 
-`import ssl` costs 3.2-5.7 ms of CPU over `_ssl` (its enums, built by IntEnum._convert_, and
-its own imports), on the first https call's path, while the client needs little of it: a
-context as `ssl.create_default_context()` makes it, and a socket wrapped, its handshake done,
-then read and written. Those few lines are written out here as ssl.py writes them, version by
-version; tests/test_tls.py compares this module's context with create_default_context's on the
-running interpreter, setting by setting.
+`import ssl` costs 2-3.5 ms of CPU over `_ssl` (its enums, built by IntEnum._convert_, and
+its own imports; 2 ms once the AWS client's other modules are in), on the first https call's
+path, while the client needs little of it: a context as `ssl.create_default_context()` makes
+it, and a socket wrapped, its handshake done, then read and written. Those few lines are
+written out here as ssl.py writes them, version by version; tests/test_tls.py compares this
+module's context with create_default_context's on each Python, setting by setting.
 
 `_ssl` is private, but what this module uses of it is the same from 3.10 to 3.14 (ssl.py's
 own code calls it so in all of them): `_SSLContext(protocol)` with its verify_mode,
