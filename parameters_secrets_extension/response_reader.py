@@ -15,7 +15,15 @@ import time
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
-    import _socket
+    from typing import Protocol
+
+    class Socket(Protocol):
+        """What the reader uses of a socket: a plain one, or aws/tls.py's TlsSocket."""
+
+        def settimeout(self, value: "float | None", /) -> None: ...
+
+        def recv(self, bufsize: int, /) -> bytes: ...
+
 
 # The status line and header fields, with any interim (1xx) answers before them, chunk-size
 # lines and trailers: AWS's heads are under 1 KB.
@@ -64,7 +72,7 @@ class Response:
 
 
 def read_response(
-    sock: "_socket.socket",
+    sock: "Socket",
     deadline: "float | None",
     max_body: int,
     peer: str,
@@ -105,7 +113,7 @@ class _Reader:
 
     def __init__(
         self,
-        sock: "_socket.socket",
+        sock: "Socket",
         deadline: "float | None",
         longest_wait: "float | None",
         max_head: int,

@@ -1,4 +1,5 @@
-"""Test-only PKI: a CA and a server certificate for 127.0.0.1 and localhost (`cryptography`)."""
+"""Test-only PKI: a CA and a server certificate, by default for localhost and 127.0.0.1
+(`cryptography`)."""
 
 from __future__ import annotations
 
@@ -40,8 +41,18 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def make_pki(directory: Path, name: str) -> Pki:
-    """Write `<name>-ca.pem`, `<name>-server.pem` and `<name>-server.key` into `directory`."""
+def _san(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+def make_pki(
+    directory: Path, name: str, hosts: tuple[str, ...] = ("localhost", "127.0.0.1")
+) -> Pki:
+    """Write `<name>-ca.pem`, `<name>-server.pem` and `<name>-server.key` into `directory`;
+    the server certificate names `hosts` (the first one its common name too)."""
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} test CA")])
     ca_cert = (
@@ -75,16 +86,14 @@ def make_pki(directory: Path, name: str) -> Pki:
     server_key = ec.generate_private_key(ec.SECP256R1())
     server_cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
         .issuer_name(ca_name)
         .public_key(server_key.public_key())
         .serial_number(2)
         .not_valid_before(_START)
         .not_valid_after(_END)
         .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
+            x509.SubjectAlternativeName([_san(host) for host in hosts]),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)

@@ -2,7 +2,8 @@
 
 Each request goes out in one write; its response is read by response_reader.py, the
 extension's one HTTP reader, which tells whether the connection may carry the next request.
-ssl is imported with the trust store (trust_store.py), when the first https origin needs it.
+TLS is tls.py's, over _ssl, imported with the trust store (trust_store.py) when the first
+https origin needs it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ from . import trust_store
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
-    import ssl
+    import _ssl
+
+    from .tls import TlsSocket
+
+    # A pooled connection: plain, or TLS over one.
+    Connection = socket.socket | TlsSocket
 
 # Bounds every socket operation even when the request itself has no deadline.
 DEFAULT_SOCKET_TIMEOUT = 10.0
@@ -55,14 +61,14 @@ class TlsSettings:
 
     def __init__(self, ca_bundle: str | None) -> None:
         self._ca_bundle = ca_bundle
-        self._context: ssl.SSLContext | None = None
-        self._lazy: ssl.SSLContext | None = None  # the directory's context, once made
+        self._context: _ssl._SSLContext | None = None
+        self._lazy: _ssl._SSLContext | None = None  # the directory's context, once made
         self._directory: str | None = None
         self._lock = threading.Lock()
 
-    def context(self) -> ssl.SSLContext:
-        """The SSL context, built on first use: even without the whole trust store, ssl's
-        imports take 5 ms that only an https origin needs."""
+    def context(self) -> _ssl._SSLContext:
+        """The SSL context, built on first use: even without the whole trust store, _ssl's
+        imports take 3 ms that only an https origin needs."""
         with self._lock:
             if self._context is None:
                 self._directory = trust_store.hashed_directory()
@@ -71,16 +77,16 @@ class TlsSettings:
                     self._lazy = self._context
             return self._context
 
-    def wrap(self, sock: socket.socket, host: bytes, origin: str) -> socket.socket:
+    def wrap(self, sock: socket.socket, host: bytes, origin: str) -> TlsSocket:
         """`sock` over TLS to `host`, its certificate verified; the handshake is bounded by
         the socket's timeout. LazyStoreMiss when the directory's store failed the chain:
         the whole store is in place then, for a new connection to try."""
         context = self.context()
-        import ssl  # noqa: PLC0415 -- loaded by context() just now
+        from . import tls  # noqa: PLC0415 -- loaded by context() just now
 
         try:
-            return context.wrap_socket(sock, server_hostname=host)
-        except ssl.SSLCertVerificationError as exc:
+            return tls.connect(context, sock, host)
+        except tls.SSLCertVerificationError as exc:
             if context is self._lazy:
                 self._use_whole_store(origin, exc.verify_message)
                 raise LazyStoreMiss(origin) from exc
@@ -142,7 +148,7 @@ class ConnectionPool:
         self._host_header = urls.host_port(parts.netloc)
         self._tls = tls
         self._slots = threading.BoundedSemaphore(max_connections)
-        self._idle: list[socket.socket] = []  # LIFO: the warmest one first
+        self._idle: list[Connection] = []  # LIFO: the warmest one first
         self._lock = threading.Lock()
         self._closed = False
 
@@ -201,7 +207,7 @@ class ConnectionPool:
             raise ValueError("a request line or header holds a line break or NUL")
         return head.encode("latin-1") + body
 
-    def _take_idle(self) -> socket.socket | None:
+    def _take_idle(self) -> Connection | None:
         while True:
             with self._lock:
                 if not self._idle:
@@ -211,7 +217,7 @@ class ConnectionPool:
                 return sock
             sock.close()
 
-    def _connect(self, limit: _Deadline) -> socket.socket:
+    def _connect(self, limit: _Deadline) -> Connection:
         sock = self._open(limit)
         if not self._https:
             return sock
@@ -235,7 +241,7 @@ class ConnectionPool:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
 
-    def _handshake(self, sock: socket.socket, limit: _Deadline) -> socket.socket:
+    def _handshake(self, sock: socket.socket, limit: _Deadline) -> TlsSocket:
         try:
             sock.settimeout(limit.timeout())
             return self._tls.wrap(sock, self._address[0], self.origin)
@@ -253,7 +259,7 @@ class ConnectionPool:
 
     def _exchange(
         self,
-        sock: socket.socket,
+        sock: Connection,
         message: bytes,
         limit: _Deadline,
         max_body: int,
@@ -294,7 +300,7 @@ class ConnectionPool:
         self._release(sock, keep=response.keep_alive)
         return response
 
-    def _release(self, sock: socket.socket, *, keep: bool) -> None:
+    def _release(self, sock: Connection, *, keep: bool) -> None:
         with self._lock:
             if keep and not self._closed:
                 self._idle.append(sock)
@@ -337,7 +343,7 @@ class Pools:
             pool.close()
 
 
-def _still_open(sock: socket.socket) -> bool:
+def _still_open(sock: Connection) -> bool:
     """False when an idle connection is readable: the server closed it or sent junk."""
     try:
         if hasattr(select, "poll"):  # no FD_SETSIZE limit, unlike select()

@@ -25,6 +25,8 @@ TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
     from typing import Final
 
+    from .tls import TlsSocket
+
 # botocore's RefreshableCredentials windows: one caller refreshes in the advisory window
 # while the rest use the current credentials; in the mandatory window callers wait for it.
 ADVISORY_REFRESH = timedelta(minutes=15)
@@ -325,14 +327,17 @@ def _http_get(uri: str, headers: dict[str, str], limit: float) -> tuple[int, byt
         # getaddrinfo takes the host as bytes too (see host_bytes); typeshed says str.
         sock = socket.create_connection(address, _left(limit))  # type: ignore[arg-type]
         try:
-            if https:  # only here is ssl imported: Lambda's provider is http
+            conn: socket.socket | TlsSocket = sock
+            if https:  # only here is TLS (_ssl) imported: Lambda's provider is http
+                from . import tls  # noqa: PLC0415 -- imported by client_context just now
+
                 # The system's whole store, found as for AWS (trust_store.py); the handshake
                 # is bounded as a whole by the socket's timeout.
                 context = trust_store.client_context(None, None)
-                sock = context.wrap_socket(sock, server_hostname=address[0])
-            sock.settimeout(_left(limit))
-            sock.sendall(request)
-            response = read_response(sock, limit, MAX_CREDENTIALS_BYTES, _PROVIDER)
+                conn = tls.connect(context, sock, address[0])
+            conn.settimeout(_left(limit))
+            conn.sendall(request)
+            response = read_response(conn, limit, MAX_CREDENTIALS_BYTES, _PROVIDER)
         finally:
             sock.close()
         return response.status, response.body

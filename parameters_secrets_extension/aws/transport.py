@@ -72,8 +72,8 @@ class Transport:
         self._pools = Pools(max_connections=max_connections, tls=self._tls)
 
     def warm(self, services: Iterable[Service]) -> None:
-        """Make the TLS context now if a call to one of `services` would use TLS: ssl's
-        imports (5 ms of CPU) and the trust store (2 ms with a hashed CA directory, about 20
+        """Make the TLS context now if a call to one of `services` would use TLS: _ssl's
+        imports (3 ms of CPU) and the trust store (2 ms with a hashed CA directory, about 20
         with the whole CA bundle: trust_store.py), that the first call then does not pay."""
         for service in services:
             with contextlib.suppress(ExtensionError):  # no region: the first call says so

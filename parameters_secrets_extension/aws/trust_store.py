@@ -1,18 +1,20 @@
 """Which CA certificates verify AWS's: looked up lazily in a hashed directory where the
 system has one, else the system's whole store as ssl's default context loads it.
 
-`ssl.create_default_context()` parses the system's whole CA bundle when it is made (Debian's
-144 certificates: about 23 ms of CPU), in front of the first https call. OpenSSL's
-hashed-directory lookup (`capath`) reads nothing then: at verification it opens only the
-files named after the subject hash of the issuer a chain asks for (`<hash>.0`, `.1`, ...).
+A default client context (ssl.create_default_context's, made by tls.client_context) parses
+the system's whole CA bundle when it is made (Debian's 144 certificates: about 23 ms of CPU),
+in front of the first https call. OpenSSL's hashed-directory lookup (`capath`) reads nothing
+then: at verification it opens only the files named after the subject hash of the issuer a
+chain asks for (`<hash>.0`, `.1`, ...).
 Debian and Ubuntu keep such a directory in /etc/ssl/certs, Fedora and Amazon Linux 2023 in
 /etc/pki/ca-trust/extracted/pem/directory-hash; where none is found the store is the whole
 one, as before. Should a chain fail against the directory, the caller (TlsSettings) makes the
 whole store and tries once more: what verified before still does.
 
 A CA bundle file named by the function (SSL_CERT_FILE) keeps its meaning: the store is then
-the whole one, that file included. AWS_CA_BUNDLE is loaded in both stores. ssl is imported
-here only when a context is made: only an https origin needs one.
+the whole one, that file included. AWS_CA_BUNDLE is loaded in both stores. The TLS module
+(tls.py, and with it _ssl) is imported here only when a context is made: only an https
+origin needs one.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from ..errors import UpstreamConnectionError
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
-    import ssl
+    import _ssl
 
 # Hashed CA directories, checked in this order after SSL_CERT_DIR and the interpreter's own
 # default directory. Amazon Linux 2 has none (its /etc/pki/tls/certs holds bundles only).
@@ -55,9 +57,9 @@ def hashed_directory() -> str | None:
     named = os.environ.get("SSL_CERT_DIR", "")
     if any(holds_hash_links(directory) for directory in named.split(os.pathsep) if directory):
         return named
-    import ssl  # noqa: PLC0415 -- a context is about to be made: the caller needs it anyway
+    from . import tls  # noqa: PLC0415 -- a context is about to be made: the caller needs it
 
-    for directory in (ssl.get_default_verify_paths().openssl_capath, *CA_DIRECTORIES):
+    for directory in (tls.openssl_capath(), *CA_DIRECTORIES):
         if holds_hash_links(directory):
             return directory
     return None
@@ -82,25 +84,26 @@ def holds_hash_links(directory: str) -> bool:
     return False
 
 
-def client_context(ca_bundle: str | None, directory: str | None) -> ssl.SSLContext:
-    """ssl's default client context (hostname and certificate checked) with `ca_bundle`
-    (AWS_CA_BUNDLE) loaded; its other CA certificates looked up lazily in `directory`, or
-    with None the system's whole store: ssl's default, and the first of CA_BUNDLES when the
-    interpreter's OpenSSL finds no file of its own and the function names none."""
-    import ssl  # noqa: PLC0415 -- 5 ms of imports that only an https origin needs
+def client_context(ca_bundle: str | None, directory: str | None) -> _ssl._SSLContext:
+    """ssl's default client context, as tls.py makes it (hostname and certificate checked),
+    with `ca_bundle` (AWS_CA_BUNDLE) loaded; its other CA certificates looked up lazily in
+    `directory`, or with None the system's whole store: ssl's default, and the first of
+    CA_BUNDLES when the interpreter's OpenSSL finds no file of its own and the function names
+    none."""
+    from . import tls  # noqa: PLC0415 -- 3 ms of imports (_ssl) that only https needs
 
     if directory is not None:
-        context = ssl.create_default_context(capath=directory)
+        context = tls.client_context(capath=directory)
     else:
-        context = ssl.create_default_context()
-        if not os.environ.get("SSL_CERT_FILE") and ssl.get_default_verify_paths().cafile is None:
+        context = tls.client_context()
+        if not os.environ.get("SSL_CERT_FILE") and tls.default_cafile() is None:
             found = next((path for path in CA_BUNDLES if os.access(path, os.R_OK)), None)
             if found is not None:
                 context.load_verify_locations(cafile=found)
     if ca_bundle:
         try:
             context.load_verify_locations(cafile=ca_bundle)
-        except (OSError, ssl.SSLError) as exc:
+        except (OSError, tls.SSLError) as exc:
             raise UpstreamConnectionError(
                 f"cannot load AWS_CA_BUNDLE {ca_bundle!r}: {exc}"
             ) from exc

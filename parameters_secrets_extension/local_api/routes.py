@@ -92,7 +92,7 @@ class Api:
 
     def _sdk_api(self, client: SdkClient) -> SdkApi:
         """The AWS JSON protocol's handler, imported at its first request: its signature
-        checks load hashlib and hmac, which a start must not pay for."""
+        checks load sigv4 (urllib.parse, datetime), which a start must not pay for."""
         sdk = self._sdk  # made once; the lock only guards its making
         if sdk is None:
             with self._sdk_lock:

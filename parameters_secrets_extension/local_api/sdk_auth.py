@@ -6,8 +6,9 @@ headers it says it signed, the body's hash) with sigv4's step functions, and the
 computed from it must equal the one sent. Beside the signature: the access key and session
 token must be the ones in use (under SnapStart, the container credentials), and X-Amz-Date
 within MAX_SKEW_SECONDS of now. A refusal names AWS's own error type and never carries, or
-logs, the signature. Imported at the first such request, not at start: sigv4 imports
-hashlib and hmac (OpenSSL), which must not be loaded before the extension registers.
+logs, the signature. Imported at the first such request, not at start: sigv4's imports
+(urllib.parse, datetime, the built-in SHA-256) must not be loaded before the extension
+registers.
 """
 
 from __future__ import annotations
