@@ -1,6 +1,6 @@
 """The AWS client, imported and made at the first miss (or prefetch), not at start.
 
-Its modules (the transport, the pool, hashlib, datetime and our signer; ssl once an https
+Its modules (the transport, the pool, hashlib and our signer; ssl once an https
 origin is used) are about 7 ms of imports; a start without prefetch reaches `next` without
 them. One object is deferred: get() makes the AwsClient on first use and hands it out, so no
 operation's signature is written here.
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 # own module (a request that needs a module being imported waits for that import). Only the
 # warm-up's order: get() imports whatever is still missing, whatever this list says.
 CLIENT_MODULES = (
-    "datetime",
     "hashlib",  # _hashlib (OpenSSL's libcrypto) and _blake2: the largest step
     "hmac",
     "sigv4",

@@ -6,11 +6,11 @@ path a 404 naming the known ones.
 
 from __future__ import annotations
 
-import urllib.parse
 from collections import namedtuple
 
 from ..errors import InvalidParameter, MissingParameter, NotFound
 from ..parameter_names import ParameterName, parameter_name, version_selector
+from ..percent import unquote
 from ..services import SECRETS_MANAGER, SERVICES, SSM
 
 PING = "ping"
@@ -119,12 +119,18 @@ def route(path: str) -> str:
 
 
 def _pairs(query: str) -> list[tuple[str, str]]:
+    """The query's (name, value) pairs, as urllib.parse.parse_qsl(keep_blank_values=True,
+    errors="strict") gives them: split at `&`, empty fields left out, a field without `=`
+    an empty value, `+` a space, then percent-decoded (see percent.py for why not urllib)."""
+    pairs = []
     try:
-        return urllib.parse.parse_qsl(
-            query, keep_blank_values=True, encoding="utf-8", errors="strict"
-        )
-    except ValueError as exc:
+        for field in query.split("&"):
+            if field:
+                name, _, value = field.partition("=")
+                pairs.append((unquote(name.replace("+", " ")), unquote(value.replace("+", " "))))
+    except ValueError as exc:  # UnicodeDecodeError
         raise InvalidParameter("the query string is not valid UTF-8 once percent-decoded") from exc
+    return pairs
 
 
 def _first(pairs: list[tuple[str, str]]) -> dict[str, str]:
@@ -250,7 +256,7 @@ def secret_path_query(path: str, query: str) -> SecretQuery:
     such as %2F decoded), the other parameters as the query route takes them."""
     raw = path[len(SECRET_PATH_PREFIX) :]
     try:
-        secret_id = urllib.parse.unquote(raw, encoding="utf-8", errors="strict")
+        secret_id = unquote(raw)
     except UnicodeDecodeError as exc:
         raise InvalidParameter("the secret id is not valid UTF-8 once percent-decoded") from exc
     if not secret_id:

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import io
 import re
-import urllib.parse
 from _operator import methodcaller  # operator's own, without importing operator
 
 from ..errors import BadRequest, HeaderFieldsTooLarge, LengthRequired, PayloadTooLarge, UriTooLong
+from ..percent import quote
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ _STRIP_END = methodcaller("rstrip", b" \t")
 MAX_KNOWN_NAMES = 256
 MAX_KNOWN_NAME = 64
 _NAMES: dict[bytes, str] = {}
-_PRINTABLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))
+_PRINTABLE_ASCII = bytes(range(0x21, 0x7F))
 
 
 class Request:
@@ -255,7 +255,7 @@ def _target(target: bytes) -> str:
     if target.isascii():
         return target.decode("ascii")
     # curl sends UTF-8 unescaped; escaping it lets the query decode as UTF-8
-    return urllib.parse.quote(target, safe=_PRINTABLE_ASCII)
+    return quote(target, safe=_PRINTABLE_ASCII)
 
 
 def _request_line_error(line: bytes) -> BadRequest:
