@@ -80,6 +80,8 @@ def host_header(scheme: str, host: str, port: int | None) -> str:
     return host
 
 
+# A client signs the same few URLs (one per endpoint) over and over: as urlsplit's own.
+@lru_cache(maxsize=32)
 def _split(url: str) -> tuple[str, str, str]:
     """`url`'s Host header value (no userinfo), path and query, as urlsplit reads them.
 
