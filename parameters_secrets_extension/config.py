@@ -390,10 +390,10 @@ def _host(url: str | None) -> str:
     """host[:port] of an endpoint URL, "default" for AWS's own endpoints."""
     if url is None:
         return "default"
-    import urllib.parse  # noqa: PLC0415 (as in _redact_url)
+    from .urls import split  # noqa: PLC0415 (as in _redact_url)
 
     try:
-        parts = urllib.parse.urlsplit(url)
+        parts = split(url)
         port = parts.port
     except ValueError:
         return "<unparseable URL>"

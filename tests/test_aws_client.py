@@ -703,6 +703,7 @@ def test_import_loads_only_the_standard_library() -> None:
         for name in (
             "connection_pool",
             "credentials",
+            "dates",
             "endpoints",
             "operations",
             "pairing",

@@ -256,9 +256,12 @@ def test_repo_zipapp_ships_every_top_level_module_but_the_build(repo_layer: byte
 # such as sources shipped twice or an unstripped dependency, not the growth of our own code:
 # roleArn (three small modules), revalidation and the AWS JSON protocol (two) took it from
 # about 370 KB to about 475 KB (each module ships as source and as code for four Pythons, side
-# by side in the `modules` entry: 478 KB, against 485 KB as 201 zip entries).
+# by side in the `modules` entry: 478 KB, against 485 KB as 201 zip entries). Round 6 left it
+# at 502 KB; the percent-encoding, URL splitting and records written out so that the first
+# answer imports neither urllib.parse nor namedtuple's classes added 16 KB, the client TLS over
+# _ssl and the HMAC written out (aws/tls.py, sigv4) 10 KB more: 528 KB (540,658 bytes).
 def test_layer_stays_small(repo_layer: bytes) -> None:
-    assert len(repo_layer) <= 512 * 1024
+    assert len(repo_layer) <= 544 * 1024
 
 
 def test_each_versions_bytecode_is_its_own_and_without_debug_ranges(repo_layer: bytes) -> None:

@@ -12,7 +12,6 @@ import select
 import socket
 import threading
 import time
-from urllib.parse import urlsplit
 
 from .. import urls
 from ..errors import (
@@ -137,7 +136,7 @@ class ConnectionPool:
     """At most `max_connections` keep-alive connections to one origin (scheme://host[:port])."""
 
     def __init__(self, origin: str, *, max_connections: int, tls: TlsSettings) -> None:
-        parts = urlsplit(origin)
+        parts = urls.split(origin)
         # Userinfo is never sent, nor put in the messages that name the origin.
         self.origin = urls.origin(parts.scheme, parts.netloc)
         self._https = parts.scheme == "https"

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import ipaddress
 import re
-from urllib.parse import urlsplit
 
 from .. import urls
 from ..config import AwsConfig
@@ -112,7 +110,7 @@ def _override(aws: AwsConfig, service: Service) -> str | None:
 def _split_override(url: str) -> tuple[str, str]:
     """(origin, path) of an override URL; a base path is kept as AWS SDKs do, userinfo is not."""
     try:
-        parts = urlsplit(url.strip())
+        parts = urls.split(url.strip())
         valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
     except ValueError:  # a bad IPv6 literal, or a port that is not a number in range
         valid = False
@@ -127,7 +125,7 @@ def names_own_address(url: str, port: int) -> bool:
     """True when `url` reaches this host's loopback on `port`: the extension's own address,
     whatever the name (localhost, 127.0.0.0/8, ::1, 0.0.0.0)."""
     try:
-        parts = urlsplit(url.strip())
+        parts = urls.split(url.strip())
         host, url_port = parts.hostname, parts.port
     except ValueError:  # not a URL resolve() would take either; it reports it
         return False
@@ -137,6 +135,10 @@ def names_own_address(url: str, port: int) -> bool:
         return False
     if host == "localhost" or host.endswith(".localhost"):
         return True
+    # Imported here, past the port's check (1.2-1.5 ms of CPU): only an override on this
+    # extension's own port gets this far.
+    import ipaddress  # noqa: PLC0415
+
     try:
         address = ipaddress.ip_address(host)
     except ValueError:

@@ -1,9 +1,9 @@
 """The AWS client, imported and made at the first miss (or prefetch), not at start.
 
-Its modules (the transport, the pool, datetime and our signer; _ssl, through aws/tls.py,
-once an https origin is used) are about 7 ms of imports; a start without prefetch reaches
-`next` without them. One object is deferred: get() makes the AwsClient on first use and hands
-it out, so no operation's signature is written here.
+Its modules (the transport, the pool and our signer; _ssl, through aws/tls.py, once an https
+origin is used) are about 7 ms of imports; a start without prefetch reaches `next` without
+them. One object is deferred: get() makes the AwsClient on first use and hands it out, so no
+operation's signature is written here.
 
 The warm-up (warm(), on a thread at low priority) imports those modules one at a time and
 stops at the first request that wants the client: from then on that request's own thread, at
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 # own module (a request that needs a module being imported waits for that import). Only the
 # warm-up's order: get() imports whatever is still missing, whatever this list says.
 CLIENT_MODULES = (
-    "datetime",
     "sigv4",
     "parameters_secrets_extension.aws.endpoints",
     "parameters_secrets_extension.aws.trust_store",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
 
 from .. import services
 from ..config import AwsConfig
@@ -28,6 +27,7 @@ from .transport import Transport
 TYPE_CHECKING = False  # mypy takes it as True
 if TYPE_CHECKING:
     import random
+    from datetime import datetime
 
     from ..parameter_names import ParameterName
 

@@ -7,9 +7,9 @@ order and encodings (timestamps as RFC 3339 strings, binary as base64).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
 
 from ..errors import InvalidResponse
+from .dates import datetime, timezone
 
 
 def iso_date(value: object) -> str | None:

@@ -11,8 +11,6 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime
-from urllib.parse import urlsplit
 
 import sigv4
 
@@ -29,6 +27,7 @@ from ..errors import (
 from ..logs import log
 from ..response_reader import Response
 from ..services import Service
+from ..urls import split
 from ..version import NAME, VERSION
 from . import endpoints
 from .connection_pool import MAX_RESPONSE_BYTES, Pools, TlsSettings
@@ -37,6 +36,7 @@ from .credentials import CredentialProvider, Credentials, utc_now
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
     import random
+    from datetime import datetime
 
 USER_AGENT = f"{NAME}/{VERSION} python/{sys.version_info[0]}.{sys.version_info[1]}"
 MAX_ATTEMPTS = 3
@@ -188,7 +188,7 @@ class Transport:
         signed = sigv4.sign(
             "POST",
             endpoint.url,
-            {"Host": urlsplit(endpoint.origin).netloc, **headers},
+            {"Host": split(endpoint.origin).netloc, **headers},
             body,
             access_key=creds.access_key,
             secret_key=creds.secret_key,

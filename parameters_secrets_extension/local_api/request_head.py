@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import io
 import re
-import urllib.parse
 from _operator import methodcaller  # operator's own, without importing operator
 
 from ..errors import BadRequest, HeaderFieldsTooLarge, LengthRequired, PayloadTooLarge, UriTooLong
+from ..percent import quote
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -65,17 +65,20 @@ FORWARDED_HEADERS = ("x-forwarded-for", "forwarded", "x-forwarded-host")
 _FORWARDED = frozenset(FORWARDED_HEADERS)
 
 _TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+# The line reader's patterns (_REQUEST_LINE, _FIELD_NAME, _LINE_SHAPE) are compiled (and
+# cached by re) when it first reads a head, not at import (about 0.1 ms each): the usual
+# head, whole in the buffer, is read by _buffered_head with the two compiled below.
 # A whole request line, line end included, in one match: a token (the method), the target
 # and the version, one space apart, then CRLF or LF. The target has no control byte or space
 # (bytes above 0x7e are percent-encoded later), so there is no CR or NUL before the line end.
-_REQUEST_LINE = re.compile(rb"(%s) ([^\x00-\x20\x7f]+) (HTTP/1\.[0-9])\r?\n" % _TOKEN)
+_REQUEST_LINE = rb"(%s) ([^\x00-\x20\x7f]+) (HTTP/1\.[0-9])\r?\n" % _TOKEN
 # The same, without the line end: the request line of a head split at its CRLFs.
 _REQUEST_LINE_CONTENT = re.compile(rb"(%s) ([^\x00-\x20\x7f]+) (HTTP/1\.[0-9])" % _TOKEN)
 # A header field's name and colon; the value is not scanned by a pattern, since it holds the
 # long session token and _content's two byte searches are faster over it.
-_FIELD_NAME = re.compile(rb"(%s):" % _TOKEN)
+_FIELD_NAME = rb"(%s):" % _TOKEN
 # A refused request line of this shape has a bad target: empty, or a control byte in it.
-_LINE_SHAPE = re.compile(rb"%s [^ ]* HTTP/1\.[0-9]" % _TOKEN)
+_LINE_SHAPE = rb"%s [^ ]* HTTP/1\.[0-9]" % _TOKEN
 # Where a field line starts in a head with CRLF line ends: the line end before it, the name
 # (captured), its colon and the whitespace that opens the value. Split at these, a head
 # gives its request line, then each field's name and value.
@@ -88,7 +91,7 @@ _STRIP_END = methodcaller("rstrip", b" \t")
 MAX_KNOWN_NAMES = 256
 MAX_KNOWN_NAME = 64
 _NAMES: dict[bytes, str] = {}
-_PRINTABLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))
+_PRINTABLE_ASCII = bytes(range(0x21, 0x7F))
 
 
 class Request:
@@ -244,7 +247,7 @@ def _body(rfile: LineReader, headers: dict[str, bytes]) -> bytes | None:
 
 
 def _request_line(line: bytes) -> tuple[str, str, bytes]:
-    match = _REQUEST_LINE.fullmatch(line)
+    match = re.fullmatch(_REQUEST_LINE, line)
     if match is None:
         raise _request_line_error(line)
     method, target, version = match.groups()
@@ -255,12 +258,12 @@ def _target(target: bytes) -> str:
     if target.isascii():
         return target.decode("ascii")
     # curl sends UTF-8 unescaped; escaping it lets the query decode as UTF-8
-    return urllib.parse.quote(target, safe=_PRINTABLE_ASCII)
+    return quote(target, safe=_PRINTABLE_ASCII)
 
 
 def _request_line_error(line: bytes) -> BadRequest:
     """What is wrong with a request line that _REQUEST_LINE refuses."""
-    if _LINE_SHAPE.fullmatch(_content(line)):  # _content raises for a bare CR or NUL
+    if re.fullmatch(_LINE_SHAPE, _content(line)):  # _content raises for a bare CR or NUL
         return BadRequest("malformed request target")
     return BadRequest("malformed request line")
 
@@ -278,7 +281,7 @@ def _headers(rfile: LineReader) -> dict[str, bytes] | None:
             return headers
         budget -= len(line)
         content = _content(line)
-        match = _FIELD_NAME.match(content)
+        match = re.match(_FIELD_NAME, content)
         if match is None:
             raise BadRequest("malformed header field")
         key = match.group(1).decode("ascii").lower()
