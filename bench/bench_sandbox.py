@@ -33,6 +33,10 @@ Variants:
   boto3          the handler calls Secrets Manager with boto3 (client made at init); no extension
   minimal-ext    a minimal Python extension (http.server + threading imported, register,
                  next) beside the constant handler: the floor for the extension's own init
+  bare-ext       the least a Python extension can be (`python3 -I -S`, built-in modules only:
+                 listen, register, `next`; the zero-cost server's answer to every request)
+                 beside the urllib handler: the floor of any Python extension here, whose
+                 register, like ours, holds back the runtime's start by an interpreter's start
 With `--tls`, upstream is moto behind a TLS proxy, as AWS is https on Lambda.
 With `--base REV`, each variant with the extension also runs as `<variant>@base` with the layer
 that REV's own build_layer.py builds, in the same rounds: an A/B of a change in one run.
@@ -72,6 +76,7 @@ VARIANTS = (
     "ext-unused",
     "boto3",
     "minimal-ext",
+    "bare-ext",
 )
 WITH_EXTENSION = {"ext", "ext-prefetch", "ext-init", "ext-unused"}
 
@@ -103,7 +108,63 @@ def handler(event, context):
 """,
     "ext-unused": 'def handler(event, context):\n    return {"value": "constant"}\n',
     "minimal-ext": 'def handler(event, context):\n    return {"value": "constant"}\n',
+    "bare-ext": _FETCH + '\ndef handler(event, context):\n    return {"value": fetch()}\n',
 }
+
+# bare-ext: run as `python3 -I -S bare-ext BODY_FILE`. Only built-in modules (and _socket), no
+# parsing: it listens, registers, then answers every request on every connection with BODY_FILE
+# (what the zero-cost server answers, one write) while the main thread waits on `next`.
+BARE_EXTENSION = """\
+import _socket, _thread, posix, sys
+
+def call(request):
+    host, _, port = posix.environ[b"AWS_LAMBDA_RUNTIME_API"].partition(b":")
+    api = _socket.socket()
+    api.connect((host.decode(), int(port)))
+    api.sendall(request)
+    answer = b""
+    while chunk := api.recv(65536):
+        answer += chunk
+    api.close()
+    return answer
+
+def serve(connection):
+    while True:
+        request = b""
+        while b"\\r\\n\\r\\n" not in request:
+            chunk = connection.recv(65536)
+            if not chunk:
+                return connection.close()
+            request += chunk
+        connection.sendall(reply)
+
+def accept(listener):
+    while True:
+        fd, _ = listener._accept()  # _socket's own: socket.py's accept() wraps it
+        connection = _socket.socket(fileno=fd)
+        connection.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+        _thread.start_new_thread(serve, (connection,))
+
+with open(sys.argv[1], "rb") as file:
+    body = file.read()
+reply = b"HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\n"
+reply += b"Content-Length: %d\\r\\n\\r\\n%b" % (len(body), body)
+listener = _socket.socket()
+listener.bind(("127.0.0.1", int(posix.environ[b"PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"])))
+listener.listen(64)
+body_of = b'{"events": ["SHUTDOWN"]}'
+answer = call(b"POST /2020-01-01/extension/register HTTP/1.1\\r\\nHost: api\\r\\n"
+              b"Connection: close\\r\\nLambda-Extension-Name: bare-ext\\r\\n"
+              b"Content-Length: %d\\r\\n\\r\\n%b" % (len(body_of), body_of))
+head = answer.partition(b"\\r\\n\\r\\n")[0]
+field = head.lower().find(b"\\r\\nlambda-extension-identifier:") + 30
+ident = head[field:].partition(b"\\r\\n")[0].strip()
+_thread.start_new_thread(accept, (listener,))
+while b"SHUTDOWN" not in call(b"GET /2020-01-01/extension/event/next HTTP/1.1\\r\\n"
+                              b"Host: api\\r\\nConnection: close\\r\\n"
+                              b"Lambda-Extension-Identifier: %b\\r\\n\\r\\n" % ident):
+    pass
+"""
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -340,6 +401,12 @@ def cold_start(variant: str, ctx: Context, *, warm: int = 0, pin: bool = False) 
 
         script.write_text(harness.MINIMAL_EXTENSION)
         extensions.append([str(ctx.python), "-I", "-S", str(script)])
+    elif variant == "bare-ext":
+        script = task / "bare-ext"
+        script.write_text(BARE_EXTENSION)
+        body = task / "bare-ext.json"
+        body.write_bytes(zero_cost_body())
+        extensions.append([str(ctx.python), "-I", "-S", str(script), str(body)])
     if variant == "zero-cost":
         port = ctx.zero_cost_port
     env = {
@@ -468,10 +535,15 @@ def exit_and_cpu(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, fl
         time.sleep(0.005)
 
 
+def zero_cost_body() -> bytes:
+    """What the zero-cost server and bare-ext answer: the secret, as the extension gives it."""
+    return json.dumps({"Name": SECRET_ID, "SecretString": SECRET_VALUE}).encode()
+
+
 @contextlib.contextmanager
 def zero_cost_server(python: Path) -> Iterator[int]:
     """bench/floor_server.py answering what the extension answers for the secret; its port."""
-    body = json.dumps({"Name": SECRET_ID, "SecretString": SECRET_VALUE}).encode()
+    body = zero_cost_body()
     with tempfile.NamedTemporaryFile(prefix="zero-cost-", suffix=".json") as body_file:
         body_file.write(body)
         body_file.flush()
@@ -653,6 +725,15 @@ def run_mode(ctx: Context, variants: list[str], rounds: int, warm: int, pin: boo
             goals.append(
                 f"first answer, ext{suffix} / (zero-cost + one upstream call): {ratio:.2f}"
             )
+    if {"bare-ext", "zero-cost"} <= med.keys():
+        # No goal: the floor of any Python extension in this sandbox, and where ours stands
+        # above it (prefetched, both answer the first request from memory).
+        ratio = med["bare-ext"]["first"] / med["zero-cost"]["first"]
+        goals.append(f"first answer, bare-ext / zero-cost: {ratio:.2f} (any Python extension)")
+        for name in ("ext-prefetch", "ext"):
+            if name in med:
+                ratio = med[name]["first"] / med["bare-ext"]["first"]
+                goals.append(f"first answer, {name} / bare-ext: {ratio:.2f}")
     if "ext" in med:
         ratio = med["ext"]["register"] / bare_ms
         goals.append(f"exec->register, ext / bare python: {ratio:.2f} (goal <= 1.5)")
