@@ -57,7 +57,7 @@ def test_a_cold_sandbox_answers(context: bench_sandbox.Context, variant: str) ->
     expected = {"value": "constant" if constant else bench_sandbox.SECRET_VALUE}
     assert result.answers == [expected, expected]
     assert 0 < result.init <= result.first_answer
-    if variant in bench_sandbox.WITH_EXTENSION or variant == "minimal-ext":
+    if variant in bench_sandbox.WITH_EXTENSION or variant in {"minimal-ext", "bare-ext"}:
         assert result.register is not None and result.ext_next is not None
         assert 0 < result.register <= result.ext_next <= result.init
         assert result.exit_codes == [0]  # SHUTDOWN: each extension exits 0 on its own
