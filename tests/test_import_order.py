@@ -77,6 +77,17 @@ def before_extension(lines: list[tuple[int, str]]) -> set[str]:
     return set(names[:end])
 
 
+def importtime_path(real: str, tmp_path: Path) -> str:
+    """A PATH whose python3 runs `real` with -X importtime (the launcher's -I hides the
+    variable, not the option)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "python3"
+    wrapper.write_text(f'#!/bin/sh\nexec "{real}" -X importtime "$@"\n')
+    wrapper.chmod(0o755)
+    return f"{bin_dir}:/usr/bin:/bin"
+
+
 @pytest.fixture(params=sorted(PYTHONS))
 def python(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, frozenset[str]]:
     """(PATH whose python3 adds -X importtime, the bare interpreter's own imports)."""
@@ -87,14 +98,9 @@ def python(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, frozens
         text=True,
         check=True,
     )
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    wrapper = bin_dir / "python3"
-    wrapper.write_text(f'#!/bin/sh\nexec "{real}" -X importtime "$@"\n')
-    wrapper.chmod(0o755)
     baseline = frozenset(name for _, name in imported(bare.stderr))
     assert "encodings" in baseline, bare.stderr  # -X importtime took effect
-    return f"{bin_dir}:/usr/bin:/bin", baseline
+    return importtime_path(real, tmp_path), baseline
 
 
 def test_nothing_but_built_ins_before_register(

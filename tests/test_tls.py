@@ -26,7 +26,7 @@ from tests.conftest import ROOT, SECRET_STRING_V2, LambdaCredentials, Moto
 from tests.echo_upstream import serving_echo
 from tests.fault_proxy import FaultProxy
 from tests.hardening_support import secret_path, start_standalone
-from tests.test_import_order import PYTHONS, imported
+from tests.test_import_order import PYTHONS, imported, importtime_path
 from tests.tls_certs import make_pki
 
 # Every setting of a context that create_default_context or _ssl's constructor decides,
@@ -228,11 +228,7 @@ def test_a_tls_miss_is_answered_without_ssl_hashlib_or_hmac(
 ) -> None:
     # ssl.py costs 3-6 ms of CPU over _ssl, hashlib and hmac 2-3 ms over the built-in SHA-256:
     # none of them may be imported on the way to the function's first answer.
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    wrapper = bin_dir / "python3"
-    wrapper.write_text(f'#!/bin/sh\nexec "{PYTHONS[python]}" -X importtime "$@"\n')
-    wrapper.chmod(0o755)
+    path = importtime_path(PYTHONS[python], tmp_path)
     pki = make_pki(tmp_path, "upstream")
     with FaultProxy(moto.host, moto.port, ssl_context=pki.server_context()) as upstream:
         with start_standalone(
@@ -242,7 +238,7 @@ def test_a_tls_miss_is_answered_without_ssl_hashlib_or_hmac(
             lambda_credentials,
             endpoint=f"https://127.0.0.1:{upstream.port}",
             AWS_CA_BUNDLE=str(pki.ca_file),
-            PATH=f"{bin_dir}:/usr/bin:/bin",
+            PATH=path,
         ) as ext:
             status, body = ext.get_json(secret_path(moto.secret_name))
             at_answer = ext.output()
