@@ -254,19 +254,17 @@ def canonical_request(
     body_hash: str,
 ) -> str:
     """Task 1's text: method, canonical URI and query, the `selected` headers, their names
-    (`signed`) and the payload's hash, one per line."""
-    start = canonical_request_start(method, path, query, canonical_headers(selected), signed)
-    return start + body_hash
-
-
-def canonical_request_start(
-    method: str, path: str, query: str, headers_text: str, signed: str
-) -> str:
-    """Task 1's text but its last line, the payload's hash: method, canonical URI and query,
-    canonical_headers' text and the signed header names, each line ending in a line feed.
-    A verifier builds it from a request's head, before the body has come."""
-    uri = canonical_uri(path)
-    return f"{method.upper()}\n{uri}\n{canonical_query_string(query)}\n{headers_text}\n{signed}\n"
+    (`signed`) and the payload's hash, one per line. A signer and a verifier both use it."""
+    return "\n".join(
+        (
+            method.upper(),
+            canonical_uri(path),
+            canonical_query_string(query),
+            canonical_headers(selected),
+            signed,
+            body_hash,
+        )
+    )
 
 
 def credential_scope(datestamp: str, region: str, service: str) -> str:
@@ -276,18 +274,8 @@ def credential_scope(datestamp: str, region: str, service: str) -> str:
 
 def string_to_sign(timestamp: str, scope: str, creq: str) -> str:
     """Task 2: algorithm, timestamp, scope and the hex SHA-256 of the canonical request."""
-    return string_to_sign_of(timestamp, scope, hashing(creq).hexdigest())
-
-
-def string_to_sign_of(timestamp: str, scope: str, creq_digest: str) -> str:
-    """Task 2 from the canonical request's hex SHA-256 (`creq_digest`)."""
-    return f"{ALGORITHM}\n{timestamp}\n{scope}\n{creq_digest}"
-
-
-def hashing(text: str) -> _Hash:
-    """A SHA-256 state that has hashed `text` (UTF-8); update() adds more. A verifier hashes
-    the canonical request's start from the head, and its last line once the body has come."""
-    return _sha256(text.encode("utf-8"))
+    digest = _sha256(creq.encode("utf-8")).hexdigest()
+    return f"{ALGORITHM}\n{timestamp}\n{scope}\n{digest}"
 
 
 def _hmac(key: bytes, msg: str) -> bytes:

@@ -32,13 +32,10 @@ from ..percent import quote
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from typing import Final, Protocol, TypeAlias
 
     # method, target, HTTP version, header fields
     _Head: TypeAlias = tuple[str, str, bytes, dict[str, bytes]]
-    # method, target, header fields -> what is known of the request before its body
-    BeforeBody: TypeAlias = Callable[[str, str, dict[str, bytes]], object]
 
     class LineReader(Protocol):
         """The part of a buffered socket file that reading a request needs."""
@@ -100,7 +97,7 @@ _PRINTABLE_ASCII = bytes(range(0x21, 0x7F))
 class Request:
     """One request's head; header names are lower case, repeated fields joined by ", "."""
 
-    __slots__ = ("body", "checked", "headers", "http10", "keep_alive", "method", "sdk", "target")
+    __slots__ = ("body", "headers", "http10", "keep_alive", "method", "sdk", "target")
 
     def __init__(
         self,
@@ -112,7 +109,6 @@ class Request:
         *,
         body: bytes = b"",
         sdk: bool = False,
-        checked: object = None,
     ) -> None:
         self.method: Final = method
         self.target: Final = target
@@ -121,7 +117,6 @@ class Request:
         self.http10: Final = http10
         self.body: Final = body  # read only for the AWS JSON protocol; else empty
         self.sdk: Final = sdk  # an AWS JSON protocol request (is_sdk_request), body read
-        self.checked: Final = checked  # what read_request's before_body made of its head
 
 
 def is_sdk_request(method: str, target: str, headers: dict[str, bytes]) -> bool:
@@ -144,13 +139,8 @@ def _content(line: bytes) -> bytes:
     return content
 
 
-def read_request(rfile: LineReader, before_body: BeforeBody | None = None) -> Request | None:
-    """The next request's head, or None when the client closed the connection first.
-
-    An AWS JSON request's body is read too, after `before_body(method, target, headers)`,
-    whose answer the request carries as `checked`: its head is checked while the body may
-    still be on its way (an SDK may write them apart).
-    """
+def read_request(rfile: LineReader) -> Request | None:
+    """The next request's head, or None when the client closed the connection first."""
     head = _buffered_head(rfile) if isinstance(rfile, io.BufferedReader) else None
     if head is None:
         head = _head_by_lines(rfile)
@@ -159,14 +149,11 @@ def read_request(rfile: LineReader, before_body: BeforeBody | None = None) -> Re
     method, target, version, headers = head
     http10 = version == b"HTTP/1.0"
     if is_sdk_request(method, target, headers):
-        checked = None if before_body is None else before_body(method, target, headers)
         body = _body(rfile, headers)
         if body is None:
             return None
         keep_alive = _keep_alive(headers, http10, body_read=True)
-        return Request(
-            method, target, headers, keep_alive, http10, body=body, sdk=True, checked=checked
-        )
+        return Request(method, target, headers, keep_alive, http10, body=body, sdk=True)
     return Request(method, target, headers, _keep_alive(headers, http10), http10)
 
 

@@ -90,15 +90,6 @@ class Api:
             log.traceback(exc)
             return error_reply(ExtensionError(_UNEXPECTED), route)
 
-    def before_body(self, method: str, target: str, headers: dict[str, bytes]) -> object:
-        """What an AWS JSON request's head says before its body is read (request_head's
-        before_body): SdkApi.check_head's answer, which respond() uses; None for a request
-        respond() refuses before any check (no SDK client, or forwarded)."""
-        client = self._client
-        if client is None or request_head.is_forwarded(headers):
-            return None
-        return self._sdk_api(client).check_head(method, target, headers)
-
     def _sdk_api(self, client: SdkClient) -> SdkApi:
         """The AWS JSON protocol's handler, imported at its first request: its signature
         checks load sigv4 (urllib.parse, datetime), which a start must not pay for."""

@@ -27,7 +27,6 @@ from .request_head import Request
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from hashlib import _Hash
 
     from ..aws.credentials import Credentials
     from ..services import Service
@@ -118,47 +117,6 @@ def _epoch(amz_date: str, last: list[tuple[str, int]] = [("", 0)]) -> int:  # no
     return seconds
 
 
-class Signed:
-    """A request whose head has passed every check: what is left needs its body.
-
-    The canonical request is known from the head but for its last line (the body's hash),
-    and its SHA-256 has taken all the rest already. boto3 (urllib3 2) writes a request's
-    head and its body in two sends, about 50 us apart: the server checks the head while the
-    body is on its way, and after the body only hashes it and the HMAC are left.
-    """
-
-    __slots__ = ("_amz_date", "_claimed", "_creq_start", "_key", "_scope", "_signature")
-
-    def __init__(
-        self,
-        creq_start: _Hash,
-        signature: bytes,
-        claimed: bytes | None,
-        *,
-        amz_date: str,
-        scope: str,
-        key: bytes,
-    ) -> None:
-        self._amz_date = amz_date
-        self._scope = scope
-        self._key = key
-        self._creq_start = creq_start  # SHA-256 state of the canonical request's start
-        self._signature = signature
-        self._claimed = claimed  # X-Amz-Content-SHA256, if sent
-
-    def check_body(self, body: bytes) -> None:
-        """Return when the signature covers `body` too; otherwise raise SignatureRefused."""
-        body_hash = sigv4.body_hash(body)  # of what arrived, never a claim
-        if self._claimed is not None and self._claimed.decode("latin-1") != body_hash:
-            raise SignatureRefused("X-Amz-Content-SHA256 is not the body's hash")
-        creq = self._creq_start.copy()  # a copy: the state stays the start's
-        creq.update(body_hash.encode())
-        sts = sigv4.string_to_sign_of(self._amz_date, self._scope, creq.hexdigest())
-        expected = sigv4.signature(self._key, sts)
-        if not compare_digest(expected.encode(), self._signature):
-            raise SignatureRefused(_MISMATCH)
-
-
 class Verifier:
     """Checks requests against the credentials `credentials(deadline)` returns now."""
 
@@ -175,19 +133,7 @@ class Verifier:
     def verify(self, request: Request, service: Service, deadline: float) -> None:
         """Return when `request` is signed for `service` with the credentials in use;
         otherwise raise a SignatureRefused (403) naming AWS's error type."""
-        signed = self.check_head(request.method, request.target, request.headers, service, deadline)
-        signed.check_body(request.body)
-
-    def check_head(
-        self,
-        method: str,
-        target: str,
-        headers: dict[str, bytes],
-        service: Service,
-        deadline: float,
-    ) -> Signed:
-        """verify()'s checks of a request's head: its Signed checks the body. Raises as
-        verify() does."""
+        headers = request.headers
         raw = headers.get("authorization")
         if raw is None:
             raise IncompleteSignature("the request is not signed: no Authorization header")
@@ -215,17 +161,20 @@ class Verifier:
             held_token = token.encode() if token else None
             encoded = self._encoded = (creds, creds.access_key.encode(), held_token)
         _check_identity(auth, headers.get("x-amz-security-token"), encoded[1], encoded[2])
-        path, _, query = target.partition("?")
-        headers_text = _canonical_headers(auth.signed, headers)
-        start = sigv4.canonical_request_start(method, path, query, headers_text, auth.signed)
-        return Signed(
-            sigv4.hashing(start),
-            auth.signature.encode("latin-1"),
-            headers.get("x-amz-content-sha256"),
-            amz_date=amz_date,
-            scope=sigv4.credential_scope(auth.date, auth.region, auth.service),
-            key=sigv4.signing_key(creds.secret_key, auth.date, auth.region, auth.service),
+        selected = _signed_headers(auth.signed, headers)
+        body_hash = sigv4.body_hash(request.body)  # of what arrived, never a claim
+        claimed = headers.get("x-amz-content-sha256")
+        if claimed is not None and claimed.decode("latin-1") != body_hash:
+            raise SignatureRefused("X-Amz-Content-SHA256 is not the body's hash")
+        path, _, query = request.target.partition("?")
+        creq = sigv4.canonical_request(
+            request.method, path, query, selected=selected, signed=auth.signed, body_hash=body_hash
         )
+        scope = sigv4.credential_scope(auth.date, auth.region, auth.service)
+        key = sigv4.signing_key(creds.secret_key, auth.date, auth.region, auth.service)
+        expected = sigv4.signature(key, sigv4.string_to_sign(amz_date, scope, creq))
+        if not compare_digest(expected.encode(), auth.signature.encode("latin-1")):
+            raise SignatureRefused(_MISMATCH)
 
 
 def _check_identity(
@@ -248,19 +197,17 @@ def _check_identity(
         raise UnrecognizedClient(_INVALID_TOKEN)
 
 
-def _canonical_headers(signed: str, headers: dict[str, bytes]) -> str:
-    """sigv4.canonical_headers' text for the headers SignedHeaders names, with the values
-    that arrived; host and x-amz-date must be among them. (Names out of order or in upper
-    case sign a canonical request no signer makes, so the signature does not match.)"""
+def _signed_headers(signed: str, headers: dict[str, bytes]) -> dict[str, list[str]]:
+    """The headers SignedHeaders names, with the values that arrived; host and x-amz-date
+    must be among them. (Names out of order or in upper case sign a canonical request no
+    signer makes, so the signature does not match.)"""
     names = signed.split(";")
     if "host" not in names or "x-amz-date" not in names:
         raise IncompleteSignature("SignedHeaders must include host and x-amz-date")
-    values = {name: headers.get(name) for name in names}  # a name listed twice: one line
-    lines = []
-    for name in sorted(values):
-        value = values[name]
+    selected: dict[str, list[str]] = {}
+    for name in names:
+        value = headers.get(name)
         if value is None:
-            missing = next(name for name in names if values[name] is None)  # the first named
-            raise SignatureRefused(f"the signed header {missing!r} is not in the request")
-        lines.append(f"{name}:{' '.join(value.decode('latin-1').split())}\n")  # trimmed
-    return "".join(lines)
+            raise SignatureRefused(f"the signed header {name!r} is not in the request")
+        selected[name] = [value.decode("latin-1")]
+    return selected

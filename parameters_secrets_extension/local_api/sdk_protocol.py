@@ -40,7 +40,7 @@ from ..parameter_names import ParameterName, parameter_name
 from ..services import SECRETS_MANAGER, SSM, Service
 from .replies import Reply
 from .request_head import TARGET_HEADER, Request
-from .sdk_auth import Signed, Verifier, epoch_seconds
+from .sdk_auth import Verifier, epoch_seconds
 
 TYPE_CHECKING = False  # mypy takes it as True; importing typing would slow init
 if TYPE_CHECKING:
@@ -187,13 +187,9 @@ class SdkApi:
                     f" only reads ({served})"
                 )
             service, handler, route = operation
-            checked = request.checked  # check_head's answer, made before the body was read
-            if not isinstance(checked, (Signed, Exception)):  # read without before_body
-                checked = self._check_head(service, request.method, request.target, request.headers)
+            deadline = self._client.deadline(service)
             try:
-                if isinstance(checked, Exception):
-                    raise checked
-                checked.check_body(request.body)
+                self._verifier.verify(request, service, deadline)
             except SignatureRefused as exc:
                 # The reason, never the signature, key or token.
                 log.warning("refused an AWS JSON request for %s: %s", route[4:], exc.error_type)
@@ -209,24 +205,6 @@ class SdkApi:
             log.error("request failed unexpectedly: %s", type(exc).__name__)
             log.traceback(exc)
             return error_reply(ExtensionError(_UNEXPECTED), route)
-
-    def check_head(self, method: str, target: str, headers: dict[str, bytes]) -> object:
-        """The signature checks that need only the head (sdk_auth's Verifier.check_head),
-        made before the body is read: its Signed, or the exception respond() raises once
-        the body is in. None for a target not served, which respond() refuses first."""
-        operation = self._operations.get(headers[TARGET_HEADER].decode("latin-1"))
-        if operation is None:
-            return None
-        return self._check_head(operation[0], method, target, headers)
-
-    def _check_head(
-        self, service: Service, method: str, target: str, headers: dict[str, bytes]
-    ) -> Signed | Exception:
-        deadline = self._client.deadline(service)
-        try:
-            return self._verifier.check_head(method, target, headers, service, deadline)
-        except Exception as exc:  # raised by respond(), which answers it, after the body
-            return exc
 
     # -- the operations: each payload checked, then read through Lookups ------------------
 

@@ -221,7 +221,7 @@ class Handler(socketserver.BaseRequestHandler):
         self.close_connection = True
         self.deadline_reader.deadline = time.monotonic() + self.idle_timeout
         try:
-            request = request_head.read_request(self.rfile, self.server.api.before_body)
+            request = request_head.read_request(self.rfile)
         except RequestError as exc:
             self._write(render(self.server.api.refuse(exc), close=True))
             return
