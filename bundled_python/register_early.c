@@ -4,7 +4,8 @@
  * all that comes before `register` delays the function's own init. Through Python, register
  * reached Lambda 12.1 ms after exec, 9.8 ms of it the interpreter's own start (BENCHMARKS.md):
  * a Node.js function's first answer paid 20-24 ms for the extension. Here the same request
- * leaves within a millisecond of exec, and Python starts while Lambda starts the runtime.
+ * leaves before that start, which then runs while Lambda starts the function's runtime
+ * (BENCHMARKS.md, "Registering before Python starts": the figures).
  *
  * What: only when the launcher asks (EARLY_NAME_VARIABLE, the extension's name; unset here)
  * and only in the plain case, listen on the local port as boot.listen() does, connect to
@@ -19,12 +20,13 @@
  *
  * build.py puts this file into CPython's Programs/python.c, after `#define`s of the names
  * and numbers below (written once, in the Python modules that own them), and calls
- * register_early() from main() before Py_BytesMain. tests/test_register_early.py compiles it
- * with the system's cc as well.
+ * register_early() from main() before Py_BytesMain. tests/test_any_runtime.py checks that
+ * the request leaves before Python's first import, that it is the small layer's byte for
+ * byte, and that every case left to Python goes exactly as in the small layer.
  *
- * Defined by build.py: EARLY_NAME_VARIABLE, EARLY_SOCKETS_VARIABLE (bundled_python/launch.py),
- * PORT_VARIABLE, DEFAULT_PORT, REGISTER_PATH, EARLY_TIMEOUT (lambda_api/lifecycle.py),
- * BACKLOG (lambda_api/boot.py).
+ * Defined by build.py: EARLY_NAME_VARIABLE (bundled_python/launch.py), EARLY_SOCKETS_VARIABLE
+ * and BACKLOG (lambda_api/boot.py), PORT_VARIABLE, DEFAULT_PORT, REGISTER_PATH and
+ * EARLY_TIMEOUT (lambda_api/lifecycle.py).
  */
 
 #include <arpa/inet.h>
@@ -160,7 +162,7 @@ static void register_early(void)
     }
 
     /* lifecycle.ExtensionsApi.register's request, byte for byte: its headers in its order
-     * (tests/test_register_early.py compares the two). Under SnapStart the extension also
+     * (tests/test_any_runtime.py compares the two). Under SnapStart the extension also
      * takes INVOKE, as boot.py asks. */
     value = getenv("AWS_LAMBDA_INITIALIZATION_TYPE");
     events = value != NULL && strcmp(value, "snap-start") == 0
