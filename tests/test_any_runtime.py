@@ -716,6 +716,25 @@ def test_a_stop_signal_while_registering_early_ends_the_extension_with_0(
         assert len(fake.calls.registrations) == 1 and fake.calls.init_errors == []
 
 
+def test_with_arguments_or_without_lambda_the_interpreter_registers_nothing(
+    layers: Callable[[str], Layer], lambda_settings: dict[str, str], tmp_path: Path
+) -> None:
+    executable = layers("x86_64").executable
+    with FakeExtensionsApi() as fake:
+        env = {**lambda_settings, "AWS_LAMBDA_RUNTIME_API": fake.address}
+        for argument in ("--version", "--help"):  # the launcher asks only without arguments
+            done = subprocess.run(
+                [str(executable), argument], env=env, capture_output=True, timeout=60, check=False
+            )
+            assert done.returncode == 0 and done.stdout, done.stderr
+        assert fake.calls.registrations == []
+    # Standalone (no AWS_LAMBDA_RUNTIME_API): Python listens, serves, and stops on SIGTERM.
+    with ExtensionProcess(executable, lambda_settings, tmp_path / "standalone.log") as ext:
+        ext.wait_listening()
+        ext.proc.send_signal(signal.SIGTERM)
+        assert ext.proc.wait(30) == 0, ext.output()
+
+
 def test_a_function_cannot_hand_the_extension_sockets(
     extension_executable: Path, lambda_settings: dict[str, str], tmp_path: Path
 ) -> None:
