@@ -27,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -709,9 +710,18 @@ def test_a_stop_signal_while_registering_early_ends_the_extension_with_0(
     # SIGTERM arrives while Lambda holds the answer to the register request that main() sent:
     # it waits, blocked, for the extension's boot, which exits 0 as on any stop.
     fake = FakeExtensionsApi()
+    started: list[ExtensionProcess] = []
+    popened = threading.Event()
+
+    def stop() -> None:  # in the fake's thread, which may see `register` before Popen returns
+        assert popened.wait(30)
+        started[0].proc.send_signal(signal.SIGTERM)
+
+    fake.on_register = stop  # set before the start: the request leaves within milliseconds
     env = {**lambda_settings, "AWS_LAMBDA_RUNTIME_API": fake.address}
     with fake, ExtensionProcess(layers("x86_64").executable, env, tmp_path / "ext.log") as ext:
-        fake.on_register = lambda: ext.proc.send_signal(signal.SIGTERM)
+        started.append(ext)
+        popened.set()
         assert ext.proc.wait(30) == 0, ext.output()
         assert len(fake.calls.registrations) == 1 and fake.calls.init_errors == []
 
