@@ -39,6 +39,7 @@ import build_layer
 import parameters_secrets_extension.aws.trust_store
 from bench import bench_sandbox, node_sandbox, with_python
 from bundled_python import build, launch
+from parameters_secrets_extension.lambda_api.lifecycle import http_port
 from tests import elf_facts
 from tests.conftest import SECRET_STRING_V2, LambdaCredentials, Moto, free_port
 from tests.extension_process import ExtensionProcess
@@ -702,6 +703,41 @@ def _renamed(executable: Path, opt: Path, name: str) -> Path:
     if interpreter.is_dir():  # the layer built --with-python: its interpreter beside it
         (opt / build_layer.BUNDLED_DIR).symlink_to(interpreter)
     return renamed
+
+
+# main()'s port rule, on values a function may set: register_early.c's early_port, compiled
+# with the system's cc, prints the port it reads from each argument (0: left to Python).
+_PORT_RULE = """
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) printf("%d\\n", early_port(argv[i]));
+    return 0;
+}
+"""
+PORT_VALUES = (
+    "1", "80", "080", "00080", "2773", "65535",  # read by both
+    "", "0", "00000", "000080", "65536", "99999", "123456", "+80", "-1", " 80", "80 ",
+    "8 0", "0x50", "1e3", "80.5", "\u0663", "80\n",
+)  # fmt: skip
+
+
+def test_the_interpreters_port_rule_reads_only_what_python_reads_the_same_way(
+    tmp_path: Path,
+) -> None:
+    gcc = require("gcc", "gcc")
+    source = tmp_path / "port.c"
+    source.write_text("#define _GNU_SOURCE\n" + build.register_early_source() + _PORT_RULE)
+    binary = tmp_path / "port"
+    subprocess.run(
+        [gcc, "-Wall", "-Wno-unused-function", "-Werror", str(source), "-o", str(binary)],
+        check=True,
+    )
+    done = subprocess.run(
+        [str(binary), *PORT_VALUES], capture_output=True, text=True, check=True, timeout=30
+    )
+    read = dict(zip(PORT_VALUES, map(int, done.stdout.split()), strict=True))
+    for value, port in read.items():
+        assert port == 0 or port == http_port(value), value  # 0: Python's rule applies
+    assert [value for value, port in read.items() if port] == list(PORT_VALUES[:6])
 
 
 def test_a_stop_signal_while_registering_early_ends_the_extension_with_0(
