@@ -21,7 +21,7 @@ import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
-from bundled_python.launch import BLOCK_STOP_SIGNALS
+from bundled_python.launch import BLOCK_STOP_SIGNALS, REGISTER_EARLY
 from parameters_secrets_extension.version import NAME, VERSION
 
 ROOT = Path(__file__).resolve().parent
@@ -115,8 +115,13 @@ if env --block-signal=TERM --version >/dev/null 2>&1; then
 exec env --block-signal=TERM,INT "$py" $pyflags -I -S -c "$main" "$0" "$@"; fi
 """
 # The layer's own interpreter blocks them itself, first thing in its main(), when this
-# variable asks it to (bundled_python/launch.py): no probe, no env.
-OWN_HANDOVER = f"export {BLOCK_STOP_SIGNALS}=1\n"
+# variable asks it to (bundled_python/launch.py): no probe, no env. Started as Lambda starts
+# it (no arguments), it also listens and registers before Python starts, as the extension
+# named by the second variable: the file name Lambda insists on (register_early.c says why).
+OWN_HANDOVER = f"""\
+export {BLOCK_STOP_SIGNALS}=1
+if [ $# -eq 0 ]; then export {REGISTER_EARLY}="${{0##*/}}"; fi
+"""
 
 CHOOSE_RUNTIME = (
     "Lambda's python3, else PATH's",

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bundled_python import launch, pins, sources, stdlib
+from parameters_secrets_extension.lambda_api import boot, lifecycle
 
 HERE = Path(__file__).resolve().parent
 CACHE_NAME = "parameters-secrets-extension"
@@ -115,6 +116,8 @@ def cache_key(arch: str) -> str:
         # pins' URLs: where a file came from cannot change it (its hash).
         "code": hashlib.sha256((HERE / "build.py").read_bytes()).hexdigest(),
         "launch": hashlib.sha256((HERE / "launch.py").read_bytes()).hexdigest(),
+        # main()'s early registration, with the names and numbers it takes from the package.
+        "register_early": hashlib.sha256(register_early_source().encode()).hexdigest(),
         "frozen": list(stdlib.MODULES),
     }
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
@@ -376,7 +379,8 @@ def freeze(cpython: Path, modules: tuple[str, ...], log: Log) -> None:
 
 # The interpreter's main(), asked by the launcher (launch.py), blocks the stop signals before
 # Python starts: pending, they wait for the extension's boot, which takes them with sigwait.
-# The variable goes before Python reads its environment: nothing else ever sees it.
+# Then, asked so, it listens and registers with Lambda itself (REGISTER_EARLY_SOURCE says why).
+# The variables go before Python reads its environment: nothing else ever sees them.
 MAIN_SOURCE = "Programs/python.c"
 MAIN_INCLUDE = '#include "Python.h"\n'
 MAIN_ANCHOR = "    return Py_BytesMain(argc, argv);\n"
@@ -389,16 +393,37 @@ MAIN_BLOCK = f"""\
         sigprocmask(SIG_BLOCK, &stop, NULL);
         unsetenv("{launch.BLOCK_STOP_SIGNALS}");
     }}
+    register_early();
 """
+REGISTER_EARLY_SOURCE = HERE / "register_early.c"
+
+
+def register_early_source() -> str:
+    """register_early.c after the definitions it takes from the modules that own them."""
+    # Each name and number is written once, in Python; json.dumps writes an ASCII string as
+    # a C string literal.
+    names = {
+        "EARLY_NAME_VARIABLE": json.dumps(launch.REGISTER_EARLY),
+        "EARLY_SOCKETS_VARIABLE": json.dumps(boot.EARLY_SOCKETS),
+        "PORT_VARIABLE": json.dumps(lifecycle.PORT_VARIABLE),
+        "DEFAULT_PORT": str(lifecycle.DEFAULT_PORT),
+        "REGISTER_PATH": json.dumps(lifecycle.BASE + "/register"),
+        "EARLY_TIMEOUT": str(int(lifecycle.TIMEOUT)),
+        "BACKLOG": str(boot.BACKLOG),
+    }
+    defines = "".join(f"#define {name} {value}\n" for name, value in names.items())
+    return defines + REGISTER_EARLY_SOURCE.read_text()
 
 
 def block_stop_signals(cpython: Path) -> None:
-    """Patch CPython's main() (MAIN_SOURCE) to block SIGTERM and SIGINT when asked."""
+    """Patch CPython's main() (MAIN_SOURCE) to block SIGTERM and SIGINT when asked, then to
+    register early when asked (register_early_source())."""
     source = cpython / MAIN_SOURCE
     text = source.read_text()
     if text.count(MAIN_INCLUDE) != 1 or text.count(MAIN_ANCHOR) != 1:
         raise BuildError(f"{MAIN_SOURCE} changed: cannot make main() block the stop signals")
-    text = text.replace(MAIN_INCLUDE, MAIN_INCLUDE + "#include <signal.h>\n#include <stdlib.h>\n")
+    includes = "#include <signal.h>\n#include <stdlib.h>\n" + register_early_source()
+    text = text.replace(MAIN_INCLUDE, MAIN_INCLUDE + includes)
     source.write_text(text.replace(MAIN_ANCHOR, MAIN_BLOCK + MAIN_ANCHOR))
 
 

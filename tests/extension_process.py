@@ -11,6 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from parameters_secrets_extension.lambda_api.lifecycle import DEFAULT_PORT, PORT_VARIABLE, http_port
 from tests.conftest import REGION, LambdaCredentials, Moto
 
 TOKEN_HEADER = "X-Aws-Parameters-Secrets-Token"
@@ -41,11 +42,12 @@ class ExtensionProcess:
 
     def __init__(self, executable: Path, env: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
+        # The port the extension listens on, by its own rule (an invalid value: the default).
+        self.port = http_port(env.get(PORT_VARIABLE, "")) or DEFAULT_PORT
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
             [str(executable)], env=env, stdout=self._log, stderr=subprocess.STDOUT
         )
-        self.port = int(env.get("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "2773"))
         self.token = env.get("AWS_SESSION_TOKEN") or env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN")
 
     def __enter__(self) -> ExtensionProcess:

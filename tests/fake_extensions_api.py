@@ -15,10 +15,12 @@ IDENTIFIER = "ext-0123-4567"
 
 @dataclass
 class Call:
-    """One recorded request: its headers (names lower-cased) and JSON body."""
+    """One recorded request: its headers (names lower-cased) and JSON body; `request`, the
+    request line, the header lines as sent (names, order) and the body's bytes."""
 
     headers: dict[str, str]
     body: object
+    request: bytes = b""
 
 
 @dataclass
@@ -96,7 +98,9 @@ class FakeExtensionsApi:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                return Call(headers, json.loads(raw) if raw else None)
+                lines = [self.requestline, *(f"{k}: {v}" for k, v in self.headers.items())]
+                request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + raw
+                return Call(headers, json.loads(raw) if raw else None, request)
 
             def _reply(
                 self, status: int, body: object, headers: dict[str, str] | None = None

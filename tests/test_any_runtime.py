@@ -24,8 +24,10 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,9 +35,11 @@ from typing import Any, NamedTuple
 
 import pytest
 
+import build_layer
 import parameters_secrets_extension.aws.trust_store
 from bench import bench_sandbox, node_sandbox, with_python
 from bundled_python import build, launch
+from parameters_secrets_extension.lambda_api.lifecycle import http_port
 from tests import elf_facts
 from tests.conftest import SECRET_STRING_V2, LambdaCredentials, Moto, free_port
 from tests.extension_process import ExtensionProcess
@@ -503,6 +507,295 @@ def test_the_launcher_execs_the_interpreter_itself_which_blocks_the_signals_firs
 _EXECVE = re.compile(r'execve\("([^"]+)".* = 0$')
 _STOP_NAMED = re.compile(r"rt_sig(procmask|action)\(.*\b(SIG)?(INT|TERM)\b")
 _BLOCKS_STOP = re.compile(r"rt_sigprocmask\(SIG_BLOCK, \[INT TERM\]")
+
+
+# --- registering before Python starts --------------------------------------------------------
+
+PORT_VARIABLE = "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT"
+_SENDS_REGISTER = re.compile(r'^\d+ +(sendto|write)\(\d+, "POST /2020-01-01/extension/register ')
+_IMPORT_TIME = re.compile(r'^\d+ +write\(2, "import time:')
+_LOGGED_PROBLEM = re.compile(r"\[[\w-]+\] (WARN|ERROR) ")
+
+
+class Lifecycle(NamedTuple):
+    """What Lambda and the function's log saw of one start: everything but timings."""
+
+    registrations: list[bytes]  # each request as sent, the fake's port as <port>
+    init_errors: list[tuple[str, object]]  # (error type header, body)
+    served: bool  # the first `next` arrived
+    exit_code: int
+    problems: list[str]  # the log's WARN and ERROR lines
+
+
+def _lifecycle(executable: Path, settings: Callable[[str], dict[str, str]], log: Path) -> Lifecycle:
+    """Start the extension with `settings(the fake Extensions API's host:port)` as its
+    environment, SHUTDOWN it once its first `next` has arrived; what happened."""
+    with (
+        FakeExtensionsApi() as fake,
+        ExtensionProcess(executable, settings(fake.address), log) as ext,
+    ):
+        while ext.proc.poll() is None and not fake.first_next.wait(0.05):
+            pass
+        if fake.first_next.is_set():
+            fake.shutdown_extension()
+        code = ext.proc.wait(30)
+        output = ext.output()
+    port = fake.address.rpartition(":")[2].encode()
+    return Lifecycle(
+        [call.request.replace(port, b"<port>") for call in fake.calls.registrations],
+        [
+            (call.headers["lambda-extension-function-error-type"], call.body)
+            for call in fake.calls.init_errors
+        ],
+        fake.first_next.is_set(),
+        code,
+        [line for line in output.splitlines() if _LOGGED_PROBLEM.match(line)],
+    )
+
+
+@pytest.fixture
+def lambda_settings(moto: Moto, lambda_credentials: LambdaCredentials) -> dict[str, str]:
+    """Lambda's environment but for AWS_LAMBDA_RUNTIME_API; python3 3.10+ on PATH."""
+    return {
+        "PATH": "/usr/bin:/bin",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": lambda_credentials.access_key,
+        "AWS_SECRET_ACCESS_KEY": lambda_credentials.secret_key,
+        "AWS_SESSION_TOKEN": lambda_credentials.session_token,
+        "AWS_ENDPOINT_URL": moto.endpoint,
+        PORT_VARIABLE: str(free_port()),
+    }
+
+
+def test_the_layers_interpreter_registers_before_python_imports_anything(
+    layers: Callable[[str], Layer], lambda_settings: dict[str, str], tmp_path: Path
+) -> None:
+    # The layer as Lambda unpacks it, its interpreter a wrapper adding -X importtime (the
+    # launcher's -I hides PYTHONPROFILEIMPORTTIME): Python writes a line as each import ends.
+    strace = require("strace", "strace")
+    layer = layers("x86_64")
+    executable = tmp_path / "opt" / "extensions" / layer.executable.name
+    executable.parent.mkdir(parents=True)
+    shutil.copy2(layer.executable, executable)
+    python = tmp_path / "opt" / build_layer.BUNDLED_PYTHON
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\nexec "{layer.interpreter}" -X importtime "$@"\n')
+    python.chmod(0o755)
+    # Lambda's name for it, the file name, is what registers: the trace wraps it in a
+    # directory of its own. -s: enough of each write to tell `register` from an import.
+    trace = tmp_path / "trace"
+    traced = tmp_path / "traced" / layer.executable.name
+    traced.parent.mkdir()
+    traced.write_text(
+        f"#!/bin/sh\nexec {strace} -f -qq -s 64 -e trace=sendto,write -o {trace} "
+        f'"{executable}" "$@"\n'
+    )
+    traced.chmod(0o755)
+    seen = _lifecycle(
+        traced,
+        lambda api: {**lambda_settings, "AWS_LAMBDA_RUNTIME_API": api},
+        tmp_path / "extension.log",
+    )
+    assert seen.served and seen.exit_code == 0, (tmp_path / "extension.log").read_text()
+    lines = trace.read_text().splitlines()
+    register = [n for n, line in enumerate(lines) if _SENDS_REGISTER.match(line)]
+    imports = [n for n, line in enumerate(lines) if _IMPORT_TIME.match(line)]
+    assert imports, lines[:20]  # -X importtime took effect
+    # Sent once, by the interpreter's main(), before Python's first import ended.
+    assert len(register) == 1 and register[0] < imports[0], lines[: imports[0] + 3]
+
+
+@pytest.mark.parametrize("snapstart", [False, True], ids=["on-demand", "snap-start"])
+def test_the_early_register_is_the_small_layers_byte_for_byte(
+    layers: Callable[[str], Layer],
+    extension_executable: Path,
+    lambda_settings: dict[str, str],
+    tmp_path: Path,
+    snapstart: bool,
+) -> None:
+    # The same settings under the runtime's python3 (the small layer: Python registers) and
+    # under the layer's own interpreter (its main() registers): the same request, to the byte.
+    extra = {"AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start"} if snapstart else {}
+
+    def settings(api: str) -> dict[str, str]:
+        return {**lambda_settings, **extra, "AWS_LAMBDA_RUNTIME_API": api}
+
+    small = _lifecycle(extension_executable, settings, tmp_path / "small.log")
+    bundled = _lifecycle(layers("x86_64").executable, settings, tmp_path / "bundled.log")
+    assert small.served and small.exit_code == 0 and small.init_errors == []
+    events = b'["INVOKE", "SHUTDOWN"]' if snapstart else b'["SHUTDOWN"]'
+    assert len(small.registrations) == 1 and small.registrations[0].endswith(events + b"}")
+    assert bundled == small
+
+
+# Settings the interpreter's main() leaves to Python, each a change to Lambda's environment
+# given the fake's host:port and a port no one listens on: each start must then go exactly
+# as the small layer's, down to the report to init/error and the warnings.
+FALLBACKS: dict[str, Callable[[dict[str, str], str, int], dict[str, str]]] = {
+    "port taken": lambda env, api, closed: env,  # the test holds the port (below)
+    "runtime API a host name": lambda env, api, closed: {
+        **env,
+        "AWS_LAMBDA_RUNTIME_API": api.replace("127.0.0.1", "localhost"),
+    },
+    "runtime API unreachable": lambda env, api, closed: {
+        **env,
+        "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{closed}",
+    },
+    "port with blanks": lambda env, api, closed: {**env, PORT_VARIABLE: f" {env[PORT_VARIABLE]} "},
+    "port of six digits": lambda env, api, closed: {
+        **env,
+        PORT_VARIABLE: f"{int(env[PORT_VARIABLE]):06d}",
+    },
+    "port not a number": lambda env, api, closed: {**env, PORT_VARIABLE: "http"},
+    "name not printable": lambda env, api, closed: env,  # the executable's name (below)
+}
+
+
+@pytest.mark.parametrize("case", FALLBACKS)
+def test_what_the_interpreter_leaves_to_python_goes_as_in_the_small_layer(
+    layers: Callable[[str], Layer],
+    extension_executable: Path,
+    lambda_settings: dict[str, str],
+    tmp_path: Path,
+    case: str,
+) -> None:
+    layer = layers("x86_64")
+    executables = {"small": extension_executable, "bundled": layer.executable}
+    if case == "name not printable":  # Lambda's name for the extension holds a tab
+        executables = {
+            "small": _renamed(extension_executable, tmp_path / "small", "parameters\tsecrets"),
+            "bundled": _renamed(layer.executable, tmp_path / "bundled", "parameters\tsecrets"),
+        }
+    closed = free_port()
+
+    def settings(api: str) -> dict[str, str]:
+        env = {**lambda_settings, "AWS_LAMBDA_RUNTIME_API": api}
+        return FALLBACKS[case](env, api, closed)
+
+    with contextlib.ExitStack() as stack:
+        if case == "port taken":
+            taken = stack.enter_context(socket.socket())
+            taken.bind(("127.0.0.1", int(lambda_settings[PORT_VARIABLE])))
+            taken.listen()
+        seen = {
+            kind: _lifecycle(executable, settings, tmp_path / f"{kind}.log")
+            for kind, executable in executables.items()
+        }
+    assert seen["bundled"] == seen["small"]
+    # And each case went through the Python rule or report it is named for.
+    small = seen["small"]
+    if case == "port taken":
+        assert [error for error, _ in small.init_errors] == ["Extension.PortUnavailable"]
+    elif case == "port not a number":  # a WARN naming it; served on the default port if free
+        assert any(PORT_VARIABLE in line and "WARN" in line for line in small.problems)
+    elif case in ("runtime API unreachable", "name not printable"):
+        assert small.exit_code == 1 and small.problems and not small.served
+    else:
+        assert small.served and small.exit_code == 0 and not small.problems
+
+
+def _renamed(executable: Path, opt: Path, name: str) -> Path:
+    """The layer's executable under another file name, in a copy of its layer at `opt`."""
+    renamed = opt / "extensions" / name
+    renamed.parent.mkdir(parents=True)
+    shutil.copy2(executable, renamed)
+    interpreter = executable.parent.parent / build_layer.BUNDLED_DIR
+    if interpreter.is_dir():  # the layer built --with-python: its interpreter beside it
+        (opt / build_layer.BUNDLED_DIR).symlink_to(interpreter)
+    return renamed
+
+
+# main()'s port rule, on values a function may set: register_early.c's early_port, compiled
+# with the system's cc, prints the port it reads from each argument (0: left to Python).
+_PORT_RULE = """
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) printf("%d\\n", early_port(argv[i]));
+    return 0;
+}
+"""
+PORT_VALUES = (
+    "1", "80", "080", "00080", "2773", "65535",  # read by both
+    "", "0", "00000", "000080", "65536", "99999", "123456", "+80", "-1", " 80", "80 ",
+    "8 0", "0x50", "1e3", "80.5", "\u0663", "80\n",
+)  # fmt: skip
+
+
+def test_the_interpreters_port_rule_reads_only_what_python_reads_the_same_way(
+    tmp_path: Path,
+) -> None:
+    gcc = require("gcc", "gcc")
+    source = tmp_path / "port.c"
+    source.write_text("#define _GNU_SOURCE\n" + build.register_early_source() + _PORT_RULE)
+    binary = tmp_path / "port"
+    subprocess.run(
+        [gcc, "-Wall", "-Wno-unused-function", "-Werror", str(source), "-o", str(binary)],
+        check=True,
+    )
+    done = subprocess.run(
+        [str(binary), *PORT_VALUES], capture_output=True, text=True, check=True, timeout=30
+    )
+    read = dict(zip(PORT_VALUES, map(int, done.stdout.split()), strict=True))
+    for value, port in read.items():
+        assert port == 0 or port == http_port(value), value  # 0: Python's rule applies
+    assert [value for value, port in read.items() if port] == list(PORT_VALUES[:6])
+
+
+def test_a_stop_signal_while_registering_early_ends_the_extension_with_0(
+    layers: Callable[[str], Layer], lambda_settings: dict[str, str], tmp_path: Path
+) -> None:
+    # SIGTERM arrives while Lambda holds the answer to the register request that main() sent:
+    # it waits, blocked, for the extension's boot, which exits 0 as on any stop.
+    fake = FakeExtensionsApi()
+    started: list[ExtensionProcess] = []
+    popened = threading.Event()
+
+    def stop() -> None:  # in the fake's thread, which may see `register` before Popen returns
+        assert popened.wait(30)
+        started[0].proc.send_signal(signal.SIGTERM)
+
+    fake.on_register = stop  # set before the start: the request leaves within milliseconds
+    env = {**lambda_settings, "AWS_LAMBDA_RUNTIME_API": fake.address}
+    with fake, ExtensionProcess(layers("x86_64").executable, env, tmp_path / "ext.log") as ext:
+        started.append(ext)
+        popened.set()
+        assert ext.proc.wait(30) == 0, ext.output()
+        assert len(fake.calls.registrations) == 1 and fake.calls.init_errors == []
+
+
+def test_with_arguments_or_without_lambda_the_interpreter_registers_nothing(
+    layers: Callable[[str], Layer], lambda_settings: dict[str, str], tmp_path: Path
+) -> None:
+    executable = layers("x86_64").executable
+    with FakeExtensionsApi() as fake:
+        env = {**lambda_settings, "AWS_LAMBDA_RUNTIME_API": fake.address}
+        for argument in ("--version", "--help"):  # the launcher asks only without arguments
+            done = subprocess.run(
+                [str(executable), argument], env=env, capture_output=True, timeout=60, check=False
+            )
+            assert done.returncode == 0 and done.stdout, done.stderr
+        assert fake.calls.registrations == []
+    # Standalone (no AWS_LAMBDA_RUNTIME_API): Python listens, serves, and stops on SIGTERM.
+    with ExtensionProcess(executable, lambda_settings, tmp_path / "standalone.log") as ext:
+        ext.wait_listening()
+        ext.proc.send_signal(signal.SIGTERM)
+        assert ext.proc.wait(30) == 0, ext.output()
+
+
+def test_a_function_cannot_hand_the_extension_sockets(
+    extension_executable: Path, lambda_settings: dict[str, str], tmp_path: Path
+) -> None:
+    # The hand-over variable set by a function, under the runtime's python3 (nothing of the
+    # layer's interpreter sets or removes it): descriptors that are not sockets are ignored,
+    # and the extension listens and registers itself.
+    from parameters_secrets_extension.lambda_api import boot
+
+    for value in ("0 1", "1 2 9999", "x"):
+
+        def settings(api: str, value: str = value) -> dict[str, str]:
+            return {**lambda_settings, "AWS_LAMBDA_RUNTIME_API": api, boot.EARLY_SOCKETS: value}
+
+        seen = _lifecycle(extension_executable, settings, tmp_path / "extension.log")
+        assert seen.served and seen.exit_code == 0 and len(seen.registrations) == 1, value
 
 
 # --- reproducible ---------------------------------------------------------------------------

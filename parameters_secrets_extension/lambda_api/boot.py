@@ -34,6 +34,10 @@ else:
     import _signal  # `signal` itself imports enum, about 2 ms before registering
 
 BACKLOG = 512  # connections the kernel holds for us before the server accepts them
+# Set by the main() of the layer's own interpreter when it has listened and sent `register`
+# before Python started (bundled_python/register_early.c: why, and when it does not):
+# "<register> <127.0.0.1>[ <::1>]", the sockets' file descriptors. Read and removed here.
+EARLY_SOCKETS = "PARAMETERS_SECRETS_EXTENSION_EARLY_SOCKETS"
 STOP_SIGNALS = {_signal.SIGTERM, _signal.SIGINT}
 USAGE = f"""\
 usage: {NAME} [--help | --version]
@@ -68,15 +72,20 @@ def main(run: "Run | None" = None) -> int:
     port = http_port(getenv(PORT_VARIABLE)) or DEFAULT_PORT
     runtime_api = getenv("AWS_LAMBDA_RUNTIME_API") or None
     api = lifecycle.ExtensionsApi(runtime_api) if runtime_api else None
+    # The request already sent, with the listeners, by the layer's interpreter; else none.
+    handed = _handed_over() if api is not None else None
     try:
-        sockets = listen(port)
+        sockets = handed[1] if handed is not None else listen(port)
     except OSError as exc:
         message = f"cannot listen on port {port}: {exc.strerror or exc}"
         return _fail_early(api, name, "Extension.PortUnavailable", message)
     if api is not None:
         snapstart = getenv("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start"
         try:
-            api.register(name, ["INVOKE", "SHUTDOWN"] if snapstart else ["SHUTDOWN"])
+            if handed is not None:
+                api.registered(handed[0])  # its answer read and checked as register()'s
+            else:
+                api.register(name, ["INVOKE", "SHUTDOWN"] if snapstart else ["SHUTDOWN"])
         except (OSError, RuntimeError, ValueError) as exc:
             return _fail_early(api, name, "Extension.Crash", f"cannot register: {exc}")
     # Nothing imported below is garbage, so collecting while importing is wasted work
@@ -96,6 +105,29 @@ def getenv(name: str) -> str:
     """The variable's value as os.environ would give it, or "" when unset."""
     value = posix.environ.get(name.encode(), b"")  # bytes, undecoded
     return value.decode("utf-8", "surrogateescape")  # os.fsdecode's codec, built in
+
+
+def _handed_over() -> "tuple[_socket.socket, list[_socket.socket]] | None":
+    """The register socket and the listeners named by EARLY_SOCKETS, adopted; None when
+    unset or not sockets of ours. Asked only with AWS_LAMBDA_RUNTIME_API set: the layer's
+    interpreter sets the variable only then (and removes any other value)."""
+    raw = posix.environ.pop(EARLY_SOCKETS.encode(), b"")
+    if not raw:
+        return None
+    posix.unsetenv(EARLY_SOCKETS)
+    adopted: list[_socket.socket] = []
+    try:
+        # fileno= alone: the socket's family and type are asked of the kernel, which refuses
+        # a descriptor that is not a socket.
+        adopted.extend(_socket.socket(fileno=int(fd)) for fd in raw.split())
+        ours = len(adopted) in (2, 3)
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        for sock in adopted:  # a function's own variable: leave its descriptors alone
+            sock.detach()
+        return None
+    return adopted[0], adopted[1:]
 
 
 def at_stop(hook: "Callable[[str], None]") -> None:

@@ -55,7 +55,20 @@ class ExtensionsApi:
         if not all(event.isalpha() and event.isascii() for event in events):
             raise ValueError(f"not an event name: {events!r}")
         body = ('{"events": [' + ", ".join(f'"{event}"' for event in events) + "]}").encode()
-        _, headers, _ = self._call("POST", "/register", body, {"Lambda-Extension-Name": name})
+        deadline = time.monotonic() + self.timeout
+        sock = self._send("POST", "/register", body, {"Lambda-Extension-Name": name}, deadline)
+        return self.registered(sock, deadline)
+
+    def registered(self, sock: _socket.socket, deadline: "float | None" = None) -> str:
+        """Finish a registration whose request was sent on `sock` (connected to Lambda, the
+        answer unread; closed here): read the answer; return and keep the identifier.
+
+        register() sends the request; so does the main() of the layer's own interpreter,
+        before Python starts (boot.py adopts its socket). `deadline` defaults to self.timeout.
+        """
+        if deadline is None:
+            deadline = time.monotonic() + self.timeout
+        _, headers, _ = self._answer(sock, "POST", "/register", deadline)
         self.identifier = headers.get("lambda-extension-identifier", "")
         if not self.identifier:
             raise _error("Extensions API register answered without an identifier")
@@ -98,8 +111,19 @@ class ExtensionsApi:
         on_sent: "Callable[[], None] | None" = None,
     ) -> tuple[int, dict[str, str], bytes]:
         """One request, within self.timeout unless `wait_forever`."""
-        timeout = None if wait_forever else self.timeout
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if wait_forever else time.monotonic() + self.timeout
+        sock = self._send(method, path, body, headers, deadline)
+        return self._answer(sock, method, path, deadline, on_sent)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        headers: dict[str, str] | None,
+        deadline: "float | None",
+    ) -> _socket.socket:
+        """A new connection with the request sent on it (its answer for _answer to read)."""
         lines = [f"{method} {BASE}{path} HTTP/1.1", f"Host: {self.runtime_api}"]
         all_headers = {"Lambda-Extension-Identifier": self.identifier} if self.identifier else {}
         all_headers.update(headers or {})
@@ -109,9 +133,26 @@ class ExtensionsApi:
         all_headers["Connection"] = "close"
         lines.extend(f"{name}: {_header_value(value)}" for name, value in all_headers.items())
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
         sock = _connect(self.runtime_api, timeout)
         try:
             sock.sendall(request)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _answer(
+        self,
+        sock: _socket.socket,
+        method: str,
+        path: str,
+        deadline: "float | None",
+        on_sent: "Callable[[], None] | None" = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        """Lambda's answer to the request sent on `sock`, which is then closed; an
+        ExtensionsApiError unless it is a 2xx."""
+        try:
             if on_sent is not None:
                 on_sent()
             response = read_response(sock, deadline, MAX_RESPONSE, "Extensions API")
