@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 import sys
 import time
 import urllib.request
@@ -293,6 +294,23 @@ def layer_opt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def extension_executable(layer_opt: Path) -> Path:
     return layer_opt / "extensions" / "parameters-secrets-extension"
+
+
+def fresh_python(code: str) -> str:
+    """The output of `code` run by a fresh `python -I -S` (this interpreter) with the
+    repository first on sys.path: what importing a module loads, seen from outside the test
+    process, whose own sys.modules already holds everything."""
+    prefix = f"import sys\nsys.path.insert(0, {str(ROOT)!r})\n"
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", prefix + code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def free_port() -> int:

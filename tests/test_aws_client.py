@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import random
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -35,13 +34,13 @@ from tests.conftest import (
     PARAM_SECURE,
     PARAM_STRING,
     PARAMETER_FIELDS,
-    ROOT,
     SECRET_BINARY,
     SECRET_FIELDS,
     SECRET_STRING,
     SECRET_STRING_V2,
     Moto,
     boto_error,
+    fresh_python,
 )
 from tests.fault_proxy import FaultProxy
 from tests.raw_server import RawServer, trickle
@@ -683,19 +682,10 @@ def test_aws_error_message_is_cleaned() -> None:
 
 
 def test_import_loads_only_the_standard_library() -> None:
-    code = (
-        f"import sys\nsys.path.insert(0, {str(ROOT)!r})\n"
+    output = fresh_python(
         "from parameters_secrets_extension.aws import operations\n"
         "names = {m for m in sys.modules if m.split('.')[0] not in sys.stdlib_module_names}\n"
         "print('\\n'.join(sorted(names)))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
     )
     package = "parameters_secrets_extension"
     ours = {package, f"{package}.aws"} | {
@@ -717,7 +707,7 @@ def test_import_loads_only_the_standard_library() -> None:
     ours |= {f"{package}.aws.sdk_shapes", f"{package}.aws.transport", "sigv4", "__main__"}
     ours |= {f"{package}.lambda_api", f"{package}.lambda_api.lifecycle"}  # config's port
     ours |= {f"{package}.urls", f"{package}.response_reader"}
-    assert set(result.stdout.split()) <= ours
+    assert set(output.split()) <= ours
 
 
 def test_an_unset_timeout_still_ends_a_trickling_upstream(

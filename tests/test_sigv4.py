@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sigv4
-from tests.conftest import ROOT
+from tests.conftest import ROOT, fresh_python
 
 UTC = datetime.timezone.utc
 # AWS's SigV4 test suite, vendored with its LICENSE and NOTICE (Apache-2.0).
@@ -573,17 +573,10 @@ def test_signing_key_is_hmacs_chain(secret: str, parts: list[str]) -> None:
 def test_signing_imports_neither_hashlib_nor_hmac() -> None:
     # OpenSSL's digests behind hashlib and hmac cost 2-3 ms of CPU to import on the first
     # miss's path; the built-in SHA-256 about 0.2.
-    code = (
-        f"import sys; sys.path.insert(0, {str(ROOT)!r}); import datetime, sigv4; "
+    output = fresh_python(
+        "import datetime, sigv4; "
         "sigv4.sign('POST', 'https://h/', {}, b'{}', access_key='A', secret_key='S', "
         "session_token=None, region='r', service='s', now=datetime.datetime(2020, 1, 1)); "
         "print(sorted({'hashlib', 'hmac', '_hashlib'} & set(sys.modules)))"
     )
-    result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert result.stdout.strip() == "[]", result.stderr
+    assert output.strip() == "[]"

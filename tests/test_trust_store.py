@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from parameters_secrets_extension.aws import trust_store
 from parameters_secrets_extension.aws.connection_pool import ConnectionPool, TlsSettings
 from parameters_secrets_extension.errors import TlsVerificationError
 from tests import log_capture
-from tests.conftest import ROOT, SECRET_STRING_V2, LambdaCredentials, Moto
+from tests.conftest import SECRET_STRING_V2, LambdaCredentials, Moto, fresh_python
 from tests.echo_upstream import serving_echo
 from tests.fault_proxy import FaultProxy
 from tests.hardening_support import secret_path, start_standalone
@@ -85,21 +84,12 @@ def fallback_lines(output: str) -> list[str]:
 
 def test_the_aws_client_imports_no_ssl_until_an_https_origin_needs_it() -> None:
     # ssl's imports (about 5 ms of CPU) come with the first TLS context, never before.
-    code = (
-        f"import sys\nsys.path.insert(0, {str(ROOT)!r})\n"
+    output = fresh_python(
         "from parameters_secrets_extension.aws import operations, trust_store\n"
         "assert trust_store.holds_hash_links('/nonexistent') is False\n"
         "print(sorted({'ssl', '_ssl'} & set(sys.modules)))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-    assert done.stdout.strip() == "[]", done.stderr
+    assert output.strip() == "[]"
 
 
 def test_a_directory_counts_only_with_a_hash_link(tmp_path: Path) -> None:
