@@ -479,7 +479,8 @@ class Lookups:
     def prefetch(self, entries: Sequence[tuple[str, ...]]) -> None:
         """Warm the cache for ("secretsmanager", id) / ("ssm", name) entries, or
         (service, id, role ARN) for one read as that role: one batch call per group
-        (PREFETCH_GROUP ids of one service in one role), all groups in parallel.
+        (PREFETCH_GROUP ids of one service in one role), all groups in parallel; a group of
+        one id is its single read.
 
         Each entry warms the key a request without optional query parameters uses (for
         SSM that is withDecryption=false; `name:3` is the key of name with version=3). A
@@ -518,7 +519,13 @@ class Lookups:
     def _prefetch_group(self, service: str, idents: list[str], role: str | None) -> None:
         answers: list[bytes | ExtensionError]
         try:
-            answers = self._prefetchers[service](idents, role)
+            if len(idents) == 1:
+                # One item: its single read is one call too, needs only the permission a
+                # function already has for it, and skips the batch call a role so often
+                # refuses (two calls and an error before `next`, in front of the first answer).
+                answers = self._prefetch_singly(service, idents, role)
+            else:
+                answers = self._prefetchers[service](idents, role)
         except ExtensionError as exc:  # the batch call failed as a whole
             answers = [exc] * len(idents)
             if not is_transient(exc):
@@ -570,6 +577,9 @@ class Lookups:
                 log.traceback(exc)
                 answers[index] = ExtensionError(str(exc), error_type=type(exc).__name__)
 
+        if len(idents) == 1:  # no thread to wait for
+            one(0)
+            return answers
         threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(idents))]
         for thread in threads:
             thread.start()

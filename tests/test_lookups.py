@@ -223,7 +223,22 @@ def test_prefetch_skips_a_service_whose_ttl_is_zero() -> None:
     upstream = RecordingUpstream()
     lookups = make(upstream, ssm_ttl=0)
     lookups.prefetch([("ssm", "/p"), ("secretsmanager", "s")])
-    assert upstream.calls == [("secrets", "s")]
+    assert upstream.calls == [("secret", "s", None, None)]
+
+
+def test_prefetch_of_one_item_is_its_single_read_even_where_batches_are_refused(
+    debug_log: io.StringIO,
+) -> None:
+    upstream = SlowBatchUpstream()
+    upstream.batch_error = UpstreamError("no", status=400, error_type="AccessDeniedException")
+    lookups = make(upstream)
+    lookups.prefetch([("secretsmanager", "a"), ("ssm", "/p:3")])
+    assert sorted(upstream.calls, key=str) == [
+        ("parameter", "/p", 3, None, False),
+        ("secret", "a", None, None),
+    ]
+    assert lookups.secret("a")[1] == lookups.parameter("/p", 3)[1] == "hit"
+    assert "refused" not in debug_log.getvalue()
 
 
 def test_bytes_parse_back_to_the_upstream_dict() -> None:
