@@ -51,12 +51,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import bench_sandbox, node_sandbox
-from bench.bench_sandbox import SECRET_ID, SECRET_VALUE, Context, Result, zero_cost_server
+from bench.bench_sandbox import (
+    RESAMPLES,
+    SECRET_ID,
+    SECRET_VALUE,
+    Context,
+    Result,
+    bootstrap_median,
+    zero_cost_server,
+)
 from bench.node_sandbox import NodeContext
 
 VARIANTS = ("py:zero-cost", "py:ext", "node:zero-cost", "node:ext")
 GOAL = 0.05  # Node.js ratio - Python ratio, at most
-RESAMPLES = 2000  # bootstrap resamples of the rounds
 
 
 def runtime_python() -> Path:
@@ -291,13 +298,6 @@ def bootstrap_rounds(
 def quartiles(samples: list[float]) -> tuple[float, float]:
     q1, _, q3 = statistics.quantiles(samples, n=4, method="inclusive")
     return q1, q3
-
-
-def bootstrap_median(samples: list[float], rng: random.Random) -> tuple[float, float]:
-    """The 5th and 95th percentiles of the median over RESAMPLES resamples of the rounds."""
-    n = len(samples)
-    medians = sorted(statistics.median(rng.choices(samples, k=n)) for _ in range(RESAMPLES))
-    return medians[int(0.05 * RESAMPLES)], medians[int(0.95 * RESAMPLES) - 1]
 
 
 def verdict(low: float, high: float) -> str:
