@@ -20,10 +20,11 @@ Variants take turns within each round (in reverse order every other round), each
 run with the sandbox's processes on all CPUs and pinned to one (taskset -c 0), and the
 medians over rounds are printed. Each first-answer goal's ratio (of the medians) comes with
 the median of the per-round ratios (a round's first answer over zero-cost's in that round)
-and a bootstrap 90% interval of that median: how far the machine's drift moves the figure. Each round also times one upstream call: GetSecretValue of
-the secret to moto on a new connection, by the extension's own AWS client, made beforehand in
-this process (unpinned, as moto is): the floor of what the first miss adds to the first
-answer, beside the zero-cost floor.
+and a bootstrap 90% interval of that median: how far the machine's drift moves the figure.
+Each round also times one upstream call: GetSecretValue of the secret to moto on a new
+connection, by the extension's own AWS client, made beforehand in this process (unpinned, as
+moto is): the floor of what the first miss adds to the first answer, beside the zero-cost
+floor.
 Variants:
   constant       the handler returns a constant; no extension (the function's own floor)
   zero-cost      urllib handler against a server that was already running (no init cost)
