@@ -237,17 +237,21 @@ class Lookups:
         fetch_many: Callable[[list[int], float], dict[int, bytes | ExtensionError]],
         fetch_one: Callable[[int, float], bytes],
         refresh: bool,
+        *,
+        log_failures: bool,
     ) -> tuple[list[bytes | ExtensionError], ExtensionError | None]:
         """Each key through the cache as a single read goes, the misses in one batch call
         (with `refresh`, every key, as refreshNow asks of a single read), all within one
-        deadline: the calls and the waits on other requests' flights."""
+        deadline: the calls and the waits on other requests' flights. Without
+        `log_failures`, a failure gets no line of the failure log: the caller writes its own."""
         ttl = self._ttl_now(service)
         operation = service.batch_operation
         deadline = self._client.deadline(service)
 
         def get(key: Hashable, fetch: Callable[[], bytes]) -> bytes:
-            logged = self._logged(key, fetch, operation)  # type: ignore[arg-type]
-            return self._cached(service, key, ttl, logged, refresh=refresh, deadline=deadline)[0]
+            if log_failures:
+                fetch = self._logged(key, fetch, operation)  # type: ignore[arg-type]
+            return self._cached(service, key, ttl, fetch, refresh=refresh, deadline=deadline)[0]
 
         # Counted here, per call AWS receives, not per key: one batch call serves many keys.
         return batches.resolve(
@@ -319,13 +323,18 @@ class Lookups:
         return self._get(SSM, key, call, refresh)
 
     def secrets(
-        self, secret_ids: Sequence[str], *, refresh: bool = False, role: str | None = None
+        self,
+        secret_ids: Sequence[str],
+        *,
+        refresh: bool = False,
+        role: str | None = None,
+        log_failures: bool = True,
     ) -> list[bytes | ExtensionError]:
         """Each id's GetSecretValue answer (as the single read caches it) or its error;
         the ids not cached are fetched in one BatchGetSecretValue call.
 
         A failure of that call as a whole raises, unless every key it failed has a stale
-        value to serve.
+        value to serve. `log_failures`: as in _many.
         """
         keys: list[tuple[object, ...]] = [
             in_role((SECRETS_MANAGER.name, ident, None, None), role) for ident in secret_ids
@@ -344,6 +353,7 @@ class Lookups:
                 self._upstream(role).get_secret_value(secret_ids[i], deadline=deadline)
             ),
             refresh,
+            log_failures=log_failures,
         )
         if failed is not None:
             raise failed
@@ -356,10 +366,12 @@ class Lookups:
         *,
         refresh: bool = False,
         role: str | None = None,
+        log_failures: bool = True,
     ) -> list[bytes | ExtensionError]:
         """Each ParameterName's GetParameter answer (as the single read of its name with
         that version or label caches it) or its error; the names not cached
-        are fetched in one GetParameters call. A whole-call failure raises, as in secrets().
+        are fetched in one GetParameters call. A whole-call failure raises, and
+        `log_failures` acts, as in secrets().
         """
         keys: list[tuple[object, ...]] = [
             in_role((SSM.name, entry.name, entry.version, entry.label, with_decryption), role)
@@ -385,7 +397,9 @@ class Lookups:
                 )
             )
 
-        answers, failed = self._many(SSM, keys, fetch_many, fetch_one, refresh)
+        answers, failed = self._many(
+            SSM, keys, fetch_many, fetch_one, refresh, log_failures=log_failures
+        )
         if failed is not None:
             raise failed
         return answers
@@ -587,10 +601,13 @@ class Lookups:
             thread.join()
         return answers
 
+    # A prefetch's batch writes no failure-log lines: a batch a role refuses is tried again
+    # item by item (whose failures are logged then), and _prefetch_group names every item
+    # that still failed. The refusal alone would be an ERROR line per item at every start.
     def _prefetch_secrets(
         self, idents: list[str], role: str | None
     ) -> list[bytes | ExtensionError]:
-        return self.secrets(idents, role=role)
+        return self.secrets(idents, role=role, log_failures=False)
 
     def _prefetch_parameters(
         self, idents: list[str], role: str | None
@@ -612,7 +629,7 @@ class Lookups:
                 places[key] = len(names)
                 names.append(entry)
             place_of[index] = places[key]
-        fetched = self.parameters(names, False, role=role) if names else []
+        fetched = self.parameters(names, False, role=role, log_failures=False) if names else []
         return [answers[i] if i in answers else fetched[place_of[i]] for i in range(len(idents))]
 
 

@@ -360,6 +360,11 @@ def test_batch_and_path_on_the_real_process(
     fallback = "prefetch: BatchGetSecretValue refused (AccessDenied); fetching its 12 items"
     wait_until(lambda: fallback in ext.output(), 30, "the prefetch fallback line")
     assert "WARN prefetch" not in ext.output()
+    # The request's refused batch is logged as an upstream failure (its ids that were not
+    # already in the prefetch's flight); the prefetch's refusal is the one INFO line above,
+    # so an id it alone asked for has no such line.
+    assert "ERROR upstream BatchGetSecretValue failed: id=nope " in ext.output()
+    assert f"BatchGetSecretValue failed: id={SECRETS[-1]} " not in ext.output()
     hits = [ext.get_json(harness_path(name)) for name in SECRETS]
     assert [body["SecretString"] for _, body in hits] == [f"batch-SECRET-{i}" for i in range(12)]
     iam: Any = moto.boto3_client("iam")

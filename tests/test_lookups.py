@@ -211,10 +211,15 @@ def test_prefetch_batches_groups_in_parallel_and_warms_the_default_keys() -> Non
 def test_prefetch_failure_is_logged_without_values_and_not_fatal(debug_log: io.StringIO) -> None:
     upstream = RecordingUpstream(fail="bad")
     lookups = make(upstream)
+    # One secret is its single read, two a batch call: both ways, the failed item is named.
     lookups.prefetch([("secretsmanager", "bad"), ("ssm", "/good")])
+    upstream.fail = "bad2"
+    lookups.prefetch([("secretsmanager", "bad2"), ("secretsmanager", "s2")])
     assert lookups.parameter("/good")[1] == "hit"
+    assert lookups.secret("s2")[1] == "hit"
     text = debug_log.getvalue()
     assert "WARN prefetch of secretsmanager bad failed: AccessDeniedException" in text
+    assert "WARN prefetch of secretsmanager bad2 failed: AccessDeniedException" in text
     assert SECRET_VALUE not in text
     assert PARAM_VALUE not in text
 
@@ -554,3 +559,5 @@ def test_prefetch_falls_back_to_single_reads_when_the_batch_call_is_refused(
     text = debug_log.getvalue()
     assert "BatchGetSecretValue refused (AccessDeniedException); fetching its 2 items" in text
     assert "WARN prefetch" not in text
+    # The refusal is the INFO line above, not an upstream-failure line per item.
+    assert "upstream BatchGetSecretValue failed" not in text
