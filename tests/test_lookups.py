@@ -231,21 +231,6 @@ def test_prefetch_skips_a_service_whose_ttl_is_zero() -> None:
     assert upstream.calls == [("secret", "s", None, None)]
 
 
-def test_prefetch_of_one_item_is_its_single_read_even_where_batches_are_refused(
-    debug_log: io.StringIO,
-) -> None:
-    upstream = SlowBatchUpstream()
-    upstream.batch_error = UpstreamError("no", status=400, error_type="AccessDeniedException")
-    lookups = make(upstream)
-    lookups.prefetch([("secretsmanager", "a"), ("ssm", "/p:3")])
-    assert sorted(upstream.calls, key=str) == [
-        ("parameter", "/p", 3, None, False),
-        ("secret", "a", None, None),
-    ]
-    assert lookups.secret("a")[1] == lookups.parameter("/p", 3)[1] == "hit"
-    assert "refused" not in debug_log.getvalue()
-
-
 def test_bytes_parse_back_to_the_upstream_dict() -> None:
     lookups = make(RecordingUpstream())
     body, _ = lookups.parameter("/p", 2, None, True)
@@ -546,12 +531,18 @@ def test_a_failed_batch_call_serves_stale_values_or_raises() -> None:
     assert len(upstream.calls) == 3
 
 
+def refusing_batches() -> tuple[SlowBatchUpstream, Lookups]:
+    """Lookups over an upstream that refuses every batch call, as a role allowed only the
+    single reads does."""
+    upstream = SlowBatchUpstream()
+    upstream.batch_error = UpstreamError("no", status=400, error_type="AccessDeniedException")
+    return upstream, make(upstream)
+
+
 def test_prefetch_falls_back_to_single_reads_when_the_batch_call_is_refused(
     debug_log: io.StringIO,
 ) -> None:
-    upstream = SlowBatchUpstream()
-    upstream.batch_error = UpstreamError("no", status=400, error_type="AccessDeniedException")
-    lookups = make(upstream)
+    upstream, lookups = refusing_batches()
     lookups.prefetch([("secretsmanager", "a"), ("secretsmanager", "b")])
     singles = sorted(call for call in upstream.calls if call[0] == "secret")
     assert singles == [("secret", "a", None, None), ("secret", "b", None, None)]
@@ -561,3 +552,16 @@ def test_prefetch_falls_back_to_single_reads_when_the_batch_call_is_refused(
     assert "WARN prefetch" not in text
     # The refusal is the INFO line above, not an upstream-failure line per item.
     assert "upstream BatchGetSecretValue failed" not in text
+
+
+def test_prefetch_of_one_item_is_its_single_read_even_where_batches_are_refused(
+    debug_log: io.StringIO,
+) -> None:
+    upstream, lookups = refusing_batches()
+    lookups.prefetch([("secretsmanager", "a"), ("ssm", "/p:3")])
+    assert sorted(upstream.calls, key=str) == [
+        ("parameter", "/p", 3, None, False),
+        ("secret", "a", None, None),
+    ]
+    assert lookups.secret("a")[1] == lookups.parameter("/p", 3)[1] == "hit"
+    assert "refused" not in debug_log.getvalue()
