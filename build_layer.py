@@ -18,10 +18,13 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+from bundled_python.build import BuildError
 from bundled_python.launch import BLOCK_STOP_SIGNALS, REGISTER_EARLY
+from native_launcher.build import build_launcher
 from parameters_secrets_extension.version import NAME, VERSION
 
 ROOT = Path(__file__).resolve().parent
@@ -83,74 +86,44 @@ from parameters_secrets_extension.lambda_api import boot
 sys.exit(boot.main())
 """
 
-# The zip's prefix. Zip readers (zipimport included) find the archive from its end, so a
-# shell script may precede it: one file that picks its own interpreter. The script must
-# exec or exit before the shell could read the binary part. A stop signal must end the
-# process with 0 at any moment: in the script by the trap; while the interpreter starts by
-# staying blocked until the extension takes it ({handover}: how).
-# {choose} sets $py to the interpreter, or to nothing when there is none, and $pyflags
-# (always: never the function's variable of that name): CHOOSE_RUNTIME in the small layer,
-# CHOOSE_BUNDLED in the layer built --with-python.
-LAUNCHER_TEMPLATE = f"""\
-#!/bin/sh
-# {NAME}: a Python zipapp; this prefix runs it with {{interpreter}}, isolated.
-trap 'exit 0' TERM INT
-{{choose}}if [ -n "$py" ]; then
-main='{{main}}'
-# glibc's malloc: a fixed mmap threshold gives each large buffer (a reply, an upstream
-# answer) back to the kernel when freed, where the dynamic one would keep megabytes in each
-# thread's arena; and two arenas, not 8 per core, for threads that mostly wait.
-export MALLOC_MMAP_THRESHOLD_="${{MALLOC_MMAP_THRESHOLD_:-131072}}"
-export MALLOC_ARENA_MAX="${{MALLOC_ARENA_MAX:-2}}"
-{{handover}}exec "$py" $pyflags -I -S -c "$main" "$0" "$@"; fi
-echo "{NAME} needs python3 >= 3.10 at /var/lang/bin/python3 or on PATH; none found" >&2
-exit 127
-"""
-# The runtime's python3 starts with the stop signals as it finds them: GNU env >= 8.31 can
-# keep them blocked across exec, where it has --block-signal. The probe for that option is
-# `env --version`, which execs nothing: 1-2 ms less than running a program such as `true`
-# under it. The probe and env's exec cost 1-2 ms of each start (bench_register).
-ENV_HANDOVER = """\
-if env --block-signal=TERM --version >/dev/null 2>&1; then
-exec env --block-signal=TERM,INT "$py" $pyflags -I -S -c "$main" "$0" "$@"; fi
-"""
-# The layer's own interpreter blocks them itself, first thing in its main(), when this
-# variable asks it to (bundled_python/launch.py): no probe, no env. Started as Lambda starts
-# it (no arguments), it also listens and registers before Python starts, as the extension
-# named by the second variable: the file name Lambda insists on (register_early.c says why).
+# The zip's prefix. Zip readers (zipimport included) find the archive from its end, so an
+# executable may precede it: one file that starts its own interpreter.
+# - The small layer: native_launcher/main.c, compiled for --arch with the -c program in it. It
+#   registers with Lambda before Python starts, then execs the runtime's python3.
+# - The layer built --with-python: BUNDLED_LAUNCHER, a shell script that execs the layer's own
+#   interpreter, whose main() registers as early (bundled_python/register_early.c).
+BUNDLED_DIR = NAME  # the layer's directory that holds the interpreter: /opt/<NAME>/
+BUNDLED_PYTHON = f"{BUNDLED_DIR}/bin/python3"
+# The interpreter blocks the stop signals itself, first thing in its main(), when the first
+# variable asks it to (bundled_python/launch.py). Started as Lambda starts it (no arguments),
+# it also listens and registers before Python starts, as the extension named by the second
+# variable: the file name Lambda insists on (register_early.c says why).
 OWN_HANDOVER = f"""\
 export {BLOCK_STOP_SIGNALS}=1
 if [ $# -eq 0 ]; then export {REGISTER_EARLY}="${{0##*/}}"; fi
 """
-
-CHOOSE_RUNTIME = (
-    "Lambda's python3, else PATH's",
-    ENV_HANDOVER,
-    """\
-py=python3 pyflags=
-if [ -x /var/lang/bin/python3 ]; then py=/var/lang/bin/python3
-elif ! command -v python3 >/dev/null 2>&1; then py=; fi
-""",
-)
-# The layer's own interpreter, found from this file's place (Lambda unpacks layers at /opt,
-# tests anywhere), always: it starts faster than the runtime's (BENCHMARKS.md). Only glibc
-# is loaded dynamically, so LD_LIBRARY_PATH and LD_PRELOAD go; -I makes it ignore the
-# PYTHON* variables. Its OpenSSL reads no openssl.cnf and knows only Amazon Linux's CA
-# places; the extension finds the image's own (aws/trust_store.py: a hashed CA directory,
-# else the first CA bundle of a list), so nothing here sets SSL_CERT_FILE, which would make
-# it parse the whole bundle before the first https call. -X utf8: a locale the function
-# sets (LANG, LC_ALL) cannot change how it encodes its logs, file names or environment.
-BUNDLED_DIR = NAME  # the layer's directory that holds the interpreter: /opt/<NAME>/
-BUNDLED_PYTHON = f"{BUNDLED_DIR}/bin/python3"
-CHOOSE_BUNDLED = (
-    "the layer's own python3",
-    OWN_HANDOVER,
-    f"""\
+# The script must exec before the shell could read the binary part. A stop signal must end
+# the process with 0 at any moment: in the script by the trap; while the interpreter starts
+# by staying blocked until the extension takes it (OWN_HANDOVER).
+# The interpreter is found from this file's place (Lambda unpacks layers at /opt, tests
+# anywhere). Only glibc is loaded dynamically, so LD_LIBRARY_PATH and LD_PRELOAD go; -I makes
+# it ignore the PYTHON* variables. Its OpenSSL reads no openssl.cnf and knows only Amazon
+# Linux's CA places; the extension finds the image's own (aws/trust_store.py: a hashed CA
+# directory, else the first CA bundle of a list), so nothing here sets SSL_CERT_FILE, which
+# would make it parse the whole bundle before the first https call. -X utf8: a locale the
+# function sets (LANG, LC_ALL) cannot change how it encodes its logs, file names or
+# environment. The malloc variables: as native_launcher/main.c says.
+BUNDLED_LAUNCHER = f"""\
+#!/bin/sh
+# {NAME}: a Python zipapp; this prefix runs it with the layer's own python3, isolated.
+trap 'exit 0' TERM INT
 case $0 in */*) py=${{0%/*}}/../{BUNDLED_PYTHON};; *) py=../{BUNDLED_PYTHON};; esac
-pyflags="-X utf8"
 unset LD_LIBRARY_PATH LD_PRELOAD
-""",
-)
+main='{{main}}'
+export MALLOC_MMAP_THRESHOLD_="${{MALLOC_MMAP_THRESHOLD_:-131072}}"
+export MALLOC_ARENA_MAX="${{MALLOC_ARENA_MAX:-2}}"
+{OWN_HANDOVER}exec "$py" -X utf8 -I -S -c "$main" "$0" "$@"
+"""
 
 LIB_DYNLOAD_README = (
     b"Empty on purpose: CPython looks for this directory when it starts. This interpreter\n"
@@ -191,17 +164,17 @@ def main_program(at: int, length: int) -> str:
     return MAIN_TEMPLATE.replace("{at}", str(at)).replace("{length}", str(length))
 
 
-def launcher(main: str, choose: tuple[str, str, str] = CHOOSE_RUNTIME) -> str:
-    """The sh prefix, running `main` with -c (single-quoted: it holds no single quote)."""
+def bundled_launcher(main: str) -> bytes:
+    """The --with-python layer's sh prefix, running `main` with -c (single-quoted: it holds
+    no single quote)."""
     if "'" in main:
         raise ValueError("the -c program must not contain a single quote")
-    interpreter, handover, lines = choose
-    return (
-        LAUNCHER_TEMPLATE.replace("{interpreter}", interpreter)
-        .replace("{choose}", lines)
-        .replace("{handover}", handover)
-        .replace("{main}", main)
-    )
+    return BUNDLED_LAUNCHER.replace("{main}", main).encode()
+
+
+def native_launcher(arch: str) -> Callable[[str], bytes]:
+    """The small layer's prefix for `arch`: native_launcher/main.c running the -c program."""
+    return lambda main: build_launcher(arch, main)
 
 
 def is_runtime(path: str) -> bool:
@@ -364,10 +337,13 @@ def data_from_end(archive: bytes, name: str) -> int:
 
 def build_zipapp(
     root: Path,
+    launcher: Callable[[str], bytes],
     pythons: dict[str, str] | None = None,
-    choose: tuple[str, str, str] = CHOOSE_RUNTIME,
+    versions: tuple[str, ...] = BYTECODE_VERSIONS,
 ) -> bytes:
-    """The executable: the sh launcher, then a zip of __main__.py and the `modules` entry.
+    """The executable: `launcher(the -c program)`, then a zip of __main__.py (the same
+    program) and the `modules` entry, with code for each of `versions` found in `pythons`
+    (default: interpreters()).
 
     The zip ends with `modules` and the central directory, so where that entry's data starts,
     counted from the end, is the same whatever __main__.py (the first entry) holds and
@@ -379,8 +355,6 @@ def build_zipapp(
     # 3.12, 81 -> 42 on 3.13.
     # Stored rather than deflated: read without a decompressor, and the layer zip compresses it.
     sources = runtime_modules(root)  # sorted
-    # The layer's own interpreter runs it, never another: bytecode for its version alone.
-    versions = BYTECODE_VERSIONS if choose is CHOOSE_RUNTIME else tuple(pythons or ())
     compiled = compile_all(root, sources, interpreters() if pythons is None else pythons, versions)
     modules, length = pack_modules(root, sources, compiled)
 
@@ -390,7 +364,7 @@ def build_zipapp(
     probe = write_zip(entries(main_program(0, length)), zipfile.ZIP_STORED)
     at = data_from_end(probe, MODULES_ENTRY) - length  # past the index
     main = main_program(at, length)
-    executable = write_zip(entries(main), zipfile.ZIP_STORED, launcher(main, choose).encode())
+    executable = write_zip(entries(main), zipfile.ZIP_STORED, launcher(main))
     if data_from_end(executable, MODULES_ENTRY) - length != at:
         raise AssertionError("the modules entry moved with __main__.py")
     return executable
@@ -398,15 +372,19 @@ def build_zipapp(
 
 def build_layer(
     root: Path,
+    arch: str,
     pythons: dict[str, str] | None = None,
     bundled: list[tuple[str, bytes, int]] | None = None,
 ) -> bytes:
-    """The layer zip: the executable at extensions/<name>, mode 0755, alone or followed by
-    the `bundled` interpreter's files (under BUNDLED_DIR/), which its launcher then runs."""
+    """The layer zip for `arch`: the executable at extensions/<name>, mode 0755, alone (the
+    small layer: the native launcher, code for every Python of BYTECODE_VERSIONS) or followed
+    by the `bundled` interpreter's files (under BUNDLED_DIR/), which its launcher then runs
+    (code for that interpreter's version alone, its one entry in `pythons`)."""
     if bundled is None:
-        executable = build_zipapp(root, pythons)
+        executable = build_zipapp(root, native_launcher(arch), pythons)
         return write_zip([(LAYER_ENTRY, executable, 0o755)], zipfile.ZIP_DEFLATED)
-    executable = build_zipapp(root, pythons, CHOOSE_BUNDLED)
+    versions = tuple(pythons or ())
+    executable = build_zipapp(root, bundled_launcher, pythons, versions)
     return write_zip([(LAYER_ENTRY, executable, 0o755), *bundled], zipfile.ZIP_DEFLATED)
 
 
@@ -433,8 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--arch",
         choices=ARCHES,
-        help="the architecture the layer is published for (required). Without --with-python "
-        "it only names the output file: the content is pure Python and the same for both.",
+        help="the architecture the layer is published for (required): its launcher's (and "
+        "with --with-python its interpreter's). The first build on a machine downloads Zig "
+        "from PyPI into the build cache ($XDG_CACHE_HOME or ~/.cache, /" + NAME + ").",
     )
     parser.add_argument(
         "--with-python",
@@ -468,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.sources is not None and not args.with_python:
         parser.error("--sources goes with --with-python")
     if args.with_python:
-        # Imported here: the small layer's build needs none of it (nor its toolchain).
+        # Imported here: the small layer's build needs none of it (only its Zig).
         from bundled_python.layer import bundled_files  # noqa: PLC0415
 
         try:
@@ -480,11 +459,16 @@ def main(argv: list[str] | None = None) -> int:
         major_minor = ".".join(bundle.version.split(".")[:2])
         data = build_layer(
             ROOT,
+            args.arch,
             pythons={major_minor: str(bundle.compiler)},
             bundled=bundled_entries(bundle.version, bundle.python),
         )
     else:
-        data = build_layer(ROOT)
+        try:
+            data = build_layer(ROOT, args.arch)
+        except BuildError as exc:
+            sys.stderr.write(f"build_layer: {exc}\n")
+            return 1
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(data)
     print(f"{output}  {len(data)} bytes  sha256 {hashlib.sha256(data).hexdigest()}")

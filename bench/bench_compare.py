@@ -6,7 +6,7 @@ Usage: python -m bench.bench_compare [--base REV] [--runs N]
 The base commit's files come from `git archive REV` and its own build_layer.py builds its
 layer; this tree's layer is built as every bench script builds it. Each run starts the bare
 interpreter (`python3 -I -S -c pass`, Popen to exit: the floor), then both extensions in an
-order that alternates, as Lambda would (sh launcher, fake Extensions API, moto credentials),
+order that alternates, as Lambda would (its launcher, fake Extensions API, moto credentials),
 timed from Popen to the fake receiving `register` and the first `next`. For a change that
 must leave cold start unchanged or better, such as a refactoring.
 """

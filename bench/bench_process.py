@@ -2,7 +2,7 @@
 
 Usage: python -m bench.bench_process [--runs N] [--python PATH] [--awake]
 
-Init: time from Popen of the layer's executable (its sh launcher execs `python3 -I -S`) to the
+Init: time from Popen of the layer's executable (its launcher execs `python3 -I -S`) to the
 fake Extensions API receiving the first `next`, without and with prefetch (one secret and one
 parameter, fetched from moto in parallel). Floors, measured the same way and interleaved run by
 run: bare `python3 -I -S -c pass` (Popen to exit), and a minimal Python extension (-I -S,

@@ -3,26 +3,25 @@
 Usage: python -m bench.bench_register [--runs N] [--python PATH] [--pin]
                                       [--with-python [--base REV]]
 
-Six ways to start, each adding one piece to the one before, interleaved run by run (the order
-rotates) and timed from Popen to the fake Extensions API receiving `register` (the first, the
-floor the goal names, to its exit):
+Five ways to start, interleaved run by run (the order rotates) and timed from Popen to the
+fake Extensions API receiving `register` (the first, the floor the goal names, to its exit).
+The first four each add one piece to the one before; each one's median minus the previous
+one's is that piece's cost:
   bare        python3 -I -S -c pass, Popen to exit
   +http       python3 -I -S, a `register` on a raw socket (_socket, as lifecycle sends it)
   +modules    the same after the launcher's program has set up its finder (the index of the
               zipapp's modules read) and imported `version` through it
   +ours       python3 -I -S -c <the launcher's program> <zipapp>: boot, lifecycle, the signal
-              waiter, listening, register (no shell)
-  +sh         the layer's executable with its launcher stripped of the `env --block-signal` probe
-  +env        the layer's executable as built (probe, then exec through env)
-Each step's median minus the previous one's is that piece's cost. `python3` is a symlink to
-the interpreter, as /var/lang/bin/python3 is on Lambda. --pin runs every step under
-`taskset -c 0`, as a 1-vCPU function's sandbox (the fake Extensions API stays unpinned).
---with-python times the layer built `--with-python` instead: its own interpreter (started
-with the launcher's flags, `-X utf8`, from `bare` on) and its executable, whatever --python.
-Its launcher has no probe (its interpreter blocks the stop signals itself): `+sh` is then
-the executable as built, and there is no `+env`. With --base REV, REV's executable built
---with-python by REV's build_layer.py takes turns with the steps: exec -> register, this /
-REV, in the same runs.
+              waiter, listening, register (Python registers: no launcher)
+  layer       the layer's executable as built: its native launcher registers before it execs
+              python3 (native_launcher/main.c)
+`python3` is a symlink to the interpreter, as /var/lang/bin/python3 is on Lambda. --pin runs
+every step under `taskset -c 0`, as a 1-vCPU function's sandbox (the fake Extensions API
+stays unpinned). --with-python times the layer built `--with-python` instead: its own
+interpreter (started with the launcher's flags, `-X utf8`, from `bare` on) and its
+executable (an sh launcher; the interpreter's main() registers), whatever --python. With
+--base REV, REV's executable built --with-python by REV's build_layer.py takes turns with
+the steps: exec -> register, this / REV, in the same runs.
 """
 
 from __future__ import annotations
@@ -39,7 +38,6 @@ from pathlib import Path
 from bench import harness, with_python
 from tests.fake_extensions_api import FakeExtensionsApi
 
-PROBE = "if env --block-signal=TERM "  # the launcher's probe line starts so
 RAW_REGISTER = """\
 import _socket, posix
 host, _, port = posix.environ[b"AWS_LAMBDA_RUNTIME_API"].rpartition(b":")
@@ -51,20 +49,7 @@ sock.sendall(b"POST /2020-01-01/extension/register HTTP/1.1\\r\\nHost: x\\r\\n"
              b"Content-Length: 24\\r\\nConnection: close\\r\\n\\r\\n" + body)
 sock.recv(4096)
 """
-STEPS = ("bare", "+http", "+modules", "+ours", "+sh", "+env")
-
-
-def without_probe(executable: Path, out: Path) -> Path:
-    """The executable with its launcher exec'ing python3 directly, skipping env.
-
-    The probe's two lines become a comment of the same length: the zip's offsets stay valid.
-    """
-    data = executable.read_bytes()
-    cut = data.index(b"\n" + PROBE.encode()) + 1
-    end = data.index(b"; fi\n", cut) + len(b"; fi\n")
-    out.write_bytes(data[:cut] + b"#" * (end - cut - 1) + b"\n" + data[end:])
-    out.chmod(0o755)
-    return out
+STEPS = ("bare", "+http", "+modules", "+ours", "layer")
 
 
 class Timer:
@@ -127,13 +112,11 @@ def main() -> None:
             opt = tmp / "opt"
             executable = with_python.unpack(with_python.build("x86_64", tmp / "wp.zip"), opt)
             python = with_python.interpreter(opt)
-            flags = ["-X", "utf8"]  # CHOOSE_BUNDLED's $pyflags
+            flags = ["-X", "utf8"]  # as its launcher starts it
         else:
             _, executable = harness.build_layer(python, tmp)
         version = harness.python_version(python)
-        probed = PROBE.encode() in executable.read_bytes()
-        no_probe = without_probe(executable, executable.with_name("no-probe")) if probed else None
-        names = [*(STEPS if probed else STEPS[:-1]), *(["base"] if args.base else [])]
+        names = [*STEPS, *(["base"] if args.base else [])]
         base = with_python.base(args.base, tmp) if args.base else None
         path = harness.interpreter_path(python, tmp)
         python3 = path.split(":")[0] + "/python3"
@@ -162,8 +145,7 @@ def main() -> None:
                 "+ours": lambda: timer.to_register(
                     [python3, *flags, "-I", "-S", "-c", main_program, str(executable)]
                 ),
-                "+sh": lambda: timer.to_register([str(no_probe or executable)]),
-                "+env": lambda: timer.to_register([str(executable)]),
+                "layer": lambda: timer.to_register([str(executable)]),
                 "base": lambda: timer.to_register([str(base)]),
             }
             samples: dict[str, list[float]] = {name: [] for name in names}
@@ -173,8 +155,8 @@ def main() -> None:
                 turn = run % len(names)
                 for name in names[turn:] + names[:turn]:
                     samples[name].append(steps[name]())
-    layer = "the layer built --with-python, its own" if args.with_python else "the small layer,"
-    print(f"# bench_register: {harness.machine()}, {layer} python {version}")
+    kind = "the layer built --with-python, its own" if args.with_python else "the small layer,"
+    print(f"# bench_register: {harness.machine()}, {kind} python {version}")
     print(f"# `uptime` at the end: {harness.load_averages()}")
     pinned = ", pinned to one CPU (taskset -c 0)" if args.pin else ""
     print(f"# {args.runs} interleaved runs of each{pinned}; medians\n")
@@ -182,20 +164,20 @@ def main() -> None:
     print("| step | Popen to register (bare: to exit) | added | added / bare |")
     print("|---|---:|---:|---:|")
     previous = 0.0
-    for name in names:
-        if name == "base":
-            continue
+    for name in STEPS[:-1]:
         med = harness.median(samples[name])
         added = med - previous
         print(f"| {name} | {med:.2f} ms | {added:+.2f} ms | {added / bare:+.2f} |")
         previous = med
-    print(f"\nexec -> register / bare: {previous / bare:.2f} (goal <= 1.5)")
+    layer = harness.median(samples["layer"])
+    print(f"| layer | {layer:.2f} ms | | {layer / bare:.2f} of bare |")
+    print(f"\nexec -> register / bare: {layer / bare:.2f} (goal <= 1.5)")
     if args.base:
         then = harness.median(samples["base"])
         print(
             f"exec -> register, {args.base}'s executable {then:.2f} ms, this one's "
-            f"{previous:.2f} ms: {previous - then:+.2f} ms, "
-            f"this / {args.base} {previous / then:.3f}"
+            f"{layer:.2f} ms: {layer - then:+.2f} ms, "
+            f"this / {args.base} {layer / then:.3f}"
         )
 
 

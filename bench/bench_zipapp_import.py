@@ -99,10 +99,12 @@ def main() -> None:
     if len(PYTHONS) < 2:
         sys.exit("needs at least two Pythons 3.10-3.14 under ~/.pyenv/versions")
     builds = {
-        python: build_layer.build_zipapp(build_layer.ROOT, {version_of(python): str(python)})
+        python: build_layer.build_zipapp(
+            build_layer.ROOT, harness.no_launcher, {version_of(python): str(python)}
+        )
         for python in PYTHONS
     }
-    source_only = build_layer.build_zipapp(build_layer.ROOT, {})
+    source_only = build_layer.build_zipapp(build_layer.ROOT, harness.no_launcher, {})
     with tempfile.TemporaryDirectory() as tmp:
         for index, python in enumerate(PYTHONS):
             other = PYTHONS[index - 1]  # any other version will do

@@ -27,7 +27,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from build_layer import build_zipapp
+from build_layer import build_zipapp, native_launcher
+from bundled_python.build import host_arch
 from parameters_secrets_extension.version import NAME
 from tests.conftest import (
     REGION,
@@ -211,16 +212,25 @@ def unpack_layer(layer: bytes, opt: Path) -> Path:
 def source_only(out: Path) -> Path:
     """This tree's executable built without bytecode: every import compiles its source."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(build_zipapp(ROOT, pythons={}))
+    out.write_bytes(build_zipapp(ROOT, native_launcher(host_arch()), pythons={}))
     out.chmod(0o755)
     return out
 
 
+def no_launcher(main: str) -> bytes:
+    """build_zipapp's launcher for a zipapp that python3 runs itself: none."""
+    return b""
+
+
 def launcher_program(executable: Path) -> str:
-    """The -c program the launcher passes to python3 (between main=' and the closing quote)."""
+    """The -c program the launcher passes to python3: the zip's __main__.py (an older build's
+    sh launcher holds it between main=' and the closing quote)."""
     data = executable.read_bytes()
-    script = data[: data.index(b"PK\x03\x04")].decode()
-    return script.split("main='", 1)[1].split("'\n", 1)[0]
+    if data.startswith(b"#!/bin/sh\n") and b"main='" in data[: data.index(b"PK\x03\x04")]:
+        script = data[: data.index(b"PK\x03\x04")].decode()
+        return script.split("main='", 1)[1].split("'\n", 1)[0]
+    with zipfile.ZipFile(executable) as archive:
+        return archive.read("__main__.py").decode()
 
 
 def importing(executable: Path, statement: str) -> str:

@@ -422,8 +422,7 @@ def test_the_bundled_interpreter_opens_nothing_outside_the_layer(
     poisoned = function._replace(env={**function.env, **_poisoned(task)})
     paths = _traced_lifecycle(layer.executable, poisoned, tmp_path)
     assert str(layer.interpreter) in paths  # it ran, from the layer
-    # Nor does its launcher run any command: its interpreter blocks the stop signals itself
-    # (the small layer's launcher runs `env`).
+    # Nor does its launcher run any command: its interpreter blocks the stop signals itself.
     assert _outside(paths, layer.opt, set()) == []
 
 
@@ -504,6 +503,27 @@ def test_the_launcher_execs_the_interpreter_itself_which_blocks_the_signals_firs
     assert after and _BLOCKS_STOP.search(after[0]), after[:3]
 
 
+def test_the_small_layers_launcher_blocks_the_signals_then_execs_python3(
+    extension_executable: Path, tmp_path: Path
+) -> None:
+    # Its first word on SIGINT or SIGTERM blocks both, and the mask survives its one exec:
+    # PATH's python3, with nothing between them.
+    strace = require("strace", "strace")
+    trace = tmp_path / "trace"
+    command = [strace, "-f", "-qq", "-e", "trace=execve,rt_sigprocmask,rt_sigaction"]
+    subprocess.run(
+        [*command, "-o", str(trace), str(extension_executable), "--version"],
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        check=True,
+    )
+    lines = trace.read_text().splitlines()
+    execs = [(n, m[1]) for n, line in enumerate(lines) if (m := _EXECVE.search(line))]
+    assert [program for _, program in execs] == [str(extension_executable), "/usr/bin/python3"]
+    before = [line for line in lines[: execs[-1][0]] if _STOP_NAMED.search(line)]
+    assert before and _BLOCKS_STOP.search(before[0]), before[:3]
+
+
 _EXECVE = re.compile(r'execve\("([^"]+)".* = 0$')
 _STOP_NAMED = re.compile(r"rt_sig(procmask|action)\(.*\b(SIG)?(INT|TERM)\b")
 _BLOCKS_STOP = re.compile(r"rt_sigprocmask\(SIG_BLOCK, \[INT TERM\]")
@@ -567,24 +587,57 @@ def lambda_settings(moto: Moto, lambda_credentials: LambdaCredentials) -> dict[s
     }
 
 
-def test_the_layers_interpreter_registers_before_python_imports_anything(
-    layers: Callable[[str], Layer], lambda_settings: dict[str, str], tmp_path: Path
+# Both layers register before Python starts: the small one from its native launcher
+# (native_launcher/main.c), the other from its interpreter's main(). Python alone (the
+# zipapp run by python3, no launcher) is the reference every early start is compared with.
+KINDS = ("small", "bundled")
+
+
+def _executable(kind: str, layers: Callable[[str], Layer], small: Path) -> Path:
+    return small if kind == "small" else layers("x86_64").executable
+
+
+def _python_alone(executable: Path, directory: Path) -> Path:
+    """A script named as `executable` that runs it with PATH's python3 and no launcher:
+    Python listens and registers itself."""
+    wrapper = directory / executable.name
+    wrapper.parent.mkdir(parents=True)
+    wrapper.write_text(f'#!/bin/sh\nexec python3 -I -S "{executable}" "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_layer_registers_before_python_imports_anything(
+    layers: Callable[[str], Layer],
+    extension_executable: Path,
+    lambda_settings: dict[str, str],
+    tmp_path: Path,
+    kind: str,
 ) -> None:
-    # The layer as Lambda unpacks it, its interpreter a wrapper adding -X importtime (the
+    # The layer as Lambda unpacks it, its python3 a wrapper adding -X importtime (the
     # launcher's -I hides PYTHONPROFILEIMPORTTIME): Python writes a line as each import ends.
+    # The small layer's is PATH's python3; the other layer's its own.
     strace = require("strace", "strace")
-    layer = layers("x86_64")
-    executable = tmp_path / "opt" / "extensions" / layer.executable.name
+    source = _executable(kind, layers, extension_executable)
+    executable = tmp_path / "opt" / "extensions" / source.name
     executable.parent.mkdir(parents=True)
-    shutil.copy2(layer.executable, executable)
-    python = tmp_path / "opt" / build_layer.BUNDLED_PYTHON
+    shutil.copy2(source, executable)
+    settings = dict(lambda_settings)
+    if kind == "small":
+        python = tmp_path / "bin" / "python3"
+        real = shutil.which("python3", path=settings["PATH"])
+        settings["PATH"] = f"{python.parent}:{settings['PATH']}"
+    else:
+        python = tmp_path / "opt" / build_layer.BUNDLED_PYTHON
+        real = str(layers("x86_64").interpreter)
     python.parent.mkdir(parents=True)
-    python.write_text(f'#!/bin/sh\nexec "{layer.interpreter}" -X importtime "$@"\n')
+    python.write_text(f'#!/bin/sh\nexec "{real}" -X importtime "$@"\n')
     python.chmod(0o755)
     # Lambda's name for it, the file name, is what registers: the trace wraps it in a
     # directory of its own. -s: enough of each write to tell `register` from an import.
     trace = tmp_path / "trace"
-    traced = tmp_path / "traced" / layer.executable.name
+    traced = tmp_path / "traced" / source.name
     traced.parent.mkdir()
     traced.write_text(
         f"#!/bin/sh\nexec {strace} -f -qq -s 64 -e trace=sendto,write -o {trace} "
@@ -593,7 +646,7 @@ def test_the_layers_interpreter_registers_before_python_imports_anything(
     traced.chmod(0o755)
     seen = _lifecycle(
         traced,
-        lambda api: {**lambda_settings, "AWS_LAMBDA_RUNTIME_API": api},
+        lambda api: {**settings, "AWS_LAMBDA_RUNTIME_API": api},
         tmp_path / "extension.log",
     )
     assert seen.served and seen.exit_code == 0, (tmp_path / "extension.log").read_text()
@@ -601,36 +654,39 @@ def test_the_layers_interpreter_registers_before_python_imports_anything(
     register = [n for n, line in enumerate(lines) if _SENDS_REGISTER.match(line)]
     imports = [n for n, line in enumerate(lines) if _IMPORT_TIME.match(line)]
     assert imports, lines[:20]  # -X importtime took effect
-    # Sent once, by the interpreter's main(), before Python's first import ended.
+    # Sent once, before Python's first import ended.
     assert len(register) == 1 and register[0] < imports[0], lines[: imports[0] + 3]
 
 
 @pytest.mark.parametrize("snapstart", [False, True], ids=["on-demand", "snap-start"])
-def test_the_early_register_is_the_small_layers_byte_for_byte(
+def test_each_early_register_is_pythons_byte_for_byte(
     layers: Callable[[str], Layer],
     extension_executable: Path,
     lambda_settings: dict[str, str],
     tmp_path: Path,
     snapstart: bool,
 ) -> None:
-    # The same settings under the runtime's python3 (the small layer: Python registers) and
-    # under the layer's own interpreter (its main() registers): the same request, to the byte.
+    # The same settings under Python alone (Python registers), the small layer (its launcher
+    # registers) and the layer built --with-python (its interpreter's main() registers): the
+    # same request, to the byte, and the same start.
     extra = {"AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start"} if snapstart else {}
 
     def settings(api: str) -> dict[str, str]:
         return {**lambda_settings, **extra, "AWS_LAMBDA_RUNTIME_API": api}
 
-    small = _lifecycle(extension_executable, settings, tmp_path / "small.log")
-    bundled = _lifecycle(layers("x86_64").executable, settings, tmp_path / "bundled.log")
-    assert small.served and small.exit_code == 0 and small.init_errors == []
+    alone = _python_alone(extension_executable, tmp_path / "alone")
+    python = _lifecycle(alone, settings, tmp_path / "python.log")
+    assert python.served and python.exit_code == 0 and python.init_errors == []
     events = b'["INVOKE", "SHUTDOWN"]' if snapstart else b'["SHUTDOWN"]'
-    assert len(small.registrations) == 1 and small.registrations[0].endswith(events + b"}")
-    assert bundled == small
+    assert len(python.registrations) == 1 and python.registrations[0].endswith(events + b"}")
+    for kind in KINDS:
+        executable = _executable(kind, layers, extension_executable)
+        assert _lifecycle(executable, settings, tmp_path / f"{kind}.log") == python, kind
 
 
-# Settings the interpreter's main() leaves to Python, each a change to Lambda's environment
-# given the fake's host:port and a port no one listens on: each start must then go exactly
-# as the small layer's, down to the report to init/error and the warnings.
+# Settings that register_early.c leaves to Python, each a change to Lambda's environment
+# given the fake's host:port and a port no one listens on: each layer's start must then go
+# exactly as Python alone's, down to the report to init/error and the warnings.
 FALLBACKS: dict[str, Callable[[dict[str, str], str, int], dict[str, str]]] = {
     "port taken": lambda env, api, closed: env,  # the test holds the port (below)
     "runtime API a host name": lambda env, api, closed: {
@@ -652,20 +708,20 @@ FALLBACKS: dict[str, Callable[[dict[str, str], str, int], dict[str, str]]] = {
 
 
 @pytest.mark.parametrize("case", FALLBACKS)
-def test_what_the_interpreter_leaves_to_python_goes_as_in_the_small_layer(
+def test_what_the_early_register_leaves_to_python_goes_as_in_python_alone(
     layers: Callable[[str], Layer],
     extension_executable: Path,
     lambda_settings: dict[str, str],
     tmp_path: Path,
     case: str,
 ) -> None:
-    layer = layers("x86_64")
-    executables = {"small": extension_executable, "bundled": layer.executable}
+    executables = {kind: _executable(kind, layers, extension_executable) for kind in KINDS}
     if case == "name not printable":  # Lambda's name for the extension holds a tab
         executables = {
-            "small": _renamed(extension_executable, tmp_path / "small", "parameters\tsecrets"),
-            "bundled": _renamed(layer.executable, tmp_path / "bundled", "parameters\tsecrets"),
+            kind: _renamed(executable, tmp_path / kind, "parameters\tsecrets")
+            for kind, executable in executables.items()
         }
+    executables["python"] = _python_alone(executables["small"], tmp_path / "alone")
     closed = free_port()
 
     def settings(api: str) -> dict[str, str]:
@@ -681,17 +737,17 @@ def test_what_the_interpreter_leaves_to_python_goes_as_in_the_small_layer(
             kind: _lifecycle(executable, settings, tmp_path / f"{kind}.log")
             for kind, executable in executables.items()
         }
-    assert seen["bundled"] == seen["small"]
+    python = seen["python"]
+    assert seen["small"] == python and seen["bundled"] == python
     # And each case went through the Python rule or report it is named for.
-    small = seen["small"]
     if case == "port taken":
-        assert [error for error, _ in small.init_errors] == ["Extension.PortUnavailable"]
+        assert [error for error, _ in python.init_errors] == ["Extension.PortUnavailable"]
     elif case == "port not a number":  # a WARN naming it; served on the default port if free
-        assert any(PORT_VARIABLE in line and "WARN" in line for line in small.problems)
+        assert any(PORT_VARIABLE in line and "WARN" in line for line in python.problems)
     elif case in ("runtime API unreachable", "name not printable"):
-        assert small.exit_code == 1 and small.problems and not small.served
+        assert python.exit_code == 1 and python.problems and not python.served
     else:
-        assert small.served and small.exit_code == 0 and not small.problems
+        assert python.served and python.exit_code == 0 and not python.problems
 
 
 def _renamed(executable: Path, opt: Path, name: str) -> Path:
@@ -740,11 +796,16 @@ def test_the_interpreters_port_rule_reads_only_what_python_reads_the_same_way(
     assert [value for value, port in read.items() if port] == list(PORT_VALUES[:6])
 
 
+@pytest.mark.parametrize("kind", KINDS)
 def test_a_stop_signal_while_registering_early_ends_the_extension_with_0(
-    layers: Callable[[str], Layer], lambda_settings: dict[str, str], tmp_path: Path
+    layers: Callable[[str], Layer],
+    extension_executable: Path,
+    lambda_settings: dict[str, str],
+    tmp_path: Path,
+    kind: str,
 ) -> None:
-    # SIGTERM arrives while Lambda holds the answer to the register request that main() sent:
-    # it waits, blocked, for the extension's boot, which exits 0 as on any stop.
+    # SIGTERM arrives while Lambda holds the answer to the register request sent before
+    # Python started: it waits, blocked, for the extension's boot, which exits 0 as on any stop.
     fake = FakeExtensionsApi()
     started: list[ExtensionProcess] = []
     popened = threading.Event()
@@ -755,17 +816,23 @@ def test_a_stop_signal_while_registering_early_ends_the_extension_with_0(
 
     fake.on_register = stop  # set before the start: the request leaves within milliseconds
     env = {**lambda_settings, "AWS_LAMBDA_RUNTIME_API": fake.address}
-    with fake, ExtensionProcess(layers("x86_64").executable, env, tmp_path / "ext.log") as ext:
+    executable = _executable(kind, layers, extension_executable)
+    with fake, ExtensionProcess(executable, env, tmp_path / "ext.log") as ext:
         started.append(ext)
         popened.set()
         assert ext.proc.wait(30) == 0, ext.output()
         assert len(fake.calls.registrations) == 1 and fake.calls.init_errors == []
 
 
-def test_with_arguments_or_without_lambda_the_interpreter_registers_nothing(
-    layers: Callable[[str], Layer], lambda_settings: dict[str, str], tmp_path: Path
+@pytest.mark.parametrize("kind", KINDS)
+def test_with_arguments_or_without_lambda_the_layer_registers_nothing(
+    layers: Callable[[str], Layer],
+    extension_executable: Path,
+    lambda_settings: dict[str, str],
+    tmp_path: Path,
+    kind: str,
 ) -> None:
-    executable = layers("x86_64").executable
+    executable = _executable(kind, layers, extension_executable)
     with FakeExtensionsApi() as fake:
         env = {**lambda_settings, "AWS_LAMBDA_RUNTIME_API": fake.address}
         for argument in ("--version", "--help"):  # the launcher asks only without arguments
@@ -781,20 +848,24 @@ def test_with_arguments_or_without_lambda_the_interpreter_registers_nothing(
         assert ext.proc.wait(30) == 0, ext.output()
 
 
+@pytest.mark.parametrize("alone", [True, False], ids=["python alone", "small layer"])
 def test_a_function_cannot_hand_the_extension_sockets(
-    extension_executable: Path, lambda_settings: dict[str, str], tmp_path: Path
+    extension_executable: Path, lambda_settings: dict[str, str], tmp_path: Path, alone: bool
 ) -> None:
-    # The hand-over variable set by a function, under the runtime's python3 (nothing of the
-    # layer's interpreter sets or removes it): descriptors that are not sockets are ignored,
-    # and the extension listens and registers itself.
+    # The hand-over variable set by a function: Python alone ignores descriptors that are not
+    # sockets, and the launcher removes the variable before it sets its own. Either way the
+    # extension registers once and serves.
     from parameters_secrets_extension.lambda_api import boot
 
+    executable = extension_executable
+    if alone:
+        executable = _python_alone(extension_executable, tmp_path / "alone")
     for value in ("0 1", "1 2 9999", "x"):
 
         def settings(api: str, value: str = value) -> dict[str, str]:
             return {**lambda_settings, "AWS_LAMBDA_RUNTIME_API": api, boot.EARLY_SOCKETS: value}
 
-        seen = _lifecycle(extension_executable, settings, tmp_path / "extension.log")
+        seen = _lifecycle(executable, settings, tmp_path / "extension.log")
         assert seen.served and seen.exit_code == 0 and len(seen.registrations) == 1, value
 
 

@@ -146,7 +146,7 @@ def test_prune_keeps_the_most_recently_used_builds_of_each_arch(tmp_path: Path) 
 def bundled_layer(tmp_path: Path) -> Path:
     """A --with-python layer whose interpreter is FAKE_PYTHON, unpacked; its executable."""
     entries = [(build_layer.BUNDLED_PYTHON, FAKE_PYTHON.encode(), 0o755)]
-    layer = build_layer.build_layer(build_layer.ROOT, pythons={}, bundled=entries)
+    layer = build_layer.build_layer(build_layer.ROOT, "x86_64", pythons={}, bundled=entries)
     return unpack_layer(layer, tmp_path / "opt")
 
 
@@ -203,38 +203,22 @@ def test_launcher_finds_its_interpreter_when_started_by_a_relative_path(
 
 
 def test_small_layer_launcher_passes_no_flag_of_the_functions(tmp_path: Path) -> None:
-    # The small layer runs PATH's python3 (here a fake) with no -X of its own, and a
-    # function's variable named like the launcher's $pyflags adds none either.
+    # The small layer's native launcher runs PATH's python3 (here a fake: no
+    # /var/lang/bin/python3 on this machine) with -I -S -c and its program, then its own path
+    # and arguments; a function's variable named like the bundled launcher's $pyflags adds
+    # nothing.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "python3").write_text(FAKE_PYTHON)
     (bin_dir / "python3").chmod(0o755)
     executable = tmp_path / NAME
     main = build_layer.main_program(0, 0)
-    executable.write_text(build_layer.launcher(main).replace("/var/lang/bin/python3", "/none"))
+    executable.write_bytes(build_layer.native_launcher(build.host_arch())(main))
     executable.chmod(0o755)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "pyflags": "-X importtime"}
     subprocess.run([str(executable), "--version"], env=env, check=True, timeout=30)
     argv = (bin_dir / "argv").read_text().split("\0")[:-1]
-    assert argv[:3] == ["-I", "-S", "-c"] and argv[4:] == [str(executable), "--version"]
-
-
-def test_small_layer_launcher_is_unchanged_by_the_bundled_variant() -> None:
-    main = build_layer.main_program(0, 0)
-    small = build_layer.launcher(main)
-    assert "/var/lang/bin/python3" in small and NAME + "/bin/python3" not in small
-    bundled = build_layer.launcher(main, build_layer.CHOOSE_BUNDLED)
-    # Both end the same way: only the lines that set $py differ, and how the stop signals
-    # stay blocked (the small layer's through env, if it can; the bundled interpreter's itself).
-    assert build_layer.ENV_HANDOVER in small and build_layer.OWN_HANDOVER not in small
-    assert build_layer.OWN_HANDOVER in bundled and "env --block-signal" not in bundled
-    tails = [
-        small.replace(build_layer.ENV_HANDOVER, "").split('if [ -n "$py" ]', 1)[1],
-        bundled.replace(build_layer.OWN_HANDOVER, "").split('if [ -n "$py" ]', 1)[1],
-    ]
-    assert tails[0] == tails[1]
-    assert "{" + "choose}" not in bundled and "{" + "interpreter}" not in bundled
-    assert "{" + "handover}" not in bundled and "{" + "handover}" not in small
+    assert argv == ["-I", "-S", "-c", main, str(executable), "--version"]
 
 
 def test_a_read_only_cache_still_serves_its_build(tmp_path: Path) -> None:

@@ -34,9 +34,10 @@ else:
     import _signal  # `signal` itself imports enum, about 2 ms before registering
 
 BACKLOG = 512  # connections the kernel holds for us before the server accepts them
-# Set by the main() of the layer's own interpreter when it has listened and sent `register`
-# before Python started (bundled_python/register_early.c: why, and when it does not):
-# "<register> <127.0.0.1>[ <::1>]", the sockets' file descriptors. Read and removed here.
+# Set when the small layer's native launcher or the main() of the --with-python layer's own
+# interpreter has listened and sent `register` before Python started
+# (bundled_python/register_early.c: why, and when it does not): "<register> <127.0.0.1>[
+# <::1>]", the sockets' file descriptors. Read and removed here.
 EARLY_SOCKETS = "PARAMETERS_SECRETS_EXTENSION_EARLY_SOCKETS"
 STOP_SIGNALS = {_signal.SIGTERM, _signal.SIGINT}
 USAGE = f"""\
@@ -72,7 +73,7 @@ def main(run: "Run | None" = None) -> int:
     port = http_port(getenv(PORT_VARIABLE)) or DEFAULT_PORT
     runtime_api = getenv("AWS_LAMBDA_RUNTIME_API") or None
     api = lifecycle.ExtensionsApi(runtime_api) if runtime_api else None
-    # The request already sent, with the listeners, by the layer's interpreter; else none.
+    # The request already sent, with the listeners, before Python started; else none.
     handed = _handed_over() if api is not None else None
     try:
         sockets = handed[1] if handed is not None else listen(port)
@@ -109,8 +110,8 @@ def getenv(name: str) -> str:
 
 def _handed_over() -> "tuple[_socket.socket, list[_socket.socket]] | None":
     """The register socket and the listeners named by EARLY_SOCKETS, adopted; None when
-    unset or not sockets of ours. Asked only with AWS_LAMBDA_RUNTIME_API set: the layer's
-    interpreter sets the variable only then (and removes any other value)."""
+    unset or not sockets of ours. Asked only with AWS_LAMBDA_RUNTIME_API set: the launcher and
+    the layer's interpreter set the variable only then (and remove any other value)."""
     raw = posix.environ.pop(EARLY_SOCKETS.encode(), b"")
     if not raw:
         return None
