@@ -2,9 +2,9 @@
  *
  * Why native: Lambda starts the function's runtime only once every extension has registered,
  * so all that comes before `register` delays the function's own init. Through sh and the
- * runtime's python3, `register` left 10-13 ms after exec, most of it the interpreter's start
- * (BENCHMARKS.md). From here it leaves within a millisecond, and Python's start then runs
- * while Lambda starts the function's runtime.
+ * runtime's python3, `register` left 11-16 ms after exec, most of it the interpreter's start;
+ * from here it leaves about 1 ms after, and Python's start then runs while Lambda starts the
+ * function's runtime (BENCHMARKS.md, round 10).
  *
  * What, in order:
  * 1. Block SIGTERM and SIGINT. The mask survives exec: a stop signal that comes before the
@@ -50,7 +50,7 @@ int main(int argc, char **argv)
 {
     static char self[PATH_MAX];
     sigset_t stop;
-    const char *name = strrchr(argv[0], '/');
+    const char *name;
     const char *python;
     char **args;
     ssize_t length;
@@ -61,8 +61,13 @@ int main(int argc, char **argv)
     sigaddset(&stop, SIGINT);
     sigprocmask(SIG_BLOCK, &stop, NULL);
 
+    if (argc < 1 || argv[0] == NULL) { /* execve() without even a program name */
+        fputs(PRODUCT_NAME ": started without argv[0]\n", stderr);
+        return 2;
+    }
     /* Lambda insists that Lambda-Extension-Name equals the executable's file name, as the
      * path it was started by shows it (a link's name, not its target's). */
+    name = strrchr(argv[0], '/');
     name = name != NULL ? name + 1 : argv[0];
     if (argc == 1 && setenv(EARLY_NAME_VARIABLE, name, 1) == 0) {
         register_early();
