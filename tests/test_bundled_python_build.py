@@ -169,7 +169,7 @@ def test_launcher_runs_the_layers_interpreter_isolated(bundled_layer: Path) -> N
         "LD_LIBRARY_PATH": "/var/task/lib",
         "LD_PRELOAD": "/var/task/lib/hook.so",
         "PYTHONPATH": "/var/task",
-        # A function's variable named like the launcher's own: it must not reach python3.
+        # A function's variable of the name the launchers once took python3's flags from.
         "pyflags": "-X importtime",
         "LC_ALL": "en_US.ISO-8859-1",
     }
@@ -205,8 +205,8 @@ def test_launcher_finds_its_interpreter_when_started_by_a_relative_path(
 def test_small_layer_launcher_passes_no_flag_of_the_functions(tmp_path: Path) -> None:
     # The small layer's native launcher runs PATH's python3 (here a fake: no
     # /var/lang/bin/python3 on this machine) with -I -S -c and its program, then its own path
-    # and arguments; a function's variable named like the bundled launcher's $pyflags adds
-    # nothing.
+    # and arguments; a function's variable of the name the shell launchers once took python3's
+    # flags from adds nothing.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "python3").write_text(FAKE_PYTHON)
