@@ -221,6 +221,16 @@ def test_small_layer_launcher_passes_no_flag_of_the_functions(tmp_path: Path) ->
     assert argv == ["-I", "-S", "-c", main, str(executable), "--version"]
 
 
+def test_the_bundled_launcher_is_done_before_the_zip() -> None:
+    # The shell reads its script as it runs it: its last line must exec (or, failing, exit),
+    # so that it never reads a byte of the zip after it.
+    main = build_layer.main_program(0, 0)
+    script = build_layer.bundled_launcher(main).decode()
+    assert script.startswith("#!/bin/sh\n") and script.endswith("\n")
+    assert script.splitlines()[-1] == 'exec "$py" -X utf8 -I -S -c "$main" "$0" "$@"'
+    assert script.count("exec ") == 1 and main in script
+
+
 def test_a_read_only_cache_still_serves_its_build(tmp_path: Path) -> None:
     """A cache mounted read-only (a shared CI cache) is used as it is, not refused because
     its entry's time cannot be touched. As root, only a read-only mount can refuse the write."""
